@@ -1,0 +1,375 @@
+//! Finding and connecting to the database.
+//!
+//! With a configured URL, tasker connects to it. Without one it uses "the
+//! default database that just works": a PostgreSQL on 127.0.0.1:5432 (user
+//! `postgres`), creating database `tasker` there if missing; when nothing
+//! answers, a private cluster started under a data directory with the system's
+//! PostgreSQL binaries, stopped again when the returned [`Database`] is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+/// What went wrong while finding or starting a database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database URL is not valid: {0}")]
+    BadUrl(String),
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "no database configured and none found: nothing answers on 127.0.0.1:5432 and no \
+         PostgreSQL server binaries were found (looked in {searched}). Install PostgreSQL \
+         (Debian: apt-get install postgresql) or set DATABASE_URL / TASKER_DATABASE__URL"
+    )]
+    NoPostgres { searched: String },
+    #[error("starting a private PostgreSQL cluster in {data_dir} failed: {step}: {detail}")]
+    PrivateCluster {
+        data_dir: String,
+        step: &'static str,
+        detail: String,
+    },
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// How to reach the database: an explicit URL or the local default.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    /// Explicit URL; `None` means the local default database.
+    pub url: Option<String>,
+    /// Name of the database created on the local server when no URL is given.
+    pub database_name: String,
+    /// Where a private cluster keeps its files.
+    pub data_dir: PathBuf,
+    /// Port of the private cluster.
+    pub private_port: u16,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        DbSettings {
+            url: None,
+            database_name: "tasker".into(),
+            data_dir: PathBuf::from(".tasker/pgdata"),
+            private_port: 54329,
+            max_connections: 16,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A connected pool, plus the private cluster it runs on (if any).
+pub struct Database {
+    pub pool: PgPool,
+    /// The URL in use, with any password removed (safe to log).
+    pub display_url: String,
+    cluster: Option<PrivateCluster>,
+}
+
+impl Database {
+    /// Connects as `settings` say, creating or starting the default database when
+    /// no URL is configured.
+    pub async fn open(settings: &DbSettings) -> Result<Database, DbError> {
+        match &settings.url {
+            Some(url) => {
+                let opts = PgConnectOptions::from_str(url)
+                    .map_err(|e| DbError::BadUrl(e.to_string()))?;
+                let pool = pool(settings, opts.clone()).await?;
+                Ok(Database {
+                    pool,
+                    display_url: redact_url(url),
+                    cluster: None,
+                })
+            }
+            None => open_default(settings).await,
+        }
+    }
+
+    /// True when this process started the cluster it uses.
+    pub fn owns_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Closes the pool and stops a private cluster this process started.
+    pub async fn close(mut self) {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster.take() {
+            cluster.stop();
+        }
+    }
+}
+
+async fn pool(settings: &DbSettings, opts: PgConnectOptions) -> Result<PgPool, DbError> {
+    let target = format!(
+        "{}:{}/{}",
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or("")
+    );
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(opts.log_statements(tracing::log::LevelFilter::Trace))
+        .await
+        .map_err(|source| DbError::Connect { target, source })
+}
+
+async fn open_default(settings: &DbSettings) -> Result<Database, DbError> {
+    let local = PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(5432)
+        .username("postgres")
+        .database("postgres");
+    if let Ok(opts) = ensure_database(local.clone(), &settings.database_name).await {
+        let pool = pool(settings, opts).await?;
+        return Ok(Database {
+            pool,
+            display_url: format!(
+                "postgres://postgres@127.0.0.1:5432/{}",
+                settings.database_name
+            ),
+            cluster: None,
+        });
+    }
+    tracing::info!("nothing answers on 127.0.0.1:5432; starting a private PostgreSQL cluster");
+    let cluster = PrivateCluster::start(&settings.data_dir, settings.private_port)?;
+    let admin = PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(settings.private_port)
+        .username("postgres")
+        .database("postgres");
+    let opts = ensure_database(admin, &settings.database_name)
+        .await
+        .map_err(|source| DbError::Connect {
+            target: format!("private cluster on port {}", settings.private_port),
+            source,
+        })?;
+    let pool = pool(settings, opts).await?;
+    Ok(Database {
+        pool,
+        display_url: format!(
+            "postgres://postgres@127.0.0.1:{}/{}",
+            settings.private_port, settings.database_name
+        ),
+        cluster: Some(cluster),
+    })
+}
+
+/// Connects to the server's maintenance database and creates `name` if missing;
+/// returns options for `name`.
+async fn ensure_database(
+    admin: PgConnectOptions,
+    name: &str,
+) -> Result<PgConnectOptions, sqlx::Error> {
+    let mut conn = admin
+        .clone()
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .connect()
+        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        // CREATE DATABASE takes no parameters; quote the identifier.
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        if let Err(e) = sqlx::query(&sql).execute(&mut conn).await {
+            // Another process may have created it at the same moment.
+            let raced = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42P04" || c == "23505");
+            if !raced {
+                return Err(e);
+            }
+        }
+        tracing::info!(database = name, "created database");
+    }
+    conn.close().await?;
+    Ok(admin.database(name))
+}
+
+/// Removes the password from a connection URL so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "<unparseable url>".into(),
+    }
+}
+
+/// A PostgreSQL cluster this process initialised and started, stopped on drop.
+struct PrivateCluster {
+    bin_dir: PathBuf,
+    data_dir: PathBuf,
+    run_as_postgres: bool,
+    stopped: bool,
+}
+
+impl PrivateCluster {
+    fn start(data_dir: &Path, port: u16) -> Result<PrivateCluster, DbError> {
+        let bin_dir = find_pg_bin_dir()?;
+        let fail = |step: &'static str, detail: String| DbError::PrivateCluster {
+            data_dir: data_dir.display().to_string(),
+            step,
+            detail,
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| fail("create data dir", e.to_string()))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| fail("resolve data dir", e.to_string()))?;
+        // PostgreSQL refuses to run as root: hand the directory to `postgres`.
+        let run_as_postgres = is_root();
+        if run_as_postgres {
+            run(Command::new("chown").arg("-R").arg("postgres").arg(&data_dir))
+                .map_err(|e| fail("chown data dir to postgres", e))?;
+        }
+        let cluster = PrivateCluster {
+            bin_dir,
+            data_dir,
+            run_as_postgres,
+            stopped: false,
+        };
+        if !cluster.data_dir.join("PG_VERSION").exists() {
+            run(&mut cluster.pg_command("initdb", &[
+                "-D",
+                &cluster.data_dir.display().to_string(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ]))
+            .map_err(|e| fail("initdb", e))?;
+        }
+        let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {}", cluster.data_dir.display());
+        run(&mut cluster.pg_command("pg_ctl", &[
+            "-D",
+            &cluster.data_dir.display().to_string(),
+            "-o",
+            &opts,
+            "-l",
+            &cluster.data_dir.join("server.log").display().to_string(),
+            "-w",
+            "start",
+        ]))
+        .map_err(|e| fail("pg_ctl start", e))?;
+        Ok(cluster)
+    }
+
+    fn pg_command(&self, program: &str, args: &[&str]) -> Command {
+        let exe = self.bin_dir.join(program);
+        if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe).args(args);
+            c
+        } else {
+            let mut c = Command::new(exe);
+            c.args(args);
+            c
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let dir = self.data_dir.display().to_string();
+        if let Err(e) = run(&mut self.pg_command("pg_ctl", &["-D", &dir, "-m", "fast", "-w", "stop"])) {
+            tracing::warn!(error = %e, "stopping the private PostgreSQL cluster failed");
+        }
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The newest `/usr/lib/postgresql/<v>/bin` with `initdb`, or `initdb` on PATH.
+fn find_pg_bin_dir() -> Result<PathBuf, DbError> {
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").exists() && dir.join("pg_ctl").exists() {
+                return Ok(dir);
+            }
+        }
+    }
+    Err(DbError::NoPostgres {
+        searched: "/usr/lib/postgresql/*/bin and PATH".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert!(!redact_url("not a url with secret").contains("secret"));
+    }
+}
