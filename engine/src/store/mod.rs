@@ -1,0 +1,49 @@
+//! Reading and writing tasker's tables. SQL lives here and nowhere else; every
+//! multi-row change is one transaction.
+
+pub mod task;
+pub mod template;
+pub mod transition;
+
+use uuid::Uuid;
+
+use crate::queue::QueueError;
+use crate::template::TemplateError;
+pub use transition::{Cause, StoreTransitionError};
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("template {key} is not registered")]
+    TemplateNotFound { key: String },
+    #[error("namespace '{0}' is not registered (register a template in it first)")]
+    NamespaceNotFound(String),
+    #[error("template {key} is already registered with a different definition; templates are immutable, register a new version")]
+    TemplateConflict { key: String },
+    #[error("task input rejected by {key}: {source}")]
+    InputRejected {
+        key: String,
+        #[source]
+        source: TemplateError,
+    },
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("task {0} not found")]
+    TaskNotFound(Uuid),
+    #[error("step {0} not found")]
+    StepNotFound(Uuid),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Transition(#[from] StoreTransitionError),
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+impl From<crate::state::TransitionError> for StoreError {
+    fn from(e: crate::state::TransitionError) -> Self {
+        StoreError::Transition(e.into())
+    }
+}

@@ -1,0 +1,281 @@
+//! Creating tasks and reading them back.
+//!
+//! Creation is one transaction: the task, its steps, edges, the first
+//! transitions and a queue message for every root step commit together or not
+//! at all.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::template::TemplateCache;
+use super::StoreError;
+use crate::queue::{self, StepMessage};
+use crate::state::{StepState, TaskState};
+
+/// A request to create a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    pub namespace: String,
+    pub name: String,
+    /// Template version; `None` means the highest registered version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The task's input; must satisfy the template's `input_schema`.
+    #[serde(default = "empty_object")]
+    pub context: Value,
+    #[serde(default)]
+    pub priority: i32,
+    /// Creating twice with the same key (per namespace) returns the first task.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// The outcome of [`create`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Created {
+    pub task_id: Uuid,
+    /// False when an earlier task with the same idempotency key was returned.
+    pub created: bool,
+}
+
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Creates a task from a registered template, as described in the module docs.
+pub async fn create(
+    pool: &PgPool,
+    templates: &TemplateCache,
+    req: &NewTask,
+    processor_id: &str,
+) -> Result<Created, StoreError> {
+    let loaded = templates
+        .get(pool, &req.namespace, &req.name, req.version.as_deref())
+        .await?;
+    let template = &loaded.template;
+    template
+        .validate_input(&req.context)
+        .map_err(|source| StoreError::InputRejected { key: template.key(), source })?;
+    if let Some(key) = &req.idempotency_key {
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(StoreError::Corrupt(format!(
+                "idempotency_key must be 1..={MAX_IDEMPOTENCY_KEY} bytes"
+            )));
+        }
+    }
+    let queue_name = queue::step_queue(&template.namespace)?;
+
+    let task_id = Uuid::now_v7();
+    let mut tx = pool.begin().await?;
+    let inserted: Option<Uuid> = sqlx::query_scalar(
+        "INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (namespace, idempotency_key) DO NOTHING
+         RETURNING id",
+    )
+    .bind(task_id)
+    .bind(loaded.id)
+    .bind(&template.namespace)
+    .bind(&req.context)
+    .bind(req.priority)
+    .bind(&req.idempotency_key)
+    .bind(TaskState::StepsInProcess.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if inserted.is_none() {
+        let existing: Uuid = sqlx::query_scalar(
+            "SELECT id FROM tasker.tasks WHERE namespace = $1 AND idempotency_key = $2",
+        )
+        .bind(&template.namespace)
+        .bind(&req.idempotency_key)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.rollback().await?;
+        return Ok(Created { task_id: existing, created: false });
+    }
+
+    // The creation path, recorded as the transitions it is made of.
+    sqlx::query(
+        "INSERT INTO tasker.task_transitions (task_id, from_state, to_state, event, processor_id)
+         SELECT $1, f, t, e, $2
+           FROM unnest($3::text[], $4::text[], $5::text[]) AS x(f, t, e)",
+    )
+    .bind(task_id)
+    .bind(processor_id)
+    .bind([None, Some("pending"), Some("initializing"), Some("enqueuing_steps")])
+    .bind(["pending", "initializing", "enqueuing_steps", "steps_in_process"])
+    .bind(["create", "initialize", "enqueue_steps", "steps_enqueued"])
+    .execute(&mut *tx)
+    .await?;
+
+    let ids: Vec<Uuid> = template.steps.iter().map(|_| Uuid::now_v7()).collect();
+    let index = |name: &str| template.steps.iter().position(|s| s.name == name);
+    let states: Vec<&str> = template
+        .steps
+        .iter()
+        .map(|s| if s.depends_on.is_empty() { StepState::Enqueued.as_str() } else { StepState::Pending.as_str() })
+        .collect();
+    let retry: Vec<Value> = template
+        .steps
+        .iter()
+        .map(|s| serde_json::to_value(&s.retry))
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO tasker.steps (id, task_id, name, handler_name, handler_version, handler_config,
+                                   retry, max_attempts, timeout_seconds, pending_parents, state)
+         SELECT id, $1, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state
+           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[],
+                       $8::int[], $9::int[], $10::int[], $11::text[])
+             AS x(id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state)",
+    )
+    .bind(task_id)
+    .bind(&ids)
+    .bind(template.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
+    .bind(template.steps.iter().map(|s| s.handler.name.as_str()).collect::<Vec<_>>())
+    .bind(template.steps.iter().map(|s| s.handler.version.as_deref()).collect::<Vec<_>>())
+    .bind(template.steps.iter().map(|s| &s.handler.config).collect::<Vec<_>>())
+    .bind(&retry)
+    .bind(template.steps.iter().map(|s| s.retry.max_attempts as i32).collect::<Vec<_>>())
+    .bind(template.steps.iter().map(|s| s.timeout_seconds as i32).collect::<Vec<_>>())
+    .bind(template.steps.iter().map(|s| s.depends_on.len() as i32).collect::<Vec<_>>())
+    .bind(&states)
+    .execute(&mut *tx)
+    .await?;
+
+    let mut parents = Vec::new();
+    let mut children = Vec::new();
+    for (i, step) in template.steps.iter().enumerate() {
+        for dep in &step.depends_on {
+            let p = index(dep).ok_or_else(|| StoreError::Corrupt(format!("unknown dependency {dep}")))?;
+            parents.push(ids[p]);
+            children.push(ids[i]);
+        }
+    }
+    sqlx::query(
+        "INSERT INTO tasker.step_edges (task_id, parent_id, child_id)
+         SELECT $1, p, c FROM unnest($2::uuid[], $3::uuid[]) AS x(p, c)",
+    )
+    .bind(task_id)
+    .bind(&parents)
+    .bind(&children)
+    .execute(&mut *tx)
+    .await?;
+
+    // Audit: every step is created pending; roots move on to enqueued at once.
+    let roots: Vec<Uuid> = ids
+        .iter()
+        .zip(&states)
+        .filter(|(_, s)| **s == StepState::Enqueued.as_str())
+        .map(|(id, _)| *id)
+        .collect();
+    sqlx::query(
+        "INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
+         SELECT id, $1, NULL, 'pending', 'create', 0, $3 FROM unnest($2::uuid[]) AS x(id)
+         UNION ALL
+         SELECT id, $1, 'pending', 'enqueued', 'dependencies_met', 0, $3 FROM unnest($4::uuid[]) AS y(id)",
+    )
+    .bind(task_id)
+    .bind(&ids)
+    .bind(processor_id)
+    .bind(&roots)
+    .execute(&mut *tx)
+    .await?;
+
+    let messages: Vec<Value> = roots
+        .iter()
+        .map(|id| serde_json::json!(StepMessage { step_id: *id, task_id }))
+        .collect();
+    queue::send_batch(&mut tx, &queue_name, &messages).await?;
+    tx.commit().await?;
+    Ok(Created { task_id, created: true })
+}
+
+/// A task row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: Uuid,
+    pub namespace: String,
+    pub template_name: String,
+    pub template_version: String,
+    pub context: Value,
+    pub priority: i32,
+    pub idempotency_key: Option<String>,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A step row, as shown to users.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct StepRow {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub name: String,
+    pub handler_name: String,
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub result: Option<Value>,
+    pub last_error: Option<Value>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A task with its steps and edges.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskDetail {
+    #[serde(flatten)]
+    pub task: TaskRow,
+    pub steps: Vec<StepRow>,
+    /// `(parent step name, child step name)`.
+    pub edges: Vec<(String, String)>,
+}
+
+/// Reads one task row.
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<TaskRow, StoreError> {
+    sqlx::query_as(
+        "SELECT t.id, t.namespace, tp.name AS template_name, tp.version AS template_version, t.context,
+                t.priority, t.idempotency_key, t.state, t.created_at, t.updated_at, t.completed_at
+           FROM tasker.tasks t JOIN tasker.templates tp ON tp.id = t.template_id
+          WHERE t.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::TaskNotFound(id))
+}
+
+/// Reads a task with its steps (in creation order) and edges.
+pub async fn detail(pool: &PgPool, id: Uuid) -> Result<TaskDetail, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let task = get(&mut conn, id).await?;
+    let steps = sqlx::query_as(
+        "SELECT id, task_id, name, handler_name, state, attempts, max_attempts, result, last_error,
+                next_retry_at, created_at, started_at, completed_at
+           FROM tasker.steps WHERE task_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let edges = sqlx::query_as(
+        "SELECT p.name, c.name FROM tasker.step_edges e
+           JOIN tasker.steps p ON p.id = e.parent_id
+           JOIN tasker.steps c ON c.id = e.child_id
+          WHERE e.task_id = $1 ORDER BY p.id, c.id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(TaskDetail { task, steps, edges })
+}
