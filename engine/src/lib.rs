@@ -4,4 +4,7 @@
 
 pub mod db;
 pub mod migrate;
+pub mod queue;
 pub mod state;
+pub mod store;
+pub mod template;

@@ -1,0 +1,115 @@
+//! Task templates: the versioned YAML definition of a task's steps and their DAG.
+//!
+//! A template is read with [`Template::from_yaml_str`], [`load_file`] or [`load_paths`]
+//! (which all validate it), stored as JSON (it round-trips through `serde_json`, and
+//! deserializing validates again) and queried for its graph ([`Template::levels`],
+//! [`Template::roots`], [`Template::children_of`]) and input rules
+//! ([`Template::validate_input`]). The YAML reference is `examples/templates/README.md`.
+
+mod error;
+mod graph;
+mod load;
+mod parse;
+mod retry;
+mod schema;
+mod validate;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::TemplateError;
+pub use load::{load_file, load_paths};
+pub use retry::{Backoff, RetryPolicy, MAX_ATTEMPTS_LIMIT, MAX_DELAY_MS_LIMIT};
+pub use validate::{parse_version, validate_identifier, IdentKind, MAX_TIMEOUT_SECONDS};
+
+/// A task template: one `namespace/name/version`, its input schema and its steps.
+///
+/// Deserializing (from YAML or JSON) validates it; a value built by hand should be
+/// checked with [`Template::validate`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "parse::RawTemplate")]
+pub struct Template {
+    /// Namespace; also names the step queue. `^[a-z][a-z0-9_]*$`, 1..=40 characters.
+    pub namespace: String,
+    /// Template name. `^[a-z][a-z0-9_]*$`, 1..=63 characters.
+    pub name: String,
+    /// `MAJOR.MINOR.PATCH`; serialized as a string such as `"1.0.0"`.
+    pub version: semver::Version,
+    /// Free text for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema the task's input context must satisfy; none accepts any object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<serde_json::Value>,
+    /// The steps, in declaration order.
+    pub steps: Vec<StepTemplate>,
+}
+
+/// One step of a template.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepTemplate {
+    /// Unique within the template. `^[a-z][a-z0-9_]*$`, 1..=63 characters.
+    pub name: String,
+    /// The handler that runs the step.
+    pub handler: HandlerRef,
+    /// Names of the steps that must complete before this one; empty for a root.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// How often and how fast the step is retried.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// Longest one attempt may run, `1..=86400`; default 30.
+    #[serde(default = "default_timeout_seconds")]
+    pub timeout_seconds: u32,
+}
+
+/// Which handler runs a step, and its configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerRef {
+    /// Handler name, e.g. `math.compute`. `^[a-z][a-z0-9_.\-]*$`, 1..=100 characters.
+    pub name: String,
+    /// `MAJOR.MINOR.PATCH` of the handler, when it matters (WASM handlers).
+    #[serde(
+        default,
+        deserialize_with = "parse::optional_version_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub version: Option<String>,
+    /// Free-form configuration handed to the handler; default `{}`.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+}
+
+fn default_timeout_seconds() -> u32 {
+    30
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+impl Template {
+    /// Parses and validates YAML text. `source` (a file path or `<inline>`) prefixes
+    /// every error message.
+    pub fn from_yaml_str(text: &str, source: &str) -> Result<Template, TemplateError> {
+        parse::from_yaml_str(text).map_err(|e| e.in_file(source))
+    }
+
+    /// Parses and validates a JSON value (an HTTP request body, a stored definition).
+    pub fn from_json_value(value: serde_json::Value) -> Result<Template, TemplateError> {
+        parse::from_json_value(value)
+    }
+
+    /// `namespace/name/version`, e.g. `demo/diamond/1.0.0`.
+    pub fn key(&self) -> String {
+        format!("{}/{}/{}", self.namespace, self.name, self.version)
+    }
+}
+
+impl StepTemplate {
+    /// `timeout_seconds` as a duration.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.timeout_seconds))
+    }
+}
