@@ -130,7 +130,12 @@ impl Template {
         let mut waiting: Vec<usize> = self
             .steps
             .iter()
-            .map(|s| s.depends_on.iter().filter(|d| graph.index.contains_key(d.as_str())).count())
+            .map(|s| {
+                s.depends_on
+                    .iter()
+                    .filter(|d| graph.index.contains_key(d.as_str()))
+                    .count()
+            })
             .collect();
         let mut level = vec![0usize; self.steps.len()];
         let mut ready: Vec<usize> = (0..self.steps.len()).filter(|&i| waiting[i] == 0).collect();
@@ -227,7 +232,10 @@ mod tests {
     #[test]
     fn duplicate_dependency() {
         let msg = err(&["a", "b:a,a"]);
-        assert!(msg.contains("step `b` lists dependency `a` more than once"), "{msg}");
+        assert!(
+            msg.contains("step `b` lists dependency `a` more than once"),
+            "{msg}"
+        );
     }
 
     #[test]

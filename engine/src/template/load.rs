@@ -116,7 +116,13 @@ mod tests {
 
     #[test]
     fn each_example_file_loads() {
-        for file in ["linear", "diamond", "tree", "mixed_dag", "order_fulfillment"] {
+        for file in [
+            "linear",
+            "diamond",
+            "tree",
+            "mixed_dag",
+            "order_fulfillment",
+        ] {
             let path = examples_dir().join(format!("{file}.yaml"));
             let t = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(t.name, file);
@@ -167,7 +173,10 @@ mod tests {
         let msg = load_paths(&[dir.path().to_path_buf()])
             .expect_err("bad file")
             .to_string();
-        assert!(msg.starts_with(&format!("{}: bad namespace `Ns`", bad.display())), "{msg}");
+        assert!(
+            msg.starts_with(&format!("{}: bad namespace `Ns`", bad.display())),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -175,6 +184,155 @@ mod tests {
         let msg = load_paths(&[PathBuf::from("/nonexistent/templates")])
             .expect_err("missing")
             .to_string();
-        assert!(msg.starts_with("cannot read /nonexistent/templates"), "{msg}");
+        assert!(
+            msg.starts_with("cannot read /nonexistent/templates"),
+            "{msg}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use std::path::Path;
+
+    use serde_json::json;
+
+    use super::load_file;
+    use crate::template::{Backoff, Template, TemplateError};
+
+    fn example(name: &str) -> Template {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/templates")
+            .join(format!("{name}.yaml"));
+        load_file(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn levels(t: &Template) -> Vec<(&str, usize)> {
+        t.levels()
+            .iter()
+            .map(|(n, l)| (t.step(n).map_or("?", |s| s.name.as_str()), *l))
+            .collect()
+    }
+
+    #[test]
+    fn example_levels() {
+        let linear = example("linear");
+        assert_eq!(levels(&linear), [("a", 0), ("b", 1), ("c", 2), ("d", 3)]);
+        let diamond = example("diamond");
+        assert_eq!(
+            levels(&diamond),
+            [("start", 0), ("left", 1), ("right", 1), ("join", 2)]
+        );
+        let tree = example("tree");
+        assert_eq!(tree.steps.len(), 7);
+        assert_eq!(
+            levels(&tree),
+            [
+                ("root", 0),
+                ("branch_a", 1),
+                ("branch_b", 1),
+                ("leaf_a1", 2),
+                ("leaf_a2", 2),
+                ("leaf_b1", 2),
+                ("leaf_b2", 2)
+            ]
+        );
+        let mixed = example("mixed_dag");
+        assert_eq!(mixed.steps.len(), 7);
+        assert_eq!(
+            levels(&mixed),
+            [
+                ("init", 0),
+                ("b", 1),
+                ("c", 1),
+                ("d", 2),
+                ("e", 2),
+                ("f", 3),
+                ("finish", 4)
+            ]
+        );
+        let order = example("order_fulfillment");
+        assert_eq!(
+            levels(&order),
+            [
+                ("validate_order", 0),
+                ("reserve_inventory", 1),
+                ("charge_payment", 1),
+                ("ship_order", 2),
+                ("send_confirmation", 3)
+            ]
+        );
+    }
+
+    #[test]
+    fn order_fulfillment_retry_and_timeout() {
+        let order = example("order_fulfillment");
+        let charge = order.step("charge_payment").expect("charge_payment");
+        assert_eq!(charge.retry.max_attempts, 5);
+        assert_eq!(charge.retry.backoff, Backoff::Exponential);
+        assert_eq!((charge.retry.base_ms, charge.retry.max_ms), (50, 2000));
+        assert!(charge.retry.jitter);
+        assert_eq!(charge.timeout_seconds, 10);
+        assert_eq!(
+            order.step("ship_order").map(|s| s.timeout_seconds),
+            Some(30)
+        );
+    }
+
+    #[test]
+    fn order_input_is_checked() {
+        let order = example("order_fulfillment");
+        let good = json!({
+            "order_id": "ord-1",
+            "customer_email": "a@example.com",
+            "items": [{"sku": "SKU-1", "quantity": 2, "price_cents": 1999}]
+        });
+        order.validate_input(&good).expect("good order");
+
+        let mut missing = good.clone();
+        missing.as_object_mut().map(|o| o.remove("order_id"));
+        let msg = order
+            .validate_input(&missing)
+            .expect_err("missing")
+            .to_string();
+        assert!(msg.contains("\"order_id\" is a required property"), "{msg}");
+
+        let mut wrong = good.clone();
+        wrong["items"][0]["quantity"] = json!("two");
+        wrong["order_id"] = json!(17);
+        let err = order.validate_input(&wrong).expect_err("wrong types");
+        let TemplateError::InputRejected { violations } = &err else {
+            panic!("unexpected error {err}");
+        };
+        assert!(
+            violations.contains(&"/order_id: 17 is not of type \"string\"".to_string()),
+            "{violations:?}"
+        );
+        assert!(
+            violations
+                .contains(&"/items/0/quantity: \"two\" is not of type \"integer\"".to_string()),
+            "{violations:?}"
+        );
+
+        let empty = json!({"order_id": "o", "customer_email": "e", "items": []});
+        let msg = order
+            .validate_input(&empty)
+            .expect_err("no items")
+            .to_string();
+        assert!(msg.contains("/items:"), "{msg}");
+    }
+
+    #[test]
+    fn linear_input_bounds() {
+        let linear = example("linear");
+        linear.validate_input(&json!({"value": 3})).expect("ok");
+        let msg = linear
+            .validate_input(&json!({"value": 1001}))
+            .expect_err("too big")
+            .to_string();
+        assert!(
+            msg.contains("/value: 1001 is greater than the maximum of 1000"),
+            "{msg}"
+        );
     }
 }

@@ -64,7 +64,8 @@ where
 }
 
 pub(crate) fn from_yaml_str(text: &str) -> Result<Template, TemplateError> {
-    let raw: RawTemplate = serde_yaml_ng::from_str(text).map_err(|e| TemplateError::from_yaml(&e))?;
+    let raw: RawTemplate =
+        serde_yaml_ng::from_str(text).map_err(|e| TemplateError::from_yaml(&e))?;
     Template::try_from(raw)
 }
 
@@ -111,7 +112,9 @@ steps:
     const HEADER: &str = "namespace: demo\nname: t\nversion: 1.0.0";
 
     fn rejected(text: &str) -> String {
-        Template::from_yaml_str(text, "bad.yaml").expect_err(text).to_string()
+        Template::from_yaml_str(text, "bad.yaml")
+            .expect_err(text)
+            .to_string()
     }
 
     #[test]
@@ -146,26 +149,38 @@ steps:
         let text = serde_json::to_string(&t).expect("serialize");
         let back: Template = serde_json::from_str(&text).expect("deserialize");
         assert_eq!(back, t);
-        assert_eq!(Template::from_json_value(value).expect("from_json_value"), t);
+        assert_eq!(
+            Template::from_json_value(value).expect("from_json_value"),
+            t
+        );
     }
 
     #[test]
     fn deserializing_json_validates() {
-        let mut value = serde_json::to_value(
-            Template::from_yaml_str(GOOD, "<inline>").expect("valid"),
-        )
-        .expect("serialize");
+        let mut value =
+            serde_json::to_value(Template::from_yaml_str(GOOD, "<inline>").expect("valid"))
+                .expect("serialize");
         value["steps"][1]["depends_on"] = json!(["nowhere"]);
-        let msg = Template::from_json_value(value.clone()).expect_err("bad").to_string();
-        assert!(msg.contains("step `second` depends on unknown step `nowhere`"), "{msg}");
+        let msg = Template::from_json_value(value.clone())
+            .expect_err("bad")
+            .to_string();
+        assert!(
+            msg.contains("step `second` depends on unknown step `nowhere`"),
+            "{msg}"
+        );
         assert!(serde_json::from_value::<Template>(value).is_err());
-        let msg = Template::from_json_value(json!({"namespace": "x"})).expect_err("bad").to_string();
+        let msg = Template::from_json_value(json!({"namespace": "x"}))
+            .expect_err("bad")
+            .to_string();
         assert!(msg.contains("missing field `name`"), "{msg}");
     }
 
     #[test]
     fn unknown_key_is_named_with_its_location() {
-        let text = template(HEADER, "  - name: a\n    handler: { name: h }\n    depnds_on: [b]\n");
+        let text = template(
+            HEADER,
+            "  - name: a\n    handler: { name: h }\n    depnds_on: [b]\n",
+        );
         let err = Template::from_yaml_str(&text, "bad.yaml").expect_err("unknown key");
         let msg = err.to_string();
         assert!(msg.starts_with("bad.yaml: invalid template YAML"), "{msg}");
@@ -174,11 +189,20 @@ steps:
             panic!("not a YAML error: {err}");
         };
         assert_eq!(*line, Some(7));
-        let top = rejected(&format!("{HEADER}\ndescripton: x\nsteps:\n{}", step("a", "", "")));
+        let top = rejected(&format!(
+            "{HEADER}\ndescripton: x\nsteps:\n{}",
+            step("a", "", "")
+        ));
         assert!(top.contains("unknown field `descripton`"), "{top}");
-        let retry = rejected(&template(HEADER, &step("a", "", "    retry: { attempts: 3 }\n")));
+        let retry = rejected(&template(
+            HEADER,
+            &step("a", "", "    retry: { attempts: 3 }\n"),
+        ));
         assert!(retry.contains("unknown field `attempts`"), "{retry}");
-        let backoff = rejected(&template(HEADER, &step("a", "", "    retry: { backoff: quadratic }\n")));
+        let backoff = rejected(&template(
+            HEADER,
+            &step("a", "", "    retry: { backoff: quadratic }\n"),
+        ));
         assert!(backoff.contains("unknown variant `quadratic`"), "{backoff}");
     }
 
@@ -192,15 +216,24 @@ steps:
     #[test]
     fn empty_steps() {
         let msg = rejected(&format!("{HEADER}\nsteps: []\n"));
-        assert_eq!(msg, "bad.yaml: template has no steps: `steps` must list at least one step");
+        assert_eq!(
+            msg,
+            "bad.yaml: template has no steps: `steps` must list at least one step"
+        );
     }
 
     #[test]
     fn bad_versions() {
         for (written, shown) in [("1.0", "1.0"), ("abc", "abc"), ("'1.0'", "1.0"), ("1", "1")] {
-            let text = template(&format!("namespace: demo\nname: t\nversion: {written}"), &step("a", "", ""));
+            let text = template(
+                &format!("namespace: demo\nname: t\nversion: {written}"),
+                &step("a", "", ""),
+            );
             let msg = rejected(&text);
-            assert!(msg.starts_with(&format!("bad.yaml: bad version `{shown}`")), "{msg}");
+            assert!(
+                msg.starts_with(&format!("bad.yaml: bad version `{shown}`")),
+                "{msg}"
+            );
             assert!(msg.contains("MAJOR.MINOR.PATCH"), "{msg}");
         }
         let handler = rejected(&template(
@@ -219,14 +252,20 @@ steps:
             ("''", "must not be empty"),
             (&"n".repeat(41), "the maximum is 40"),
         ] {
-            let text = template(&format!("namespace: {ns}\nname: t\nversion: 1.0.0"), &step("a", "", ""));
+            let text = template(
+                &format!("namespace: {ns}\nname: t\nversion: 1.0.0"),
+                &step("a", "", ""),
+            );
             let msg = rejected(&text);
             assert!(msg.starts_with("bad.yaml: bad namespace `"), "{msg}");
             assert!(msg.contains(why), "{ns}: {msg}");
         }
         let step_name = rejected(&template(HEADER, &step("Bad", "", "")));
         assert!(step_name.contains("bad step name `Bad`"), "{step_name}");
-        let handler = rejected(&template(HEADER, "  - name: a\n    handler: { name: Math }\n"));
+        let handler = rejected(&template(
+            HEADER,
+            "  - name: a\n    handler: { name: Math }\n",
+        ));
         assert!(handler.contains("bad handler name `Math`"), "{handler}");
     }
 
@@ -236,20 +275,46 @@ steps:
             HEADER,
             &step("a", "", "    retry: { base_ms: 5000, max_ms: 100 }\n"),
         ));
-        assert!(inverted.contains("step `a` has a bad retry policy: base_ms (5000) is greater than max_ms (100)"), "{inverted}");
-        let zero = rejected(&template(HEADER, &step("a", "", "    retry: { max_attempts: 0 }\n")));
-        assert!(zero.contains("step `a` has a bad retry policy: max_attempts is 0"), "{zero}");
-        let long = rejected(&template(HEADER, &step("a", "", "    retry: { max_ms: 86400001 }\n")));
+        assert!(
+            inverted.contains(
+                "step `a` has a bad retry policy: base_ms (5000) is greater than max_ms (100)"
+            ),
+            "{inverted}"
+        );
+        let zero = rejected(&template(
+            HEADER,
+            &step("a", "", "    retry: { max_attempts: 0 }\n"),
+        ));
+        assert!(
+            zero.contains("step `a` has a bad retry policy: max_attempts is 0"),
+            "{zero}"
+        );
+        let long = rejected(&template(
+            HEADER,
+            &step("a", "", "    retry: { max_ms: 86400001 }\n"),
+        ));
         assert!(long.contains("24 hours"), "{long}");
     }
 
     #[test]
     fn bad_timeout() {
-        let zero = rejected(&template(HEADER, &step("a", "", "    timeout_seconds: 0\n")));
-        assert!(zero.contains("step `a` has bad timeout_seconds 0"), "{zero}");
-        let long = rejected(&template(HEADER, &step("a", "", "    timeout_seconds: 86401\n")));
+        let zero = rejected(&template(
+            HEADER,
+            &step("a", "", "    timeout_seconds: 0\n"),
+        ));
+        assert!(
+            zero.contains("step `a` has bad timeout_seconds 0"),
+            "{zero}"
+        );
+        let long = rejected(&template(
+            HEADER,
+            &step("a", "", "    timeout_seconds: 86401\n"),
+        ));
         assert!(long.contains("bad timeout_seconds 86401"), "{long}");
-        let negative = rejected(&template(HEADER, &step("a", "", "    timeout_seconds: -1\n")));
+        let negative = rejected(&template(
+            HEADER,
+            &step("a", "", "    timeout_seconds: -1\n"),
+        ));
         assert!(negative.contains("timeout_seconds"), "{negative}");
     }
 }

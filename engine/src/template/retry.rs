@@ -164,7 +164,10 @@ mod tests {
         assert_eq!(ms(p.delay_after(200)), 30_000);
         assert_eq!(ms(p.delay_after(u32::MAX)), 30_000);
         let big = policy(Backoff::Linear, u64::MAX / 2, MAX_DELAY_MS_LIMIT, true);
-        assert_eq!(ms(big.delay_after(u32::MAX)), u128::from(MAX_DELAY_MS_LIMIT));
+        assert_eq!(
+            ms(big.delay_after(u32::MAX)),
+            u128::from(MAX_DELAY_MS_LIMIT)
+        );
         let exp = policy(Backoff::Exponential, 1, MAX_DELAY_MS_LIMIT, true);
         assert_eq!(ms(exp.delay_after(64)), u128::from(MAX_DELAY_MS_LIMIT));
     }
@@ -178,7 +181,10 @@ mod tests {
             let mut saw_above = false;
             for _ in 0..1000 {
                 let got = p.delay_after(attempt).as_millis() as u64;
-                assert!(got >= d && got <= upper, "attempt {attempt}: {got} not in [{d}, {upper}]");
+                assert!(
+                    got >= d && got <= upper,
+                    "attempt {attempt}: {got} not in [{d}, {upper}]"
+                );
                 saw_above |= got > d;
             }
             if upper > d {

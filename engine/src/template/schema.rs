@@ -14,7 +14,9 @@ pub(crate) fn check_schema(schema: &Value) -> Result<(), TemplateError> {
 fn compile(schema: &Value) -> Result<jsonschema::Validator, TemplateError> {
     let invalid = |reason: String| TemplateError::InvalidInputSchema { reason };
     if !schema.is_object() && !schema.is_boolean() {
-        return Err(invalid(format!("a schema must be an object or a boolean, not {schema}")));
+        return Err(invalid(format!(
+            "a schema must be an object or a boolean, not {schema}"
+        )));
     }
     // try_validate does not panic on an unknown `$schema`, unlike meta::validate.
     match jsonschema::meta::try_validate(schema) {
@@ -41,7 +43,9 @@ impl Template {
     pub fn validate_input(&self, input: &Value) -> Result<(), TemplateError> {
         if !input.is_object() {
             return Err(TemplateError::InputRejected {
-                violations: vec![format!("(root): task input must be a JSON object, not {input}")],
+                violations: vec![format!(
+                    "(root): task input must be a JSON object, not {input}"
+                )],
             });
         }
         let Some(schema) = &self.input_schema else {
@@ -72,14 +76,25 @@ mod tests {
 
     #[test]
     fn invalid_schemas_are_rejected_at_load() {
-        for bad in [r#"{"type": "strin"}"#, r#"{"type": 5}"#, r#"{"minimum": "x"}"#, "[1]"] {
+        for bad in [
+            r#"{"type": "strin"}"#,
+            r#"{"type": 5}"#,
+            r#"{"minimum": "x"}"#,
+            "[1]",
+        ] {
             let msg = with_schema(bad).expect_err(bad).to_string();
-            assert!(msg.contains("input_schema is not a valid JSON Schema"), "{bad}: {msg}");
+            assert!(
+                msg.contains("input_schema is not a valid JSON Schema"),
+                "{bad}: {msg}"
+            );
         }
         let unknown_draft = with_schema(r#"{"$schema": "not-a-uri", "type": "object"}"#)
             .expect_err("unknown draft")
             .to_string();
-        assert!(unknown_draft.contains("input_schema is not a valid JSON Schema"), "{unknown_draft}");
+        assert!(
+            unknown_draft.contains("input_schema is not a valid JSON Schema"),
+            "{unknown_draft}"
+        );
     }
 
     #[test]
@@ -89,8 +104,12 @@ mod tests {
             "<inline>",
         )
         .expect("template");
-        t.validate_input(&json!({"anything": [1, 2]})).expect("object accepted");
-        let msg = t.validate_input(&json!([1])).expect_err("array").to_string();
+        t.validate_input(&json!({"anything": [1, 2]}))
+            .expect("object accepted");
+        let msg = t
+            .validate_input(&json!([1]))
+            .expect_err("array")
+            .to_string();
         assert!(msg.contains("task input must be a JSON object"), "{msg}");
     }
 
@@ -101,12 +120,20 @@ mod tests {
         )
         .expect("template");
         t.validate_input(&json!({"id": 7})).expect("valid");
-        let err = t.validate_input(&json!({"id": "abc", "n": 9})).expect_err("invalid");
+        let err = t
+            .validate_input(&json!({"id": "abc", "n": 9}))
+            .expect_err("invalid");
         let TemplateError::InputRejected { violations } = &err else {
             panic!("unexpected error {err}");
         };
         assert_eq!(violations.len(), 2, "{violations:?}");
-        assert!(violations.contains(&r#"/id: "abc" is not of type "integer""#.to_string()), "{violations:?}");
-        assert!(violations.iter().any(|v| v.starts_with("/n: 9")), "{violations:?}");
+        assert!(
+            violations.contains(&r#"/id: "abc" is not of type "integer""#.to_string()),
+            "{violations:?}"
+        );
+        assert!(
+            violations.iter().any(|v| v.starts_with("/n: 9")),
+            "{violations:?}"
+        );
     }
 }

@@ -172,17 +172,35 @@ mod tests {
 
     #[test]
     fn bad_namespaces_name_the_rule() {
-        assert_eq!(reason(IdentKind::Namespace, ""), "bad namespace ``: must not be empty");
+        assert_eq!(
+            reason(IdentKind::Namespace, ""),
+            "bad namespace ``: must not be empty"
+        );
         let upper = reason(IdentKind::Namespace, "Demo");
-        assert!(upper.contains("must start with a lowercase letter"), "{upper}");
+        assert!(
+            upper.contains("must start with a lowercase letter"),
+            "{upper}"
+        );
         let inner_upper = reason(IdentKind::Namespace, "deMo");
-        assert!(inner_upper.contains("bad character 'M' at position 3"), "{inner_upper}");
+        assert!(
+            inner_upper.contains("bad character 'M' at position 3"),
+            "{inner_upper}"
+        );
         let digit = reason(IdentKind::Namespace, "1demo");
-        assert!(digit.contains("must start with a lowercase letter a-z, not '1'"), "{digit}");
+        assert!(
+            digit.contains("must start with a lowercase letter a-z, not '1'"),
+            "{digit}"
+        );
         let hyphen = reason(IdentKind::Namespace, "my-ns");
-        assert!(hyphen.contains("bad character '-' at position 3"), "{hyphen}");
+        assert!(
+            hyphen.contains("bad character '-' at position 3"),
+            "{hyphen}"
+        );
         let long = reason(IdentKind::Namespace, &"a".repeat(41));
-        assert!(long.contains("too long: 41 characters, the maximum is 40"), "{long}");
+        assert!(
+            long.contains("too long: 41 characters, the maximum is 40"),
+            "{long}"
+        );
         let dot = reason(IdentKind::Namespace, "a.b");
         assert!(dot.contains("bad character '.'"), "{dot}");
     }
@@ -197,7 +215,10 @@ mod tests {
 
     #[test]
     fn versions() {
-        assert_eq!(parse_version("1.2.3").expect("ok"), semver::Version::new(1, 2, 3));
+        assert_eq!(
+            parse_version("1.2.3").expect("ok"),
+            semver::Version::new(1, 2, 3)
+        );
         for bad in ["1.0", "abc", "1", "", "1.0.0-beta", "01.0.0"] {
             let msg = parse_version(bad).expect_err(bad).to_string();
             assert!(msg.starts_with(&format!("bad version `{bad}`")), "{msg}");
