@@ -6,5 +6,6 @@ pub mod db;
 pub mod migrate;
 pub mod queue;
 pub mod state;
+pub mod step;
 pub mod store;
 pub mod template;

@@ -1,6 +1,7 @@
 //! Reading and writing tasker's tables. SQL lives here and nowhere else; every
 //! multi-row change is one transaction.
 
+pub mod step;
 pub mod task;
 pub mod template;
 pub mod transition;

@@ -1,0 +1,188 @@
+//! The worker's side of a step: claiming a batch from the queue, and reporting
+//! an outcome (result sent + step message deleted, in one statement).
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::queue::RESULTS_QUEUE;
+use crate::step::{StepContext, StepResultMessage};
+
+/// One message read from a step queue.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub msg_id: i64,
+    /// How many times the queue handed this message out (lease expiries + 1).
+    pub read_ct: i32,
+    /// The step to run; `None` when the step cannot run any more (complete,
+    /// cancelled, resolved, unknown): the message only needs deleting.
+    pub step: Option<StepContext>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    msg_id: i64,
+    read_ct: i32,
+    step_id: Option<Uuid>,
+    task_id: Option<Uuid>,
+    name: Option<String>,
+    handler_name: Option<String>,
+    handler_config: Option<Value>,
+    attempts: Option<i32>,
+    max_attempts: Option<i32>,
+    timeout_seconds: Option<i32>,
+    context: Option<Value>,
+    namespace: Option<String>,
+    template_name: Option<String>,
+    parent_results: Option<Value>,
+}
+
+/// Reads up to `qty` messages from `queue` with a lease of `lease_seconds`,
+/// and claims their steps (→ in_progress, attempt + 1, audited) in the same
+/// statement, returning each step's full context.
+pub async fn claim_batch(
+    pool: &PgPool,
+    queue: &str,
+    lease_seconds: i32,
+    qty: i32,
+    processor_id: &str,
+) -> Result<Vec<Claimed>, StoreError> {
+    let rows: Vec<ClaimRow> = sqlx::query_as(
+        "WITH msgs AS MATERIALIZED (
+             SELECT msg_id, read_ct, message,
+                    CASE WHEN message->>'step_id' ~ '^[0-9a-f-]{36}$'
+                         THEN (message->>'step_id')::uuid END AS step_id
+               FROM pgmq.read($1, $2, $3)),
+         target AS (
+             SELECT s.id, s.state AS old_state
+               FROM tasker.steps s JOIN msgs m ON m.step_id = s.id
+              WHERE s.state IN ('enqueued', 'in_progress')
+                FOR UPDATE OF s),
+         claimed AS (
+             UPDATE tasker.steps s
+                SET state = 'in_progress', attempts = s.attempts + 1, updated_at = now(),
+                    started_at = coalesce(s.started_at, now())
+               FROM target WHERE s.id = target.id
+          RETURNING s.id, s.task_id, s.name, s.handler_name, s.handler_config, s.attempts,
+                    s.max_attempts, s.timeout_seconds, target.old_state),
+         audit AS (
+             INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
+             SELECT id, task_id, old_state, 'in_progress',
+                    CASE WHEN old_state = 'in_progress' THEN 'lease_expired_reclaim' ELSE 'claim' END,
+                    attempts, $4
+               FROM claimed)
+         SELECT m.msg_id, m.read_ct, c.id AS step_id, c.task_id, c.name, c.handler_name, c.handler_config,
+                c.attempts, c.max_attempts, c.timeout_seconds, t.context, t.namespace,
+                tp.name AS template_name,
+                (SELECT coalesce(jsonb_object_agg(p.name, p.result), '{}'::jsonb)
+                   FROM tasker.step_edges e JOIN tasker.steps p ON p.id = e.parent_id
+                  WHERE e.child_id = c.id) AS parent_results
+           FROM msgs m
+           LEFT JOIN claimed c ON c.id = m.step_id
+           LEFT JOIN tasker.tasks t ON t.id = c.task_id
+           LEFT JOIN tasker.templates tp ON tp.id = t.template_id",
+    )
+    .bind(queue)
+    .bind(lease_seconds)
+    .bind(qty)
+    .bind(processor_id)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(Claimed::from).collect())
+}
+
+impl From<ClaimRow> for Claimed {
+    fn from(r: ClaimRow) -> Claimed {
+        let step = match (r.step_id, r.task_id, r.name, r.handler_name, r.attempts) {
+            (Some(step_id), Some(task_id), Some(step_name), Some(handler), Some(attempts)) => {
+                let parent_results: BTreeMap<String, Value> = match r.parent_results {
+                    Some(Value::Object(m)) => m.into_iter().collect(),
+                    _ => BTreeMap::new(),
+                };
+                Some(StepContext {
+                    task_id,
+                    step_id,
+                    namespace: r.namespace.unwrap_or_default(),
+                    template: r.template_name.unwrap_or_default(),
+                    step_name,
+                    handler,
+                    attempt: attempts.max(0) as u32,
+                    max_attempts: r.max_attempts.unwrap_or(1).max(1) as u32,
+                    input: r.context.unwrap_or(Value::Null),
+                    parent_results,
+                    config: r.handler_config.unwrap_or(Value::Null),
+                    timeout_seconds: r.timeout_seconds.unwrap_or(30).max(1) as u32,
+                })
+            }
+            _ => None,
+        };
+        Claimed { msg_id: r.msg_id, read_ct: r.read_ct, step }
+    }
+}
+
+/// Reports an attempt's outcome: the step moves to enqueued_for_orchestration
+/// (if this attempt is still current), the result goes to the results queue and
+/// the step message is deleted — one statement, one commit.
+pub async fn report(
+    pool: &PgPool,
+    queue: &str,
+    msg_id: i64,
+    result: &StepResultMessage,
+    processor_id: &str,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_value(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "WITH moved AS (
+             UPDATE tasker.steps SET state = 'enqueued_for_orchestration', updated_at = now()
+              WHERE id = $1 AND state = 'in_progress' AND attempts = $2
+          RETURNING id, task_id, attempts),
+         audit AS (
+             INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
+             SELECT id, task_id, 'in_progress', 'enqueued_for_orchestration', 'reported', attempts, $6
+               FROM moved)
+         SELECT (SELECT pgmq.send($3, $4)) AS sent, (SELECT pgmq.delete($5, $7::bigint)) AS deleted",
+    )
+    .bind(result.step_id)
+    .bind(result.attempt as i32)
+    .bind(RESULTS_QUEUE)
+    .bind(&body)
+    .bind(queue)
+    .bind(processor_id)
+    .bind(msg_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Deletes a step message whose step cannot run (already finished elsewhere).
+pub async fn discard(pool: &PgPool, queue: &str, msg_id: i64) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    crate::queue::delete(&mut conn, queue, msg_id).await?;
+    Ok(())
+}
+
+/// Extends the lease of a running step and says whether its task is still
+/// live (false once the task was cancelled or resolved: the handler should stop).
+pub async fn heartbeat(
+    pool: &PgPool,
+    queue: &str,
+    msg_id: i64,
+    lease_seconds: i32,
+    task_id: Uuid,
+) -> Result<bool, StoreError> {
+    let live: Option<bool> = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM pgmq.set_vt($1, $2::bigint, $3::integer)) >= 0
+                AND state NOT IN ('cancelled', 'resolved_manually', 'complete', 'error')
+           FROM tasker.tasks WHERE id = $4",
+    )
+    .bind(queue)
+    .bind(msg_id)
+    .bind(lease_seconds)
+    .bind(task_id)
+    .fetch_optional(pool)
+    .await?;
+    Ok(live.unwrap_or(false))
+}
