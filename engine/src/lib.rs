@@ -9,3 +9,6 @@ pub mod state;
 pub mod step;
 pub mod store;
 pub mod template;
+pub mod wake;
+pub mod worker;
+pub mod handler;

@@ -1,0 +1,202 @@
+//! The generic worker host: serves the step queues of one or more namespaces.
+//!
+//! Per namespace a reader waits for a wake-up (a NOTIFY from PGMQ's insert
+//! trigger, or the fallback poll), reads and claims a batch no larger than the
+//! free concurrency, and runs each step on its own tokio task: heartbeat (the
+//! PGMQ visibility timeout is the lease), timeout, handler, report. See
+//! [`run_step`].
+
+mod run;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::handler::HandlerRegistry;
+use crate::queue;
+use crate::wake::{Mode, Wake};
+use crate::store;
+pub use run::run_step;
+
+/// How a worker host behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub namespaces: Vec<String>,
+    /// Steps running at once, over all namespaces.
+    pub concurrency: usize,
+    /// Most messages read per queue read.
+    pub batch_size: usize,
+    /// The lease: how long a read step stays invisible to other workers.
+    pub lease_seconds: u32,
+    /// How often a running step's lease is extended.
+    pub heartbeat_interval: Duration,
+    /// Fallback poll interval (polling and hybrid modes).
+    pub poll_interval: Duration,
+    pub mode: Mode,
+    /// How long shutdown waits for running steps before releasing them.
+    pub shutdown_grace: Duration,
+    /// Identifies this worker in audit rows and results.
+    pub worker_id: String,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            namespaces: vec![],
+            concurrency: 16,
+            batch_size: 16,
+            lease_seconds: 30,
+            heartbeat_interval: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(500),
+            mode: Mode::Hybrid,
+            shutdown_grace: Duration::from_secs(30),
+            worker_id: format!("worker-{}", uuid::Uuid::now_v7()),
+        }
+    }
+}
+
+/// What stopped a worker host.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("the worker serves no namespaces")]
+    NoNamespaces,
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Runs the worker host until `shutdown` fires, then gives running steps
+/// `shutdown_grace` to finish; those still running are told to stop and their
+/// messages released (visible again at once) for another worker.
+pub async fn run(
+    pool: PgPool,
+    registry: Arc<HandlerRegistry>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    if settings.namespaces.is_empty() {
+        return Err(WorkerError::NoNamespaces);
+    }
+    let settings = Arc::new(settings);
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let steps = TaskTracker::new();
+    let steps_cancel = CancellationToken::new();
+    let mut readers = JoinSet::new();
+    for ns in &settings.namespaces {
+        let queue_name = queue::step_queue(ns)?;
+        let wake = Wake::start(&pool, &queue_name, settings.mode, settings.poll_interval, shutdown.clone()).await?;
+        let reader = Reader {
+            pool: pool.clone(),
+            registry: registry.clone(),
+            settings: settings.clone(),
+            permits: permits.clone(),
+            steps: steps.clone(),
+            steps_cancel: steps_cancel.clone(),
+            queue: queue_name,
+        };
+        readers.spawn(reader.run(wake, shutdown.clone()));
+    }
+    tracing::info!(worker = %settings.worker_id, namespaces = ?settings.namespaces, "worker started");
+    while let Some(joined) = readers.join_next().await {
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "a queue reader stopped abnormally");
+        }
+    }
+    steps.close();
+    if tokio::time::timeout(settings.shutdown_grace, steps.wait()).await.is_err() {
+        tracing::warn!("shutdown grace ran out; releasing the steps still running");
+        steps_cancel.cancel();
+        steps.wait().await;
+    }
+    tracing::info!(worker = %settings.worker_id, "worker stopped");
+    Ok(())
+}
+
+/// Reads one namespace queue and starts its steps.
+struct Reader {
+    pool: PgPool,
+    registry: Arc<HandlerRegistry>,
+    settings: Arc<WorkerSettings>,
+    permits: Arc<Semaphore>,
+    steps: TaskTracker,
+    steps_cancel: CancellationToken,
+    queue: String,
+}
+
+impl Reader {
+    async fn run(self, mut wake: Wake, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            // Wait for at least one free slot before reading.
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let free = 1 + self.permits.available_permits();
+            let qty = free.min(self.settings.batch_size).max(1) as i32;
+            let claimed = match store::step::claim_batch(
+                &self.pool,
+                &self.queue,
+                self.settings.lease_seconds as i32,
+                qty,
+                &self.settings.worker_id,
+            )
+            .await
+            {
+                Ok(c) => {
+                    backoff = Duration::from_millis(100);
+                    c
+                }
+                Err(e) => {
+                    drop(first);
+                    tracing::warn!(queue = %self.queue, error = %e, "reading the step queue failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let full = claimed.len() as i32 == qty;
+            let mut first = Some(first);
+            for c in claimed {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => match self.permits.clone().try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => match self.permits.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    },
+                };
+                let job = run::Job {
+                    pool: self.pool.clone(),
+                    registry: self.registry.clone(),
+                    settings: self.settings.clone(),
+                    queue: self.queue.clone(),
+                    cancel: self.steps_cancel.child_token(),
+                };
+                self.steps.spawn(async move {
+                    job.run(c).await;
+                    drop(permit);
+                });
+            }
+            drop(first);
+            if full {
+                continue; // more may be waiting: read again at once
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wake.wait() => {}
+            }
+        }
+    }
+}
