@@ -617,3 +617,41 @@ fn resolved_data_dir_expands_home() {
         PathBuf::from(".tasker/pgdata")
     );
 }
+
+// ---- documentation ----
+
+fn leaf_keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (key, inner) in table {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                leaf_keys(&path, inner, out);
+            }
+        }
+        _ => out.push(prefix.to_string()),
+    }
+}
+
+#[test]
+fn readme_documents_every_key() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/README.md"))
+            .unwrap();
+    let mut config = TaskerConfig::default();
+    config.database.url = Some(Secret::new("postgres://localhost/tasker"));
+    config.web.auth.bootstrap_key = Some(Secret::new("key"));
+    let value = toml::Value::try_from(&config).unwrap();
+    let mut keys = Vec::new();
+    leaf_keys("", &value, &mut keys);
+    assert!(keys.len() > 40, "{keys:?}");
+    for key in keys {
+        assert!(
+            readme.contains(&format!("| `{key}` |")),
+            "config/README.md lacks `{key}`"
+        );
+    }
+}
