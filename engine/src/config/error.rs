@@ -115,18 +115,18 @@ impl ConfigError {
             },
             Kind::InvalidType(actual, expected) => ConfigError::WrongType {
                 file,
+                found: describe_found(&path, actual),
                 key: path,
                 expected: describe_expected(expected),
-                found: describe_actual(actual),
             },
             Kind::InvalidValue(actual, expected) => ConfigError::BadValue {
                 file,
-                key: path,
                 message: format!(
                     "expected {}, found {}",
                     describe_expected(expected),
-                    describe_actual(actual)
+                    describe_found(&path, actual)
                 ),
+                key: path,
             },
             Kind::UnknownVariant(name, allowed) => ConfigError::BadValue {
                 file,
@@ -168,6 +168,26 @@ fn describe_expected(expected: &str) -> String {
         other if other.starts_with("struct ") || other == "a map" => "a table".to_string(),
         other => other.to_string(),
     }
+}
+
+/// Keys whose values are secrets: an error shows only the kind of a bad value.
+const SECRET_KEYS: &[&str] = &["database.url", "web.auth.bootstrap_key"];
+
+/// Describes a bad value found at `key`, without the value itself for a secret.
+fn describe_found(key: &str, actual: &Actual) -> String {
+    if !SECRET_KEYS.contains(&key) {
+        return describe_actual(actual);
+    }
+    let kind = match actual {
+        Actual::Bool(_) => "a boolean",
+        Actual::Unsigned(_) | Actual::Signed(_) => "an integer",
+        Actual::Float(_) => "a float",
+        Actual::Char(_) | Actual::Str(_) => "a string",
+        Actual::Seq => "an array",
+        Actual::Map => "a table",
+        _ => "another kind of value",
+    };
+    kind.to_string()
 }
 
 /// Describes what was found, in the same words as [`describe_expected`].

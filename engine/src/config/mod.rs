@@ -66,7 +66,9 @@ pub struct TaskerConfig {
 }
 
 /// Where and how [`TaskerConfig::load`] looks for configuration.
-#[derive(Clone, Debug)]
+///
+/// `Debug` prints the names of `vars` only, never their values.
+#[derive(Clone)]
 pub struct LoadOptions {
     /// The configuration directory (holding `base/` and `environments/`).
     /// `None`: `TASKER_CONFIG_DIR`, else `./config/tasker` if it exists, else the
@@ -80,6 +82,22 @@ pub struct LoadOptions {
     /// The environment variables to use instead of the process's (a seam for
     /// tests and embedders). `None`: the process environment.
     pub vars: Option<Vec<(String, String)>>,
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let var_names = self.vars.as_ref().map(|vars| {
+            vars.iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+        });
+        f.debug_struct("LoadOptions")
+            .field("config_dir", &self.config_dir)
+            .field("env", &self.env)
+            .field("use_env_vars", &self.use_env_vars)
+            .field("vars", &var_names)
+            .finish()
+    }
 }
 
 impl Default for LoadOptions {

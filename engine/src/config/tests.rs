@@ -600,6 +600,27 @@ fn debug_output_has_no_secret() {
 }
 
 #[test]
+fn errors_and_options_do_not_show_secret_values() {
+    let err = TaskerConfig::from_toml_str("[web.auth]\nbootstrap_key = 987654321\n").unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("'web.auth.bootstrap_key'"), "{text}");
+    assert!(!text.contains("987654321"), "{text}");
+
+    let options = LoadOptions {
+        vars: Some(vec![(
+            "DATABASE_URL".to_string(),
+            "postgres://u:secret@h/db".to_string(),
+        )]),
+        ..LoadOptions::default()
+    };
+    let debug = format!("{options:?}");
+    assert!(
+        debug.contains("DATABASE_URL") && !debug.contains("secret"),
+        "{debug}"
+    );
+}
+
+#[test]
 fn resolved_data_dir_expands_home() {
     let db = DatabaseConfig::default();
     if let Some(home) = std::env::var_os("HOME") {
