@@ -2,7 +2,9 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the bird's-eye view.
 
+pub mod config;
 pub mod db;
+pub mod handler;
 pub mod migrate;
 pub mod queue;
 pub mod state;
@@ -11,4 +13,3 @@ pub mod store;
 pub mod template;
 pub mod wake;
 pub mod worker;
-pub mod handler;

@@ -1,0 +1,288 @@
+//! Configuration: typed sections loaded from component TOML files, environment
+//! overrides and `TASKER_*` environment variables.
+//!
+//! Layers, later ones winning:
+//! 1. `<dir>/base/*.toml` (or the copies compiled into the binary);
+//! 2. `<dir>/environments/<env>/*.toml`;
+//! 3. `DATABASE_URL` (alias of `database.url`), then `TASKER_<SECTION>__<KEY>=value`
+//!    variables (`__` separates nesting levels; `TASKER_ENV` and
+//!    `TASKER_CONFIG_DIR` select the environment and directory and are not keys).
+//!
+//! Each layer is checked on its own before merging, so an unknown key or a wrong
+//! type is reported with the exact file (or variable) and dotted key. The merged
+//! result is then validated ([`TaskerConfig::validate`]). `config/README.md`
+//! documents every key.
+
+mod embedded;
+mod error;
+mod secret;
+mod sections;
+mod sources;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::ConfigError;
+pub use secret::{redact_url, Secret, REDACTED};
+pub use sections::{
+    ChannelConfig, CircuitBreakerConfig, DatabaseConfig, LogFormat, Mode, OrchestrationConfig,
+    QueueConfig, StaleTaskAction, TelemetryConfig, WebAuthConfig, WebConfig, WorkerConfig,
+};
+pub use sources::{
+    ENV_PREFIX, ENV_SEPARATOR, ENV_VAR_CONFIG_DIR, ENV_VAR_DATABASE_URL, ENV_VAR_ENV,
+};
+pub use validate::{MAX_BATCH_SIZE, MAX_NAMESPACE_LEN};
+
+use serde::{Deserialize, Serialize};
+use sources::Layers;
+use std::path::{Path, PathBuf};
+
+/// The environment used when none is given.
+pub const DEFAULT_ENV: &str = "development";
+/// The configuration directory looked for, relative to the working directory.
+pub const DEFAULT_CONFIG_DIR: &str = "config/tasker";
+
+/// The whole configuration: one field per component file.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TaskerConfig {
+    /// `[database]`.
+    pub database: DatabaseConfig,
+    /// `[queues]`.
+    pub queues: QueueConfig,
+    /// `[orchestration]`.
+    pub orchestration: OrchestrationConfig,
+    /// `[worker]`.
+    pub worker: WorkerConfig,
+    /// `[channels]`.
+    pub channels: ChannelConfig,
+    /// `[circuit_breakers]`.
+    pub circuit_breakers: CircuitBreakerConfig,
+    /// `[web]` and `[web.auth]`.
+    pub web: WebConfig,
+    /// `[telemetry]`.
+    pub telemetry: TelemetryConfig,
+}
+
+/// Where and how [`TaskerConfig::load`] looks for configuration.
+///
+/// `Debug` prints the names of `vars` only, never their values.
+#[derive(Clone)]
+pub struct LoadOptions {
+    /// The configuration directory (holding `base/` and `environments/`).
+    /// `None`: `TASKER_CONFIG_DIR`, else `./config/tasker` if it exists, else the
+    /// files compiled into the binary.
+    pub config_dir: Option<PathBuf>,
+    /// The environment. `None`: `TASKER_ENV`, else `development`.
+    pub env: Option<String>,
+    /// Whether `TASKER_*` and `DATABASE_URL` variables override keys.
+    /// (`TASKER_ENV` and `TASKER_CONFIG_DIR` are read either way.)
+    pub use_env_vars: bool,
+    /// The environment variables to use instead of the process's (a seam for
+    /// tests and embedders). `None`: the process environment.
+    pub vars: Option<Vec<(String, String)>>,
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let var_names = self.vars.as_ref().map(|vars| {
+            vars.iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+        });
+        f.debug_struct("LoadOptions")
+            .field("config_dir", &self.config_dir)
+            .field("env", &self.env)
+            .field("use_env_vars", &self.use_env_vars)
+            .field("vars", &var_names)
+            .finish()
+    }
+}
+
+impl Default for LoadOptions {
+    /// Everything from the process environment, env-var overrides on.
+    fn default() -> Self {
+        LoadOptions {
+            config_dir: None,
+            env: None,
+            use_env_vars: true,
+            vars: None,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Options that read only `config_dir` and `env`, never the process environment.
+    pub fn hermetic(config_dir: Option<PathBuf>, env: &str) -> Self {
+        LoadOptions {
+            config_dir,
+            env: Some(env.to_string()),
+            use_env_vars: false,
+            vars: Some(Vec::new()),
+        }
+    }
+
+    /// The variables in effect: `vars`, else the process environment (variables
+    /// that are not valid UTF-8 are skipped).
+    fn variables(&self) -> Vec<(String, String)> {
+        match &self.vars {
+            Some(vars) => vars.clone(),
+            None => std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        }
+    }
+}
+
+/// Where the files of a load come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A configuration directory.
+    Dir(PathBuf),
+    /// The files compiled into the binary.
+    Embedded,
+}
+
+/// What [`LoadOptions`] resolve to: the file source and the environment name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// Where the files come from.
+    pub source: ConfigSource,
+    /// The environment name.
+    pub env: String,
+}
+
+impl LoadOptions {
+    /// Resolves the directory and environment (see the field docs) without loading.
+    pub fn resolve(&self) -> Resolved {
+        let vars = self.variables();
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(key, value)| key == name && !value.is_empty())
+                .map(|(_, value)| value.clone())
+        };
+        let dir = self
+            .config_dir
+            .clone()
+            .or_else(|| lookup(ENV_VAR_CONFIG_DIR).map(PathBuf::from))
+            .or_else(|| {
+                let local = PathBuf::from(DEFAULT_CONFIG_DIR);
+                local.is_dir().then_some(local)
+            });
+        Resolved {
+            source: dir.map_or(ConfigSource::Embedded, ConfigSource::Dir),
+            env: self
+                .env
+                .clone()
+                .or_else(|| lookup(ENV_VAR_ENV))
+                .unwrap_or_else(|| DEFAULT_ENV.to_string()),
+        }
+    }
+}
+
+impl TaskerConfig {
+    /// Loads, merges and validates the configuration described by `options`.
+    pub fn load(options: &LoadOptions) -> Result<TaskerConfig, ConfigError> {
+        let resolved = options.resolve();
+        let mut layers = Layers::new();
+        match &resolved.source {
+            ConfigSource::Dir(dir) => {
+                let available = sources::environment_names(dir);
+                if !available.contains(&resolved.env) {
+                    return Err(ConfigError::UnknownEnvironment {
+                        name: resolved.env,
+                        available,
+                    });
+                }
+                layers.add_dir(&dir.join("base"))?;
+                layers.add_dir(&dir.join("environments").join(&resolved.env))?;
+            }
+            ConfigSource::Embedded => {
+                let files = embedded::ENVIRONMENTS
+                    .iter()
+                    .find(|(name, _)| *name == resolved.env)
+                    .map(|(_, files)| *files)
+                    .ok_or_else(|| ConfigError::UnknownEnvironment {
+                        name: resolved.env.clone(),
+                        available: sources::embedded_environment_names(),
+                    })?;
+                layers.add_embedded("base", embedded::BASE)?;
+                layers.add_embedded(&format!("environments/{}", resolved.env), files)?;
+            }
+        }
+        if options.use_env_vars {
+            layers.add_env_vars(&options.variables())?;
+        }
+        let config = layers.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// [`TaskerConfig::load`] with [`LoadOptions::default`].
+    pub fn load_default() -> Result<TaskerConfig, ConfigError> {
+        Self::load(&LoadOptions::default())
+    }
+
+    /// A configuration from one TOML text (any sections, e.g. `[worker]` and
+    /// `[database]` together) on top of the compiled-in base defaults. No
+    /// environment files or variables are read. Used where a configuration is
+    /// handed over as text, as through the C ABI.
+    pub fn from_toml_str(text: &str) -> Result<TaskerConfig, ConfigError> {
+        let mut layers = Layers::new();
+        layers.add_embedded("base", embedded::BASE)?;
+        layers.add_toml("<inline TOML>", text, None)?;
+        let config = layers.extract()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks ranges and cross-key rules; the error names the offending key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::validate(self)
+    }
+
+    /// The configuration as TOML, with `database.url`'s password and
+    /// `web.auth.bootstrap_key` replaced by `***`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database.url = shown
+            .database
+            .url
+            .as_ref()
+            .map(|url| Secret::new(redact_url(url.expose())));
+        shown.web.auth.bootstrap_key = shown
+            .web
+            .auth
+            .bootstrap_key
+            .as_ref()
+            .map(|_| Secret::new(REDACTED));
+        toml::to_string(&shown)
+            .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
+    }
+}
+
+/// Loads every environment found under `<config_dir>/environments`, with no
+/// environment variables, for `tasker config validate`. Each entry is the
+/// environment name and its outcome. An unreadable `environments` folder gives
+/// one entry named `environments` holding the error.
+pub fn validate_environments(
+    config_dir: &Path,
+) -> Vec<(String, Result<TaskerConfig, ConfigError>)> {
+    let environments = config_dir.join("environments");
+    if let Err(source) = std::fs::read_dir(&environments) {
+        let error = ConfigError::Io {
+            path: environments,
+            source,
+        };
+        return vec![("environments".to_string(), Err(error))];
+    }
+    sources::environment_names(config_dir)
+        .into_iter()
+        .map(|env| {
+            let options = LoadOptions::hermetic(Some(config_dir.to_path_buf()), &env);
+            let outcome = TaskerConfig::load(&options);
+            (env, outcome)
+        })
+        .collect()
+}

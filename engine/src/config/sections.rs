@@ -1,0 +1,308 @@
+//! The typed sections of the configuration, one struct per TOML component file,
+//! with their defaults. The defaults equal `config/tasker/base/*.toml` (a test pins it).
+
+use super::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// How a reader learns that a queue has messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Poll the queue at the fallback interval only.
+    Polling,
+    /// Wait for LISTEN/NOTIFY wake-ups only.
+    EventDriven,
+    /// LISTEN/NOTIFY, plus a fallback poll for lost notifications.
+    #[default]
+    Hybrid,
+}
+
+/// What the stale-task sweep does with a task that made no progress for too long.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleTaskAction {
+    /// Re-run readiness for the task and enqueue what is ready.
+    #[default]
+    Reevaluate,
+    /// Move the task to its error state.
+    Error,
+}
+
+/// The log line format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// `[database]`: how to reach PostgreSQL, and where a private cluster lives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connection URL (a secret). `None`: use the local default database
+    /// (a server on the default socket, else the private cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// Largest number of pooled connections.
+    pub max_connections: u32,
+    /// Connections kept open when idle.
+    pub min_connections: u32,
+    /// How long to wait for a pooled connection, in milliseconds.
+    pub acquire_timeout_ms: u64,
+    /// Where a private PostgreSQL cluster is created when no server answers.
+    /// A leading `~/` means the home directory (see [`DatabaseConfig::resolved_data_dir`]).
+    pub data_dir: PathBuf,
+    /// TCP port of the private cluster.
+    pub private_cluster_port: u16,
+    /// Name of the database to use (created if missing).
+    pub database_name: String,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 20,
+            min_connections: 2,
+            acquire_timeout_ms: 5_000,
+            data_dir: PathBuf::from("~/.local/share/tasker/pgdata"),
+            private_cluster_port: 54_329,
+            database_name: "tasker".to_string(),
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// `data_dir` with a leading `~/` replaced by `$HOME` (unchanged when `HOME`
+    /// is unset or the path does not start with `~/`).
+    pub fn resolved_data_dir(&self) -> PathBuf {
+        match (self.data_dir.strip_prefix("~"), std::env::var_os("HOME")) {
+            (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+            _ => self.data_dir.clone(),
+        }
+    }
+}
+
+/// `[queues]`: PGMQ settings shared by orchestrators and workers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// PGMQ visibility timeout of a read message: the step lease, in seconds.
+    pub visibility_timeout_seconds: u32,
+    /// Messages read per queue read.
+    pub read_batch_size: u32,
+    /// Fallback poll interval when no notification arrives, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Shortest gap between two NOTIFYs for the same queue, in milliseconds.
+    pub notify_throttle_ms: u64,
+    /// Largest accepted message body, in bytes.
+    pub max_message_bytes: u64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            visibility_timeout_seconds: 30,
+            read_batch_size: 10,
+            poll_interval_ms: 1_000,
+            notify_throttle_ms: 100,
+            max_message_bytes: 1_048_576,
+        }
+    }
+}
+
+/// `[orchestration]`: the orchestrator's result loop and sweeps.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrchestrationConfig {
+    /// How the orchestrator learns of new results.
+    pub mode: Mode,
+    /// Results read from the results queue at once.
+    pub result_batch_size: u32,
+    /// Fallback poll interval of the results queue, in milliseconds.
+    pub fallback_poll_interval_ms: u64,
+    /// A task with no progress for this long is stale, in seconds.
+    pub stale_task_after_seconds: u64,
+    /// What the stale sweep does with a stale task.
+    pub stale_task_action: StaleTaskAction,
+    /// How often the stale sweep runs, in seconds.
+    pub stale_sweep_interval_seconds: u64,
+    /// How often steps whose retry backoff ended are enqueued, in milliseconds.
+    pub retry_sweep_interval_ms: u64,
+}
+
+impl Default for OrchestrationConfig {
+    fn default() -> Self {
+        OrchestrationConfig {
+            mode: Mode::Hybrid,
+            result_batch_size: 10,
+            fallback_poll_interval_ms: 5_000,
+            stale_task_after_seconds: 600,
+            stale_task_action: StaleTaskAction::Reevaluate,
+            stale_sweep_interval_seconds: 60,
+            retry_sweep_interval_ms: 1_000,
+        }
+    }
+}
+
+/// `[worker]`: the worker host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Namespaces whose step queues this worker serves.
+    pub namespaces: Vec<String>,
+    /// Steps run at the same time.
+    pub concurrency: u32,
+    /// Step messages read per queue read.
+    pub batch_size: u32,
+    /// How often a running step's lease is extended, in seconds.
+    pub heartbeat_interval_seconds: u32,
+    /// How long running steps may finish after a shutdown request, in seconds.
+    pub shutdown_grace_seconds: u32,
+    /// How the worker learns of new step messages.
+    pub mode: Mode,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            namespaces: vec!["default".to_string()],
+            concurrency: 8,
+            batch_size: 10,
+            heartbeat_interval_seconds: 10,
+            shutdown_grace_seconds: 30,
+            mode: Mode::Hybrid,
+        }
+    }
+}
+
+/// `[channels]`: capacities of the bounded in-process mpsc channels (messages).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelConfig {
+    /// Commands sent to the orchestration command processor.
+    pub command_buffer: usize,
+    /// Task creation requests waiting to be initialized.
+    pub task_requests: usize,
+    /// Ready steps waiting to be sent to their namespace queue.
+    pub step_enqueue: usize,
+    /// Step results read from the results queue, waiting to be processed.
+    pub step_results: usize,
+    /// Tasks waiting to be finalized.
+    pub finalization: usize,
+    /// Step messages handed from the worker's reader to its handler pool.
+    pub worker_dispatch: usize,
+    /// Handler outcomes waiting to be reported by the worker.
+    pub worker_results: usize,
+    /// Fill level, in percent, above which a channel logs a saturation warning.
+    pub saturation_warn_percent: u8,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig {
+            command_buffer: 1_000,
+            task_requests: 1_000,
+            step_enqueue: 1_000,
+            step_results: 1_000,
+            finalization: 500,
+            worker_dispatch: 500,
+            worker_results: 500,
+            saturation_warn_percent: 80,
+        }
+    }
+}
+
+/// `[circuit_breakers]`: protection of calls to the database and handlers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Whether circuit breakers are used at all.
+    pub enabled: bool,
+    /// Consecutive failures that open a breaker.
+    pub failure_threshold: u32,
+    /// How long an open breaker waits before letting a trial call through, in milliseconds.
+    pub reset_timeout_ms: u64,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        CircuitBreakerConfig {
+            enabled: true,
+            failure_threshold: 5,
+            reset_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// `[web]`: the HTTP admin API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Socket address to listen on (`host:port`; port 0 picks a free port).
+    pub bind: String,
+    /// Largest accepted request body (WASM component uploads included), in bytes.
+    pub request_body_limit_bytes: u64,
+    /// Time limit of one request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// `[web.auth]`: API authentication.
+    pub auth: WebAuthConfig,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        WebConfig {
+            bind: "127.0.0.1:8080".to_string(),
+            request_body_limit_bytes: 16_777_216,
+            request_timeout_ms: 30_000,
+            auth: WebAuthConfig::default(),
+        }
+    }
+}
+
+/// `[web.auth]`: API authentication.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebAuthConfig {
+    /// Whether requests must carry an API key.
+    pub enabled: bool,
+    /// A key accepted before any key is stored (a secret), to create the first ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap_key: Option<Secret>,
+}
+
+impl Default for WebAuthConfig {
+    fn default() -> Self {
+        WebAuthConfig {
+            enabled: true,
+            bootstrap_key: None,
+        }
+    }
+}
+
+/// `[telemetry]`: logs and metrics.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// A `tracing` filter: a level (`info`) or directives (`info,tasker_engine=debug`).
+    pub log_level: String,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// Whether metrics are recorded and exposed.
+    pub metrics_enabled: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            log_level: "info".to_string(),
+            log_format: LogFormat::Text,
+            metrics_enabled: true,
+        }
+    }
+}
