@@ -204,17 +204,7 @@ async fn ensure_database(
     Ok(admin.database(name))
 }
 
-/// Removes the password from a connection URL so it can be logged.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "<unparseable url>".into(),
-    }
-}
+pub use crate::config::redact_url;
 
 /// A PostgreSQL cluster this process initialised and started, stopped on drop.
 struct PrivateCluster {
@@ -359,17 +349,3 @@ fn find_pg_bin_dir() -> Result<PathBuf, DbError> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
-        assert!(!redact_url("not a url with secret").contains("secret"));
-    }
-}

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -20,18 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::queue;
 
-/// How readers learn that work arrived.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Poll on an interval only.
-    Polling,
-    /// LISTEN/NOTIFY only (plus a wake-up after a reconnect).
-    EventDriven,
-    /// LISTEN/NOTIFY, with the poll as a safety net.
-    #[default]
-    Hybrid,
-}
+pub use crate::config::Mode;
 
 /// A reader's source of wake-ups.
 pub struct Wake {

@@ -1,0 +1,158 @@
+//! One step's run on a worker: heartbeat, timeout, handler, report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::WorkerSettings;
+use crate::handler::HandlerRegistry;
+use crate::step::{Outcome, StepContext, StepResultMessage};
+use crate::store;
+use crate::store::step::Claimed;
+
+/// Everything a step's run needs from its worker.
+pub(super) struct Job {
+    pub pool: PgPool,
+    pub registry: Arc<HandlerRegistry>,
+    pub settings: Arc<WorkerSettings>,
+    pub queue: String,
+    /// Fires when the worker gives up waiting at shutdown.
+    pub cancel: CancellationToken,
+}
+
+impl Job {
+    pub async fn run(self, claimed: Claimed) {
+        let Some(ctx) = claimed.step else {
+            // The step finished, was cancelled or resolved meanwhile: nothing to run.
+            if let Err(e) = store::step::discard(&self.pool, &self.queue, claimed.msg_id).await {
+                tracing::warn!(error = %e, msg_id = claimed.msg_id, "discarding a step message failed");
+            }
+            return;
+        };
+        let started_at = Utc::now();
+        let step_cancel = self.cancel.child_token();
+        let heartbeat = tokio::spawn(heartbeat(
+            self.pool.clone(),
+            self.queue.clone(),
+            claimed.msg_id,
+            ctx.task_id,
+            self.settings.clone(),
+            step_cancel.clone(),
+        ));
+        let attempt = ctx.attempt;
+        let (step_id, task_id) = (ctx.step_id, ctx.task_id);
+        let outcome = run_step(&self.registry, ctx, step_cancel.clone()).await;
+        heartbeat.abort();
+        if self.cancel.is_cancelled() {
+            // Shutdown gave up on this step: release it at once for another worker.
+            if let Ok(mut conn) = self.pool.acquire().await {
+                let _ = crate::queue::extend_lease(&mut conn, &self.queue, claimed.msg_id, 0).await;
+            }
+            return;
+        }
+        let result = StepResultMessage {
+            step_id,
+            task_id,
+            attempt,
+            outcome,
+            worker_id: self.settings.worker_id.clone(),
+            started_at,
+            finished_at: Utc::now(),
+        };
+        report_with_retries(&self.pool, &self.queue, claimed.msg_id, &result, &self.settings.worker_id).await;
+    }
+}
+
+/// Runs a handler for `ctx` as the step's policy says: the handler comes from
+/// `registry`, runs on its own task (a panic becomes a failed attempt) and is
+/// stopped at the step's timeout.
+pub async fn run_step(registry: &HandlerRegistry, ctx: StepContext, cancel: CancellationToken) -> Outcome {
+    if ctx.attempt > ctx.max_attempts {
+        return Outcome::failure(
+            "attempts_exhausted",
+            format!(
+                "attempt {} exceeds max_attempts {} (an earlier attempt's lease expired)",
+                ctx.attempt, ctx.max_attempts
+            ),
+            false,
+        );
+    }
+    let Some(handler) = registry.resolve(&ctx.handler, None) else {
+        return Outcome::failure(
+            "no_handler",
+            format!(
+                "no handler named '{}' is registered on this worker (it has: {})",
+                ctx.handler,
+                registry.names().join(", ")
+            ),
+            false,
+        );
+    };
+    let timeout = Duration::from_secs(u64::from(ctx.timeout_seconds));
+    let task = tokio::spawn(handler.call(ctx, cancel.clone()));
+    let abort = task.abort_handle();
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(join)) if join.is_panic() => {
+            let payload = join.into_panic();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            Outcome::failure("panic", format!("handler panicked: {msg}"), true)
+        }
+        Ok(Err(_)) => Outcome::failure("cancelled", "handler was cancelled", true),
+        Err(_) => {
+            cancel.cancel();
+            abort.abort();
+            Outcome::failure("timeout", format!("timed out after {}s", timeout.as_secs()), true)
+        }
+    }
+}
+
+/// Extends the lease every `heartbeat_interval`; cancels the step when its task
+/// is no longer live (cancelled or resolved by an operator).
+async fn heartbeat(
+    pool: PgPool,
+    queue: String,
+    msg_id: i64,
+    task_id: uuid::Uuid,
+    settings: Arc<WorkerSettings>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(settings.heartbeat_interval);
+    tick.tick().await; // the first tick is immediate
+    loop {
+        tick.tick().await;
+        match store::step::heartbeat(&pool, &queue, msg_id, settings.lease_seconds as i32, task_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(%task_id, "task is no longer live; telling the handler to stop");
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed; the lease may expire"),
+        }
+    }
+}
+
+/// Reports with a few retries; if it still fails the lease runs out and the
+/// step runs again elsewhere (at-least-once).
+async fn report_with_retries(pool: &PgPool, queue: &str, msg_id: i64, result: &StepResultMessage, worker_id: &str) {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        match store::step::report(pool, queue, msg_id, result, worker_id).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, attempt, step_id = %result.step_id, "reporting a step outcome failed");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    tracing::error!(step_id = %result.step_id, "giving up reporting; the step will run again after its lease");
+}
