@@ -2,10 +2,12 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the bird's-eye view.
 
+pub mod channel;
 pub mod config;
 pub mod db;
 pub mod handler;
 pub mod migrate;
+pub mod orchestration;
 pub mod queue;
 pub mod state;
 pub mod step;

@@ -2,6 +2,9 @@
 //! multi-row change is one transaction.
 
 pub mod step;
+pub mod evaluate;
+pub mod recovery;
+pub mod result;
 pub mod task;
 pub mod template;
 pub mod transition;

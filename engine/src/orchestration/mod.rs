@@ -1,0 +1,178 @@
+//! Orchestration: a command processor that only routes, and one actor per
+//! concern, connected by bounded channels (`[channels]` in config).
+//!
+//! ```text
+//!  results reader ──ProcessResults──▶ command processor ──▶ result processor ──▶ finalizer
+//!  sweep timers ───EnqueueDue/Stale──▶        │          ──▶ step enqueuer
+//!  clients ────────CreateTask────────▶        └──────────▶ task requests
+//! ```
+//!
+//! * **task requests** create tasks (one transaction each, see `store::task`);
+//! * **result processor** handles each result in one transaction
+//!   (`store::result::process`) and schedules a wake-up when a retry is due;
+//! * **step enqueuer** enqueues due retries and re-evaluates stale tasks;
+//! * **finalizer** observes finished tasks (logs, latency). Finalizing itself
+//!   happens inside the result's transaction under the task row lock, which is
+//!   what makes it exactly-once across any number of orchestrators.
+//!
+//! When a channel is full its sender waits; the PGMQ results queue behind the
+//! reader is the durable buffer, so nothing is lost (retry wake-ups are hints:
+//! dropped when full, the periodic sweep covers them).
+
+mod actors;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::channel;
+use crate::config::{ChannelConfig, StaleTaskAction, TaskerConfig};
+use crate::queue::{self, Message, RESULTS_QUEUE};
+use crate::store::task::{Created, NewTask};
+use crate::store::template::TemplateCache;
+use crate::store::StoreError;
+use crate::wake::{Mode, Wake};
+
+/// How an orchestrator behaves.
+#[derive(Debug, Clone)]
+pub struct OrchestratorSettings {
+    pub processor_id: String,
+    pub mode: Mode,
+    pub result_batch_size: u32,
+    pub poll_interval: Duration,
+    /// Lease on a result message while it is being processed.
+    pub result_lease_seconds: u32,
+    pub retry_sweep_interval: Duration,
+    pub stale_after: Duration,
+    pub stale_sweep_interval: Duration,
+    pub stale_action: StaleTaskAction,
+    pub channels: ChannelConfig,
+}
+
+impl OrchestratorSettings {
+    /// Settings from the loaded configuration.
+    pub fn from_config(config: &TaskerConfig) -> OrchestratorSettings {
+        let o = &config.orchestration;
+        OrchestratorSettings {
+            processor_id: format!("orchestrator-{}", uuid::Uuid::now_v7()),
+            mode: o.mode,
+            result_batch_size: o.result_batch_size,
+            poll_interval: Duration::from_millis(o.fallback_poll_interval_ms),
+            result_lease_seconds: config.queues.visibility_timeout_seconds,
+            retry_sweep_interval: Duration::from_millis(o.retry_sweep_interval_ms),
+            stale_after: Duration::from_secs(o.stale_task_after_seconds),
+            stale_sweep_interval: Duration::from_secs(o.stale_sweep_interval_seconds),
+            stale_action: o.stale_task_action,
+            channels: config.channels.clone(),
+        }
+    }
+}
+
+/// What the command processor routes.
+pub enum Command {
+    /// A batch read from the results queue.
+    ProcessResults(Vec<Message>),
+    /// Enqueue the retries that are due.
+    EnqueueDueRetries,
+    /// Re-evaluate tasks without progress for `stale_after`.
+    SweepStale,
+    /// Create a task; the answer goes back on the oneshot.
+    CreateTask(Box<NewTask>, oneshot::Sender<Result<Created, StoreError>>),
+}
+
+/// A running orchestrator: send it commands, stop it with the token.
+#[derive(Clone)]
+pub struct Orchestrator {
+    commands: channel::Sender<Command>,
+}
+
+impl Orchestrator {
+    /// Creates a task through the task-request actor.
+    pub async fn create_task(&self, req: NewTask) -> Result<Created, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::CreateTask(Box::new(req), tx))
+            .await
+            .map_err(|_| StoreError::Corrupt("orchestrator stopped".into()))?;
+        rx.await.map_err(|_| StoreError::Corrupt("orchestrator stopped".into()))?
+    }
+}
+
+/// Starts an orchestrator's actors, its results reader and its sweeps; they
+/// stop when `shutdown` fires. The returned join handle ends when all have.
+pub async fn start(
+    pool: PgPool,
+    templates: TemplateCache,
+    settings: OrchestratorSettings,
+    shutdown: CancellationToken,
+) -> Result<(Orchestrator, tokio::task::JoinHandle<()>), queue::QueueError> {
+    {
+        let mut conn = pool.acquire().await.map_err(queue::QueueError::Sql)?;
+        queue::ensure(&mut conn, RESULTS_QUEUE, 0).await?;
+    }
+    let warn = settings.channels.saturation_warn_percent;
+    let (cmd_tx, cmd_rx) = channel::bounded("orchestration.commands", settings.channels.command_buffer, warn);
+    let wake = Wake::start(&pool, RESULTS_QUEUE, settings.mode, settings.poll_interval, shutdown.clone())
+        .await
+        .map_err(queue::QueueError::Sql)?;
+    let actors = actors::Actors::spawn(pool.clone(), templates, &settings, cmd_tx.clone(), shutdown.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(actors::route(cmd_rx, actors, shutdown.clone()));
+    tasks.spawn(read_results(pool.clone(), settings.clone(), wake, cmd_tx.clone(), shutdown.clone()));
+    tasks.spawn(tick(cmd_tx.clone(), settings.retry_sweep_interval, shutdown.clone(), || Command::EnqueueDueRetries));
+    tasks.spawn(tick(cmd_tx.clone(), settings.stale_sweep_interval, shutdown.clone(), || Command::SweepStale));
+    let handle = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
+    tracing::info!(processor = %settings.processor_id, mode = ?settings.mode, "orchestrator started");
+    Ok((Orchestrator { commands: cmd_tx }, handle))
+}
+
+/// The results reader: waits for a wake-up, reads a batch, hands it on.
+async fn read_results(
+    pool: PgPool,
+    settings: OrchestratorSettings,
+    mut wake: Wake,
+    commands: channel::Sender<Command>,
+    shutdown: CancellationToken,
+) {
+    let qty = settings.result_batch_size.max(1) as i32;
+    loop {
+        let batch = match pool.acquire().await {
+            Ok(mut conn) => queue::read(&mut conn, RESULTS_QUEUE, settings.result_lease_seconds as i32, qty).await,
+            Err(e) => Err(e.into()),
+        };
+        let full = match batch {
+            Ok(batch) if batch.is_empty() => false,
+            Ok(batch) => {
+                let full = batch.len() as i32 == qty;
+                if commands.send(Command::ProcessResults(batch)).await.is_err() {
+                    return;
+                }
+                full
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the results queue failed");
+                false
+            }
+        };
+        if full {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.wait() => {}
+        }
+    }
+}
+
+async fn tick(commands: channel::Sender<Command>, every: Duration, shutdown: CancellationToken, make: fn() -> Command) {
+    let mut t = tokio::time::interval(every.max(Duration::from_millis(10)));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = t.tick() => commands.try_send_or_drop(make()),
+        }
+    }
+}
