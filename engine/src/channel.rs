@@ -43,20 +43,43 @@ pub struct Sender<T> {
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        Sender { inner: self.inner.clone(), name: self.name, warn_at: self.warn_at, warned: self.warned.clone() }
+        Sender {
+            inner: self.inner.clone(),
+            name: self.name,
+            warn_at: self.warn_at,
+            warned: self.warned.clone(),
+        }
     }
 }
 
 /// Makes a bounded channel named `name` holding `capacity` messages, warning
 /// in the log once it is `warn_percent` full.
-pub fn bounded<T>(name: &'static str, capacity: usize, warn_percent: u8) -> (Sender<T>, mpsc::Receiver<T>) {
+pub fn bounded<T>(
+    name: &'static str,
+    capacity: usize,
+    warn_percent: u8,
+) -> (Sender<T>, mpsc::Receiver<T>) {
     let capacity = capacity.max(1);
     let (tx, rx) = mpsc::channel(capacity);
     if let Ok(mut m) = registry().lock() {
-        m.insert(name, Saturation { capacity, ..Default::default() });
+        m.insert(
+            name,
+            Saturation {
+                capacity,
+                ..Default::default()
+            },
+        );
     }
     let warn_at = (capacity * usize::from(warn_percent.min(100)) / 100).max(1);
-    (Sender { inner: tx, name, warn_at, warned: Default::default() }, rx)
+    (
+        Sender {
+            inner: tx,
+            name,
+            warn_at,
+            warned: Default::default(),
+        },
+        rx,
+    )
 }
 
 impl<T> Sender<T> {
@@ -85,7 +108,12 @@ impl<T> Sender<T> {
         }
         use std::sync::atomic::Ordering;
         if used >= self.warn_at && !self.warned.swap(true, Ordering::Relaxed) {
-            tracing::warn!(channel = self.name, used, capacity = self.inner.max_capacity(), "channel is nearly full");
+            tracing::warn!(
+                channel = self.name,
+                used,
+                capacity = self.inner.max_capacity(),
+                "channel is nearly full"
+            );
         } else if used < self.warn_at / 2 {
             self.warned.store(false, Ordering::Relaxed);
         }

@@ -85,8 +85,8 @@ impl Database {
     pub async fn open(settings: &DbSettings) -> Result<Database, DbError> {
         match &settings.url {
             Some(url) => {
-                let opts = PgConnectOptions::from_str(url)
-                    .map_err(|e| DbError::BadUrl(e.to_string()))?;
+                let opts =
+                    PgConnectOptions::from_str(url).map_err(|e| DbError::BadUrl(e.to_string()))?;
                 let pool = pool(settings, opts.clone()).await?;
                 Ok(Database {
                     pool,
@@ -229,8 +229,11 @@ impl PrivateCluster {
         // PostgreSQL refuses to run as root: hand the directory to `postgres`.
         let run_as_postgres = is_root();
         if run_as_postgres {
-            run(Command::new("chown").arg("-R").arg("postgres").arg(&data_dir))
-                .map_err(|e| fail("chown data dir to postgres", e))?;
+            run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres")
+                .arg(&data_dir))
+            .map_err(|e| fail("chown data dir to postgres", e))?;
         }
         let cluster = PrivateCluster {
             bin_dir,
@@ -239,27 +242,36 @@ impl PrivateCluster {
             stopped: false,
         };
         if !cluster.data_dir.join("PG_VERSION").exists() {
-            run(&mut cluster.pg_command("initdb", &[
-                "-D",
-                &cluster.data_dir.display().to_string(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-            ]))
+            run(&mut cluster.pg_command(
+                "initdb",
+                &[
+                    "-D",
+                    &cluster.data_dir.display().to_string(),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--no-sync",
+                ],
+            ))
             .map_err(|e| fail("initdb", e))?;
         }
-        let opts = format!("-p {port} -c listen_addresses=127.0.0.1 -k {}", cluster.data_dir.display());
-        run(&mut cluster.pg_command("pg_ctl", &[
-            "-D",
-            &cluster.data_dir.display().to_string(),
-            "-o",
-            &opts,
-            "-l",
-            &cluster.data_dir.join("server.log").display().to_string(),
-            "-w",
-            "start",
-        ]))
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
+            cluster.data_dir.display()
+        );
+        run(&mut cluster.pg_command(
+            "pg_ctl",
+            &[
+                "-D",
+                &cluster.data_dir.display().to_string(),
+                "-o",
+                &opts,
+                "-l",
+                &cluster.data_dir.join("server.log").display().to_string(),
+                "-w",
+                "start",
+            ],
+        ))
         .map_err(|e| fail("pg_ctl start", e))?;
         Ok(cluster)
     }
@@ -287,7 +299,9 @@ impl PrivateCluster {
         }
         self.stopped = true;
         let dir = self.data_dir.display().to_string();
-        if let Err(e) = run(&mut self.pg_command("pg_ctl", &["-D", &dir, "-m", "fast", "-w", "stop"])) {
+        if let Err(e) =
+            run(&mut self.pg_command("pg_ctl", &["-D", &dir, "-m", "fast", "-w", "stop"]))
+        {
             tracing::warn!(error = %e, "stopping the private PostgreSQL cluster failed");
         }
     }
@@ -348,4 +362,3 @@ fn find_pg_bin_dir() -> Result<PathBuf, DbError> {
         searched: "/usr/lib/postgresql/*/bin and PATH".into(),
     })
 }
-

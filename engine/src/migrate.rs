@@ -18,6 +18,8 @@ pub enum MigrateError {
     Pgmq(#[from] pgmq::PgmqError),
     #[error("applying tasker migrations failed: {0}")]
     Schema(#[from] sqlx::migrate::MigrateError),
+    #[error("creating the results queue failed: {0}")]
+    Queue(#[from] crate::queue::QueueError),
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }
@@ -42,13 +44,16 @@ async fn run(pool: &PgPool) -> Result<usize, MigrateError> {
     pgmq::install::install_sql_from_embedded(pool).await?;
     let before = applied_count(pool).await?;
     MIGRATOR.run(pool).await?;
+    let mut conn = pool.acquire().await?;
+    crate::queue::ensure(&mut conn, crate::queue::RESULTS_QUEUE, 0).await?;
     Ok(applied_count(pool).await? - before)
 }
 
 async fn applied_count(pool: &PgPool) -> Result<usize, sqlx::Error> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
     if !exists {
         return Ok(0);
     }
@@ -92,7 +97,10 @@ mod tests {
     #[sqlx::test(migrations = false)]
     async fn pgmq_queue_send_read_archive(pool: PgPool) {
         migrate(&pool).await.unwrap();
-        sqlx::query("SELECT pgmq.create('smoke')").execute(&pool).await.unwrap();
+        sqlx::query("SELECT pgmq.create('smoke')")
+            .execute(&pool)
+            .await
+            .unwrap();
         let id: i64 = sqlx::query_scalar("SELECT * FROM pgmq.send('smoke', '{\"n\": 1}'::jsonb)")
             .fetch_one(&pool)
             .await

@@ -68,14 +68,22 @@ pub struct StepMessage {
 
 /// Creates `queue` if missing and turns on insert notifications
 /// (`throttle_ms` = 0 notifies on every insert). Idempotent.
-pub async fn ensure(conn: &mut PgConnection, queue: &str, throttle_ms: i32) -> Result<(), QueueError> {
+pub async fn ensure(
+    conn: &mut PgConnection,
+    queue: &str,
+    throttle_ms: i32,
+) -> Result<(), QueueError> {
     check_name(queue)?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = $1)")
-        .bind(queue)
-        .fetch_one(&mut *conn)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = $1)")
+            .bind(queue)
+            .fetch_one(&mut *conn)
+            .await?;
     if !exists {
-        sqlx::query("SELECT pgmq.create($1)").bind(queue).execute(&mut *conn).await?;
+        sqlx::query("SELECT pgmq.create($1)")
+            .bind(queue)
+            .execute(&mut *conn)
+            .await?;
         sqlx::query("SELECT pgmq.enable_notify_insert($1, $2)")
             .bind(queue)
             .bind(throttle_ms)
@@ -95,25 +103,38 @@ pub async fn send(conn: &mut PgConnection, queue: &str, body: &Value) -> Result<
 }
 
 /// Sends several messages in one statement.
-pub async fn send_batch(conn: &mut PgConnection, queue: &str, bodies: &[Value]) -> Result<Vec<i64>, QueueError> {
+pub async fn send_batch(
+    conn: &mut PgConnection,
+    queue: &str,
+    bodies: &[Value],
+) -> Result<Vec<i64>, QueueError> {
     if bodies.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(sqlx::query_scalar("SELECT * FROM pgmq.send_batch($1, $2::jsonb[])")
-        .bind(queue)
-        .bind(bodies)
-        .fetch_all(conn)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT * FROM pgmq.send_batch($1, $2::jsonb[])")
+            .bind(queue)
+            .bind(bodies)
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 /// Reads up to `qty` messages, hiding them for `vt_seconds` (the lease).
-pub async fn read(conn: &mut PgConnection, queue: &str, vt_seconds: i32, qty: i32) -> Result<Vec<Message>, QueueError> {
-    Ok(sqlx::query_as("SELECT msg_id, read_ct, message FROM pgmq.read($1, $2, $3)")
-        .bind(queue)
-        .bind(vt_seconds)
-        .bind(qty)
-        .fetch_all(conn)
-        .await?)
+pub async fn read(
+    conn: &mut PgConnection,
+    queue: &str,
+    vt_seconds: i32,
+    qty: i32,
+) -> Result<Vec<Message>, QueueError> {
+    Ok(
+        sqlx::query_as("SELECT msg_id, read_ct, message FROM pgmq.read($1, $2, $3)")
+            .bind(queue)
+            .bind(vt_seconds)
+            .bind(qty)
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 /// Deletes a message; false when it was already gone.
@@ -126,19 +147,29 @@ pub async fn delete(conn: &mut PgConnection, queue: &str, msg_id: i64) -> Result
 }
 
 /// Deletes several messages; returns the ids that were deleted.
-pub async fn delete_batch(conn: &mut PgConnection, queue: &str, msg_ids: &[i64]) -> Result<Vec<i64>, QueueError> {
+pub async fn delete_batch(
+    conn: &mut PgConnection,
+    queue: &str,
+    msg_ids: &[i64],
+) -> Result<Vec<i64>, QueueError> {
     if msg_ids.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(sqlx::query_scalar("SELECT * FROM pgmq.delete($1, $2::bigint[])")
-        .bind(queue)
-        .bind(msg_ids)
-        .fetch_all(conn)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT * FROM pgmq.delete($1, $2::bigint[])")
+            .bind(queue)
+            .bind(msg_ids)
+            .fetch_all(conn)
+            .await?,
+    )
 }
 
 /// Moves a message to the queue's archive (the dead-letter record).
-pub async fn archive(conn: &mut PgConnection, queue: &str, msg_id: i64) -> Result<bool, QueueError> {
+pub async fn archive(
+    conn: &mut PgConnection,
+    queue: &str,
+    msg_id: i64,
+) -> Result<bool, QueueError> {
     Ok(sqlx::query_scalar("SELECT pgmq.archive($1, $2::bigint)")
         .bind(queue)
         .bind(msg_id)
@@ -148,13 +179,19 @@ pub async fn archive(conn: &mut PgConnection, queue: &str, msg_id: i64) -> Resul
 
 /// Extends a message's lease: invisible for another `vt_seconds` from now.
 /// Returns false when the message no longer exists.
-pub async fn extend_lease(conn: &mut PgConnection, queue: &str, msg_id: i64, vt_seconds: i32) -> Result<bool, QueueError> {
-    let row: Option<i64> = sqlx::query_scalar("SELECT msg_id FROM pgmq.set_vt($1, $2::bigint, $3::integer)")
-        .bind(queue)
-        .bind(msg_id)
-        .bind(vt_seconds)
-        .fetch_optional(conn)
-        .await?;
+pub async fn extend_lease(
+    conn: &mut PgConnection,
+    queue: &str,
+    msg_id: i64,
+    vt_seconds: i32,
+) -> Result<bool, QueueError> {
+    let row: Option<i64> =
+        sqlx::query_scalar("SELECT msg_id FROM pgmq.set_vt($1, $2::bigint, $3::integer)")
+            .bind(queue)
+            .bind(msg_id)
+            .bind(vt_seconds)
+            .fetch_optional(conn)
+            .await?;
     Ok(row.is_some())
 }
 
@@ -200,16 +237,24 @@ mod tests {
         let mut c = pool.acquire().await.unwrap();
         ensure(&mut c, "steps_q", 0).await.unwrap();
         ensure(&mut c, "steps_q", 0).await.unwrap();
-        let ids = send_batch(&mut c, "steps_q", &[json!({"a": 1}), json!({"a": 2})]).await.unwrap();
+        let ids = send_batch(&mut c, "steps_q", &[json!({"a": 1}), json!({"a": 2})])
+            .await
+            .unwrap();
         assert_eq!(ids.len(), 2);
         let got = read(&mut c, "steps_q", 30, 10).await.unwrap();
         assert_eq!(got.len(), 2);
-        assert!(read(&mut c, "steps_q", 30, 10).await.unwrap().is_empty(), "leased messages stay hidden");
+        assert!(
+            read(&mut c, "steps_q", 30, 10).await.unwrap().is_empty(),
+            "leased messages stay hidden"
+        );
         assert!(extend_lease(&mut c, "steps_q", ids[0], 60).await.unwrap());
         assert!(delete(&mut c, "steps_q", ids[0]).await.unwrap());
         assert!(!delete(&mut c, "steps_q", ids[0]).await.unwrap());
         assert!(!extend_lease(&mut c, "steps_q", ids[0], 60).await.unwrap());
-        assert_eq!(delete_batch(&mut c, "steps_q", &ids).await.unwrap(), vec![ids[1]]);
+        assert_eq!(
+            delete_batch(&mut c, "steps_q", &ids).await.unwrap(),
+            vec![ids[1]]
+        );
         let s = stats(&mut c, "steps_q").await.unwrap();
         assert_eq!((s.queue_length, s.total_messages), (0, 2));
     }

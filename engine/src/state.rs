@@ -302,6 +302,9 @@ mod tests {
             }
         }
         let err = check_task(TaskState::Complete, TaskState::Pending).unwrap_err();
-        assert_eq!(err.to_string(), "illegal task transition complete -> pending");
+        assert_eq!(
+            err.to_string(),
+            "illegal task transition complete -> pending"
+        );
     }
 }

@@ -58,14 +58,29 @@ impl Outcome {
         Outcome::Success { result }
     }
     pub fn retryable(message: impl Into<String>) -> Outcome {
-        Outcome::Failure(StepError { message: message.into(), retryable: true, retry_after_ms: None, kind: "handler".into() })
+        Outcome::Failure(StepError {
+            message: message.into(),
+            retryable: true,
+            retry_after_ms: None,
+            kind: "handler".into(),
+        })
     }
     pub fn permanent(message: impl Into<String>) -> Outcome {
-        Outcome::Failure(StepError { message: message.into(), retryable: false, retry_after_ms: None, kind: "handler".into() })
+        Outcome::Failure(StepError {
+            message: message.into(),
+            retryable: false,
+            retry_after_ms: None,
+            kind: "handler".into(),
+        })
     }
     /// A failure of a given kind, e.g. a timeout.
     pub fn failure(kind: &str, message: impl Into<String>, retryable: bool) -> Outcome {
-        Outcome::Failure(StepError { message: message.into(), retryable, retry_after_ms: None, kind: kind.into() })
+        Outcome::Failure(StepError {
+            message: message.into(),
+            retryable,
+            retry_after_ms: None,
+            kind: kind.into(),
+        })
     }
     /// Sets the retry-after hint of a failure.
     pub fn retry_after(mut self, after: Duration) -> Outcome {

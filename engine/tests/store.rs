@@ -982,7 +982,6 @@ async fn report_for_an_attempt_that_is_not_current_changes_no_step_state(pool: P
 }
 
 #[sqlx::test(migrations = false)]
-#[ignore = "bug: nothing creates the orchestration_results queue, so store::step::report fails on a migrated database"]
 async fn report_works_on_a_freshly_migrated_database(pool: PgPool) {
     migrated(&pool).await;
     create_diamond(&pool).await;
@@ -1030,7 +1029,6 @@ async fn expired_lease_is_reclaimed_as_a_new_attempt(pool: PgPool) {
 }
 
 #[sqlx::test(migrations = false)]
-#[ignore = "bug: a stale report deletes the step message the current attempt's worker holds"]
 async fn stale_report_after_reclaim_leaves_the_current_attempts_message(pool: PgPool) {
     migrated(&pool).await;
     ensure_results_queue(&pool).await;

@@ -55,10 +55,20 @@ where
 impl StepError {
     /// A failure another attempt may fix.
     pub fn retryable(message: impl Into<String>) -> StepError {
-        StepError { message: message.into(), retryable: true, retry_after_ms: None, kind: "handler".into() }
+        StepError {
+            message: message.into(),
+            retryable: true,
+            retry_after_ms: None,
+            kind: "handler".into(),
+        }
     }
     /// A failure no retry will fix.
     pub fn permanent(message: impl Into<String>) -> StepError {
-        StepError { message: message.into(), retryable: false, retry_after_ms: None, kind: "handler".into() }
+        StepError {
+            message: message.into(),
+            retryable: false,
+            retry_after_ms: None,
+            kind: "handler".into(),
+        }
     }
 }

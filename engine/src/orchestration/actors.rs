@@ -38,21 +38,44 @@ impl Actors {
     ) -> Actors {
         let c = &settings.channels;
         let warn = c.saturation_warn_percent;
-        let (task_requests, req_rx) = channel::bounded("orchestration.task_requests", c.task_requests, warn);
-        let (results, res_rx) = channel::bounded("orchestration.step_results", c.step_results, warn);
-        let (enqueuer, enq_rx) = channel::bounded("orchestration.step_enqueue", c.step_enqueue, warn);
-        let (finalizer, fin_rx) = channel::bounded("orchestration.finalization", c.finalization, warn);
+        let (task_requests, req_rx) =
+            channel::bounded("orchestration.task_requests", c.task_requests, warn);
+        let (results, res_rx) =
+            channel::bounded("orchestration.step_results", c.step_results, warn);
+        let (enqueuer, enq_rx) =
+            channel::bounded("orchestration.step_enqueue", c.step_enqueue, warn);
+        let (finalizer, fin_rx) =
+            channel::bounded("orchestration.finalization", c.finalization, warn);
         let settings = Arc::new(settings.clone());
-        tokio::spawn(task_request_actor(pool.clone(), templates, settings.clone(), req_rx));
-        tokio::spawn(result_actor(pool.clone(), settings.clone(), res_rx, commands, finalizer));
+        tokio::spawn(task_request_actor(
+            pool.clone(),
+            templates,
+            settings.clone(),
+            req_rx,
+        ));
+        tokio::spawn(result_actor(
+            pool.clone(),
+            settings.clone(),
+            res_rx,
+            commands,
+            finalizer,
+        ));
         tokio::spawn(enqueuer_actor(pool, settings, enq_rx, shutdown));
         tokio::spawn(finalizer_actor(fin_rx));
-        Actors { task_requests, results, enqueuer }
+        Actors {
+            task_requests,
+            results,
+            enqueuer,
+        }
     }
 }
 
 /// The command processor: routes each command to its actor, nothing more.
-pub(super) async fn route(mut commands: Receiver<Command>, actors: Actors, shutdown: CancellationToken) {
+pub(super) async fn route(
+    mut commands: Receiver<Command>,
+    actors: Actors,
+    shutdown: CancellationToken,
+) {
     loop {
         let cmd = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -72,10 +95,16 @@ pub(super) async fn route(mut commands: Receiver<Command>, actors: Actors, shutd
     }
 }
 
-async fn task_request_actor(pool: PgPool, templates: TemplateCache, settings: Arc<OrchestratorSettings>, mut inbox: Receiver<Command>) {
+async fn task_request_actor(
+    pool: PgPool,
+    templates: TemplateCache,
+    settings: Arc<OrchestratorSettings>,
+    mut inbox: Receiver<Command>,
+) {
     while let Some(cmd) = inbox.recv().await {
         if let Command::CreateTask(req, reply) = cmd {
-            let created = store::task::create(&pool, &templates, &req, &settings.processor_id).await;
+            let created =
+                store::task::create(&pool, &templates, &req, &settings.processor_id).await;
             let _ = reply.send(created);
         }
     }
@@ -91,7 +120,8 @@ async fn result_actor(
     while let Some(batch) = inbox.recv().await {
         futures::stream::iter(batch)
             .for_each_concurrent(RESULT_PARALLELISM, |m| {
-                let (pool, settings, commands, finalizer) = (&pool, &settings, &commands, &finalizer);
+                let (pool, settings, commands, finalizer) =
+                    (&pool, &settings, &commands, &finalizer);
                 async move {
                     handle_result(pool, settings, m, commands, finalizer).await;
                 }
@@ -125,7 +155,10 @@ async fn handle_result(
                     commands.try_send_or_drop(Command::EnqueueDueRetries);
                 });
             }
-            if let Some(state) = processed.task_state().filter(|s| s.is_terminal() || *s == TaskState::BlockedByFailures) {
+            if let Some(state) = processed
+                .task_state()
+                .filter(|s| s.is_terminal() || *s == TaskState::BlockedByFailures)
+            {
                 finalizer.try_send_or_drop((msg.task_id, state));
             }
         }
@@ -148,7 +181,12 @@ async fn dead_letter(pool: &PgPool, msg_id: i64) {
     }
 }
 
-async fn enqueuer_actor(pool: PgPool, settings: Arc<OrchestratorSettings>, mut inbox: Receiver<Command>, shutdown: CancellationToken) {
+async fn enqueuer_actor(
+    pool: PgPool,
+    settings: Arc<OrchestratorSettings>,
+    mut inbox: Receiver<Command>,
+    shutdown: CancellationToken,
+) {
     while let Some(cmd) = inbox.recv().await {
         if shutdown.is_cancelled() {
             return;
@@ -167,15 +205,27 @@ async fn enqueuer_actor(pool: PgPool, settings: Arc<OrchestratorSettings>, mut i
                     *by_task.entry(task).or_default() += 1;
                 }
                 for task in by_task.keys() {
-                    if let Err(e) = store::result::enqueue_due_retries(&pool, *task, &settings.processor_id).await {
+                    if let Err(e) =
+                        store::result::enqueue_due_retries(&pool, *task, &settings.processor_id)
+                            .await
+                    {
                         tracing::warn!(task_id = %task, error = %e, "enqueueing due retries failed");
                     }
                 }
             }
             Command::SweepStale => {
-                let stale = store::recovery::stale_tasks(&pool, settings.stale_after, 100).await.unwrap_or_default();
+                let stale = store::recovery::stale_tasks(&pool, settings.stale_after, 100)
+                    .await
+                    .unwrap_or_default();
                 for task in stale {
-                    if let Err(e) = store::recovery::recover(&pool, task, settings.stale_action, &settings.processor_id).await {
+                    if let Err(e) = store::recovery::recover(
+                        &pool,
+                        task,
+                        settings.stale_action,
+                        &settings.processor_id,
+                    )
+                    .await
+                    {
                         tracing::warn!(task_id = %task, error = %e, "re-evaluating a stale task failed");
                     }
                 }

@@ -96,7 +96,8 @@ impl Orchestrator {
             .send(Command::CreateTask(Box::new(req), tx))
             .await
             .map_err(|_| StoreError::Corrupt("orchestrator stopped".into()))?;
-        rx.await.map_err(|_| StoreError::Corrupt("orchestrator stopped".into()))?
+        rx.await
+            .map_err(|_| StoreError::Corrupt("orchestrator stopped".into()))?
     }
 }
 
@@ -113,16 +114,48 @@ pub async fn start(
         queue::ensure(&mut conn, RESULTS_QUEUE, 0).await?;
     }
     let warn = settings.channels.saturation_warn_percent;
-    let (cmd_tx, cmd_rx) = channel::bounded("orchestration.commands", settings.channels.command_buffer, warn);
-    let wake = Wake::start(&pool, RESULTS_QUEUE, settings.mode, settings.poll_interval, shutdown.clone())
-        .await
-        .map_err(queue::QueueError::Sql)?;
-    let actors = actors::Actors::spawn(pool.clone(), templates, &settings, cmd_tx.clone(), shutdown.clone());
+    let (cmd_tx, cmd_rx) = channel::bounded(
+        "orchestration.commands",
+        settings.channels.command_buffer,
+        warn,
+    );
+    let wake = Wake::start(
+        &pool,
+        RESULTS_QUEUE,
+        settings.mode,
+        settings.poll_interval,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(queue::QueueError::Sql)?;
+    let actors = actors::Actors::spawn(
+        pool.clone(),
+        templates,
+        &settings,
+        cmd_tx.clone(),
+        shutdown.clone(),
+    );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(actors::route(cmd_rx, actors, shutdown.clone()));
-    tasks.spawn(read_results(pool.clone(), settings.clone(), wake, cmd_tx.clone(), shutdown.clone()));
-    tasks.spawn(tick(cmd_tx.clone(), settings.retry_sweep_interval, shutdown.clone(), || Command::EnqueueDueRetries));
-    tasks.spawn(tick(cmd_tx.clone(), settings.stale_sweep_interval, shutdown.clone(), || Command::SweepStale));
+    tasks.spawn(read_results(
+        pool.clone(),
+        settings.clone(),
+        wake,
+        cmd_tx.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(tick(
+        cmd_tx.clone(),
+        settings.retry_sweep_interval,
+        shutdown.clone(),
+        || Command::EnqueueDueRetries,
+    ));
+    tasks.spawn(tick(
+        cmd_tx.clone(),
+        settings.stale_sweep_interval,
+        shutdown.clone(),
+        || Command::SweepStale,
+    ));
     let handle = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     tracing::info!(processor = %settings.processor_id, mode = ?settings.mode, "orchestrator started");
     Ok((Orchestrator { commands: cmd_tx }, handle))
@@ -139,7 +172,15 @@ async fn read_results(
     let qty = settings.result_batch_size.max(1) as i32;
     loop {
         let batch = match pool.acquire().await {
-            Ok(mut conn) => queue::read(&mut conn, RESULTS_QUEUE, settings.result_lease_seconds as i32, qty).await,
+            Ok(mut conn) => {
+                queue::read(
+                    &mut conn,
+                    RESULTS_QUEUE,
+                    settings.result_lease_seconds as i32,
+                    qty,
+                )
+                .await
+            }
             Err(e) => Err(e.into()),
         };
         let full = match batch {
@@ -166,7 +207,12 @@ async fn read_results(
     }
 }
 
-async fn tick(commands: channel::Sender<Command>, every: Duration, shutdown: CancellationToken, make: fn() -> Command) {
+async fn tick(
+    commands: channel::Sender<Command>,
+    every: Duration,
+    shutdown: CancellationToken,
+    make: fn() -> Command,
+) {
     let mut t = tokio::time::interval(every.max(Duration::from_millis(10)));
     t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -16,7 +16,10 @@ use crate::state::{StepState, TaskState};
 /// namespace. Every change to a task's steps takes this lock first, so the
 /// task's decisions (what is ready, is it finished) see each other's commits
 /// and happen exactly once.
-pub async fn lock_task(conn: &mut PgConnection, task_id: Uuid) -> Result<(TaskState, String), StoreError> {
+pub async fn lock_task(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+) -> Result<(TaskState, String), StoreError> {
     let row: Option<(String, String)> =
         sqlx::query_as("SELECT state, namespace FROM tasker.tasks WHERE id = $1 FOR UPDATE")
             .bind(task_id)
@@ -58,7 +61,12 @@ pub async fn enqueue_steps(
     .await?;
     let bodies: Vec<serde_json::Value> = moved
         .iter()
-        .map(|(step_id, task_id)| serde_json::json!(StepMessage { step_id: *step_id, task_id: *task_id }))
+        .map(|(step_id, task_id)| {
+            serde_json::json!(StepMessage {
+                step_id: *step_id,
+                task_id: *task_id
+            })
+        })
         .collect();
     queue::send_batch(conn, &queue::step_queue(namespace)?, &bodies).await?;
     Ok(moved.len())
@@ -69,7 +77,8 @@ pub fn decide(counts: &HashMap<StepState, i64>) -> TaskState {
     let n = |s: StepState| counts.get(&s).copied().unwrap_or(0);
     let total: i64 = counts.values().sum();
     let done = n(StepState::Complete) + n(StepState::ResolvedManually);
-    let in_flight = n(StepState::Enqueued) + n(StepState::InProgress) + n(StepState::EnqueuedForOrchestration);
+    let in_flight =
+        n(StepState::Enqueued) + n(StepState::InProgress) + n(StepState::EnqueuedForOrchestration);
     if done == total {
         TaskState::Complete
     } else if in_flight > 0 {
@@ -95,11 +104,12 @@ pub async fn evaluate_task(
     if current.is_terminal() {
         return Ok(current);
     }
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT state, count(*) FROM tasker.steps WHERE task_id = $1 GROUP BY state")
-            .bind(task_id)
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT state, count(*) FROM tasker.steps WHERE task_id = $1 GROUP BY state",
+    )
+    .bind(task_id)
+    .fetch_all(&mut *conn)
+    .await?;
     let mut counts = HashMap::new();
     for (s, n) in rows {
         counts.insert(s.parse::<StepState>()?, n);
@@ -110,8 +120,23 @@ pub async fn evaluate_task(
     }
     let mut at = current;
     for to in path(current, next) {
-        let event = if to == next { event_for(next) } else { event_for(to) };
-        transition::task(conn, task_id, at, to, Cause { event, reason: None, processor_id }).await?;
+        let event = if to == next {
+            event_for(next)
+        } else {
+            event_for(to)
+        };
+        transition::task(
+            conn,
+            task_id,
+            at,
+            to,
+            Cause {
+                event,
+                reason: None,
+                processor_id,
+            },
+        )
+        .await?;
         at = to;
     }
     Ok(next)
@@ -120,7 +145,12 @@ pub async fn evaluate_task(
 /// The states a task passes through from `current` to `next`, each step legal.
 fn path(current: TaskState, next: TaskState) -> Vec<TaskState> {
     use TaskState::*;
-    if next == StepsInProcess && matches!(current, WaitingForRetry | WaitingForDependencies | BlockedByFailures) {
+    if next == StepsInProcess
+        && matches!(
+            current,
+            WaitingForRetry | WaitingForDependencies | BlockedByFailures
+        )
+    {
         return vec![EnqueuingSteps, StepsInProcess];
     }
     let mut p = Vec::new();
@@ -160,26 +190,52 @@ mod tests {
     fn decide_follows_the_steps() {
         let c = |v: &[(StepState, i64)]| v.iter().cloned().collect::<HashMap<_, _>>();
         use StepState::*;
-        assert_eq!(decide(&c(&[(Complete, 3), (ResolvedManually, 1)])), TaskState::Complete);
-        assert_eq!(decide(&c(&[(Complete, 1), (InProgress, 1), (Error, 1)])), TaskState::StepsInProcess);
-        assert_eq!(decide(&c(&[(Complete, 1), (WaitingForRetry, 1), (Pending, 1)])), TaskState::WaitingForRetry);
-        assert_eq!(decide(&c(&[(Complete, 1), (Error, 1), (Pending, 2)])), TaskState::BlockedByFailures);
-        assert_eq!(decide(&c(&[(Complete, 1), (Pending, 2)])), TaskState::WaitingForDependencies);
+        assert_eq!(
+            decide(&c(&[(Complete, 3), (ResolvedManually, 1)])),
+            TaskState::Complete
+        );
+        assert_eq!(
+            decide(&c(&[(Complete, 1), (InProgress, 1), (Error, 1)])),
+            TaskState::StepsInProcess
+        );
+        assert_eq!(
+            decide(&c(&[(Complete, 1), (WaitingForRetry, 1), (Pending, 1)])),
+            TaskState::WaitingForRetry
+        );
+        assert_eq!(
+            decide(&c(&[(Complete, 1), (Error, 1), (Pending, 2)])),
+            TaskState::BlockedByFailures
+        );
+        assert_eq!(
+            decide(&c(&[(Complete, 1), (Pending, 2)])),
+            TaskState::WaitingForDependencies
+        );
     }
 
     #[test]
     fn every_path_is_legal() {
         for &from in TaskState::ALL.iter().filter(|s| !s.is_terminal()) {
-            for &to in TaskState::ALL.iter().filter(|s| **s != TaskState::Pending && **s != TaskState::Initializing) {
-                if from == to || to == TaskState::EnqueuingSteps || to == TaskState::EvaluatingResults {
+            for &to in TaskState::ALL
+                .iter()
+                .filter(|s| **s != TaskState::Pending && **s != TaskState::Initializing)
+            {
+                if from == to
+                    || to == TaskState::EnqueuingSteps
+                    || to == TaskState::EvaluatingResults
+                {
                     continue;
                 }
-                if matches!(to, TaskState::Cancelled | TaskState::ResolvedManually) || matches!(from, TaskState::Pending | TaskState::Initializing) {
+                if matches!(to, TaskState::Cancelled | TaskState::ResolvedManually)
+                    || matches!(from, TaskState::Pending | TaskState::Initializing)
+                {
                     continue;
                 }
                 let mut at = from;
                 for next in path(from, to) {
-                    assert!(crate::state::check_task(at, next).is_ok(), "{from} -> {to}: {at} -> {next}");
+                    assert!(
+                        crate::state::check_task(at, next).is_ok(),
+                        "{from} -> {to}: {at} -> {next}"
+                    );
                     at = next;
                 }
                 assert_eq!(at, to);

@@ -1,10 +1,10 @@
 //! Reading and writing tasker's tables. SQL lives here and nowhere else; every
 //! multi-row change is one transaction.
 
-pub mod step;
 pub mod evaluate;
 pub mod recovery;
 pub mod result;
+pub mod step;
 pub mod task;
 pub mod template;
 pub mod transition;

@@ -15,7 +15,11 @@ use crate::state::{StepState, TaskState};
 
 /// Non-terminal tasks whose task row and steps have not changed for `older_than`.
 /// Tasks waiting on purpose (retry backoff, blocked awaiting an operator) are not stale.
-pub async fn stale_tasks(pool: &PgPool, older_than: Duration, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+pub async fn stale_tasks(
+    pool: &PgPool,
+    older_than: Duration,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
     Ok(sqlx::query_scalar(
         "SELECT t.id FROM tasker.tasks t
           WHERE t.state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually',
@@ -35,14 +39,23 @@ pub async fn stale_tasks(pool: &PgPool, older_than: Duration, limit: i64) -> Res
 /// `reevaluate` enqueues steps whose parents are all done but that were never
 /// enqueued, re-sends messages of enqueued steps that have none, and re-decides
 /// the task's state; `error` moves the task to `error`.
-pub async fn recover(pool: &PgPool, task_id: Uuid, action: StaleTaskAction, processor_id: &str) -> Result<TaskState, StoreError> {
+pub async fn recover(
+    pool: &PgPool,
+    task_id: Uuid,
+    action: StaleTaskAction,
+    processor_id: &str,
+) -> Result<TaskState, StoreError> {
     let mut tx = pool.begin().await?;
     let (state, namespace) = lock_task(&mut tx, task_id).await?;
     if state.is_terminal() {
         return Ok(state);
     }
     if action == StaleTaskAction::Error {
-        let cause = Cause { event: "stale", reason: Some("no progress within orchestration.stale_task_after_seconds"), processor_id };
+        let cause = Cause {
+            event: "stale",
+            reason: Some("no progress within orchestration.stale_task_after_seconds"),
+            processor_id,
+        };
         let mut at = state;
         if at != TaskState::EvaluatingResults {
             transition::task(&mut tx, task_id, at, TaskState::EvaluatingResults, cause).await?;
@@ -58,7 +71,15 @@ pub async fn recover(pool: &PgPool, task_id: Uuid, action: StaleTaskAction, proc
     .bind(task_id)
     .fetch_all(&mut *tx)
     .await?;
-    enqueue_steps(&mut tx, &namespace, &ready, StepState::Pending, "recovered_ready", processor_id).await?;
+    enqueue_steps(
+        &mut tx,
+        &namespace,
+        &ready,
+        StepState::Pending,
+        "recovered_ready",
+        processor_id,
+    )
+    .await?;
     // The queue name is a validated identifier (queue::step_queue).
     let q = queue::step_queue(&namespace)?;
     let orphaned: Vec<Uuid> = sqlx::query_scalar(&format!(
@@ -71,11 +92,19 @@ pub async fn recover(pool: &PgPool, task_id: Uuid, action: StaleTaskAction, proc
     .await?;
     let bodies: Vec<serde_json::Value> = orphaned
         .iter()
-        .map(|id| serde_json::json!(queue::StepMessage { step_id: *id, task_id }))
+        .map(|id| {
+            serde_json::json!(queue::StepMessage {
+                step_id: *id,
+                task_id
+            })
+        })
         .collect();
     queue::send_batch(&mut tx, &q, &bodies).await?;
     let next = evaluate_task(&mut tx, task_id, state, processor_id).await?;
-    sqlx::query("UPDATE tasker.tasks SET updated_at = now() WHERE id = $1").bind(task_id).execute(&mut *tx).await?;
+    sqlx::query("UPDATE tasker.tasks SET updated_at = now() WHERE id = $1")
+        .bind(task_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     if !ready.is_empty() || !orphaned.is_empty() {
         tracing::warn!(%task_id, ready = ready.len(), resent = orphaned.len(), "recovered a stale task");

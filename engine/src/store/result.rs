@@ -35,9 +35,9 @@ impl Processed {
     pub fn task_state(&self) -> Option<TaskState> {
         match self {
             Processed::Stale => None,
-            Processed::Completed { task, .. } | Processed::RetryScheduled { task, .. } | Processed::Failed { task } => {
-                Some(*task)
-            }
+            Processed::Completed { task, .. }
+            | Processed::RetryScheduled { task, .. }
+            | Processed::Failed { task } => Some(*task),
         }
     }
 }
@@ -56,14 +56,19 @@ pub async fn process(
     Ok(processed)
 }
 
-async fn process_in(conn: &mut PgConnection, msg: &StepResultMessage, processor_id: &str) -> Result<Processed, StoreError> {
+async fn process_in(
+    conn: &mut PgConnection,
+    msg: &StepResultMessage,
+    processor_id: &str,
+) -> Result<Processed, StoreError> {
     let (task_state, namespace) = lock_task(conn, msg.task_id).await?;
-    let step: Option<(String, i32, Value)> =
-        sqlx::query_as("SELECT state, attempts, retry FROM tasker.steps WHERE id = $1 AND task_id = $2 FOR UPDATE")
-            .bind(msg.step_id)
-            .bind(msg.task_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let step: Option<(String, i32, Value)> = sqlx::query_as(
+        "SELECT state, attempts, retry FROM tasker.steps WHERE id = $1 AND task_id = $2 FOR UPDATE",
+    )
+    .bind(msg.step_id)
+    .bind(msg.task_id)
+    .fetch_optional(&mut *conn)
+    .await?;
     let (state, attempts, retry) = step.ok_or(StoreError::StepNotFound(msg.step_id))?;
     let state: StepState = state.parse()?;
     let current = state == StepState::EnqueuedForOrchestration && attempts == msg.attempt as i32;
@@ -72,7 +77,11 @@ async fn process_in(conn: &mut PgConnection, msg: &StepResultMessage, processor_
         tracing::info!(step_id = %msg.step_id, attempt = msg.attempt, %state, attempts, "stale result recorded and ignored");
         return Ok(Processed::Stale);
     }
-    let cause = |event| Cause { event, reason: None, processor_id };
+    let cause = |event| Cause {
+        event,
+        reason: None,
+        processor_id,
+    };
     let processed = match &msg.outcome {
         Outcome::Success { result } => {
             sqlx::query("UPDATE tasker.steps SET result = $2, last_error = NULL WHERE id = $1")
@@ -80,27 +89,64 @@ async fn process_in(conn: &mut PgConnection, msg: &StepResultMessage, processor_
                 .bind(result)
                 .execute(&mut *conn)
                 .await?;
-            transition::step(conn, msg.step_id, state, StepState::Complete, cause("succeeded")).await?;
+            transition::step(
+                conn,
+                msg.step_id,
+                state,
+                StepState::Complete,
+                cause("succeeded"),
+            )
+            .await?;
             let ready = release_children(conn, msg.step_id).await?;
-            let enqueued = enqueue_steps(conn, &namespace, &ready, StepState::Pending, "dependencies_met", processor_id).await?;
-            Processed::Completed { enqueued, task: task_state }
+            let enqueued = enqueue_steps(
+                conn,
+                &namespace,
+                &ready,
+                StepState::Pending,
+                "dependencies_met",
+                processor_id,
+            )
+            .await?;
+            Processed::Completed {
+                enqueued,
+                task: task_state,
+            }
         }
         Outcome::Failure(err) => {
-            let policy: RetryPolicy = serde_json::from_value(retry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let policy: RetryPolicy =
+                serde_json::from_value(retry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let error = json!({ "message": err.message, "kind": err.kind, "retryable": err.retryable, "attempt": msg.attempt });
             if err.retryable && policy.has_attempts_left(msg.attempt) {
                 let delay = policy.delay_after(msg.attempt);
-                let delay = delay.max(std::time::Duration::from_millis(err.retry_after_ms.unwrap_or(0)));
+                let delay = delay.max(std::time::Duration::from_millis(
+                    err.retry_after_ms.unwrap_or(0),
+                ));
                 let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                sqlx::query("UPDATE tasker.steps SET last_error = $2, next_retry_at = $3 WHERE id = $1")
-                    .bind(msg.step_id)
-                    .bind(&error)
-                    .bind(at)
-                    .execute(&mut *conn)
-                    .await?;
+                sqlx::query(
+                    "UPDATE tasker.steps SET last_error = $2, next_retry_at = $3 WHERE id = $1",
+                )
+                .bind(msg.step_id)
+                .bind(&error)
+                .bind(at)
+                .execute(&mut *conn)
+                .await?;
                 let reason = format!("{}: {}", err.kind, err.message);
-                transition::step(conn, msg.step_id, state, StepState::WaitingForRetry, Cause { event: "retryable_failure", reason: Some(&reason), processor_id }).await?;
-                Processed::RetryScheduled { at, task: task_state }
+                transition::step(
+                    conn,
+                    msg.step_id,
+                    state,
+                    StepState::WaitingForRetry,
+                    Cause {
+                        event: "retryable_failure",
+                        reason: Some(&reason),
+                        processor_id,
+                    },
+                )
+                .await?;
+                Processed::RetryScheduled {
+                    at,
+                    task: task_state,
+                }
             } else {
                 sqlx::query("UPDATE tasker.steps SET last_error = $2 WHERE id = $1")
                     .bind(msg.step_id)
@@ -112,7 +158,18 @@ async fn process_in(conn: &mut PgConnection, msg: &StepResultMessage, processor_
                 } else {
                     format!("{}: {}", err.kind, err.message)
                 };
-                transition::step(conn, msg.step_id, state, StepState::Error, Cause { event: "failed", reason: Some(&reason), processor_id }).await?;
+                transition::step(
+                    conn,
+                    msg.step_id,
+                    state,
+                    StepState::Error,
+                    Cause {
+                        event: "failed",
+                        reason: Some(&reason),
+                        processor_id,
+                    },
+                )
+                .await?;
                 Processed::Failed { task: task_state }
             }
         }
@@ -127,11 +184,19 @@ async fn process_in(conn: &mut PgConnection, msg: &StepResultMessage, processor_
 }
 
 /// Appends the result to the attempt history.
-async fn record(conn: &mut PgConnection, msg: &StepResultMessage, stale: bool) -> Result<(), StoreError> {
+async fn record(
+    conn: &mut PgConnection,
+    msg: &StepResultMessage,
+    stale: bool,
+) -> Result<(), StoreError> {
     let (outcome, result, error) = match &msg.outcome {
         Outcome::Success { result } => ("success", Some(result.clone()), None),
         Outcome::Failure(e) => (
-            if e.retryable { "retryable_error" } else { "permanent_error" },
+            if e.retryable {
+                "retryable_error"
+            } else {
+                "permanent_error"
+            },
             None,
             Some(serde_json::to_value(e).map_err(|e| StoreError::Corrupt(e.to_string()))?),
         ),
@@ -157,7 +222,10 @@ async fn record(conn: &mut PgConnection, msg: &StepResultMessage, stale: bool) -
 
 /// Counts one more parent done for each child of `step_id`; returns the
 /// children that have no parent left to wait for and are still pending.
-pub(crate) async fn release_children(conn: &mut PgConnection, step_id: Uuid) -> Result<Vec<Uuid>, StoreError> {
+pub(crate) async fn release_children(
+    conn: &mut PgConnection,
+    step_id: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
     Ok(sqlx::query_scalar::<_, Option<Uuid>>(
         "UPDATE tasker.steps SET pending_parents = pending_parents - 1, updated_at = now()
           WHERE id IN (SELECT child_id FROM tasker.step_edges WHERE parent_id = $1)
@@ -184,7 +252,11 @@ pub async fn due_retries(pool: &PgPool, limit: i64) -> Result<Vec<(Uuid, Uuid)>,
 }
 
 /// Enqueues the due retries of one task (one transaction, task lock held).
-pub async fn enqueue_due_retries(pool: &PgPool, task_id: Uuid, processor_id: &str) -> Result<usize, StoreError> {
+pub async fn enqueue_due_retries(
+    pool: &PgPool,
+    task_id: Uuid,
+    processor_id: &str,
+) -> Result<usize, StoreError> {
     let mut tx = pool.begin().await?;
     let (task_state, namespace) = lock_task(&mut tx, task_id).await?;
     if task_state.is_terminal() {
@@ -197,7 +269,15 @@ pub async fn enqueue_due_retries(pool: &PgPool, task_id: Uuid, processor_id: &st
     .bind(task_id)
     .fetch_all(&mut *tx)
     .await?;
-    let n = enqueue_steps(&mut tx, &namespace, &due, StepState::WaitingForRetry, "retry_due", processor_id).await?;
+    let n = enqueue_steps(
+        &mut tx,
+        &namespace,
+        &due,
+        StepState::WaitingForRetry,
+        "retry_due",
+        processor_id,
+    )
+    .await?;
     evaluate_task(&mut tx, task_id, task_state, processor_id).await?;
     tx.commit().await?;
     Ok(n)

@@ -119,13 +119,18 @@ impl From<ClaimRow> for Claimed {
             }
             _ => None,
         };
-        Claimed { msg_id: r.msg_id, read_ct: r.read_ct, step }
+        Claimed {
+            msg_id: r.msg_id,
+            read_ct: r.read_ct,
+            step,
+        }
     }
 }
 
 /// Reports an attempt's outcome: the step moves to enqueued_for_orchestration
 /// (if this attempt is still current), the result goes to the results queue and
-/// the step message is deleted — one statement, one commit.
+/// the step message is deleted — one statement, one commit. A stale attempt
+/// (reclaimed after its lease expired) leaves the message alone.
 pub async fn report(
     pool: &PgPool,
     queue: &str,
@@ -143,7 +148,10 @@ pub async fn report(
              INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
              SELECT id, task_id, 'in_progress', 'enqueued_for_orchestration', 'reported', attempts, $6
                FROM moved)
-         SELECT (SELECT pgmq.send($3, $4)) AS sent, (SELECT pgmq.delete($5, $7::bigint)) AS deleted",
+         -- A stale attempt's result is still sent (and recorded as stale), but it
+         -- must not delete the message the current attempt's worker holds.
+         SELECT (SELECT pgmq.send($3, $4)) AS sent,
+                (SELECT pgmq.delete($5, $7::bigint) WHERE EXISTS (SELECT 1 FROM moved)) AS deleted",
     )
     .bind(result.step_id)
     .bind(result.attempt as i32)
@@ -164,8 +172,9 @@ pub async fn discard(pool: &PgPool, queue: &str, msg_id: i64) -> Result<(), Stor
     Ok(())
 }
 
-/// Extends the lease of a running step and says whether its task is still
-/// live (false once the task was cancelled or resolved: the handler should stop).
+/// Extends the lease of a running step and says whether to go on: false once
+/// the task was cancelled or resolved, or the message is gone (another worker
+/// took the step over) — the handler should stop.
 pub async fn heartbeat(
     pool: &PgPool,
     queue: &str,
@@ -174,7 +183,7 @@ pub async fn heartbeat(
     task_id: Uuid,
 ) -> Result<bool, StoreError> {
     let live: Option<bool> = sqlx::query_scalar(
-        "SELECT (SELECT count(*) FROM pgmq.set_vt($1, $2::bigint, $3::integer)) >= 0
+        "SELECT EXISTS (SELECT 1 FROM pgmq.set_vt($1, $2::bigint, $3::integer))
                 AND state NOT IN ('cancelled', 'resolved_manually', 'complete', 'error')
            FROM tasker.tasks WHERE id = $4",
     )

@@ -62,7 +62,10 @@ pub async fn create(
     let template = &loaded.template;
     template
         .validate_input(&req.context)
-        .map_err(|source| StoreError::InputRejected { key: template.key(), source })?;
+        .map_err(|source| StoreError::InputRejected {
+            key: template.key(),
+            source,
+        })?;
     if let Some(key) = &req.idempotency_key {
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
             return Err(StoreError::Corrupt(format!(
@@ -98,7 +101,10 @@ pub async fn create(
         .fetch_one(&mut *tx)
         .await?;
         tx.rollback().await?;
-        return Ok(Created { task_id: existing, created: false });
+        return Ok(Created {
+            task_id: existing,
+            created: false,
+        });
     }
 
     // The creation path, recorded as the transitions it is made of.
@@ -109,8 +115,18 @@ pub async fn create(
     )
     .bind(task_id)
     .bind(processor_id)
-    .bind([None, Some("pending"), Some("initializing"), Some("enqueuing_steps")])
-    .bind(["pending", "initializing", "enqueuing_steps", "steps_in_process"])
+    .bind([
+        None,
+        Some("pending"),
+        Some("initializing"),
+        Some("enqueuing_steps"),
+    ])
+    .bind([
+        "pending",
+        "initializing",
+        "enqueuing_steps",
+        "steps_in_process",
+    ])
     .bind(["create", "initialize", "enqueue_steps", "steps_enqueued"])
     .execute(&mut *tx)
     .await?;
@@ -120,7 +136,13 @@ pub async fn create(
     let states: Vec<&str> = template
         .steps
         .iter()
-        .map(|s| if s.depends_on.is_empty() { StepState::Enqueued.as_str() } else { StepState::Pending.as_str() })
+        .map(|s| {
+            if s.depends_on.is_empty() {
+                StepState::Enqueued.as_str()
+            } else {
+                StepState::Pending.as_str()
+            }
+        })
         .collect();
     let retry: Vec<Value> = template
         .steps
@@ -154,7 +176,8 @@ pub async fn create(
     let mut children = Vec::new();
     for (i, step) in template.steps.iter().enumerate() {
         for dep in &step.depends_on {
-            let p = index(dep).ok_or_else(|| StoreError::Corrupt(format!("unknown dependency {dep}")))?;
+            let p = index(dep)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown dependency {dep}")))?;
             parents.push(ids[p]);
             children.push(ids[i]);
         }
@@ -191,11 +214,19 @@ pub async fn create(
 
     let messages: Vec<Value> = roots
         .iter()
-        .map(|id| serde_json::json!(StepMessage { step_id: *id, task_id }))
+        .map(|id| {
+            serde_json::json!(StepMessage {
+                step_id: *id,
+                task_id
+            })
+        })
         .collect();
     queue::send_batch(&mut tx, &queue_name, &messages).await?;
     tx.commit().await?;
-    Ok(Created { task_id, created: true })
+    Ok(Created {
+        task_id,
+        created: true,
+    })
 }
 
 /// A task row.

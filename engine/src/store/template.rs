@@ -23,9 +23,14 @@ pub struct Registered {
 /// Registers `template` (and its namespace and the namespace's queue) in one
 /// transaction. Re-registering an identical definition is a no-op; a different
 /// definition under the same version is [`StoreError::TemplateConflict`].
-pub async fn register(pool: &PgPool, template: &Template, notify_throttle_ms: i32) -> Result<Registered, StoreError> {
+pub async fn register(
+    pool: &PgPool,
+    template: &Template,
+    notify_throttle_ms: i32,
+) -> Result<Registered, StoreError> {
     template.validate()?;
-    let definition = serde_json::to_value(template).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let definition =
+        serde_json::to_value(template).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let queue_name = queue::step_queue(&template.namespace)?;
     let mut tx = pool.begin().await?;
     sqlx::query("INSERT INTO tasker.namespaces (name, queue_name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING")
@@ -57,13 +62,19 @@ pub async fn register(pool: &PgPool, template: &Template, notify_throttle_ms: i3
             .fetch_one(&mut *tx)
             .await?;
             if existing != definition {
-                return Err(StoreError::TemplateConflict { key: template.key() });
+                return Err(StoreError::TemplateConflict {
+                    key: template.key(),
+                });
             }
             (id, false)
         }
     };
     tx.commit().await?;
-    Ok(Registered { id, template: template.clone(), created })
+    Ok(Registered {
+        id,
+        template: template.clone(),
+        created,
+    })
 }
 
 /// Summary row of a registered template.
@@ -93,7 +104,12 @@ pub struct Loaded {
 }
 
 /// Finds `namespace/name/version`; `version: None` means the highest version.
-pub async fn find(pool: &PgPool, namespace: &str, name: &str, version: Option<&str>) -> Result<Loaded, StoreError> {
+pub async fn find(
+    pool: &PgPool,
+    namespace: &str,
+    name: &str,
+    version: Option<&str>,
+) -> Result<Loaded, StoreError> {
     let key = format!("{namespace}/{name}/{}", version.unwrap_or("latest"));
     let rows: Vec<(i64, String, Value)> = sqlx::query_as(
         "SELECT id, version, definition FROM tasker.templates
@@ -125,7 +141,13 @@ pub struct TemplateCache {
 impl TemplateCache {
     /// Finds a template, from the cache when seen before. `version: None`
     /// (latest) always asks the database, since a newer version may appear.
-    pub async fn get(&self, pool: &PgPool, namespace: &str, name: &str, version: Option<&str>) -> Result<Arc<Loaded>, StoreError> {
+    pub async fn get(
+        &self,
+        pool: &PgPool,
+        namespace: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<Arc<Loaded>, StoreError> {
         if let Some(v) = version {
             let key = format!("{namespace}/{name}/{v}");
             if let Some(hit) = self.by_key.read().ok().and_then(|m| m.get(&key).cloned()) {

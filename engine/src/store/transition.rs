@@ -64,7 +64,10 @@ pub async fn task(
         .fetch_optional(&mut *conn)
         .await?;
     match found {
-        None => Err(StoreTransitionError::NotFound { machine: "task", id }),
+        None => Err(StoreTransitionError::NotFound {
+            machine: "task",
+            id,
+        }),
         Some(found) => Err(TransitionError::StateChanged {
             machine: "task",
             id,
@@ -113,7 +116,10 @@ pub async fn step(
         .fetch_optional(&mut *conn)
         .await?;
     match found {
-        None => Err(StoreTransitionError::NotFound { machine: "step", id }),
+        None => Err(StoreTransitionError::NotFound {
+            machine: "step",
+            id,
+        }),
         Some(found) => Err(TransitionError::StateChanged {
             machine: "step",
             id,

@@ -19,8 +19,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::handler::HandlerRegistry;
 use crate::queue;
-use crate::wake::{Mode, Wake};
 use crate::store;
+use crate::wake::{Mode, Wake};
 pub use run::run_step;
 
 /// How a worker host behaves.
@@ -90,7 +90,14 @@ pub async fn run(
     let mut readers = JoinSet::new();
     for ns in &settings.namespaces {
         let queue_name = queue::step_queue(ns)?;
-        let wake = Wake::start(&pool, &queue_name, settings.mode, settings.poll_interval, shutdown.clone()).await?;
+        let wake = Wake::start(
+            &pool,
+            &queue_name,
+            settings.mode,
+            settings.poll_interval,
+            shutdown.clone(),
+        )
+        .await?;
         let reader = Reader {
             pool: pool.clone(),
             registry: registry.clone(),
@@ -109,7 +116,10 @@ pub async fn run(
         }
     }
     steps.close();
-    if tokio::time::timeout(settings.shutdown_grace, steps.wait()).await.is_err() {
+    if tokio::time::timeout(settings.shutdown_grace, steps.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("shutdown grace ran out; releasing the steps still running");
         steps_cancel.cancel();
         steps.wait().await;

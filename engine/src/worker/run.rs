@@ -62,14 +62,25 @@ impl Job {
             started_at,
             finished_at: Utc::now(),
         };
-        report_with_retries(&self.pool, &self.queue, claimed.msg_id, &result, &self.settings.worker_id).await;
+        report_with_retries(
+            &self.pool,
+            &self.queue,
+            claimed.msg_id,
+            &result,
+            &self.settings.worker_id,
+        )
+        .await;
     }
 }
 
 /// Runs a handler for `ctx` as the step's policy says: the handler comes from
 /// `registry`, runs on its own task (a panic becomes a failed attempt) and is
 /// stopped at the step's timeout.
-pub async fn run_step(registry: &HandlerRegistry, ctx: StepContext, cancel: CancellationToken) -> Outcome {
+pub async fn run_step(
+    registry: &HandlerRegistry,
+    ctx: StepContext,
+    cancel: CancellationToken,
+) -> Outcome {
     if ctx.attempt > ctx.max_attempts {
         return Outcome::failure(
             "attempts_exhausted",
@@ -109,7 +120,11 @@ pub async fn run_step(registry: &HandlerRegistry, ctx: StepContext, cancel: Canc
         Err(_) => {
             cancel.cancel();
             abort.abort();
-            Outcome::failure("timeout", format!("timed out after {}s", timeout.as_secs()), true)
+            Outcome::failure(
+                "timeout",
+                format!("timed out after {}s", timeout.as_secs()),
+                true,
+            )
         }
     }
 }
@@ -128,7 +143,15 @@ async fn heartbeat(
     tick.tick().await; // the first tick is immediate
     loop {
         tick.tick().await;
-        match store::step::heartbeat(&pool, &queue, msg_id, settings.lease_seconds as i32, task_id).await {
+        match store::step::heartbeat(
+            &pool,
+            &queue,
+            msg_id,
+            settings.lease_seconds as i32,
+            task_id,
+        )
+        .await
+        {
             Ok(true) => {}
             Ok(false) => {
                 tracing::info!(%task_id, "task is no longer live; telling the handler to stop");
@@ -142,7 +165,13 @@ async fn heartbeat(
 
 /// Reports with a few retries; if it still fails the lease runs out and the
 /// step runs again elsewhere (at-least-once).
-async fn report_with_retries(pool: &PgPool, queue: &str, msg_id: i64, result: &StepResultMessage, worker_id: &str) {
+async fn report_with_retries(
+    pool: &PgPool,
+    queue: &str,
+    msg_id: i64,
+    result: &StepResultMessage,
+    worker_id: &str,
+) {
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
         match store::step::report(pool, queue, msg_id, result, worker_id).await {
