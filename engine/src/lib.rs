@@ -14,4 +14,5 @@ pub mod step;
 pub mod store;
 pub mod template;
 pub mod wake;
+pub mod watch;
 pub mod worker;

@@ -6,6 +6,7 @@
 //! uploaded components this way). Every backend plugs in through these two
 //! traits; the worker host knows nothing else about them.
 
+pub mod examples;
 pub mod rust;
 
 use std::collections::HashMap;
