@@ -45,7 +45,7 @@ async fn run(pool: &PgPool) -> Result<usize, MigrateError> {
     let before = applied_count(pool).await?;
     MIGRATOR.run(pool).await?;
     let mut conn = pool.acquire().await?;
-    crate::queue::ensure(&mut conn, crate::queue::RESULTS_QUEUE, 0).await?;
+    crate::queue::ensure(&mut conn, crate::queue::RESULTS_QUEUE).await?;
     Ok(applied_count(pool).await? - before)
 }
 

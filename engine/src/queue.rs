@@ -66,13 +66,9 @@ pub struct StepMessage {
     pub task_id: Uuid,
 }
 
-/// Creates `queue` if missing and turns on insert notifications
-/// (`throttle_ms` = 0 notifies on every insert). Idempotent.
-pub async fn ensure(
-    conn: &mut PgConnection,
-    queue: &str,
-    throttle_ms: i32,
-) -> Result<(), QueueError> {
+/// Creates `queue` if missing, with the trigger that NOTIFYs
+/// [`notify_channel`] when messages are inserted. Idempotent.
+pub async fn ensure(conn: &mut PgConnection, queue: &str) -> Result<(), QueueError> {
     check_name(queue)?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = $1)")
@@ -84,11 +80,13 @@ pub async fn ensure(
             .bind(queue)
             .execute(&mut *conn)
             .await?;
-        sqlx::query("SELECT pgmq.enable_notify_insert($1, $2)")
-            .bind(queue)
-            .bind(throttle_ms)
-            .execute(&mut *conn)
-            .await?;
+        // `queue` passed check_name: safe inside an identifier.
+        sqlx::query(&format!(
+            "CREATE OR REPLACE TRIGGER tasker_notify_insert AFTER INSERT ON pgmq.q_{queue} \
+             FOR EACH STATEMENT EXECUTE FUNCTION tasker.notify_queue_insert()"
+        ))
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(())
 }
@@ -235,8 +233,8 @@ mod tests {
     async fn send_read_lease_delete(pool: PgPool) {
         crate::migrate::migrate(&pool).await.unwrap();
         let mut c = pool.acquire().await.unwrap();
-        ensure(&mut c, "steps_q", 0).await.unwrap();
-        ensure(&mut c, "steps_q", 0).await.unwrap();
+        ensure(&mut c, "steps_q").await.unwrap();
+        ensure(&mut c, "steps_q").await.unwrap();
         let ids = send_batch(&mut c, "steps_q", &[json!({"a": 1}), json!({"a": 2})])
             .await
             .unwrap();

@@ -33,7 +33,11 @@ pub struct TaskWatcher {
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
     #[error("task {task_id} still {state} after {waited:?}")]
-    Timeout { task_id: Uuid, state: String, waited: Duration },
+    Timeout {
+        task_id: Uuid,
+        state: String,
+        waited: Duration,
+    },
     #[error("task {0} not found")]
     NotFound(Uuid),
     #[error(transparent)]
@@ -51,8 +55,12 @@ impl TaskWatcher {
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) => {
-                        let Ok(ev) = serde_json::from_str::<Event>(n.payload()) else { continue };
-                        let Ok(state) = ev.state.parse::<TaskState>() else { continue };
+                        let Ok(ev) = serde_json::from_str::<Event>(n.payload()) else {
+                            continue;
+                        };
+                        let Ok(state) = ev.state.parse::<TaskState>() else {
+                            continue;
+                        };
                         if let Ok(m) = w.lock() {
                             if let Some(tx) = m.get(&ev.task_id) {
                                 let _ = tx.send(Some(state));
@@ -71,7 +79,10 @@ impl TaskWatcher {
                 }
             }
         });
-        Ok(TaskWatcher { pool: pool.clone(), waiters })
+        Ok(TaskWatcher {
+            pool: pool.clone(),
+            waiters,
+        })
     }
 
     /// Waits until the task reaches a terminal state (or `blocked_by_failures`,
@@ -84,11 +95,15 @@ impl TaskWatcher {
         let result = tokio::time::timeout(timeout, async {
             loop {
                 // Read after registering, so a change between the two is not missed.
-                let state: Option<String> = sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
-                    .bind(task_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                let state: TaskState = state.ok_or(WaitError::NotFound(task_id))?.parse().map_err(|_| WaitError::NotFound(task_id))?;
+                let state: Option<String> =
+                    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
+                        .bind(task_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                let state: TaskState = state
+                    .ok_or(WaitError::NotFound(task_id))?
+                    .parse()
+                    .map_err(|_| WaitError::NotFound(task_id))?;
                 if settled(state) {
                     return Ok(state);
                 }
@@ -111,11 +126,16 @@ impl TaskWatcher {
         match result {
             Ok(r) => r,
             Err(_) => {
-                let state: Option<String> = sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
-                    .bind(task_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
-                Err(WaitError::Timeout { task_id, state: state.unwrap_or_default(), waited: timeout })
+                let state: Option<String> =
+                    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
+                        .bind(task_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Err(WaitError::Timeout {
+                    task_id,
+                    state: state.unwrap_or_default(),
+                    waited: timeout,
+                })
             }
         }
     }

@@ -42,7 +42,7 @@ fn example(name: &str) -> Template {
 /// Registers an example template and returns it.
 async fn register_example(pool: &PgPool, name: &str) -> Template {
     let tpl = example(name);
-    templates::register(pool, &tpl, 0).await.unwrap();
+    templates::register(pool, &tpl).await.unwrap();
     tpl
 }
 
@@ -72,7 +72,7 @@ async fn create_diamond(pool: &PgPool) -> Uuid {
 /// The results queue, as an orchestrator would create it at start-up.
 async fn ensure_results_queue(pool: &PgPool) {
     let mut conn = pool.acquire().await.unwrap();
-    queue::ensure(&mut conn, RESULTS_QUEUE, 0).await.unwrap();
+    queue::ensure(&mut conn, RESULTS_QUEUE).await.unwrap();
 }
 
 fn cause(event: &str) -> Cause<'_> {
@@ -755,8 +755,8 @@ async fn registering_every_example_twice_is_a_no_op(pool: PgPool) {
         "tree",
     ] {
         let tpl = example(name);
-        let first = templates::register(&pool, &tpl, 0).await.unwrap();
-        let second = templates::register(&pool, &tpl, 0).await.unwrap();
+        let first = templates::register(&pool, &tpl).await.unwrap();
+        let second = templates::register(&pool, &tpl).await.unwrap();
         assert!(first.created, "{name}");
         assert!(
             !second.created,
@@ -787,7 +787,7 @@ async fn changed_definition_under_the_same_version_conflicts(pool: PgPool) {
     let tpl = register_example(&pool, "diamond").await;
     let mut changed = tpl.clone();
     changed.steps[0].handler.config = json!({"op": "cube"});
-    let err = templates::register(&pool, &changed, 0).await.unwrap_err();
+    let err = templates::register(&pool, &changed).await.unwrap_err();
     assert!(
         matches!(&err, StoreError::TemplateConflict { key } if key == "demo/diamond/1.0.0"),
         "{err:?}"
@@ -812,7 +812,7 @@ async fn latest_version_is_the_highest_semver_not_the_last_registered(pool: PgPo
         tpl.name = "versions".into();
         tpl.version = semver::Version::parse(v).unwrap();
         tpl.description = Some(format!("version {v}"));
-        ids.insert(v, templates::register(&pool, &tpl, 0).await.unwrap().id);
+        ids.insert(v, templates::register(&pool, &tpl).await.unwrap().id);
     }
     let latest = templates::find(&pool, "demo", "versions", None)
         .await
@@ -836,7 +836,7 @@ async fn latest_version_is_the_highest_semver_not_the_last_registered(pool: PgPo
     let mut newer = base.clone();
     newer.name = "versions".into();
     newer.version = semver::Version::parse("2.0.0").unwrap();
-    let newer_id = templates::register(&pool, &newer, 0).await.unwrap().id;
+    let newer_id = templates::register(&pool, &newer).await.unwrap().id;
     assert_eq!(
         cache.get(&pool, "demo", "versions", None).await.unwrap().id,
         newer_id

@@ -98,8 +98,6 @@ pub struct QueueConfig {
     pub read_batch_size: u32,
     /// Fallback poll interval when no notification arrives, in milliseconds.
     pub poll_interval_ms: u64,
-    /// Shortest gap between two NOTIFYs for the same queue, in milliseconds.
-    pub notify_throttle_ms: u64,
     /// Largest accepted message body, in bytes.
     pub max_message_bytes: u64,
 }
@@ -110,7 +108,6 @@ impl Default for QueueConfig {
             visibility_timeout_seconds: 30,
             read_batch_size: 10,
             poll_interval_ms: 1_000,
-            notify_throttle_ms: 100,
             max_message_bytes: 1_048_576,
         }
     }

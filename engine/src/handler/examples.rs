@@ -10,8 +10,14 @@ use crate::step::{StepContext, StepError};
 
 /// Registers every example handler on `registry`.
 pub fn register(registry: &HandlerRegistry) {
-    registry.register("math.compute", handler_fn(|ctx, _| async move { compute(&ctx) }));
-    registry.register("ecommerce.validate_order", handler_fn(|ctx, _| async move { validate_order(&ctx) }));
+    registry.register(
+        "math.compute",
+        handler_fn(|ctx, _| async move { compute(&ctx) }),
+    );
+    registry.register(
+        "ecommerce.validate_order",
+        handler_fn(|ctx, _| async move { validate_order(&ctx) }),
+    );
     registry.register(
         "ecommerce.reserve_inventory",
         handler_fn(|ctx, _| async move {
@@ -58,9 +64,9 @@ pub fn compute(ctx: &StepContext) -> Result<Value, StepError> {
         ctx.parent_results
             .iter()
             .map(|(name, r)| {
-                r["value"]
-                    .as_i64()
-                    .ok_or_else(|| StepError::permanent(format!("parent `{name}` has no integer `value`")))
+                r["value"].as_i64().ok_or_else(|| {
+                    StepError::permanent(format!("parent `{name}` has no integer `value`"))
+                })
             })
             .sum::<Result<i64, _>>()?
     };
@@ -69,18 +75,32 @@ pub fn compute(ctx: &StepContext) -> Result<Value, StepError> {
         "square" => n.checked_mul(n),
         "add" => n.checked_add(operand),
         "multiply" => n.checked_mul(operand),
-        other => return Err(StepError::permanent(format!("unknown op `{other}` (square, add, multiply)"))),
+        other => {
+            return Err(StepError::permanent(format!(
+                "unknown op `{other}` (square, add, multiply)"
+            )))
+        }
     }
-    .ok_or_else(|| StepError::permanent(format!("integer overflow computing {} of {n}", ctx.config["op"])))?;
+    .ok_or_else(|| {
+        StepError::permanent(format!(
+            "integer overflow computing {} of {n}",
+            ctx.config["op"]
+        ))
+    })?;
     Ok(json!({ "value": value }))
 }
 
 fn items(ctx: &StepContext) -> Result<&Vec<Value>, StepError> {
-    ctx.input["items"].as_array().ok_or_else(|| StepError::permanent("input `items` must be an array"))
+    ctx.input["items"]
+        .as_array()
+        .ok_or_else(|| StepError::permanent("input `items` must be an array"))
 }
 
 fn order_id(ctx: &StepContext) -> String {
-    ctx.input["order_id"].as_str().unwrap_or("unknown").to_string()
+    ctx.input["order_id"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string()
 }
 
 fn validate_order(ctx: &StepContext) -> Result<Value, StepError> {
@@ -111,7 +131,10 @@ mod tests {
             attempt: 1,
             max_attempts: 3,
             input,
-            parent_results: parents.iter().map(|(k, v)| (k.to_string(), v.clone())).collect::<BTreeMap<_, _>>(),
+            parent_results: parents
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect::<BTreeMap<_, _>>(),
             config,
             timeout_seconds: 30,
         }
@@ -119,11 +142,32 @@ mod tests {
 
     #[test]
     fn compute_uses_input_for_roots_and_parent_sum_otherwise() {
-        assert_eq!(compute(&ctx(json!({"value": 3}), &[], json!({"op": "square"}))).unwrap(), json!({"value": 9}));
+        assert_eq!(
+            compute(&ctx(json!({"value": 3}), &[], json!({"op": "square"}))).unwrap(),
+            json!({"value": 9})
+        );
         let parents = [("a", json!({"value": 4})), ("b", json!({"value": 5}))];
-        assert_eq!(compute(&ctx(json!({}), &parents, json!({"op": "multiply", "operand": 2}))).unwrap(), json!({"value": 18}));
-        let err = compute(&ctx(json!({"value": i64::MAX}), &[], json!({"op": "square"}))).unwrap_err();
+        assert_eq!(
+            compute(&ctx(
+                json!({}),
+                &parents,
+                json!({"op": "multiply", "operand": 2})
+            ))
+            .unwrap(),
+            json!({"value": 18})
+        );
+        let err = compute(&ctx(
+            json!({"value": i64::MAX}),
+            &[],
+            json!({"op": "square"}),
+        ))
+        .unwrap_err();
         assert!(!err.retryable && err.message.contains("overflow"));
-        assert!(compute(&ctx(json!({"value": 1}), &[], json!({"op": "pow"}))).unwrap_err().message.contains("unknown op"));
+        assert!(
+            compute(&ctx(json!({"value": 1}), &[], json!({"op": "pow"})))
+                .unwrap_err()
+                .message
+                .contains("unknown op")
+        );
     }
 }

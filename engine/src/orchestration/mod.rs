@@ -111,7 +111,7 @@ pub async fn start(
 ) -> Result<(Orchestrator, tokio::task::JoinHandle<()>), queue::QueueError> {
     {
         let mut conn = pool.acquire().await.map_err(queue::QueueError::Sql)?;
-        queue::ensure(&mut conn, RESULTS_QUEUE, 0).await?;
+        queue::ensure(&mut conn, RESULTS_QUEUE).await?;
     }
     let warn = settings.channels.saturation_warn_percent;
     let (cmd_tx, cmd_rx) = channel::bounded(

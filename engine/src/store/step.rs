@@ -41,8 +41,11 @@ struct ClaimRow {
 }
 
 /// Reads up to `qty` messages from `queue` with a lease of `lease_seconds`,
-/// and claims their steps (→ in_progress, attempt + 1, audited) in the same
-/// statement, returning each step's full context.
+/// and claims their steps (→ in_progress, attempt + 1, audited), returning
+/// each step's full context. One transaction, two statements: the claim must
+/// run in a snapshot taken after the read, or it could miss a step whose task
+/// committed between the statement's start and the read (the message would be
+/// visible, the step row not).
 pub async fn claim_batch(
     pool: &PgPool,
     queue: &str,
@@ -50,12 +53,25 @@ pub async fn claim_batch(
     qty: i32,
     processor_id: &str,
 ) -> Result<Vec<Claimed>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let msgs = crate::queue::read(&mut tx, queue, lease_seconds, qty).await?;
+    if msgs.is_empty() {
+        tx.commit().await?;
+        return Ok(Vec::new());
+    }
+    let msg_ids: Vec<i64> = msgs.iter().map(|m| m.msg_id).collect();
+    let step_ids: Vec<Option<Uuid>> = msgs
+        .iter()
+        .map(|m| {
+            serde_json::from_value::<crate::queue::StepMessage>(m.message.clone())
+                .ok()
+                .map(|s| s.step_id)
+        })
+        .collect();
+    let read_cts: Vec<i32> = msgs.iter().map(|m| m.read_ct).collect();
     let rows: Vec<ClaimRow> = sqlx::query_as(
-        "WITH msgs AS MATERIALIZED (
-             SELECT msg_id, read_ct, message,
-                    CASE WHEN message->>'step_id' ~ '^[0-9a-f-]{36}$'
-                         THEN (message->>'step_id')::uuid END AS step_id
-               FROM pgmq.read($1, $2, $3)),
+        "WITH msgs AS (
+             SELECT * FROM unnest($1::bigint[], $2::int[], $3::uuid[]) AS m(msg_id, read_ct, step_id)),
          target AS (
              SELECT s.id, s.state AS old_state
                FROM tasker.steps s JOIN msgs m ON m.step_id = s.id
@@ -85,12 +101,13 @@ pub async fn claim_batch(
            LEFT JOIN tasker.tasks t ON t.id = c.task_id
            LEFT JOIN tasker.templates tp ON tp.id = t.template_id",
     )
-    .bind(queue)
-    .bind(lease_seconds)
-    .bind(qty)
+    .bind(&msg_ids)
+    .bind(&read_cts)
+    .bind(&step_ids)
     .bind(processor_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(rows.into_iter().map(Claimed::from).collect())
 }
 

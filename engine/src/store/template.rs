@@ -23,11 +23,7 @@ pub struct Registered {
 /// Registers `template` (and its namespace and the namespace's queue) in one
 /// transaction. Re-registering an identical definition is a no-op; a different
 /// definition under the same version is [`StoreError::TemplateConflict`].
-pub async fn register(
-    pool: &PgPool,
-    template: &Template,
-    notify_throttle_ms: i32,
-) -> Result<Registered, StoreError> {
+pub async fn register(pool: &PgPool, template: &Template) -> Result<Registered, StoreError> {
     template.validate()?;
     let definition =
         serde_json::to_value(template).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -38,7 +34,7 @@ pub async fn register(
         .bind(&queue_name)
         .execute(&mut *tx)
         .await?;
-    queue::ensure(&mut tx, &queue_name, notify_throttle_ms).await?;
+    queue::ensure(&mut tx, &queue_name).await?;
     let version = template.version.to_string();
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO tasker.templates (namespace, name, version, definition) VALUES ($1, $2, $3, $4)

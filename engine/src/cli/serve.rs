@@ -1,0 +1,97 @@
+//! `tasker server` and `tasker worker`: long-running processes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tasker_engine::config::TaskerConfig;
+use tasker_engine::handler::{examples, HandlerRegistry};
+use tasker_engine::orchestration::{self, OrchestratorSettings};
+use tasker_engine::store::template::TemplateCache;
+use tasker_engine::worker::{self, WorkerSettings};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Namespaces to serve (default: worker.namespaces from config).
+    #[arg(long = "namespace", short = 'n')]
+    namespaces: Vec<String>,
+    /// Steps run at once (default: worker.concurrency).
+    #[arg(long)]
+    concurrency: Option<usize>,
+}
+
+/// Fires on Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+pub fn worker_settings(config: &TaskerConfig, namespaces: Vec<String>) -> WorkerSettings {
+    let w = &config.worker;
+    WorkerSettings {
+        namespaces: if namespaces.is_empty() {
+            w.namespaces.clone()
+        } else {
+            namespaces
+        },
+        concurrency: w.concurrency as usize,
+        batch_size: w.batch_size as usize,
+        lease_seconds: config.queues.visibility_timeout_seconds,
+        heartbeat_interval: Duration::from_secs(u64::from(w.heartbeat_interval_seconds)),
+        poll_interval: Duration::from_millis(config.queues.poll_interval_ms),
+        mode: w.mode,
+        shutdown_grace: Duration::from_secs(u64::from(w.shutdown_grace_seconds)),
+        ..WorkerSettings::default()
+    }
+}
+
+pub async fn server(config: &TaskerConfig) -> anyhow::Result<()> {
+    let db = super::open_db(config).await?;
+    let shutdown = shutdown_signal();
+    let (_orch, done) = orchestration::start(
+        db.pool.clone(),
+        TemplateCache::default(),
+        OrchestratorSettings::from_config(config),
+        shutdown.clone(),
+    )
+    .await?;
+    shutdown.cancelled().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+    db.close().await;
+    Ok(())
+}
+
+pub async fn worker(args: WorkerArgs, config: &TaskerConfig) -> anyhow::Result<()> {
+    let db = super::open_db(config).await?;
+    let registry = Arc::new(HandlerRegistry::new());
+    examples::register(&registry);
+    let mut settings = worker_settings(config, args.namespaces);
+    if let Some(c) = args.concurrency {
+        settings.concurrency = c;
+    }
+    worker::run(db.pool.clone(), registry, settings, shutdown_signal()).await?;
+    db.close().await;
+    Ok(())
+}
