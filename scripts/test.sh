@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: formatting-independent, against a real PostgreSQL.
+# Each database test creates (and drops) its own database through #[sqlx::test],
+# so DATABASE_URL must point at a server where the user may CREATE DATABASE.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+# TASKER_* variables are configuration keys; keep the caller's out of the tests.
+unset TASKER_ENV TASKER_CONFIG_DIR
+cargo test --workspace --all-targets --locked
+cargo test --workspace --doc --locked
+# The CLI against a fresh database: migrate, validate the examples and the config.
+export TASKER_DATABASE__URL="${DATABASE_URL%/*}/tasker_cli_test"
+psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS tasker_cli_test" -c "CREATE DATABASE tasker_cli_test"
+./target/debug/tasker migrate
+./target/debug/tasker migrate
+./target/debug/tasker template validate examples/templates
+./target/debug/tasker config validate
+./target/debug/tasker demo
+psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS tasker_cli_test"
+echo "all tests passed"
