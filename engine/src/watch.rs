@@ -95,11 +95,7 @@ impl TaskWatcher {
         let result = tokio::time::timeout(timeout, async {
             loop {
                 // Read after registering, so a change between the two is not missed.
-                let state: Option<String> =
-                    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
-                        .bind(task_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
+                let state = crate::store::task::state(&self.pool, task_id).await?;
                 let state: TaskState = state
                     .ok_or(WaitError::NotFound(task_id))?
                     .parse()
@@ -126,11 +122,7 @@ impl TaskWatcher {
         match result {
             Ok(r) => r,
             Err(_) => {
-                let state: Option<String> =
-                    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
-                        .bind(task_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
+                let state = crate::store::task::state(&self.pool, task_id).await?;
                 Err(WaitError::Timeout {
                     task_id,
                     state: state.unwrap_or_default(),

@@ -273,6 +273,14 @@ pub struct TaskDetail {
     pub edges: Vec<(String, String)>,
 }
 
+/// The task's current state name, `None` when there is no such task.
+pub async fn state(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
 /// Reads one task row.
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<TaskRow, StoreError> {
     sqlx::query_as(
