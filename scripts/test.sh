@@ -10,12 +10,13 @@ unset TASKER_ENV TASKER_CONFIG_DIR
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 # The CLI against a fresh database: migrate, validate the examples and the config.
+tasker="${CARGO_TARGET_DIR:-target}/debug/tasker"
 export TASKER_DATABASE__URL="${DATABASE_URL%/*}/tasker_cli_test"
 psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS tasker_cli_test" -c "CREATE DATABASE tasker_cli_test"
-./target/debug/tasker migrate
-./target/debug/tasker migrate
-./target/debug/tasker template validate examples/templates
-./target/debug/tasker config validate
-./target/debug/tasker demo
+"$tasker" migrate
+"$tasker" migrate
+"$tasker" template validate examples/templates
+"$tasker" config validate
+"$tasker" demo
 psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS tasker_cli_test"
 echo "all tests passed"
