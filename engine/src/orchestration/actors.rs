@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use sqlx::PgPool;
 use tokio::sync::mpsc::Receiver;
 use tokio_util::sync::CancellationToken;
@@ -18,8 +17,10 @@ use crate::store::result::Processed;
 use crate::store::template::TemplateCache;
 use crate::store::{self, StoreError};
 
-/// Results of one task processed at once, at most (per orchestrator).
-const RESULT_PARALLELISM: usize = 8;
+/// Results processed at once, at most (per orchestrator).
+const RESULT_PARALLELISM: usize = 16;
+/// Task creations run at once, at most (per orchestrator).
+const REQUEST_PARALLELISM: usize = 8;
 
 /// The actors' inboxes.
 pub(super) struct Actors {
@@ -95,17 +96,18 @@ pub(super) async fn route(
     }
 }
 
-async fn task_request_actor(
-    pool: PgPool,
-    templates: TemplateCache,
-    settings: Arc<OrchestratorSettings>,
-    mut inbox: Receiver<Command>,
-) {
+async fn task_request_actor(pool: PgPool, templates: TemplateCache, settings: Arc<OrchestratorSettings>, mut inbox: Receiver<Command>) {
+    // Creations run REQUEST_PARALLELISM at a time; each is its own transaction.
+    let permits = Arc::new(tokio::sync::Semaphore::new(REQUEST_PARALLELISM));
     while let Some(cmd) = inbox.recv().await {
         if let Command::CreateTask(req, reply) = cmd {
-            let created =
-                store::task::create(&pool, &templates, &req, &settings.processor_id).await;
-            let _ = reply.send(created);
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let (pool, templates, settings) = (pool.clone(), templates.clone(), settings.clone());
+            tokio::spawn(async move {
+                let created = store::task::create(&pool, &templates, &req, &settings.processor_id).await;
+                let _ = reply.send(created);
+                drop(permit);
+            });
         }
     }
 }
@@ -117,16 +119,18 @@ async fn result_actor(
     commands: Sender<Command>,
     finalizer: Sender<(Uuid, TaskState)>,
 ) {
+    // Results are processed RESULT_PARALLELISM at a time across batches, so a
+    // trickle of one-result batches still overlaps its transactions.
+    let permits = Arc::new(tokio::sync::Semaphore::new(RESULT_PARALLELISM));
     while let Some(batch) = inbox.recv().await {
-        futures::stream::iter(batch)
-            .for_each_concurrent(RESULT_PARALLELISM, |m| {
-                let (pool, settings, commands, finalizer) =
-                    (&pool, &settings, &commands, &finalizer);
-                async move {
-                    handle_result(pool, settings, m, commands, finalizer).await;
-                }
-            })
-            .await;
+        for m in batch {
+            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let (pool, settings, commands, finalizer) = (pool.clone(), settings.clone(), commands.clone(), finalizer.clone());
+            tokio::spawn(async move {
+                handle_result(&pool, &settings, m, &commands, &finalizer).await;
+                drop(permit);
+            });
+        }
     }
 }
 

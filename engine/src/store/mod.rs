@@ -2,6 +2,7 @@
 //! multi-row change is one transaction.
 
 pub mod evaluate;
+pub mod operator;
 pub mod recovery;
 pub mod result;
 pub mod step;

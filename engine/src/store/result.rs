@@ -71,7 +71,10 @@ async fn process_in(
     .await?;
     let (state, attempts, retry) = step.ok_or(StoreError::StepNotFound(msg.step_id))?;
     let state: StepState = state.parse()?;
-    let current = state == StepState::EnqueuedForOrchestration && attempts == msg.attempt as i32;
+    // Current: the attempt the step is waiting on, of a task still running.
+    let current = state == StepState::EnqueuedForOrchestration
+        && attempts == msg.attempt as i32
+        && !task_state.is_terminal();
     record(conn, msg, !current).await?;
     if !current {
         tracing::info!(step_id = %msg.step_id, attempt = msg.attempt, %state, attempts, "stale result recorded and ignored");
