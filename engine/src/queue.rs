@@ -46,9 +46,9 @@ fn check_name(name: &str) -> Result<(), QueueError> {
     }
 }
 
-/// The LISTEN channel PGMQ's insert trigger notifies for `queue`.
+/// The LISTEN channel that wakes readers of `queue` (see [`crate::wake::hint`]).
 pub fn notify_channel(queue: &str) -> String {
-    format!("pgmq.q_{queue}.INSERT")
+    format!("tasker_queue_{queue}")
 }
 
 /// A message as read from a queue.
@@ -66,8 +66,7 @@ pub struct StepMessage {
     pub task_id: Uuid,
 }
 
-/// Creates `queue` if missing, with the trigger that NOTIFYs
-/// [`notify_channel`] when messages are inserted. Idempotent.
+/// Creates `queue` if missing. Idempotent.
 pub async fn ensure(conn: &mut PgConnection, queue: &str) -> Result<(), QueueError> {
     check_name(queue)?;
     let exists: bool =
@@ -80,13 +79,6 @@ pub async fn ensure(conn: &mut PgConnection, queue: &str) -> Result<(), QueueErr
             .bind(queue)
             .execute(&mut *conn)
             .await?;
-        // `queue` passed check_name: safe inside an identifier.
-        sqlx::query(&format!(
-            "CREATE OR REPLACE TRIGGER tasker_notify_insert AFTER INSERT ON pgmq.q_{queue} \
-             FOR EACH STATEMENT EXECUTE FUNCTION tasker.notify_queue_insert()"
-        ))
-        .execute(&mut *conn)
-        .await?;
     }
     Ok(())
 }

@@ -1,15 +1,26 @@
 //! Wake-ups for queue readers: LISTEN/NOTIFY with a fallback poll.
 //!
-//! PGMQ's insert trigger (`pgmq.enable_notify_insert`) NOTIFYs
-//! `pgmq.q_<queue>.INSERT` when a message commits. A listener task turns those
-//! into a wake-up; a reader calls [`Wake::wait`] between reads.
+//! Senders call [`hint`] *after* committing messages to a queue; it NOTIFYs
+//! [`queue::notify_channel`] from a separate, tiny statement. NOTIFY is not
+//! sent inside the data transactions on purpose: PostgreSQL serialises the
+//! commits of all notifying transactions on one lock held while the commit
+//! flushes, which capped throughput at a few hundred steps per second (and is
+//! why PGMQ's own `enable_notify_insert` trigger is not used either). Hints are
+//! coalesced per channel: while one NOTIFY is being sent, further hints set a
+//! flag that causes exactly one more, so no commit is left without a wake-up
+//! issued after it.
+//!
+//! A listener task turns notifications into a wake-up; a reader calls
+//! [`Wake::wait`] between reads.
 //!
 //! Bounded by construction: wake-ups collapse into a single pending permit
 //! (`tokio::sync::Notify`), so a burst of notifications while the reader is
 //! busy yields exactly one extra read, never a queue of them. A lost
 //! connection also wakes the reader, since notifications may have been missed.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
@@ -83,4 +94,79 @@ impl Wake {
     pub fn handle(&self) -> Arc<Notify> {
         self.notify.clone()
     }
+}
+
+/// The NOTIFY channel of task state changes: payload `{"task_id", "state"}`.
+pub const TASK_EVENTS: &str = "tasker_task_events";
+
+struct Coalesced {
+    dirty: AtomicBool,
+    ping: Notify,
+}
+
+type HintKey = (String, String);
+
+fn hints() -> &'static Mutex<HashMap<HintKey, Arc<Coalesced>>> {
+    static H: OnceLock<Mutex<HashMap<HintKey, Arc<Coalesced>>>> = OnceLock::new();
+    H.get_or_init(Default::default)
+}
+
+/// Wakes the readers of `queue`; call after the transaction that sent to it
+/// has committed. Never blocks: the NOTIFY goes out from a background task.
+pub fn hint(pool: &PgPool, queue: &str) {
+    let key = (
+        pool.connect_options().get_database().unwrap_or_default().to_string(),
+        queue::notify_channel(queue),
+    );
+    // Marked dirty under the map lock: the sender decides to exit under the
+    // same lock, so a hint is never left on a sender that has gone.
+    let (state, spawn) = {
+        let Ok(mut map) = hints().lock() else { return };
+        let (s, spawn) = match map.get(&key) {
+            Some(s) => (s.clone(), false),
+            None => {
+                let s = Arc::new(Coalesced { dirty: AtomicBool::new(false), ping: Notify::new() });
+                map.insert(key.clone(), s.clone());
+                (s, true)
+            }
+        };
+        s.dirty.store(true, Ordering::SeqCst);
+        (s, spawn)
+    };
+    state.ping.notify_one();
+    if spawn {
+        tokio::spawn(send_hints(pool.clone(), key, state));
+    }
+}
+
+/// Sends one NOTIFY per burst of hints; exits after a quiet second (the next
+/// hint starts it again), so an idle pool is not held open.
+async fn send_hints(pool: PgPool, key: HintKey, state: Arc<Coalesced>) {
+    loop {
+        if tokio::time::timeout(Duration::from_secs(1), state.ping.notified()).await.is_err() {
+            let Ok(mut map) = hints().lock() else { return };
+            if state.dirty.load(Ordering::SeqCst) {
+                continue; // a hint raced the timeout: go round once more
+            }
+            map.remove(&key);
+            return;
+        }
+        if !state.dirty.swap(false, Ordering::SeqCst) {
+            continue;
+        }
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, NULL)").bind(&key.1).execute(&pool).await {
+            tracing::debug!(channel = %key.1, error = %e, "wake-up NOTIFY failed; readers fall back to polling");
+        }
+    }
+}
+
+/// Announces a task's new state (after the commit that made it).
+pub fn task_event(pool: &PgPool, task_id: uuid::Uuid, state: crate::state::TaskState) {
+    let pool = pool.clone();
+    tokio::spawn(async move {
+        let payload = serde_json::json!({ "task_id": task_id, "state": state.as_str() }).to_string();
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(TASK_EVENTS).bind(payload).execute(&pool).await {
+            tracing::debug!(%task_id, error = %e, "task event NOTIFY failed");
+        }
+    });
 }

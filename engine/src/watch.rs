@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::state::TaskState;
-use crate::store::transition::TASK_EVENTS;
+use crate::wake::TASK_EVENTS;
 
 #[derive(Deserialize)]
 struct Event {

@@ -72,6 +72,19 @@ pub async fn enqueue_steps(
     Ok(moved.len())
 }
 
+/// After a commit: wakes the namespace's workers when steps were enqueued and
+/// announces the task's new state when it changed.
+pub(crate) fn announce(pool: &sqlx::PgPool, namespace: &str, task_id: Uuid, before: TaskState, after: TaskState, enqueued: bool) {
+    if enqueued {
+        if let Ok(q) = queue::step_queue(namespace) {
+            crate::wake::hint(pool, &q);
+        }
+    }
+    if after != before {
+        crate::wake::task_event(pool, task_id, after);
+    }
+}
+
 /// The task state its steps call for.
 pub fn decide(counts: &HashMap<StepState, i64>) -> TaskState {
     let n = |s: StepState| counts.get(&s).copied().unwrap_or(0);

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::evaluate::{enqueue_steps, evaluate_task, lock_task};
+use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task};
 use super::result::release_children;
 use super::transition::{self, Cause};
 use super::StoreError;
@@ -52,6 +52,7 @@ pub async fn cancel_task(pool: &PgPool, task_id: Uuid, actor: Actor<'_>) -> Resu
     transition::task(&mut tx, task_id, state, TaskState::Cancelled, cause).await?;
     settle_open_steps(&mut tx, task_id, StepState::Cancelled, "task_cancelled", actor).await?;
     tx.commit().await?;
+    announce(pool, "", task_id, state, TaskState::Cancelled, false);
     Ok(TaskState::Cancelled)
 }
 
@@ -64,6 +65,7 @@ pub async fn resolve_task(pool: &PgPool, task_id: Uuid, actor: Actor<'_>) -> Res
     transition::task(&mut tx, task_id, state, TaskState::ResolvedManually, cause).await?;
     settle_open_steps(&mut tx, task_id, StepState::Cancelled, "task_resolved", actor).await?;
     tx.commit().await?;
+    announce(pool, "", task_id, state, TaskState::ResolvedManually, false);
     Ok(TaskState::ResolvedManually)
 }
 
@@ -107,6 +109,7 @@ pub async fn retry_step(pool: &PgPool, task_id: Uuid, step_id: Uuid, actor: Acto
     enqueue_steps(&mut tx, &namespace, &[step_id], StepState::Error, "operator_retry", actor.processor_id).await?;
     let next = evaluate_task(&mut tx, task_id, task_state, actor.processor_id).await?;
     tx.commit().await?;
+    announce(pool, &namespace, task_id, task_state, next, true);
     Ok(next)
 }
 
@@ -133,8 +136,9 @@ pub async fn finish_step(
     }
     transition::step(&mut tx, step_id, state, to, Cause { event, reason: actor.reason, processor_id: actor.processor_id }).await?;
     let ready = release_children(&mut tx, step_id).await?;
-    enqueue_steps(&mut tx, &namespace, &ready, StepState::Pending, "dependencies_met", actor.processor_id).await?;
+    let n = enqueue_steps(&mut tx, &namespace, &ready, StepState::Pending, "dependencies_met", actor.processor_id).await?;
     let next = evaluate_task(&mut tx, task_id, task_state, actor.processor_id).await?;
     tx.commit().await?;
+    announce(pool, &namespace, task_id, task_state, next, n > 0);
     Ok(next)
 }

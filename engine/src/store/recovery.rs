@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::evaluate::{enqueue_steps, evaluate_task, lock_task};
+use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task};
 use super::transition::{self, Cause};
 use super::StoreError;
 use crate::config::StaleTaskAction;
@@ -63,6 +63,7 @@ pub async fn recover(
         }
         transition::task(&mut tx, task_id, at, TaskState::Error, cause).await?;
         tx.commit().await?;
+        announce(pool, &namespace, task_id, state, TaskState::Error, false);
         return Ok(TaskState::Error);
     }
     let ready: Vec<Uuid> = sqlx::query_scalar(
@@ -106,6 +107,7 @@ pub async fn recover(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    announce(pool, &namespace, task_id, state, next, !ready.is_empty() || !orphaned.is_empty());
     if !ready.is_empty() || !orphaned.is_empty() {
         tracing::warn!(%task_id, ready = ready.len(), resent = orphaned.len(), "recovered a stale task");
     }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::evaluate::{enqueue_steps, evaluate_task, lock_task};
+use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task};
 use super::transition::{self, Cause};
 use super::StoreError;
 use crate::queue::{self, RESULTS_QUEUE};
@@ -50,18 +50,22 @@ pub async fn process(
     processor_id: &str,
 ) -> Result<Processed, StoreError> {
     let mut tx = pool.begin().await?;
-    let processed = process_in(&mut tx, msg, processor_id).await?;
+    let (before, namespace) = lock_task(&mut tx, msg.task_id).await?;
+    let processed = process_in(&mut tx, msg, before, &namespace, processor_id).await?;
     queue::delete(&mut tx, RESULTS_QUEUE, msg_id).await?;
     tx.commit().await?;
+    let enqueued = matches!(processed, Processed::Completed { enqueued, .. } if enqueued > 0);
+    announce(pool, &namespace, msg.task_id, before, processed.task_state().unwrap_or(before), enqueued);
     Ok(processed)
 }
 
 async fn process_in(
     conn: &mut PgConnection,
     msg: &StepResultMessage,
+    task_state: TaskState,
+    namespace: &str,
     processor_id: &str,
 ) -> Result<Processed, StoreError> {
-    let (task_state, namespace) = lock_task(conn, msg.task_id).await?;
     let step: Option<(String, i32, Value)> = sqlx::query_as(
         "SELECT state, attempts, retry FROM tasker.steps WHERE id = $1 AND task_id = $2 FOR UPDATE",
     )
@@ -272,16 +276,9 @@ pub async fn enqueue_due_retries(
     .bind(task_id)
     .fetch_all(&mut *tx)
     .await?;
-    let n = enqueue_steps(
-        &mut tx,
-        &namespace,
-        &due,
-        StepState::WaitingForRetry,
-        "retry_due",
-        processor_id,
-    )
-    .await?;
-    evaluate_task(&mut tx, task_id, task_state, processor_id).await?;
+        let n = enqueue_steps(&mut tx, &namespace, &due, StepState::WaitingForRetry, "retry_due", processor_id).await?;
+    let after = evaluate_task(&mut tx, task_id, task_state, processor_id).await?;
     tx.commit().await?;
+    announce(pool, &namespace, task_id, task_state, after, n > 0);
     Ok(n)
 }

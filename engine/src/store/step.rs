@@ -179,6 +179,7 @@ pub async fn report(
     .bind(msg_id)
     .execute(pool)
     .await?;
+    crate::wake::hint(pool, RESULTS_QUEUE);
     Ok(())
 }
 

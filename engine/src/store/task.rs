@@ -223,6 +223,7 @@ pub async fn create(
         .collect();
     queue::send_batch(&mut tx, &queue_name, &messages).await?;
     tx.commit().await?;
+    crate::wake::hint(pool, &queue_name);
     Ok(Created {
         task_id,
         created: true,

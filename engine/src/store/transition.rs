@@ -3,16 +3,14 @@
 //! transitions exactly one matches the `WHERE state = from`; the other gets
 //! [`TransitionError::StateChanged`].
 //!
-//! Every task transition also NOTIFYs channel [`TASK_EVENTS`] with
-//! `{"task_id": …, "state": …}`, delivered when the transaction commits.
+//! No NOTIFY happens inside these transactions (a notifying commit holds a
+//! cluster-wide lock while it flushes); callers send `wake::task_event` after
+//! commit instead.
 
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::state::{check_step, check_task, StepState, TaskState, TransitionError};
-
-/// The NOTIFY channel of task state changes.
-pub const TASK_EVENTS: &str = "tasker_task_events";
 
 /// Who asked for a transition and why: written to the audit row.
 #[derive(Debug, Clone, Copy)]
@@ -42,20 +40,16 @@ pub async fn task(
     cause: Cause<'_>,
 ) -> Result<(), StoreTransitionError> {
     check_task(from, to)?;
-    let moved: Option<(i64, bool)> = sqlx::query_as(
+    let moved: Option<i64> = sqlx::query_scalar(
         "WITH moved AS (
              UPDATE tasker.tasks
                 SET state = $3, updated_at = now(),
                     completed_at = CASE WHEN $7 THEN now() ELSE completed_at END
               WHERE id = $1 AND state = $2
           RETURNING id)
-         , audit AS (
-             INSERT INTO tasker.task_transitions (task_id, from_state, to_state, event, reason, processor_id)
-             SELECT id, $2, $3, $4, $5, $6 FROM moved
-          RETURNING id, task_id)
-         SELECT id, pg_notify('tasker_task_events',
-                              json_build_object('task_id', task_id, 'state', $3::text)::text) IS NULL
-           FROM audit",
+         INSERT INTO tasker.task_transitions (task_id, from_state, to_state, event, reason, processor_id)
+         SELECT id, $2, $3, $4, $5, $6 FROM moved
+         RETURNING id",
     )
     .bind(id)
     .bind(from.as_str())

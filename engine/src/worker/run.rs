@@ -50,6 +50,7 @@ impl Job {
             // Shutdown gave up on this step: release it at once for another worker.
             if let Ok(mut conn) = self.pool.acquire().await {
                 let _ = crate::queue::extend_lease(&mut conn, &self.queue, claimed.msg_id, 0).await;
+                crate::wake::hint(&self.pool, &self.queue);
             }
             return;
         }
