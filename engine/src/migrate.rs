@@ -44,9 +44,37 @@ async fn run(pool: &PgPool) -> Result<usize, MigrateError> {
     pgmq::install::install_sql_from_embedded(pool).await?;
     let before = applied_count(pool).await?;
     MIGRATOR.run(pool).await?;
+    write_legal_transitions(pool).await?;
     let mut conn = pool.acquire().await?;
     crate::queue::ensure(&mut conn, crate::queue::RESULTS_QUEUE).await?;
     Ok(applied_count(pool).await? - before)
+}
+
+/// Mirrors the state machines of `state.rs` into the tables the audit rows
+/// reference, so the database refuses illegal transitions too.
+async fn write_legal_transitions(pool: &PgPool) -> Result<(), sqlx::Error> {
+    use crate::state::{StepState, TaskState};
+    let (tf, tt): (Vec<&str>, Vec<&str>) = TaskState::LEGAL
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .unzip();
+    let (sf, st): (Vec<&str>, Vec<&str>) = StepState::LEGAL
+        .iter()
+        .map(|(f, t)| (f.as_str(), t.as_str()))
+        .unzip();
+    sqlx::query(
+        "WITH t AS (INSERT INTO tasker.legal_task_transitions SELECT * FROM unnest($1::text[], $2::text[])
+                    ON CONFLICT DO NOTHING)
+         INSERT INTO tasker.legal_step_transitions SELECT * FROM unnest($3::text[], $4::text[])
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&tf)
+    .bind(&tt)
+    .bind(&sf)
+    .bind(&st)
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 async fn applied_count(pool: &PgPool) -> Result<usize, sqlx::Error> {
@@ -85,7 +113,7 @@ mod tests {
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(tables, 8);
+        assert_eq!(tables, 10);
     }
 
     #[sqlx::test(migrations = false)]

@@ -11,7 +11,8 @@
 //! issued after it.
 //!
 //! A listener task turns notifications into a wake-up; a reader calls
-//! [`Wake::wait`] between reads.
+//! [`Wake::wait`] between reads. Readers in the sending process are also woken
+//! directly, without the round trip through PostgreSQL.
 //!
 //! Bounded by construction: wake-ups collapse into a single pending permit
 //! (`tokio::sync::Notify`), so a burst of notifications while the reader is
@@ -48,6 +49,12 @@ impl Wake {
         shutdown: CancellationToken,
     ) -> Result<Wake, sqlx::Error> {
         let notify = Arc::new(Notify::new());
+        if let Ok(mut local) = local_readers().lock() {
+            local
+                .entry(hint_key(pool, queue))
+                .or_default()
+                .push(Arc::downgrade(&notify));
+        }
         if mode != Mode::Polling {
             let mut listener = PgListener::connect_with(pool).await?;
             listener.listen(&queue::notify_channel(queue)).await?;
@@ -106,6 +113,23 @@ struct Coalesced {
 
 type HintKey = (String, String);
 
+fn hint_key(pool: &PgPool, queue: &str) -> HintKey {
+    (
+        pool.connect_options()
+            .get_database()
+            .unwrap_or_default()
+            .to_string(),
+        queue::notify_channel(queue),
+    )
+}
+
+/// Readers in this process, by database and channel: a hint wakes them at
+/// once, without the round trip through PostgreSQL.
+fn local_readers() -> &'static Mutex<HashMap<HintKey, Vec<std::sync::Weak<Notify>>>> {
+    static L: OnceLock<Mutex<HashMap<HintKey, Vec<std::sync::Weak<Notify>>>>> = OnceLock::new();
+    L.get_or_init(Default::default)
+}
+
 fn hints() -> &'static Mutex<HashMap<HintKey, Arc<Coalesced>>> {
     static H: OnceLock<Mutex<HashMap<HintKey, Arc<Coalesced>>>> = OnceLock::new();
     H.get_or_init(Default::default)
@@ -115,7 +139,10 @@ fn hints() -> &'static Mutex<HashMap<HintKey, Arc<Coalesced>>> {
 /// has committed. Never blocks: the NOTIFY goes out from a background task.
 pub fn hint(pool: &PgPool, queue: &str) {
     let key = (
-        pool.connect_options().get_database().unwrap_or_default().to_string(),
+        pool.connect_options()
+            .get_database()
+            .unwrap_or_default()
+            .to_string(),
         queue::notify_channel(queue),
     );
     // Marked dirty under the map lock: the sender decides to exit under the
@@ -125,7 +152,10 @@ pub fn hint(pool: &PgPool, queue: &str) {
         let (s, spawn) = match map.get(&key) {
             Some(s) => (s.clone(), false),
             None => {
-                let s = Arc::new(Coalesced { dirty: AtomicBool::new(false), ping: Notify::new() });
+                let s = Arc::new(Coalesced {
+                    dirty: AtomicBool::new(false),
+                    ping: Notify::new(),
+                });
                 map.insert(key.clone(), s.clone());
                 (s, true)
             }
@@ -143,7 +173,10 @@ pub fn hint(pool: &PgPool, queue: &str) {
 /// hint starts it again), so an idle pool is not held open.
 async fn send_hints(pool: PgPool, key: HintKey, state: Arc<Coalesced>) {
     loop {
-        if tokio::time::timeout(Duration::from_secs(1), state.ping.notified()).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(1), state.ping.notified())
+            .await
+            .is_err()
+        {
             let Ok(mut map) = hints().lock() else { return };
             if state.dirty.load(Ordering::SeqCst) {
                 continue; // a hint raced the timeout: go round once more
@@ -154,7 +187,11 @@ async fn send_hints(pool: PgPool, key: HintKey, state: Arc<Coalesced>) {
         if !state.dirty.swap(false, Ordering::SeqCst) {
             continue;
         }
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, NULL)").bind(&key.1).execute(&pool).await {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, NULL)")
+            .bind(&key.1)
+            .execute(&pool)
+            .await
+        {
             tracing::debug!(channel = %key.1, error = %e, "wake-up NOTIFY failed; readers fall back to polling");
         }
     }
@@ -164,8 +201,14 @@ async fn send_hints(pool: PgPool, key: HintKey, state: Arc<Coalesced>) {
 pub fn task_event(pool: &PgPool, task_id: uuid::Uuid, state: crate::state::TaskState) {
     let pool = pool.clone();
     tokio::spawn(async move {
-        let payload = serde_json::json!({ "task_id": task_id, "state": state.as_str() }).to_string();
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)").bind(TASK_EVENTS).bind(payload).execute(&pool).await {
+        let payload =
+            serde_json::json!({ "task_id": task_id, "state": state.as_str() }).to_string();
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(TASK_EVENTS)
+            .bind(payload)
+            .execute(&pool)
+            .await
+        {
             tracing::debug!(%task_id, error = %e, "task event NOTIFY failed");
         }
     });

@@ -96,15 +96,23 @@ pub(super) async fn route(
     }
 }
 
-async fn task_request_actor(pool: PgPool, templates: TemplateCache, settings: Arc<OrchestratorSettings>, mut inbox: Receiver<Command>) {
+async fn task_request_actor(
+    pool: PgPool,
+    templates: TemplateCache,
+    settings: Arc<OrchestratorSettings>,
+    mut inbox: Receiver<Command>,
+) {
     // Creations run REQUEST_PARALLELISM at a time; each is its own transaction.
     let permits = Arc::new(tokio::sync::Semaphore::new(REQUEST_PARALLELISM));
     while let Some(cmd) = inbox.recv().await {
         if let Command::CreateTask(req, reply) = cmd {
-            let Ok(permit) = permits.clone().acquire_owned().await else { return };
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
             let (pool, templates, settings) = (pool.clone(), templates.clone(), settings.clone());
             tokio::spawn(async move {
-                let created = store::task::create(&pool, &templates, &req, &settings.processor_id).await;
+                let created =
+                    store::task::create(&pool, &templates, &req, &settings.processor_id).await;
                 let _ = reply.send(created);
                 drop(permit);
             });
@@ -124,8 +132,15 @@ async fn result_actor(
     let permits = Arc::new(tokio::sync::Semaphore::new(RESULT_PARALLELISM));
     while let Some(batch) = inbox.recv().await {
         for m in batch {
-            let Ok(permit) = permits.clone().acquire_owned().await else { return };
-            let (pool, settings, commands, finalizer) = (pool.clone(), settings.clone(), commands.clone(), finalizer.clone());
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                return;
+            };
+            let (pool, settings, commands, finalizer) = (
+                pool.clone(),
+                settings.clone(),
+                commands.clone(),
+                finalizer.clone(),
+            );
             tokio::spawn(async move {
                 handle_result(&pool, &settings, m, &commands, &finalizer).await;
                 drop(permit);

@@ -20,7 +20,13 @@ pub struct Actor<'a> {
 }
 
 /// Steps of a task not yet in a terminal state, moved to `to` in one statement.
-async fn settle_open_steps(conn: &mut PgConnection, task_id: Uuid, to: StepState, event: &str, actor: Actor<'_>) -> Result<u64, StoreError> {
+async fn settle_open_steps(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    to: StepState,
+    event: &str,
+    actor: Actor<'_>,
+) -> Result<u64, StoreError> {
     let n = sqlx::query(
         "WITH moved AS (
              SELECT id, state AS from_state FROM tasker.steps
@@ -45,12 +51,27 @@ async fn settle_open_steps(conn: &mut PgConnection, task_id: Uuid, to: StepState
 
 /// Cancels a task: every step not finished is cancelled (a running handler
 /// learns it at its next heartbeat; its late result is recorded as stale).
-pub async fn cancel_task(pool: &PgPool, task_id: Uuid, actor: Actor<'_>) -> Result<TaskState, StoreError> {
+pub async fn cancel_task(
+    pool: &PgPool,
+    task_id: Uuid,
+    actor: Actor<'_>,
+) -> Result<TaskState, StoreError> {
     let mut tx = pool.begin().await?;
     let (state, _) = lock_task(&mut tx, task_id).await?;
-    let cause = Cause { event: "cancel", reason: actor.reason, processor_id: actor.processor_id };
+    let cause = Cause {
+        event: "cancel",
+        reason: actor.reason,
+        processor_id: actor.processor_id,
+    };
     transition::task(&mut tx, task_id, state, TaskState::Cancelled, cause).await?;
-    settle_open_steps(&mut tx, task_id, StepState::Cancelled, "task_cancelled", actor).await?;
+    settle_open_steps(
+        &mut tx,
+        task_id,
+        StepState::Cancelled,
+        "task_cancelled",
+        actor,
+    )
+    .await?;
     tx.commit().await?;
     announce(pool, "", task_id, state, TaskState::Cancelled, false);
     Ok(TaskState::Cancelled)
@@ -58,23 +79,44 @@ pub async fn cancel_task(pool: &PgPool, task_id: Uuid, actor: Actor<'_>) -> Resu
 
 /// Resolves a task manually: it ends as `resolved_manually`; unfinished steps
 /// are cancelled so no worker runs them.
-pub async fn resolve_task(pool: &PgPool, task_id: Uuid, actor: Actor<'_>) -> Result<TaskState, StoreError> {
+pub async fn resolve_task(
+    pool: &PgPool,
+    task_id: Uuid,
+    actor: Actor<'_>,
+) -> Result<TaskState, StoreError> {
     let mut tx = pool.begin().await?;
     let (state, _) = lock_task(&mut tx, task_id).await?;
-    let cause = Cause { event: "resolve_manually", reason: actor.reason, processor_id: actor.processor_id };
+    let cause = Cause {
+        event: "resolve_manually",
+        reason: actor.reason,
+        processor_id: actor.processor_id,
+    };
     transition::task(&mut tx, task_id, state, TaskState::ResolvedManually, cause).await?;
-    settle_open_steps(&mut tx, task_id, StepState::Cancelled, "task_resolved", actor).await?;
+    settle_open_steps(
+        &mut tx,
+        task_id,
+        StepState::Cancelled,
+        "task_resolved",
+        actor,
+    )
+    .await?;
     tx.commit().await?;
     announce(pool, "", task_id, state, TaskState::ResolvedManually, false);
     Ok(TaskState::ResolvedManually)
 }
 
-async fn lock_step(conn: &mut PgConnection, task_id: Uuid, step_id: Uuid) -> Result<StepState, StoreError> {
-    let s: Option<String> = sqlx::query_scalar("SELECT state FROM tasker.steps WHERE id = $1 AND task_id = $2 FOR UPDATE")
-        .bind(step_id)
-        .bind(task_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+async fn lock_step(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    step_id: Uuid,
+) -> Result<StepState, StoreError> {
+    let s: Option<String> = sqlx::query_scalar(
+        "SELECT state FROM tasker.steps WHERE id = $1 AND task_id = $2 FOR UPDATE",
+    )
+    .bind(step_id)
+    .bind(task_id)
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(s.ok_or(StoreError::StepNotFound(step_id))?.parse()?)
 }
 
@@ -93,20 +135,38 @@ fn refuse_if_finished(task_id: Uuid, state: TaskState) -> Result<(), StoreError>
 
 /// Retries a failed step: attempts reset to 0, the step is enqueued again and a
 /// blocked task resumes.
-pub async fn retry_step(pool: &PgPool, task_id: Uuid, step_id: Uuid, actor: Actor<'_>) -> Result<TaskState, StoreError> {
+pub async fn retry_step(
+    pool: &PgPool,
+    task_id: Uuid,
+    step_id: Uuid,
+    actor: Actor<'_>,
+) -> Result<TaskState, StoreError> {
     let mut tx = pool.begin().await?;
     let (task_state, namespace) = lock_task(&mut tx, task_id).await?;
     refuse_if_finished(task_id, task_state)?;
     let state = lock_step(&mut tx, task_id, step_id).await?;
     crate::state::check_step(state, StepState::Enqueued)?;
     if state != StepState::Error {
-        return Err(TransitionError::Illegal { machine: "step", from: state.to_string(), to: "enqueued (retry: only failed steps)".into() }.into());
+        return Err(TransitionError::Illegal {
+            machine: "step",
+            from: state.to_string(),
+            to: "enqueued (retry: only failed steps)".into(),
+        }
+        .into());
     }
     sqlx::query("UPDATE tasker.steps SET attempts = 0, next_retry_at = NULL WHERE id = $1")
         .bind(step_id)
         .execute(&mut *tx)
         .await?;
-    enqueue_steps(&mut tx, &namespace, &[step_id], StepState::Error, "operator_retry", actor.processor_id).await?;
+    enqueue_steps(
+        &mut tx,
+        &namespace,
+        &[step_id],
+        StepState::Error,
+        "operator_retry",
+        actor.processor_id,
+    )
+    .await?;
     let next = evaluate_task(&mut tx, task_id, task_state, actor.processor_id).await?;
     tx.commit().await?;
     announce(pool, &namespace, task_id, task_state, next, true);
@@ -132,11 +192,34 @@ pub async fn finish_step(
         None => (StepState::ResolvedManually, "resolve_manually"),
     };
     if let Some(r) = &result {
-        sqlx::query("UPDATE tasker.steps SET result = $2 WHERE id = $1").bind(step_id).bind(r).execute(&mut *tx).await?;
+        sqlx::query("UPDATE tasker.steps SET result = $2 WHERE id = $1")
+            .bind(step_id)
+            .bind(r)
+            .execute(&mut *tx)
+            .await?;
     }
-    transition::step(&mut tx, step_id, state, to, Cause { event, reason: actor.reason, processor_id: actor.processor_id }).await?;
+    transition::step(
+        &mut tx,
+        step_id,
+        state,
+        to,
+        Cause {
+            event,
+            reason: actor.reason,
+            processor_id: actor.processor_id,
+        },
+    )
+    .await?;
     let ready = release_children(&mut tx, step_id).await?;
-    let n = enqueue_steps(&mut tx, &namespace, &ready, StepState::Pending, "dependencies_met", actor.processor_id).await?;
+    let n = enqueue_steps(
+        &mut tx,
+        &namespace,
+        &ready,
+        StepState::Pending,
+        "dependencies_met",
+        actor.processor_id,
+    )
+    .await?;
     let next = evaluate_task(&mut tx, task_id, task_state, actor.processor_id).await?;
     tx.commit().await?;
     announce(pool, &namespace, task_id, task_state, next, n > 0);

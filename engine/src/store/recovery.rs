@@ -107,7 +107,14 @@ pub async fn recover(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    announce(pool, &namespace, task_id, state, next, !ready.is_empty() || !orphaned.is_empty());
+    announce(
+        pool,
+        &namespace,
+        task_id,
+        state,
+        next,
+        !ready.is_empty() || !orphaned.is_empty(),
+    );
     if !ready.is_empty() || !orphaned.is_empty() {
         tracing::warn!(%task_id, ready = ready.len(), resent = orphaned.len(), "recovered a stale task");
     }

@@ -4,14 +4,13 @@
 //! result message. State, audit rows and messages commit together.
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task};
-use super::transition::{self, Cause};
 use super::StoreError;
-use crate::queue::{self, RESULTS_QUEUE};
+use crate::queue;
 use crate::state::{StepState, TaskState};
 use crate::step::{Outcome, StepResultMessage};
 use crate::template::RetryPolicy;
@@ -42,7 +41,9 @@ impl Processed {
     }
 }
 
-/// Processes one result message (read from [`RESULTS_QUEUE`] as `msg_id`).
+/// Processes one result message (read from [`queue::RESULTS_QUEUE`] as `msg_id`):
+/// one transaction of two statements — lock and read the task and step, then
+/// `tasker.apply_step_result` with the decision made here.
 pub async fn process(
     pool: &PgPool,
     msg_id: i64,
@@ -50,152 +51,30 @@ pub async fn process(
     processor_id: &str,
 ) -> Result<Processed, StoreError> {
     let mut tx = pool.begin().await?;
-    let (before, namespace) = lock_task(&mut tx, msg.task_id).await?;
-    let processed = process_in(&mut tx, msg, before, &namespace, processor_id).await?;
-    queue::delete(&mut tx, RESULTS_QUEUE, msg_id).await?;
-    tx.commit().await?;
-    let enqueued = matches!(processed, Processed::Completed { enqueued, .. } if enqueued > 0);
-    announce(pool, &namespace, msg.task_id, before, processed.task_state().unwrap_or(before), enqueued);
-    Ok(processed)
-}
-
-async fn process_in(
-    conn: &mut PgConnection,
-    msg: &StepResultMessage,
-    task_state: TaskState,
-    namespace: &str,
-    processor_id: &str,
-) -> Result<Processed, StoreError> {
-    let step: Option<(String, i32, Value)> = sqlx::query_as(
-        "SELECT state, attempts, retry FROM tasker.steps WHERE id = $1 AND task_id = $2 FOR UPDATE",
+    // Lock order everywhere: task row first, then step rows.
+    let row: Option<(String, String, String, i32, Value)> = sqlx::query_as(
+        "SELECT t.state, t.namespace, s.state, s.attempts, s.retry
+           FROM tasker.tasks t JOIN tasker.steps s ON s.task_id = t.id
+          WHERE t.id = $1 AND s.id = $2
+            FOR UPDATE OF t, s",
     )
-    .bind(msg.step_id)
     .bind(msg.task_id)
-    .fetch_optional(&mut *conn)
+    .bind(msg.step_id)
+    .fetch_optional(&mut *tx)
     .await?;
-    let (state, attempts, retry) = step.ok_or(StoreError::StepNotFound(msg.step_id))?;
-    let state: StepState = state.parse()?;
+    let (task_state, namespace, step_state, attempts, retry) =
+        row.ok_or(StoreError::StepNotFound(msg.step_id))?;
+    let before: TaskState = task_state.parse()?;
+    let step_state: StepState = step_state.parse()?;
     // Current: the attempt the step is waiting on, of a task still running.
-    let current = state == StepState::EnqueuedForOrchestration
+    let current = step_state == StepState::EnqueuedForOrchestration
         && attempts == msg.attempt as i32
-        && !task_state.is_terminal();
-    record(conn, msg, !current).await?;
-    if !current {
-        tracing::info!(step_id = %msg.step_id, attempt = msg.attempt, %state, attempts, "stale result recorded and ignored");
-        return Ok(Processed::Stale);
-    }
-    let cause = |event| Cause {
-        event,
-        reason: None,
-        processor_id,
+        && !before.is_terminal();
+    let decision = if current {
+        decide(msg, &retry)?
+    } else {
+        Decision::stale()
     };
-    let processed = match &msg.outcome {
-        Outcome::Success { result } => {
-            sqlx::query("UPDATE tasker.steps SET result = $2, last_error = NULL WHERE id = $1")
-                .bind(msg.step_id)
-                .bind(result)
-                .execute(&mut *conn)
-                .await?;
-            transition::step(
-                conn,
-                msg.step_id,
-                state,
-                StepState::Complete,
-                cause("succeeded"),
-            )
-            .await?;
-            let ready = release_children(conn, msg.step_id).await?;
-            let enqueued = enqueue_steps(
-                conn,
-                &namespace,
-                &ready,
-                StepState::Pending,
-                "dependencies_met",
-                processor_id,
-            )
-            .await?;
-            Processed::Completed {
-                enqueued,
-                task: task_state,
-            }
-        }
-        Outcome::Failure(err) => {
-            let policy: RetryPolicy =
-                serde_json::from_value(retry).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let error = json!({ "message": err.message, "kind": err.kind, "retryable": err.retryable, "attempt": msg.attempt });
-            if err.retryable && policy.has_attempts_left(msg.attempt) {
-                let delay = policy.delay_after(msg.attempt);
-                let delay = delay.max(std::time::Duration::from_millis(
-                    err.retry_after_ms.unwrap_or(0),
-                ));
-                let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
-                sqlx::query(
-                    "UPDATE tasker.steps SET last_error = $2, next_retry_at = $3 WHERE id = $1",
-                )
-                .bind(msg.step_id)
-                .bind(&error)
-                .bind(at)
-                .execute(&mut *conn)
-                .await?;
-                let reason = format!("{}: {}", err.kind, err.message);
-                transition::step(
-                    conn,
-                    msg.step_id,
-                    state,
-                    StepState::WaitingForRetry,
-                    Cause {
-                        event: "retryable_failure",
-                        reason: Some(&reason),
-                        processor_id,
-                    },
-                )
-                .await?;
-                Processed::RetryScheduled {
-                    at,
-                    task: task_state,
-                }
-            } else {
-                sqlx::query("UPDATE tasker.steps SET last_error = $2 WHERE id = $1")
-                    .bind(msg.step_id)
-                    .bind(&error)
-                    .execute(&mut *conn)
-                    .await?;
-                let reason = if err.retryable {
-                    format!("attempts exhausted ({}): {}", msg.attempt, err.message)
-                } else {
-                    format!("{}: {}", err.kind, err.message)
-                };
-                transition::step(
-                    conn,
-                    msg.step_id,
-                    state,
-                    StepState::Error,
-                    Cause {
-                        event: "failed",
-                        reason: Some(&reason),
-                        processor_id,
-                    },
-                )
-                .await?;
-                Processed::Failed { task: task_state }
-            }
-        }
-    };
-    let task = evaluate_task(conn, msg.task_id, task_state, processor_id).await?;
-    Ok(match processed {
-        Processed::Completed { enqueued, .. } => Processed::Completed { enqueued, task },
-        Processed::RetryScheduled { at, .. } => Processed::RetryScheduled { at, task },
-        Processed::Failed { .. } => Processed::Failed { task },
-        Processed::Stale => Processed::Stale,
-    })
-}
-
-/// Appends the result to the attempt history.
-async fn record(
-    conn: &mut PgConnection,
-    msg: &StepResultMessage,
-    stale: bool,
-) -> Result<(), StoreError> {
     let (outcome, result, error) = match &msg.outcome {
         Outcome::Success { result } => ("success", Some(result.clone()), None),
         Outcome::Failure(e) => (
@@ -205,26 +84,131 @@ async fn record(
                 "permanent_error"
             },
             None,
-            Some(serde_json::to_value(e).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+            Some(
+                serde_json::json!({ "message": e.message, "kind": e.kind, "retryable": e.retryable,
+                                     "retry_after_ms": e.retry_after_ms, "attempt": msg.attempt }),
+            ),
         ),
     };
-    sqlx::query(
-        "INSERT INTO tasker.step_results (step_id, task_id, attempt, outcome, result, error, stale, worker_id, started_at, finished_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    let (after, enqueued): (String, i32) = sqlx::query_as(
+        "SELECT task_state, enqueued FROM tasker.apply_step_result(
+             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
-    .bind(msg.step_id)
+    .bind(msg_id)
     .bind(msg.task_id)
+    .bind(msg.step_id)
+    .bind(queue::step_queue(&namespace)?)
+    .bind(before.as_str())
     .bind(msg.attempt as i32)
     .bind(outcome)
     .bind(result)
     .bind(error)
-    .bind(stale)
     .bind(&msg.worker_id)
     .bind(msg.started_at)
     .bind(msg.finished_at)
-    .execute(conn)
+    .bind(decision.to.map(StepState::as_str))
+    .bind(decision.event)
+    .bind(decision.reason.as_deref())
+    .bind(decision.retry_at)
+    .bind(processor_id)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(())
+    tx.commit().await?;
+    let after: TaskState = after.parse()?;
+    announce(pool, &namespace, msg.task_id, before, after, enqueued > 0);
+    let processed = match decision.to {
+        None => {
+            tracing::info!(step_id = %msg.step_id, attempt = msg.attempt, state = %step_state, attempts, "stale result recorded and ignored");
+            Processed::Stale
+        }
+        Some(StepState::Complete) => Processed::Completed {
+            enqueued: enqueued.max(0) as usize,
+            task: after,
+        },
+        Some(StepState::WaitingForRetry) => Processed::RetryScheduled {
+            at: decision.retry_at.unwrap_or_else(Utc::now),
+            task: after,
+        },
+        Some(_) => Processed::Failed { task: after },
+    };
+    Ok(processed)
+}
+
+/// What to do with a current result.
+struct Decision {
+    /// The step's next state; `None` for a stale result.
+    to: Option<StepState>,
+    event: &'static str,
+    reason: Option<String>,
+    retry_at: Option<DateTime<Utc>>,
+}
+
+impl Decision {
+    fn stale() -> Decision {
+        Decision {
+            to: None,
+            event: "stale",
+            reason: None,
+            retry_at: None,
+        }
+    }
+}
+
+/// Success → complete; a retryable failure with attempts left → waiting for
+/// retry at the step's own backoff (or the handler's retry-after, if later);
+/// anything else → error.
+fn decide(msg: &StepResultMessage, retry: &Value) -> Result<Decision, StoreError> {
+    let Outcome::Failure(err) = &msg.outcome else {
+        return Ok(Decision {
+            to: Some(StepState::Complete),
+            event: "succeeded",
+            reason: None,
+            retry_at: None,
+        });
+    };
+    let policy: RetryPolicy =
+        serde_json::from_value(retry.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if err.retryable && policy.has_attempts_left(msg.attempt) {
+        let delay = policy
+            .delay_after(msg.attempt)
+            .max(std::time::Duration::from_millis(
+                err.retry_after_ms.unwrap_or(0),
+            ));
+        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        return Ok(Decision {
+            to: Some(StepState::WaitingForRetry),
+            event: "retryable_failure",
+            reason: Some(format!("{}: {}", err.kind, err.message)),
+            retry_at: Some(at),
+        });
+    }
+    let reason = if err.retryable {
+        format!("attempts exhausted ({}): {}", msg.attempt, err.message)
+    } else {
+        format!("{}: {}", err.kind, err.message)
+    };
+    Ok(Decision {
+        to: Some(StepState::Error),
+        event: "failed",
+        reason: Some(reason),
+        retry_at: None,
+    })
+}
+
+/// Reads a batch from the results queue for processing (a lease only: it
+/// commits asynchronously, see `tasker.read_results`).
+pub async fn read_batch(
+    pool: &PgPool,
+    lease_seconds: i32,
+    qty: i32,
+) -> Result<Vec<queue::Message>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT msg_id, read_ct, message FROM tasker.read_results($1, $2)")
+            .bind(lease_seconds)
+            .bind(qty)
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 /// Counts one more parent done for each child of `step_id`; returns the
@@ -233,17 +217,10 @@ pub(crate) async fn release_children(
     conn: &mut PgConnection,
     step_id: Uuid,
 ) -> Result<Vec<Uuid>, StoreError> {
-    Ok(sqlx::query_scalar::<_, Option<Uuid>>(
-        "UPDATE tasker.steps SET pending_parents = pending_parents - 1, updated_at = now()
-          WHERE id IN (SELECT child_id FROM tasker.step_edges WHERE parent_id = $1)
-      RETURNING CASE WHEN pending_parents = 0 AND state = 'pending' THEN id END",
-    )
-    .bind(step_id)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .flatten()
-    .collect())
+    Ok(sqlx::query_scalar("SELECT tasker.release_children($1)")
+        .bind(step_id)
+        .fetch_one(&mut *conn)
+        .await?)
 }
 
 /// Steps waiting for retry whose time has come, by task, oldest due first.
@@ -276,7 +253,15 @@ pub async fn enqueue_due_retries(
     .bind(task_id)
     .fetch_all(&mut *tx)
     .await?;
-        let n = enqueue_steps(&mut tx, &namespace, &due, StepState::WaitingForRetry, "retry_due", processor_id).await?;
+    let n = enqueue_steps(
+        &mut tx,
+        &namespace,
+        &due,
+        StepState::WaitingForRetry,
+        "retry_due",
+        processor_id,
+    )
+    .await?;
     let after = evaluate_task(&mut tx, task_id, task_state, processor_id).await?;
     tx.commit().await?;
     announce(pool, &namespace, task_id, task_state, after, n > 0);

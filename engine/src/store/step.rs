@@ -42,10 +42,7 @@ struct ClaimRow {
 
 /// Reads up to `qty` messages from `queue` with a lease of `lease_seconds`,
 /// and claims their steps (→ in_progress, attempt + 1, audited), returning
-/// each step's full context. One transaction, two statements: the claim must
-/// run in a snapshot taken after the read, or it could miss a step whose task
-/// committed between the statement's start and the read (the message would be
-/// visible, the step row not).
+/// each step's full context: one call of `tasker.claim_steps` (migration 2).
 pub async fn claim_batch(
     pool: &PgPool,
     queue: &str,
@@ -53,61 +50,17 @@ pub async fn claim_batch(
     qty: i32,
     processor_id: &str,
 ) -> Result<Vec<Claimed>, StoreError> {
-    let mut tx = pool.begin().await?;
-    let msgs = crate::queue::read(&mut tx, queue, lease_seconds, qty).await?;
-    if msgs.is_empty() {
-        tx.commit().await?;
-        return Ok(Vec::new());
-    }
-    let msg_ids: Vec<i64> = msgs.iter().map(|m| m.msg_id).collect();
-    let step_ids: Vec<Option<Uuid>> = msgs
-        .iter()
-        .map(|m| {
-            serde_json::from_value::<crate::queue::StepMessage>(m.message.clone())
-                .ok()
-                .map(|s| s.step_id)
-        })
-        .collect();
-    let read_cts: Vec<i32> = msgs.iter().map(|m| m.read_ct).collect();
     let rows: Vec<ClaimRow> = sqlx::query_as(
-        "WITH msgs AS (
-             SELECT * FROM unnest($1::bigint[], $2::int[], $3::uuid[]) AS m(msg_id, read_ct, step_id)),
-         target AS (
-             SELECT s.id, s.state AS old_state
-               FROM tasker.steps s JOIN msgs m ON m.step_id = s.id
-              WHERE s.state IN ('enqueued', 'in_progress')
-                FOR UPDATE OF s),
-         claimed AS (
-             UPDATE tasker.steps s
-                SET state = 'in_progress', attempts = s.attempts + 1, updated_at = now(),
-                    started_at = coalesce(s.started_at, now())
-               FROM target WHERE s.id = target.id
-          RETURNING s.id, s.task_id, s.name, s.handler_name, s.handler_config, s.attempts,
-                    s.max_attempts, s.timeout_seconds, target.old_state),
-         audit AS (
-             INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
-             SELECT id, task_id, old_state, 'in_progress',
-                    CASE WHEN old_state = 'in_progress' THEN 'lease_expired_reclaim' ELSE 'claim' END,
-                    attempts, $4
-               FROM claimed)
-         SELECT m.msg_id, m.read_ct, c.id AS step_id, c.task_id, c.name, c.handler_name, c.handler_config,
-                c.attempts, c.max_attempts, c.timeout_seconds, t.context, t.namespace,
-                tp.name AS template_name,
-                (SELECT coalesce(jsonb_object_agg(p.name, p.result), '{}'::jsonb)
-                   FROM tasker.step_edges e JOIN tasker.steps p ON p.id = e.parent_id
-                  WHERE e.child_id = c.id) AS parent_results
-           FROM msgs m
-           LEFT JOIN claimed c ON c.id = m.step_id
-           LEFT JOIN tasker.tasks t ON t.id = c.task_id
-           LEFT JOIN tasker.templates tp ON tp.id = t.template_id",
+        "SELECT msg_id, read_ct, step_id, task_id, name, handler_name, handler_config, attempts,
+                max_attempts, timeout_seconds, context, namespace, template_name, parent_results
+           FROM tasker.claim_steps($1, $2, $3, $4)",
     )
-    .bind(&msg_ids)
-    .bind(&read_cts)
-    .bind(&step_ids)
+    .bind(queue)
+    .bind(lease_seconds)
+    .bind(qty)
     .bind(processor_id)
-    .fetch_all(&mut *tx)
+    .fetch_all(pool)
     .await?;
-    tx.commit().await?;
     Ok(rows.into_iter().map(Claimed::from).collect())
 }
 

@@ -1,5 +1,6 @@
 //! Persisting a state change: a compare-and-set on the row's current state
-//! plus an audit row, in one statement. Of two concurrent identical
+//! plus an audit row, in one call (`tasker.transition_task` /
+//! `tasker.transition_step`, migration 2). Of two concurrent identical
 //! transitions exactly one matches the `WHERE state = from`; the other gets
 //! [`TransitionError::StateChanged`].
 //!
@@ -40,49 +41,20 @@ pub async fn task(
     cause: Cause<'_>,
 ) -> Result<(), StoreTransitionError> {
     check_task(from, to)?;
-    let moved: Option<i64> = sqlx::query_scalar(
-        "WITH moved AS (
-             UPDATE tasker.tasks
-                SET state = $3, updated_at = now(),
-                    completed_at = CASE WHEN $7 THEN now() ELSE completed_at END
-              WHERE id = $1 AND state = $2
-          RETURNING id)
-         INSERT INTO tasker.task_transitions (task_id, from_state, to_state, event, reason, processor_id)
-         SELECT id, $2, $3, $4, $5, $6 FROM moved
-         RETURNING id",
-    )
-    .bind(id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(cause.event)
-    .bind(cause.reason)
-    .bind(cause.processor_id)
-    .bind(to.is_terminal())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if moved.is_some() {
-        return Ok(());
-    }
-    let found: Option<String> = sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    match found {
-        None => Err(StoreTransitionError::NotFound {
-            machine: "task",
-            id,
-        }),
-        Some(found) => Err(TransitionError::StateChanged {
-            machine: "task",
-            id,
-            expected: from.to_string(),
-            found,
-        }
-        .into()),
-    }
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT tasker.transition_task($1, $2, $3, $4, $5, $6)")
+            .bind(id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(cause.event)
+            .bind(cause.reason)
+            .bind(cause.processor_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    outcome("task", id, from.as_str(), found)
 }
 
-/// Moves a step `from -> to` if it is still in `from`; `attempt` is recorded.
+/// Moves a step `from -> to` if it is still in `from`; its attempt is recorded.
 pub async fn step(
     conn: &mut PgConnection,
     id: Uuid,
@@ -91,43 +63,34 @@ pub async fn step(
     cause: Cause<'_>,
 ) -> Result<(), StoreTransitionError> {
     check_step(from, to)?;
-    let moved: Option<i64> = sqlx::query_scalar(
-        "WITH moved AS (
-             UPDATE tasker.steps
-                SET state = $3, updated_at = now(),
-                    completed_at = CASE WHEN $7 THEN now() ELSE completed_at END
-              WHERE id = $1 AND state = $2
-          RETURNING id, task_id, attempts)
-         INSERT INTO tasker.step_transitions
-                (step_id, task_id, from_state, to_state, event, reason, attempt, processor_id)
-         SELECT id, task_id, $2, $3, $4, $5, attempts, $6 FROM moved
-         RETURNING id",
-    )
-    .bind(id)
-    .bind(from.as_str())
-    .bind(to.as_str())
-    .bind(cause.event)
-    .bind(cause.reason)
-    .bind(cause.processor_id)
-    .bind(to.is_terminal())
-    .fetch_optional(&mut *conn)
-    .await?;
-    if moved.is_some() {
-        return Ok(());
-    }
-    let found: Option<String> = sqlx::query_scalar("SELECT state FROM tasker.steps WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT tasker.transition_step($1, $2, $3, $4, $5, $6)")
+            .bind(id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(cause.event)
+            .bind(cause.reason)
+            .bind(cause.processor_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    outcome("step", id, from.as_str(), found)
+}
+
+/// `transition_*` returns NULL when the row moved, else the state it found
+/// (`''` when there is no such row).
+fn outcome(
+    machine: &'static str,
+    id: Uuid,
+    expected: &str,
+    found: Option<String>,
+) -> Result<(), StoreTransitionError> {
     match found {
-        None => Err(StoreTransitionError::NotFound {
-            machine: "step",
-            id,
-        }),
+        None => Ok(()),
+        Some(f) if f.is_empty() => Err(StoreTransitionError::NotFound { machine, id }),
         Some(found) => Err(TransitionError::StateChanged {
-            machine: "step",
+            machine,
             id,
-            expected: from.to_string(),
+            expected: expected.to_string(),
             found,
         }
         .into()),

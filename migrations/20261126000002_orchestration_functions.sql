@@ -1,0 +1,292 @@
+-- The orchestration's write paths as SQL functions, so that one result costs
+-- one round trip for its writes instead of a dozen. Decisions that need policy
+-- (is this attempt current, retry or fail, when) stay in Rust
+-- (engine/src/store/result.rs); these functions only apply them.
+
+-- The legal transitions, written by `tasker migrate` from engine/src/state.rs
+-- (the one place the machines are defined). The audit tables reference them,
+-- so the database itself refuses an illegal transition.
+CREATE TABLE tasker.legal_task_transitions (
+    from_state text NOT NULL,
+    to_state   text NOT NULL,
+    PRIMARY KEY (from_state, to_state)
+);
+CREATE TABLE tasker.legal_step_transitions (
+    from_state text NOT NULL,
+    to_state   text NOT NULL,
+    PRIMARY KEY (from_state, to_state)
+);
+ALTER TABLE tasker.task_transitions ADD CONSTRAINT task_transition_is_legal
+    FOREIGN KEY (from_state, to_state) REFERENCES tasker.legal_task_transitions;
+ALTER TABLE tasker.step_transitions ADD CONSTRAINT step_transition_is_legal
+    FOREIGN KEY (from_state, to_state) REFERENCES tasker.legal_step_transitions;
+
+-- Compare-and-set of a task's state plus its audit row. Returns NULL when the
+-- task moved, otherwise the state found ('' when there is no such task).
+CREATE FUNCTION tasker.transition_task(p_task uuid, p_from text, p_to text, p_event text,
+                                       p_reason text, p_processor text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_found text;
+BEGIN
+    UPDATE tasker.tasks
+       SET state = p_to, updated_at = now(),
+           completed_at = CASE WHEN p_to IN ('complete', 'error', 'cancelled', 'resolved_manually')
+                               THEN now() ELSE completed_at END
+     WHERE id = p_task AND state = p_from;
+    IF FOUND THEN
+        INSERT INTO tasker.task_transitions (task_id, from_state, to_state, event, reason, processor_id)
+        VALUES (p_task, p_from, p_to, p_event, p_reason, p_processor);
+        RETURN NULL;
+    END IF;
+    SELECT state INTO v_found FROM tasker.tasks WHERE id = p_task;
+    RETURN coalesce(v_found, '');
+END;
+$$;
+
+-- The same for a step; the audit row carries the step's current attempt.
+CREATE FUNCTION tasker.transition_step(p_step uuid, p_from text, p_to text, p_event text,
+                                       p_reason text, p_processor text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_task uuid;
+    v_attempts integer;
+    v_found text;
+BEGIN
+    UPDATE tasker.steps
+       SET state = p_to, updated_at = now(),
+           completed_at = CASE WHEN p_to IN ('complete', 'error', 'cancelled', 'resolved_manually')
+                               THEN now() ELSE completed_at END
+     WHERE id = p_step AND state = p_from
+    RETURNING task_id, attempts INTO v_task, v_attempts;
+    IF FOUND THEN
+        INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, reason, attempt, processor_id)
+        VALUES (p_step, v_task, p_from, p_to, p_event, p_reason, v_attempts, p_processor);
+        RETURN NULL;
+    END IF;
+    SELECT state INTO v_found FROM tasker.steps WHERE id = p_step;
+    RETURN coalesce(v_found, '');
+END;
+$$;
+
+-- Moves the given steps that are still in p_from to 'enqueued', audits them and
+-- sends their messages to p_queue. Returns how many moved.
+CREATE FUNCTION tasker.enqueue_steps(p_queue text, p_steps uuid[], p_from text, p_event text,
+                                     p_processor text)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    v_msgs jsonb[];
+BEGIN
+    IF p_steps IS NULL OR cardinality(p_steps) = 0 THEN
+        RETURN 0;
+    END IF;
+    WITH moved AS (
+        UPDATE tasker.steps SET state = 'enqueued', next_retry_at = NULL, updated_at = now()
+         WHERE id = ANY (p_steps) AND state = p_from
+     RETURNING id, task_id, attempts),
+    audit AS (
+        INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
+        SELECT id, task_id, p_from, 'enqueued', p_event, attempts, p_processor FROM moved)
+    SELECT array_agg(jsonb_build_object('step_id', id, 'task_id', task_id)) INTO v_msgs FROM moved;
+    IF v_msgs IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM pgmq.send_batch(p_queue, v_msgs);
+    RETURN cardinality(v_msgs);
+END;
+$$;
+
+-- One more parent done for each child of p_step; returns the children that no
+-- longer wait for any parent and are still pending.
+CREATE FUNCTION tasker.release_children(p_step uuid)
+RETURNS uuid[] LANGUAGE sql AS $$
+    WITH released AS (
+        UPDATE tasker.steps SET pending_parents = pending_parents - 1, updated_at = now()
+         WHERE id IN (SELECT child_id FROM tasker.step_edges WHERE parent_id = p_step)
+     RETURNING id, pending_parents, state)
+    SELECT coalesce(array_agg(id) FILTER (WHERE pending_parents = 0 AND state = 'pending'), '{}')
+      FROM released;
+$$;
+
+-- The task state its steps call for.
+CREATE FUNCTION tasker.decide_task_state(p_task uuid)
+RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN count(*) FILTER (WHERE state NOT IN ('complete', 'resolved_manually')) = 0 THEN 'complete'
+        WHEN count(*) FILTER (WHERE state IN ('enqueued', 'in_progress', 'enqueued_for_orchestration')) > 0
+            THEN 'steps_in_process'
+        WHEN count(*) FILTER (WHERE state = 'waiting_for_retry') > 0 THEN 'waiting_for_retry'
+        WHEN count(*) FILTER (WHERE state IN ('error', 'cancelled')) > 0 THEN 'blocked_by_failures'
+        ELSE 'waiting_for_dependencies'
+    END
+    FROM tasker.steps WHERE task_id = p_task;
+$$;
+
+-- Re-decides a task's state from its steps and records the change through the
+-- legal path. The caller holds the task row lock and passes the state it read.
+-- Returns the new state.
+CREATE FUNCTION tasker.evaluate_task(p_task uuid, p_current text, p_processor text)
+RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_next text;
+    v_path text[];
+    v_at text := p_current;
+    v_to text;
+    v_found text;
+BEGIN
+    IF p_current IN ('complete', 'error', 'cancelled', 'resolved_manually') THEN
+        RETURN p_current;
+    END IF;
+    v_next := tasker.decide_task_state(p_task);
+    IF v_next = p_current THEN
+        RETURN p_current;
+    END IF;
+    IF v_next = 'steps_in_process'
+       AND p_current IN ('waiting_for_retry', 'waiting_for_dependencies', 'blocked_by_failures') THEN
+        v_path := ARRAY['enqueuing_steps', 'steps_in_process'];
+    ELSE
+        v_path := '{}';
+        IF v_at = 'enqueuing_steps' THEN
+            v_path := v_path || 'steps_in_process';
+            v_at := 'steps_in_process';
+        END IF;
+        IF v_next <> 'steps_in_process' OR p_current = 'evaluating_results' THEN
+            IF v_at <> 'evaluating_results' THEN
+                v_path := v_path || 'evaluating_results'::text;
+            END IF;
+            v_path := v_path || v_next;
+        END IF;
+    END IF;
+    v_at := p_current;
+    FOREACH v_to IN ARRAY v_path LOOP
+        v_found := tasker.transition_task(p_task, v_at, v_to,
+            CASE v_to
+                WHEN 'complete' THEN 'all_steps_complete'
+                WHEN 'steps_in_process' THEN 'steps_in_flight'
+                WHEN 'waiting_for_retry' THEN 'waiting_for_retry'
+                WHEN 'blocked_by_failures' THEN 'blocked_by_failures'
+                WHEN 'waiting_for_dependencies' THEN 'waiting_for_dependencies'
+                WHEN 'enqueuing_steps' THEN 'steps_ready'
+                ELSE 'evaluate'
+            END, NULL, p_processor);
+        IF v_found IS NOT NULL THEN
+            RAISE EXCEPTION 'task % state changed underneath: expected %, found %', p_task, v_at, v_found
+                USING ERRCODE = 'TK001';
+        END IF;
+        v_at := v_to;
+    END LOOP;
+    RETURN v_next;
+END;
+$$;
+
+-- Applies the orchestrator's decision about one result, in the caller's
+-- transaction (which holds the task and step row locks): records the attempt,
+-- moves the step to p_to (NULL: the result is stale and changes nothing),
+-- enqueues the children that became ready, re-decides the task and deletes the
+-- result message. Returns the task's state and the number of steps enqueued.
+CREATE FUNCTION tasker.apply_step_result(
+    p_msg_id bigint, p_task uuid, p_step uuid, p_step_queue text, p_task_state text,
+    p_attempt integer, p_outcome text, p_result jsonb, p_error jsonb,
+    p_worker text, p_started_at timestamptz, p_finished_at timestamptz,
+    p_to text, p_event text, p_reason text, p_next_retry_at timestamptz, p_processor text,
+    OUT task_state text, OUT enqueued integer)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_found text;
+BEGIN
+    task_state := p_task_state;
+    enqueued := 0;
+    INSERT INTO tasker.step_results (step_id, task_id, attempt, outcome, result, error, stale,
+                                     worker_id, started_at, finished_at)
+    VALUES (p_step, p_task, p_attempt, p_outcome, p_result, p_error, p_to IS NULL,
+            p_worker, p_started_at, p_finished_at);
+    IF p_to IS NOT NULL THEN
+        UPDATE tasker.steps
+           SET result = CASE WHEN p_to = 'complete' THEN p_result ELSE result END,
+               last_error = CASE WHEN p_to = 'complete' THEN NULL ELSE p_error END,
+               next_retry_at = p_next_retry_at
+         WHERE id = p_step;
+        v_found := tasker.transition_step(p_step, 'enqueued_for_orchestration', p_to, p_event, p_reason, p_processor);
+        IF v_found IS NOT NULL THEN
+            RAISE EXCEPTION 'step % state changed underneath: expected enqueued_for_orchestration, found %',
+                p_step, v_found USING ERRCODE = 'TK001';
+        END IF;
+        IF p_to = 'complete' THEN
+            enqueued := tasker.enqueue_steps(p_step_queue, tasker.release_children(p_step),
+                                             'pending', 'dependencies_met', p_processor);
+        END IF;
+        task_state := tasker.evaluate_task(p_task, p_task_state, p_processor);
+    END IF;
+    PERFORM pgmq.delete('orchestration_results', p_msg_id);
+END;
+$$;
+
+-- A worker's read of its queue and the claim of the steps read, in one call.
+-- Lease bookkeeping commits asynchronously (a crash can only lose the lease,
+-- which makes the message visible again: at-least-once). Each statement in a
+-- function takes a fresh snapshot, so a step whose task committed just before
+-- its message was read is seen.
+CREATE FUNCTION tasker.claim_steps(p_queue text, p_lease_seconds integer, p_qty integer, p_processor text)
+RETURNS TABLE (msg_id bigint, read_ct integer, step_id uuid, task_id uuid, name text, handler_name text,
+               handler_config jsonb, attempts integer, max_attempts integer, timeout_seconds integer,
+               context jsonb, namespace text, template_name text, parent_results jsonb)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+    v_ids bigint[];
+    v_cts integer[];
+    v_steps uuid[];
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    SELECT array_agg(r.msg_id), array_agg(r.read_ct),
+           array_agg(CASE WHEN r.message->>'step_id' ~ '^[0-9a-f-]{36}$'
+                          THEN (r.message->>'step_id')::uuid END)
+      INTO v_ids, v_cts, v_steps
+      FROM pgmq.read(p_queue, p_lease_seconds, p_qty) r;
+    IF v_ids IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH msgs AS (
+        SELECT * FROM unnest(v_ids, v_cts, v_steps) AS m(msg_id, read_ct, step_id)),
+    target AS (
+        SELECT s.id, s.state AS old_state
+          FROM tasker.steps s JOIN msgs m ON m.step_id = s.id
+         WHERE s.state IN ('enqueued', 'in_progress')
+           FOR UPDATE OF s),
+    claimed AS (
+        UPDATE tasker.steps s
+           SET state = 'in_progress', attempts = s.attempts + 1, updated_at = now(),
+               started_at = coalesce(s.started_at, now())
+          FROM target WHERE s.id = target.id
+     RETURNING s.id, s.task_id, s.name, s.handler_name, s.handler_config, s.attempts,
+               s.max_attempts, s.timeout_seconds, target.old_state),
+    audit AS (
+        INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
+        SELECT c.id, c.task_id, c.old_state, 'in_progress',
+               CASE WHEN c.old_state = 'in_progress' THEN 'lease_expired_reclaim' ELSE 'claim' END,
+               c.attempts, p_processor
+          FROM claimed c)
+    SELECT m.msg_id, m.read_ct, c.id, c.task_id, c.name, c.handler_name, c.handler_config,
+           c.attempts, c.max_attempts, c.timeout_seconds, t.context, t.namespace, tp.name,
+           (SELECT coalesce(jsonb_object_agg(p.name, p.result), '{}'::jsonb)
+              FROM tasker.step_edges e JOIN tasker.steps p ON p.id = e.parent_id
+             WHERE e.child_id = c.id)
+      FROM msgs m
+      LEFT JOIN claimed c ON c.id = m.step_id
+      LEFT JOIN tasker.tasks t ON t.id = c.task_id
+      LEFT JOIN tasker.templates tp ON tp.id = t.template_id;
+END;
+$$;
+
+-- The orchestrator's read of the results queue; like the claim, only a lease:
+-- it commits asynchronously.
+CREATE FUNCTION tasker.read_results(p_lease_seconds integer, p_qty integer)
+RETURNS TABLE (msg_id bigint, read_ct integer, message jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY SELECT r.msg_id, r.read_ct, r.message
+                   FROM pgmq.read('orchestration_results', p_lease_seconds, p_qty) r;
+END;
+$$;
