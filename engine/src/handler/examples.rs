@@ -14,6 +14,18 @@ pub fn register(registry: &HandlerRegistry) {
         "math.compute",
         handler_fn(|ctx, _| async move { compute(&ctx) }),
     );
+    // `demo.sleep` with config `{"ms": n}`: a long step (stops early when told to).
+    registry.register(
+        "demo.sleep",
+        handler_fn(|ctx, cancel| async move {
+            let ms = ctx.config["ms"].as_u64().unwrap_or(1000);
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
+                _ = cancel.cancelled() => return Err(StepError::retryable("cancelled while sleeping")),
+            }
+            Ok(json!({ "slept_ms": ms, "attempt": ctx.attempt }))
+        }),
+    );
     registry.register(
         "ecommerce.validate_order",
         handler_fn(|ctx, _| async move { validate_order(&ctx) }),

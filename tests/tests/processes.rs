@@ -1,0 +1,271 @@
+//! tasker as separate processes against one real PostgreSQL: orchestrators and
+//! worker hosts started with the `tasker` binary, killed with SIGKILL.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sqlx::PgPool;
+use tasker_engine::state::TaskState;
+use tasker_engine::store;
+use tasker_engine::store::task::NewTask;
+use tasker_engine::store::template::TemplateCache;
+use tasker_engine::template::Template;
+use tasker_engine::watch::TaskWatcher;
+use uuid::Uuid;
+
+/// The `tasker` binary of this build (cargo builds it before running tests).
+fn tasker_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>");
+    let bin = dir.join("tasker");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` (it builds the binary)",
+        bin.display()
+    );
+    bin
+}
+
+fn db_url(pool: &PgPool) -> String {
+    let o = pool.connect_options();
+    format!(
+        "postgres://postgres@{}:{}/{}",
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or("postgres")
+    )
+}
+
+/// A `tasker` child process, killed when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn start(pool: &PgPool, args: &[&str]) -> Proc {
+        let child = Command::new(tasker_bin())
+            .args(args)
+            .env("TASKER_ENV", "test")
+            .env("TASKER_DATABASE__URL", db_url(pool))
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start tasker");
+        Proc(child)
+    }
+
+    fn sigkill(&mut self) {
+        let _ = self.0.kill(); // SIGKILL on Unix
+        let _ = self.0.wait();
+    }
+
+    fn sigterm(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn setup(pool: &PgPool, yaml: &str) -> Template {
+    tasker_engine::migrate::migrate(pool).await.unwrap();
+    let t = Template::from_yaml_str(yaml, "<test>").unwrap();
+    store::template::register(pool, &t).await.unwrap();
+    t
+}
+
+async fn create(
+    pool: &PgPool,
+    cache: &TemplateCache,
+    name: &str,
+    context: serde_json::Value,
+) -> Uuid {
+    let req = NewTask {
+        namespace: "proc".into(),
+        name: name.into(),
+        version: None,
+        context,
+        priority: 0,
+        idempotency_key: None,
+    };
+    store::task::create(pool, cache, &req, "test")
+        .await
+        .unwrap()
+        .task_id
+}
+
+const DIAMOND: &str = r#"
+namespace: proc
+name: diamond
+version: 1.0.0
+steps:
+  - { name: start, handler: { name: math.compute, config: { op: square } } }
+  - { name: left, handler: { name: math.compute, config: { op: add, operand: 1 } }, depends_on: [start] }
+  - { name: right, handler: { name: math.compute, config: { op: multiply, operand: 2 } }, depends_on: [start] }
+  - { name: join, handler: { name: math.compute, config: { op: add, operand: 0 } }, depends_on: [left, right] }
+"#;
+
+#[sqlx::test(migrations = false)]
+async fn two_orchestrator_and_two_worker_processes_finish_200_diamonds_exactly_once(pool: PgPool) {
+    setup(&pool, DIAMOND).await;
+    let _procs = [
+        Proc::start(&pool, &["server"]),
+        Proc::start(&pool, &["server"]),
+        Proc::start(&pool, &["worker", "--namespace", "proc"]),
+        Proc::start(&pool, &["worker", "--namespace", "proc"]),
+    ];
+    let watcher = TaskWatcher::start(&pool).await.unwrap();
+    let cache = TemplateCache::default();
+    let mut ids = Vec::new();
+    for i in 0..200i64 {
+        ids.push((
+            i,
+            create(&pool, &cache, "diamond", json!({ "value": i % 50 })).await,
+        ));
+    }
+    for (_, id) in &ids {
+        assert_eq!(
+            watcher.wait(*id, Duration::from_secs(120)).await.unwrap(),
+            TaskState::Complete
+        );
+    }
+    for (i, id) in &ids {
+        let n = i % 50;
+        let sq = n * n;
+        let d = store::task::detail(&pool, *id).await.unwrap();
+        let join = d.steps.iter().find(|s| s.name == "join").unwrap();
+        assert_eq!(
+            join.result,
+            Some(json!({ "value": (sq + 1) + sq * 2 })),
+            "task {id}"
+        );
+    }
+    // Each task finalized exactly once; no step transition recorded twice.
+    let finals: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT task_id, count(*) FROM tasker.task_transitions WHERE to_state = 'complete' GROUP BY task_id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(finals.len(), 200);
+    assert!(
+        finals.iter().all(|(_, n)| *n == 1),
+        "a task completed twice: {finals:?}"
+    );
+    let dup: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT step_id, from_state, to_state, attempt, count(*)
+                                 FROM tasker.step_transitions GROUP BY 1, 2, 3, 4 HAVING count(*) > 1) d",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(dup, 0, "some step transition happened twice");
+    let processors: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT processor_id) FROM tasker.step_transitions WHERE event = 'claim'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(processors, 2, "both workers should have claimed steps");
+}
+
+const SLOW: &str = r#"
+namespace: proc
+name: slow
+version: 1.0.0
+steps:
+  - { name: nap, handler: { name: demo.sleep, config: { ms: 2500 } }, retry: { max_attempts: 3 } }
+  - { name: after, handler: { name: demo.sleep, config: { ms: 1 } }, depends_on: [nap] }
+"#;
+
+#[sqlx::test(migrations = false)]
+async fn a_sigkilled_workers_step_runs_again_after_its_lease(pool: PgPool) {
+    setup(&pool, SLOW).await;
+    let _server = Proc::start(&pool, &["server"]);
+    let mut doomed = Proc::start(&pool, &["worker", "--namespace", "proc"]);
+    let cache = TemplateCache::default();
+    let task = create(&pool, &cache, "slow", json!({ "value": 1 })).await;
+
+    // Wait until the doomed worker runs the sleeping step, then kill it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = store::task::detail(&pool, task).await.unwrap();
+        if d.steps
+            .iter()
+            .any(|s| s.name == "nap" && s.state == "in_progress")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the step never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let killed_at = Instant::now();
+    doomed.sigkill();
+    let _rescuer = Proc::start(&pool, &["worker", "--namespace", "proc"]);
+
+    let watcher = TaskWatcher::start(&pool).await.unwrap();
+    let state = watcher.wait(task, Duration::from_secs(60)).await.unwrap();
+    let d = store::task::detail(&pool, task).await.unwrap();
+    assert_eq!(state, TaskState::Complete, "{:#?}", d.steps);
+    let nap = d.steps.iter().find(|s| s.name == "nap").unwrap();
+    assert_eq!(nap.attempts, 2, "the killed attempt counts");
+    assert_eq!(nap.result.as_ref().unwrap()["attempt"], 2);
+    let reclaimed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasker.step_transitions WHERE step_id = $1 AND event = 'lease_expired_reclaim'",
+    )
+    .bind(nap.id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(reclaimed, 1);
+    // The lease (5 s in the test environment) had to run out first.
+    assert!(
+        killed_at.elapsed() >= Duration::from_secs(3),
+        "rerun came before the lease could expire"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn sigterm_lets_a_worker_finish_its_running_step(pool: PgPool) {
+    setup(&pool, SLOW).await;
+    let _server = Proc::start(&pool, &["server"]);
+    let mut worker = Proc::start(&pool, &["worker", "--namespace", "proc"]);
+    let cache = TemplateCache::default();
+    let task = create(&pool, &cache, "slow", json!({ "value": 1 })).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = store::task::detail(&pool, task).await.unwrap();
+        if d.steps
+            .iter()
+            .any(|s| s.name == "nap" && s.state == "in_progress")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the step never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    worker.sigterm(); // graceful: the 2.5 s step is within the 5 s grace
+    let d = store::task::detail(&pool, task).await.unwrap();
+    let nap = d.steps.iter().find(|s| s.name == "nap").unwrap();
+    assert_eq!(nap.attempts, 1);
+    assert!(
+        matches!(
+            nap.state.as_str(),
+            "enqueued_for_orchestration" | "complete"
+        ),
+        "the step was reported before the worker exited: {}",
+        nap.state
+    );
+}
