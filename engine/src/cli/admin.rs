@@ -51,6 +51,38 @@ pub enum TaskCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel a task: unfinished steps are cancelled, a running handler is told.
+    Cancel {
+        id: uuid::Uuid,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Resolve a task manually (it ends as resolved_manually).
+    Resolve {
+        id: uuid::Uuid,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum StepCmd {
+    /// Retry a failed step (attempts reset; a blocked task resumes).
+    Retry { task: uuid::Uuid, step: String },
+    /// Mark a step resolved manually; its children may run.
+    Resolve {
+        task: uuid::Uuid,
+        step: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Complete a step manually with a given JSON result.
+    Complete {
+        task: uuid::Uuid,
+        step: String,
+        #[arg(long)]
+        result: String,
+    },
 }
 
 pub fn config(cmd: &ConfigCmd, env: &Option<String>, dir: &Option<PathBuf>) -> anyhow::Result<()> {
@@ -139,6 +171,14 @@ pub async fn template(cmd: TemplateCmd, config: &TaskerConfig) -> anyhow::Result
 pub async fn task(cmd: TaskCmd, config: &TaskerConfig) -> anyhow::Result<()> {
     let db = super::open_db(config).await?;
     match cmd {
+        TaskCmd::Cancel { id, reason } => {
+            let s = store::operator::cancel_task(&db.pool, id, operator(&reason)).await?;
+            println!("task {id} {s}");
+        }
+        TaskCmd::Resolve { id, reason } => {
+            let s = store::operator::resolve_task(&db.pool, id, operator(&reason)).await?;
+            println!("task {id} {s}");
+        }
         TaskCmd::Create {
             namespace,
             name,
@@ -202,6 +242,56 @@ pub async fn task(cmd: TaskCmd, config: &TaskerConfig) -> anyhow::Result<()> {
             }
         }
     }
+    db.close().await;
+    Ok(())
+}
+
+fn operator(reason: &Option<String>) -> store::operator::Actor<'_> {
+    store::operator::Actor {
+        processor_id: "cli",
+        reason: reason.as_deref(),
+    }
+}
+
+/// Finds a step of `task` by name or id.
+async fn step_id(pool: &sqlx::PgPool, task: uuid::Uuid, step: &str) -> anyhow::Result<uuid::Uuid> {
+    let d = store::task::detail(pool, task).await?;
+    d.steps
+        .iter()
+        .find(|s| s.name == step || s.id.to_string() == step)
+        .map(|s| s.id)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "task {task} has no step '{step}' (steps: {})",
+                d.steps
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+pub async fn step(cmd: StepCmd, config: &TaskerConfig) -> anyhow::Result<()> {
+    let db = super::open_db(config).await?;
+    let pool = &db.pool;
+    let state = match &cmd {
+        StepCmd::Retry { task, step } => {
+            let id = step_id(pool, *task, step).await?;
+            store::operator::retry_step(pool, *task, id, operator(&None)).await?
+        }
+        StepCmd::Resolve { task, step, reason } => {
+            let id = step_id(pool, *task, step).await?;
+            store::operator::finish_step(pool, *task, id, None, operator(reason)).await?
+        }
+        StepCmd::Complete { task, step, result } => {
+            let result: serde_json::Value = serde_json::from_str(result)
+                .map_err(|e| anyhow::anyhow!("--result is not valid JSON: {e}"))?;
+            let id = step_id(pool, *task, step).await?;
+            store::operator::finish_step(pool, *task, id, Some(result), operator(&None)).await?
+        }
+    };
+    println!("task is now {state}");
     db.close().await;
     Ok(())
 }

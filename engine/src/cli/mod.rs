@@ -38,9 +38,12 @@ enum Command {
     /// Validate, register and list task templates.
     #[command(subcommand)]
     Template(admin::TemplateCmd),
-    /// Create and inspect tasks.
+    /// Create, inspect, cancel and resolve tasks.
     #[command(subcommand)]
     Task(admin::TaskCmd),
+    /// Retry, resolve or complete a step by hand.
+    #[command(subcommand)]
+    Step(admin::StepCmd),
     /// Run an orchestrator until Ctrl-C / SIGTERM.
     Server,
     /// Run a worker host for some namespaces until Ctrl-C / SIGTERM.
@@ -122,6 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Template(cmd) => admin::template(cmd, &config).await,
         Command::Task(cmd) => admin::task(cmd, &config).await,
+        Command::Step(cmd) => admin::step(cmd, &config).await,
         Command::Server => serve::server(&config).await,
         Command::Worker(args) => serve::worker(args, &config).await,
         Command::Demo(args) => demo::run(args, &config).await,
