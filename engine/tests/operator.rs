@@ -353,6 +353,17 @@ async fn cancel_while_running_stops_handler_and_records_stale_result(pool: PgPoo
         .unwrap_err();
     assert!(is_refused(&err), "{err:?}");
     assert_eq!(task_transition_count(&pool, id).await, task_transitions);
+
+    // The stale attempt's report left the step message alone; once its lease
+    // (5 s) runs out a worker reads it, finds the step cancelled and discards it.
+    let q = queue::step_queue("demo").unwrap();
+    let drained = eventually(Duration::from_secs(10), || async {
+        queue_len(&pool, &q).await == 0
+    })
+    .await;
+    assert!(drained, "the cancelled step's message was never discarded");
+    assert_eq!(h.steps(id).await["slow"].attempts, 1, "not run again");
+    assert_eq!(step_transition_count(&pool, id).await, step_transitions);
     h.stop().await;
 }
 
