@@ -52,6 +52,38 @@ pub async fn enqueue_steps(
     Ok(n.max(0) as usize)
 }
 
+/// Moves every step of a task not yet in a terminal state to `to`, audited, in
+/// one statement (cancelling, resolving or failing a whole task).
+pub(crate) async fn settle_open_steps(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    to: StepState,
+    event: &str,
+    processor_id: &str,
+    reason: Option<&str>,
+) -> Result<u64, StoreError> {
+    let n = sqlx::query(
+        "WITH moved AS (
+             SELECT id, state AS from_state FROM tasker.steps
+              WHERE task_id = $1 AND state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually')
+                FOR UPDATE),
+         upd AS (
+             UPDATE tasker.steps s SET state = $2, updated_at = now(), completed_at = now()
+               FROM moved WHERE s.id = moved.id
+          RETURNING s.id, s.attempts, moved.from_state)
+         INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, reason, attempt, processor_id)
+         SELECT id, $1, from_state, $2, $3, $4, attempts, $5 FROM upd",
+    )
+    .bind(task_id)
+    .bind(to.as_str())
+    .bind(event)
+    .bind(reason)
+    .bind(processor_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(n.rows_affected())
+}
+
 /// After a commit: wakes the namespace's workers when steps were enqueued and
 /// announces the task's new state when it changed.
 pub(crate) fn announce(

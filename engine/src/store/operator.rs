@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task};
+use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task, settle_open_steps};
 use super::result::release_children;
 use super::transition::{self, Cause};
 use super::StoreError;
@@ -17,36 +17,6 @@ use crate::state::{StepState, TaskState, TransitionError};
 pub struct Actor<'a> {
     pub processor_id: &'a str,
     pub reason: Option<&'a str>,
-}
-
-/// Steps of a task not yet in a terminal state, moved to `to` in one statement.
-async fn settle_open_steps(
-    conn: &mut PgConnection,
-    task_id: Uuid,
-    to: StepState,
-    event: &str,
-    actor: Actor<'_>,
-) -> Result<u64, StoreError> {
-    let n = sqlx::query(
-        "WITH moved AS (
-             SELECT id, state AS from_state FROM tasker.steps
-              WHERE task_id = $1 AND state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually')
-                FOR UPDATE),
-         upd AS (
-             UPDATE tasker.steps s SET state = $2, updated_at = now(), completed_at = now()
-               FROM moved WHERE s.id = moved.id
-          RETURNING s.id, s.attempts, moved.from_state)
-         INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, reason, attempt, processor_id)
-         SELECT id, $1, from_state, $2, $3, $4, attempts, $5 FROM upd",
-    )
-    .bind(task_id)
-    .bind(to.as_str())
-    .bind(event)
-    .bind(actor.reason)
-    .bind(actor.processor_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(n.rows_affected())
 }
 
 /// Cancels a task: every step not finished is cancelled (a running handler
@@ -69,7 +39,8 @@ pub async fn cancel_task(
         task_id,
         StepState::Cancelled,
         "task_cancelled",
-        actor,
+        actor.processor_id,
+        actor.reason,
     )
     .await?;
     tx.commit().await?;
@@ -97,7 +68,8 @@ pub async fn resolve_task(
         task_id,
         StepState::Cancelled,
         "task_resolved",
-        actor,
+        actor.processor_id,
+        actor.reason,
     )
     .await?;
     tx.commit().await?;

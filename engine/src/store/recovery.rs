@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task};
+use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task, settle_open_steps};
 use super::transition::{self, Cause};
 use super::StoreError;
 use crate::config::StaleTaskAction;
@@ -51,17 +51,28 @@ pub async fn recover(
         return Ok(state);
     }
     if action == StaleTaskAction::Error {
+        let reason = "no progress within orchestration.stale_task_after_seconds";
         let cause = Cause {
             event: "stale",
-            reason: Some("no progress within orchestration.stale_task_after_seconds"),
+            reason: Some(reason),
             processor_id,
         };
         let mut at = state;
-        if at != TaskState::EvaluatingResults {
+        if crate::state::check_task(at, TaskState::Error).is_err() {
             transition::task(&mut tx, task_id, at, TaskState::EvaluatingResults, cause).await?;
             at = TaskState::EvaluatingResults;
         }
         transition::task(&mut tx, task_id, at, TaskState::Error, cause).await?;
+        // No worker may run a step of a failed task.
+        settle_open_steps(
+            &mut tx,
+            task_id,
+            StepState::Cancelled,
+            "task_failed_stale",
+            processor_id,
+            Some(reason),
+        )
+        .await?;
         tx.commit().await?;
         announce(pool, &namespace, task_id, state, TaskState::Error, false);
         return Ok(TaskState::Error);
