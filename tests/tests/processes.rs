@@ -46,8 +46,13 @@ struct Proc(Child);
 
 impl Proc {
     fn start(pool: &PgPool, args: &[&str]) -> Proc {
+        Proc::start_with(pool, args, &[])
+    }
+
+    fn start_with(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let child = Command::new(tasker_bin())
             .args(args)
+            .envs(env.iter().copied())
             .env("TASKER_ENV", "test")
             .env("TASKER_DATABASE__URL", db_url(pool))
             .env_remove("DATABASE_URL")
@@ -268,4 +273,59 @@ async fn sigterm_lets_a_worker_finish_its_running_step(pool: PgPool) {
         "the step was reported before the worker exited: {}",
         nap.state
     );
+}
+
+/// Runs a linear task with the orchestrator and worker processes in `mode`.
+async fn linear_in_mode(pool: &PgPool, mode: &str) -> Duration {
+    let env = [
+        ("TASKER_ORCHESTRATION__MODE", mode),
+        ("TASKER_WORKER__MODE", mode),
+    ];
+    let _server = Proc::start_with(pool, &["server"], &env);
+    let _worker = Proc::start_with(pool, &["worker", "--namespace", "proc"], &env);
+    let watcher = TaskWatcher::start(pool).await.unwrap();
+    let cache = TemplateCache::default();
+    // Let both processes start listening before the task exists.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let task = create(pool, &cache, "linear", json!({ "value": 2 })).await;
+    assert_eq!(
+        watcher.wait(task, Duration::from_secs(30)).await.unwrap(),
+        TaskState::Complete
+    );
+    let d = store::task::detail(pool, task).await.unwrap();
+    let last = d.steps.iter().find(|s| s.name == "d").unwrap();
+    assert_eq!(last.result, Some(json!({ "value": 25 })));
+    started.elapsed()
+}
+
+const LINEAR: &str = r#"
+namespace: proc
+name: linear
+version: 1.0.0
+steps:
+  - { name: a, handler: { name: math.compute, config: { op: square } } }
+  - { name: b, handler: { name: math.compute, config: { op: add, operand: 1 } }, depends_on: [a] }
+  - { name: c, handler: { name: math.compute, config: { op: multiply, operand: 1 } }, depends_on: [b] }
+  - { name: d, handler: { name: math.compute, config: { op: square } }, depends_on: [c] }
+"#;
+
+#[sqlx::test(migrations = false)]
+async fn event_driven_processes_wake_each_other_through_notify(pool: PgPool) {
+    setup(&pool, LINEAR).await;
+    // No polling at all: only NOTIFYs between processes can move the task.
+    let took = linear_in_mode(&pool, "event_driven").await;
+    assert!(
+        took < Duration::from_secs(5),
+        "event-driven run took {took:?}"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn polling_processes_complete_without_notifications(pool: PgPool) {
+    setup(&pool, LINEAR).await;
+    let took = linear_in_mode(&pool, "polling").await;
+    // 4 steps x 2 hops, each waiting at most one poll interval (test env: 50 ms
+    // worker, 200 ms orchestrator).
+    assert!(took < Duration::from_secs(10), "polling run took {took:?}");
 }
