@@ -28,8 +28,12 @@ CREATE TABLE tasker.templates (
 
 CREATE TABLE tasker.tasks (
     id               uuid PRIMARY KEY,               -- UUIDv7: time ordered
-    template_id      bigint NOT NULL REFERENCES tasker.templates (id),
-    namespace        text NOT NULL REFERENCES tasker.namespaces (name),
+    -- No foreign keys to templates and namespaces on purpose: an FK check locks
+    -- the referenced row (FOR KEY SHARE), and every concurrent creation would
+    -- contend on the same template row. Template versions are immutable and
+    -- never deleted, so these references cannot dangle.
+    template_id      bigint NOT NULL,
+    namespace        text NOT NULL,
     context          jsonb NOT NULL,                 -- the task's input
     priority         integer NOT NULL DEFAULT 0,
     idempotency_key  text,
@@ -41,7 +45,7 @@ CREATE TABLE tasker.tasks (
     updated_at       timestamptz NOT NULL DEFAULT now(),
     completed_at     timestamptz,
     UNIQUE (namespace, idempotency_key)
-);
+) WITH (fillfactor = 80);      -- room for HOT updates of state
 -- Listing and analytics by time; stale-task sweep over non-terminal tasks only.
 CREATE INDEX tasks_created_at ON tasker.tasks (created_at);
 CREATE INDEX tasks_active_updated_at ON tasker.tasks (updated_at)
@@ -71,10 +75,11 @@ CREATE TABLE tasker.steps (
     started_at        timestamptz,                   -- first attempt began
     completed_at      timestamptz,
     UNIQUE (task_id, name)                           -- also serves "steps of a task"
-);
--- Retry sweep: only the steps that wait, ordered by when they are due.
+) WITH (fillfactor = 70);      -- a step row changes several times: keep updates HOT
+-- Retry sweep: only the steps that wait, ordered by when they are due. The
+-- predicate names next_retry_at, not state, so state changes stay HOT updates.
 CREATE INDEX steps_due_for_retry ON tasker.steps (next_retry_at)
-    WHERE state = 'waiting_for_retry';
+    WHERE next_retry_at IS NOT NULL;
 
 -- DAG edges: parent must complete before child may run.
 CREATE TABLE tasker.step_edges (

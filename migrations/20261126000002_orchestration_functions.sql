@@ -4,8 +4,10 @@
 -- (engine/src/store/result.rs); these functions only apply them.
 
 -- The legal transitions, written by `tasker migrate` from engine/src/state.rs
--- (the one place the machines are defined). The audit tables reference them,
--- so the database itself refuses an illegal transition.
+-- (the one place the machines are defined). transition_task/transition_step
+-- refuse anything not listed. (Not a foreign key from the audit tables: an FK
+-- check locks the referenced row, and every transaction in the system would
+-- contend on the same few rows.)
 CREATE TABLE tasker.legal_task_transitions (
     from_state text NOT NULL,
     to_state   text NOT NULL,
@@ -16,10 +18,6 @@ CREATE TABLE tasker.legal_step_transitions (
     to_state   text NOT NULL,
     PRIMARY KEY (from_state, to_state)
 );
-ALTER TABLE tasker.task_transitions ADD CONSTRAINT task_transition_is_legal
-    FOREIGN KEY (from_state, to_state) REFERENCES tasker.legal_task_transitions;
-ALTER TABLE tasker.step_transitions ADD CONSTRAINT step_transition_is_legal
-    FOREIGN KEY (from_state, to_state) REFERENCES tasker.legal_step_transitions;
 
 -- Compare-and-set of a task's state plus its audit row. Returns NULL when the
 -- task moved, otherwise the state found ('' when there is no such task).
@@ -29,6 +27,9 @@ RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     v_found text;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM tasker.legal_task_transitions WHERE from_state = p_from AND to_state = p_to) THEN
+        RAISE EXCEPTION 'illegal task transition % -> %', p_from, p_to USING ERRCODE = 'TK002';
+    END IF;
     UPDATE tasker.tasks
        SET state = p_to, updated_at = now(),
            completed_at = CASE WHEN p_to IN ('complete', 'error', 'cancelled', 'resolved_manually')
@@ -53,6 +54,9 @@ DECLARE
     v_attempts integer;
     v_found text;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM tasker.legal_step_transitions WHERE from_state = p_from AND to_state = p_to) THEN
+        RAISE EXCEPTION 'illegal step transition % -> %', p_from, p_to USING ERRCODE = 'TK002';
+    END IF;
     UPDATE tasker.steps
        SET state = p_to, updated_at = now(),
            completed_at = CASE WHEN p_to IN ('complete', 'error', 'cancelled', 'resolved_manually')
@@ -201,16 +205,25 @@ BEGIN
     VALUES (p_step, p_task, p_attempt, p_outcome, p_result, p_error, p_to IS NULL,
             p_worker, p_started_at, p_finished_at);
     IF p_to IS NOT NULL THEN
+        -- One new row version: result fields and state together (the caller
+        -- checked the step is enqueued_for_orchestration and holds its lock).
+        IF NOT EXISTS (SELECT 1 FROM tasker.legal_step_transitions
+                        WHERE from_state = 'enqueued_for_orchestration' AND to_state = p_to) THEN
+            RAISE EXCEPTION 'illegal step transition enqueued_for_orchestration -> %', p_to USING ERRCODE = 'TK002';
+        END IF;
         UPDATE tasker.steps
-           SET result = CASE WHEN p_to = 'complete' THEN p_result ELSE result END,
+           SET state = p_to, updated_at = now(),
+               completed_at = CASE WHEN p_to IN ('complete', 'error') THEN now() ELSE completed_at END,
+               result = CASE WHEN p_to = 'complete' THEN p_result ELSE result END,
                last_error = CASE WHEN p_to = 'complete' THEN NULL ELSE p_error END,
                next_retry_at = p_next_retry_at
-         WHERE id = p_step;
-        v_found := tasker.transition_step(p_step, 'enqueued_for_orchestration', p_to, p_event, p_reason, p_processor);
-        IF v_found IS NOT NULL THEN
-            RAISE EXCEPTION 'step % state changed underneath: expected enqueued_for_orchestration, found %',
-                p_step, v_found USING ERRCODE = 'TK001';
+         WHERE id = p_step AND state = 'enqueued_for_orchestration';
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'step % state changed underneath: expected enqueued_for_orchestration', p_step
+                USING ERRCODE = 'TK001';
         END IF;
+        INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, reason, attempt, processor_id)
+        VALUES (p_step, p_task, 'enqueued_for_orchestration', p_to, p_event, p_reason, p_attempt, p_processor);
         IF p_to = 'complete' THEN
             enqueued := tasker.enqueue_steps(p_step_queue, tasker.release_children(p_step),
                                              'pending', 'dependencies_met', p_processor);
