@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the bird's-eye view.
 
+pub mod api;
 pub mod channel;
 pub mod config;
 pub mod db;

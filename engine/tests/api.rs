@@ -1,0 +1,599 @@
+//! The HTTP admin API against a real server on 127.0.0.1:0 and a real,
+//! freshly migrated database per test.
+//!
+//! Run with `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres`.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use tasker_engine::api::{self, keys, keys::Permission};
+use tasker_engine::config::{Secret, TaskerConfig};
+
+const BOOT: &str = "test-bootstrap-key";
+const BODY_LIMIT: u64 = 64 * 1024;
+
+const DIAMOND: &str = include_str!("../../examples/templates/diamond.yaml");
+
+struct Server {
+    base: String,
+    http: Client,
+    stop: CancellationToken,
+    key: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+impl Server {
+    async fn start(pool: &PgPool) -> Server {
+        Self::start_with(pool, true).await
+    }
+
+    async fn start_with(pool: &PgPool, auth: bool) -> Server {
+        tasker_engine::migrate::migrate(pool).await.unwrap();
+        let mut config = TaskerConfig::default();
+        config.web.bind = "127.0.0.1:0".into();
+        config.web.request_body_limit_bytes = BODY_LIMIT;
+        config.web.auth.enabled = auth;
+        config.web.auth.bootstrap_key = Some(Secret::new(BOOT));
+        let stop = CancellationToken::new();
+        let (addr, _task): (SocketAddr, _) = api::serve(pool.clone(), &config, stop.clone())
+            .await
+            .unwrap();
+        Server {
+            base: format!("http://{addr}"),
+            http: Client::new(),
+            stop,
+            key: BOOT.into(),
+        }
+    }
+
+    fn get(&self, path: &str) -> RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+    }
+
+    fn post(&self, path: &str) -> RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+    }
+
+    async fn register_diamond(&self) {
+        let res = self
+            .post("/v1/templates")
+            .header("content-type", "application/yaml")
+            .body(DIAMOND)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{:?}", res.text().await);
+    }
+
+    async fn create(&self, key: Option<&str>) -> (StatusCode, Value) {
+        let mut body = json!({"namespace": "demo", "name": "diamond", "context": {"value": 3}});
+        if let Some(k) = key {
+            body["idempotency_key"] = json!(k);
+        }
+        let res = self.post("/v1/tasks").json(&body).send().await.unwrap();
+        (res.status(), res.json().await.unwrap())
+    }
+}
+
+/// Asserts the error shape and returns the body.
+async fn error(res: Response, status: StatusCode) -> Value {
+    assert_eq!(res.status(), status);
+    assert!(
+        res.headers().contains_key("x-request-id"),
+        "every response has a request id"
+    );
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"].is_string(), "error shape: {body}");
+    assert!(body["message"].is_string(), "error shape: {body}");
+    body
+}
+
+#[sqlx::test(migrations = false)]
+async fn create_task_then_repeat_idempotency_key(pool: PgPool) {
+    let s = Server::start(&pool).await;
+    s.register_diamond().await;
+    let (status, first) = s.create(Some("order-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(first["created"], true);
+    let (status, again) = s.create(Some("order-1")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(again["created"], false);
+    assert_eq!(again["task_id"], first["task_id"]);
+
+    let id = first["task_id"].as_str().unwrap();
+    let res = s.get(&format!("/v1/tasks/{id}")).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let detail: Value = res.json().await.unwrap();
+    assert_eq!(detail["id"], id);
+    assert_eq!(detail["steps"].as_array().unwrap().len(), 4);
+    assert_eq!(detail["edges"].as_array().unwrap().len(), 4);
+
+    // A step by name, then by id, and its history.
+    let res = s
+        .get(&format!("/v1/tasks/{id}/steps/start"))
+        .send()
+        .await
+        .unwrap();
+    let step: Value = res.json().await.unwrap();
+    assert_eq!(step["state"], "enqueued");
+    let sid = step["id"].as_str().unwrap();
+    let res = s
+        .get(&format!("/v1/tasks/{id}/steps/{sid}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["name"], "start");
+    let res = s
+        .get(&format!("/v1/tasks/{id}/steps/start/transitions"))
+        .send()
+        .await
+        .unwrap();
+    let history: Vec<Value> = res.json().await.unwrap();
+    let to: Vec<&str> = history
+        .iter()
+        .map(|t| t["to_state"].as_str().unwrap())
+        .collect();
+    assert_eq!(to, ["pending", "enqueued"]);
+    let res = s
+        .get(&format!("/v1/tasks/{id}/steps/nope"))
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::NOT_FOUND).await;
+
+    // Unknown task, unknown template, input rejected by the schema.
+    let res = s
+        .get("/v1/tasks/0190b3c4-0000-7000-8000-000000000000")
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::NOT_FOUND).await;
+    let res = s
+        .post("/v1/tasks")
+        .json(&json!({"namespace": "demo", "name": "nope"}))
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::NOT_FOUND).await;
+    let res = s
+        .post("/v1/tasks")
+        .json(&json!({"namespace": "demo", "name": "diamond", "context": {"value": "x"}}))
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+
+    // Steps move on via operator actions: resolve start, complete left.
+    let res = s
+        .post(&format!("/v1/tasks/{id}/steps/start/resolve"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+    let res = s
+        .post(&format!("/v1/tasks/{id}/steps/left/complete"))
+        .json(&json!({"result": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{:?}", res.text().await);
+    // Retrying a step that has not failed conflicts.
+    let res = s
+        .post(&format!("/v1/tasks/{id}/steps/right/retry"))
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::CONFLICT).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn list_with_cursor_pagination(pool: PgPool) {
+    let s = Server::start(&pool).await;
+    s.register_diamond().await;
+    let mut created = Vec::new();
+    for _ in 0..5 {
+        let (status, body) = s.create(None).await;
+        assert_eq!(status, StatusCode::CREATED);
+        created.push(body["task_id"].as_str().unwrap().to_string());
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut url = "/v1/tasks?limit=2&namespace=demo&template=diamond".to_string();
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let res = s.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        let page: Value = res.json().await.unwrap();
+        pages += 1;
+        for t in page["tasks"].as_array().unwrap() {
+            seen.push(t["id"].as_str().unwrap().to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen.len(), 5);
+    assert_eq!(
+        seen.iter().collect::<HashSet<_>>().len(),
+        5,
+        "no duplicates"
+    );
+    created.reverse();
+    assert_eq!(seen, created, "newest first");
+
+    let res = s
+        .get("/v1/tasks?state=steps_in_process")
+        .send()
+        .await
+        .unwrap();
+    let page: Value = res.json().await.unwrap();
+    assert_eq!(page["tasks"].as_array().unwrap().len(), 5);
+    let res = s.get("/v1/tasks?state=complete").send().await.unwrap();
+    let page: Value = res.json().await.unwrap();
+    assert!(page["tasks"].as_array().unwrap().is_empty());
+    // Bad filters name the parameter.
+    let res = s.get("/v1/tasks?limit=501").send().await.unwrap();
+    let body = error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(body["message"].as_str().unwrap().contains("limit"));
+    let res = s.get("/v1/tasks?state=bogus").send().await.unwrap();
+    let body = error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(body["message"].as_str().unwrap().contains("state"));
+    let res = s.get("/v1/tasks?cursor=not-a-uuid").send().await.unwrap();
+    let body = error(res, StatusCode::BAD_REQUEST).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("cursor"),
+        "{body}"
+    );
+}
+
+#[sqlx::test(migrations = false)]
+async fn templates_register_validate_conflict(pool: PgPool) {
+    let s = Server::start(&pool).await;
+    let res = s
+        .post("/v1/templates")
+        .header("content-type", "application/yaml")
+        .body(DIAMOND)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::CREATED);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["key"], "demo/diamond/1.0.0");
+    // Identical again: 200, not created.
+    let res = s
+        .post("/v1/templates")
+        .header("content-type", "text/yaml")
+        .body(DIAMOND)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Same version, different body: 409.
+    let changed = DIAMOND.replace(
+        "op: square } }\n  - name: left",
+        "op: cube } }\n  - name: left",
+    );
+    assert_ne!(changed, DIAMOND);
+    let res = s
+        .post("/v1/templates")
+        .header("content-type", "application/yaml")
+        .body(changed)
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::CONFLICT).await;
+    // A cycle: 422 naming the path.
+    let cycle = json!({
+        "namespace": "demo", "name": "loop", "version": "1.0.0",
+        "steps": [
+            {"name": "a", "handler": {"name": "h"}, "depends_on": ["b"]},
+            {"name": "b", "handler": {"name": "h"}, "depends_on": ["a"]}
+        ]
+    });
+    let res = s.post("/v1/templates").json(&cycle).send().await.unwrap();
+    let body = error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let msg = body["message"].as_str().unwrap();
+    assert!(msg.contains("cycle") && msg.contains("a -> b"), "{msg}");
+    // Validate: levels, nothing written.
+    let res = s
+        .post("/v1/templates/validate")
+        .header("content-type", "application/yaml")
+        .body(DIAMOND.replace("name: diamond", "name: other"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["levels"][0], json!({"step": "start", "level": 0}));
+    assert_eq!(body["levels"][3], json!({"step": "join", "level": 2}));
+    let res = s
+        .post("/v1/templates/validate")
+        .json(&cycle)
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    // Listing and getting.
+    let res = s.get("/v1/templates").send().await.unwrap();
+    let list: Value = res.json().await.unwrap();
+    assert_eq!(
+        list["templates"].as_array().unwrap().len(),
+        1,
+        "validate wrote nothing"
+    );
+    let res = s
+        .get("/v1/templates/demo/diamond/1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["steps"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    let res = s
+        .get("/v1/templates/demo/diamond/9.9.9")
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::NOT_FOUND).await;
+    // Queues: the namespace queue and the results queue.
+    let res = s.get("/v1/queues").send().await.unwrap();
+    let q: Value = res.json().await.unwrap();
+    let names: Vec<&str> = q["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["queue_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["steps_demo", "orchestration_results"]);
+}
+
+#[sqlx::test(migrations = false)]
+async fn bad_input_is_400_or_422_in_the_error_shape(pool: PgPool) {
+    let s = Server::start(&pool).await;
+    let res = s.get("/v1/tasks/not-a-uuid").send().await.unwrap();
+    let body = error(res, StatusCode::BAD_REQUEST).await;
+    assert_eq!(body["error"], "invalid_path");
+    let res = s
+        .post("/v1/tasks")
+        .json(&json!({"namespace": "demo", "name": "diamond", "colour": "red"}))
+        .send()
+        .await
+        .unwrap();
+    let body = error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("colour"),
+        "{body}"
+    );
+    let res = s
+        .post("/v1/tasks")
+        .json(&json!({"namespace": "demo", "name": "diamond", "priority": "high"}))
+        .send()
+        .await
+        .unwrap();
+    let body = error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("priority"),
+        "{body}"
+    );
+    let res = s
+        .post("/v1/tasks")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::BAD_REQUEST).await;
+    let res = s
+        .post("/v1/tasks/0190b3c4-0000-7000-8000-000000000000/cancel")
+        .json(&json!({"why": "x"}))
+        .send()
+        .await
+        .unwrap();
+    let body = error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert!(body["message"].as_str().unwrap().contains("why"), "{body}");
+    // Over the body limit.
+    let big = "x".repeat(BODY_LIMIT as usize + 1);
+    let res = s
+        .post("/v1/templates")
+        .header("content-type", "application/yaml")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    let body = error(res, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(body["error"], "payload_too_large");
+    // Unknown route and wrong method, same shape.
+    let res = s.get("/v1/nope").send().await.unwrap();
+    error(res, StatusCode::NOT_FOUND).await;
+    let res = s
+        .http
+        .delete(format!("{}/v1/tasks", s.base))
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::METHOD_NOT_ALLOWED).await;
+    // A given request id is echoed back.
+    let res = s
+        .get("/health/live")
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "abc-123");
+}
+
+#[sqlx::test(migrations = false)]
+async fn auth_401_403_200_and_revocation(pool: PgPool) {
+    let mut s = Server::start(&pool).await;
+    s.register_diamond().await;
+    let res = s
+        .http
+        .get(format!("{}/v1/tasks", s.base))
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::UNAUTHORIZED).await;
+    s.key = "tk_0000_nope".into();
+    error(
+        s.get("/v1/tasks").send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+
+    let (_, reader) = keys::create_key(&pool, "reader", &[Permission::TasksRead])
+        .await
+        .unwrap();
+    s.key = reader;
+    assert_eq!(
+        s.get("/v1/tasks").send().await.unwrap().status(),
+        StatusCode::OK
+    );
+    let res = s
+        .post("/v1/tasks")
+        .json(&json!({"namespace": "demo", "name": "diamond", "context": {"value": 1}}))
+        .send()
+        .await
+        .unwrap();
+    let body = error(res, StatusCode::FORBIDDEN).await;
+    assert!(body["message"].as_str().unwrap().contains("tasks:create"));
+
+    let (_, creator) = keys::create_key(&pool, "creator", &[Permission::TasksCreate])
+        .await
+        .unwrap();
+    s.key = creator;
+    let (status, _) = s.create(None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(keys::revoke_key(&pool, "creator").await.unwrap());
+    let res = s
+        .post("/v1/tasks")
+        .json(&json!({"namespace": "demo", "name": "diamond", "context": {"value": 1}}))
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::UNAUTHORIZED).await;
+
+    // Public routes need no key.
+    s.key = String::new();
+    for path in ["/health/live", "/openapi.json", "/docs"] {
+        let res = s
+            .http
+            .get(format!("{}{path}", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[sqlx::test(migrations = false)]
+async fn auth_disabled_by_config_lets_requests_through(pool: PgPool) {
+    let s = Server::start_with(&pool, false).await;
+    let res = s
+        .http
+        .get(format!("{}/v1/tasks", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+#[sqlx::test(migrations = false)]
+async fn cancel_then_cancel_again_conflicts(pool: PgPool) {
+    let s = Server::start(&pool).await;
+    s.register_diamond().await;
+    let (_, created) = s.create(None).await;
+    let id = created["task_id"].as_str().unwrap();
+    let res = s
+        .post(&format!("/v1/tasks/{id}/cancel"))
+        .json(&json!({"reason": "test"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["task_state"],
+        "cancelled"
+    );
+    let res = s
+        .post(&format!("/v1/tasks/{id}/cancel"))
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::CONFLICT).await;
+    let res = s.get(&format!("/v1/tasks/{id}")).send().await.unwrap();
+    assert_eq!(res.json::<Value>().await.unwrap()["state"], "cancelled");
+}
+
+#[sqlx::test(migrations = false)]
+async fn health_and_openapi(pool: PgPool) {
+    let s = Server::start(&pool).await;
+    let res = s
+        .http
+        .get(format!("{}/health/live", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = s
+        .http
+        .get(format!("{}/health/ready", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let res = s
+        .http
+        .get(format!("{}/openapi.json", s.base))
+        .send()
+        .await
+        .unwrap();
+    let spec: Value = res.json().await.unwrap();
+    let paths = spec["paths"].as_object().unwrap();
+    for r in api::routes() {
+        let method = r.method.as_str().to_lowercase();
+        assert!(
+            paths.get(r.path).and_then(|p| p.get(&method)).is_some(),
+            "{} {} missing from /openapi.json",
+            r.method,
+            r.path
+        );
+    }
+    // Not ready when the schema is behind.
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let res = s
+        .http
+        .get(format!("{}/health/ready", s.base))
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::SERVICE_UNAVAILABLE).await;
+}
