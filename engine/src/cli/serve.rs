@@ -67,6 +67,7 @@ pub fn worker_settings(config: &TaskerConfig, namespaces: Vec<String>) -> Worker
     }
 }
 
+/// The orchestrator and the admin API in one process.
 pub async fn server(config: &TaskerConfig) -> anyhow::Result<()> {
     let db = super::open_db(config).await?;
     let shutdown = shutdown_signal();
@@ -77,8 +78,14 @@ pub async fn server(config: &TaskerConfig) -> anyhow::Result<()> {
         shutdown.clone(),
     )
     .await?;
+    let (addr, api) = tasker_engine::api::serve(db.pool.clone(), config, shutdown.clone()).await?;
+    tracing::info!(%addr, "admin API listening (docs at /docs, spec at /openapi.json)");
     shutdown.cancelled().await;
-    let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = done.await;
+        let _ = api.await;
+    })
+    .await;
     db.close().await;
     Ok(())
 }
