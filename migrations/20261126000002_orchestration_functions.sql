@@ -103,18 +103,27 @@ $$;
 -- One more parent done for each child of p_step; returns the children that no
 -- longer wait for any parent and are still pending.
 CREATE FUNCTION tasker.release_children(p_step uuid)
-RETURNS uuid[] LANGUAGE sql AS $$
+RETURNS uuid[] LANGUAGE plpgsql AS $$
+DECLARE
+    v_ready uuid[];
+BEGIN
+    -- plpgsql rather than a SQL function: its plan is cached per session.
     WITH released AS (
         UPDATE tasker.steps SET pending_parents = pending_parents - 1, updated_at = now()
          WHERE id IN (SELECT child_id FROM tasker.step_edges WHERE parent_id = p_step)
      RETURNING id, pending_parents, state)
     SELECT coalesce(array_agg(id) FILTER (WHERE pending_parents = 0 AND state = 'pending'), '{}')
-      FROM released;
+      INTO v_ready FROM released;
+    RETURN v_ready;
+END;
 $$;
 
 -- The task state its steps call for.
 CREATE FUNCTION tasker.decide_task_state(p_task uuid)
-RETURNS text LANGUAGE sql STABLE AS $$
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_state text;
+BEGIN
     SELECT CASE
         WHEN count(*) FILTER (WHERE state NOT IN ('complete', 'resolved_manually')) = 0 THEN 'complete'
         WHEN count(*) FILTER (WHERE state IN ('enqueued', 'in_progress', 'enqueued_for_orchestration')) > 0
@@ -122,8 +131,10 @@ RETURNS text LANGUAGE sql STABLE AS $$
         WHEN count(*) FILTER (WHERE state = 'waiting_for_retry') > 0 THEN 'waiting_for_retry'
         WHEN count(*) FILTER (WHERE state IN ('error', 'cancelled')) > 0 THEN 'blocked_by_failures'
         ELSE 'waiting_for_dependencies'
-    END
+    END INTO v_state
     FROM tasker.steps WHERE task_id = p_task;
+    RETURN v_state;
+END;
 $$;
 
 -- Re-decides a task's state from its steps and records the change through the

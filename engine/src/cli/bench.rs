@@ -102,6 +102,7 @@ pub async fn run(args: BenchArgs, config: &TaskerConfig) -> anyhow::Result<()> {
     purge(&pool, queue::RESULTS_QUEUE).await?;
 
     let floor_before = floor(&pool, args.batch as i32).await?;
+    let creation = creation_rate(&pool, args.diamonds.min(1000)).await?;
 
     let shutdown = CancellationToken::new();
     let (orch, orch_done) = orchestration::start(
@@ -209,6 +210,11 @@ pub async fn run(args: BenchArgs, config: &TaskerConfig) -> anyhow::Result<()> {
     for (label, f) in [("before", &floor_before), ("after ", &floor_after)] {
         println!("    {label}: send->read->delete {:.0} msgs/s; 3-hop ping-pong p50 {:.2} ms p99 {:.2} ms", f.msgs_per_s, f.hop3_p50, f.hop3_p99);
     }
+    println!(
+        "\n(d) task creation alone (4 concurrent clients, no workers): {:.0} tasks/s ({:.0} steps/s of work)",
+        creation,
+        creation * 4.0
+    );
     let fl = Floor {
         msgs_per_s: (floor_before.msgs_per_s + floor_after.msgs_per_s) / 2.0,
         hop3_p50: (floor_before.hop3_p50 + floor_after.hop3_p50) / 2.0,
@@ -284,4 +290,38 @@ async fn floor(pool: &PgPool, batch: i32) -> anyhow::Result<Floor> {
         hop3_p50: p50,
         hop3_p99: p99,
     })
+}
+
+/// Creates `n` diamond tasks in a namespace nobody serves, 4 clients at a time,
+/// and returns tasks per second: the cost of one creation transaction.
+async fn creation_rate(pool: &PgPool, n: usize) -> anyhow::Result<f64> {
+    let idle = DIAMOND.replace("namespace: bench", "namespace: bench_idle");
+    store::template::register(pool, &Template::from_yaml_str(&idle, "<bench>")?).await?;
+    let cache = TemplateCache::default();
+    let t0 = Instant::now();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (pool, cache) = (pool.clone(), cache.clone());
+            tokio::spawn(async move {
+                let req = NewTask {
+                    namespace: "bench_idle".into(),
+                    name: "diamond".into(),
+                    version: Some("1.0.0".into()),
+                    context: json!({}),
+                    priority: 0,
+                    idempotency_key: None,
+                };
+                for _ in 0..n / 4 {
+                    store::task::create(&pool, &cache, &req, "bench").await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await??;
+    }
+    let rate = (n / 4 * 4) as f64 / t0.elapsed().as_secs_f64();
+    purge(pool, "steps_bench_idle").await?;
+    Ok(rate)
 }
