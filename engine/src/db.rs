@@ -52,6 +52,8 @@ pub struct DbSettings {
     pub data_dir: PathBuf,
     /// Port of the private cluster.
     pub private_port: u16,
+    /// Port of the local server tried first (5432).
+    pub local_port: u16,
     pub max_connections: u32,
     pub min_connections: u32,
     pub acquire_timeout: Duration,
@@ -64,6 +66,7 @@ impl Default for DbSettings {
             database_name: "tasker".into(),
             data_dir: PathBuf::from(".tasker/pgdata"),
             private_port: 54329,
+            local_port: 5432,
             max_connections: 16,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(10),
@@ -131,7 +134,7 @@ async fn pool(settings: &DbSettings, opts: PgConnectOptions) -> Result<PgPool, D
 async fn open_default(settings: &DbSettings) -> Result<Database, DbError> {
     let local = PgConnectOptions::new()
         .host("127.0.0.1")
-        .port(5432)
+        .port(settings.local_port)
         .username("postgres")
         .database("postgres");
     if let Ok(opts) = ensure_database(local.clone(), &settings.database_name).await {
@@ -139,13 +142,16 @@ async fn open_default(settings: &DbSettings) -> Result<Database, DbError> {
         return Ok(Database {
             pool,
             display_url: format!(
-                "postgres://postgres@127.0.0.1:5432/{}",
-                settings.database_name
+                "postgres://postgres@127.0.0.1:{}/{}",
+                settings.local_port, settings.database_name
             ),
             cluster: None,
         });
     }
-    tracing::info!("nothing answers on 127.0.0.1:5432; starting a private PostgreSQL cluster");
+    tracing::info!(
+        port = settings.local_port,
+        "no local PostgreSQL answers; starting a private cluster"
+    );
     let cluster = PrivateCluster::start(&settings.data_dir, settings.private_port)?;
     let admin = PgConnectOptions::new()
         .host("127.0.0.1")
@@ -361,4 +367,50 @@ fn find_pg_bin_dir() -> Result<PathBuf, DbError> {
     Err(DbError::NoPostgres {
         searched: "/usr/lib/postgresql/*/bin and PATH".into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The whole fallback path, for real: nothing answers on the local port, so a
+    /// private cluster is initialised in a temporary directory, started, used and
+    /// stopped again.
+    #[tokio::test]
+    async fn starts_a_private_cluster_when_no_server_answers() {
+        if find_pg_bin_dir().is_err() {
+            eprintln!("skipped: no PostgreSQL server binaries on this machine");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("tasker-pgdata-{}", uuid::Uuid::now_v7()));
+        let port = 20000 + (std::process::id() % 20000) as u16;
+        let settings = DbSettings {
+            url: None,
+            database_name: "tasker_private".into(),
+            data_dir: dir.clone(),
+            private_port: port,
+            local_port: 1, // nothing listens on port 1
+            max_connections: 2,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let db = Database::open(&settings).await.expect("private cluster");
+        assert!(db.owns_cluster());
+        assert!(db.display_url.contains(&format!(":{port}/tasker_private")));
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+        db.close().await;
+        // Stopped: the port no longer answers.
+        let again = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username("postgres")
+            .connect()
+            .await;
+        assert!(again.is_err(), "the private cluster is still running");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

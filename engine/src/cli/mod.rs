@@ -2,6 +2,7 @@
 //! logging, the database.
 
 mod admin;
+mod apikey;
 mod bench;
 mod demo;
 mod serve;
@@ -44,7 +45,10 @@ enum Command {
     /// Retry, resolve or complete a step by hand.
     #[command(subcommand)]
     Step(admin::StepCmd),
-    /// Run an orchestrator until Ctrl-C / SIGTERM.
+    /// Create, list and revoke API keys for the admin API.
+    #[command(subcommand)]
+    Apikey(apikey::ApiKeyCmd),
+    /// Run an orchestrator and the admin API until Ctrl-C / SIGTERM.
     Server,
     /// Run a worker host for some namespaces until Ctrl-C / SIGTERM.
     Worker(serve::WorkerArgs),
@@ -75,6 +79,7 @@ pub(crate) async fn open_db(config: &TaskerConfig) -> anyhow::Result<Database> {
         database_name: d.database_name.clone(),
         data_dir: d.resolved_data_dir(),
         private_port: d.private_cluster_port,
+        local_port: 5432,
         max_connections: d.max_connections,
         min_connections: d.min_connections,
         acquire_timeout: Duration::from_millis(d.acquire_timeout_ms),
@@ -94,7 +99,9 @@ fn init_logging(config: &TaskerConfig, quiet: bool) {
     } else {
         config.telemetry.log_level.clone()
     };
-    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    // PostgreSQL's NOTICEs ("schema pgmq already exists, skipping") are not news.
+    let filter = EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx::postgres::notice=warn")));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -112,7 +119,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = load_config(&cli.env, &cli.config_dir)?;
     let quiet = matches!(
         cli.command,
-        Command::Demo(_) | Command::Bench(_) | Command::Template(_) | Command::Task(_)
+        Command::Demo(_)
+            | Command::Bench(_)
+            | Command::Template(_)
+            | Command::Task(_)
+            | Command::Step(_)
+            | Command::Apikey(_)
     );
     init_logging(&config, quiet);
     match cli.command {
@@ -126,6 +138,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Template(cmd) => admin::template(cmd, &config).await,
         Command::Task(cmd) => admin::task(cmd, &config).await,
         Command::Step(cmd) => admin::step(cmd, &config).await,
+        Command::Apikey(cmd) => apikey::run(cmd, &config).await,
         Command::Server => serve::server(&config).await,
         Command::Worker(args) => serve::worker(args, &config).await,
         Command::Demo(args) => demo::run(args, &config).await,
