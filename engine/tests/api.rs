@@ -114,6 +114,13 @@ async fn create_task_then_repeat_idempotency_key(pool: PgPool) {
     assert_eq!(again["created"], false);
     assert_eq!(again["task_id"], first["task_id"]);
 
+    // An idempotency key out of bounds: 422 naming the field (checked by the store).
+    let long = "k".repeat(256);
+    let (status, body) = s.create(Some(&long)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"], "validation_failed");
+    assert_eq!(body["details"]["field"], "idempotency_key");
+
     let id = first["task_id"].as_str().unwrap();
     let res = s.get(&format!("/v1/tasks/{id}")).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);

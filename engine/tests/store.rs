@@ -721,13 +721,19 @@ async fn rejected_creation_requests_write_nothing(pool: PgPool) {
 
     let mut req = new_task("demo", "diamond", json!({"value": 3}));
     req.idempotency_key = Some("k".repeat(task::MAX_IDEMPOTENCY_KEY + 1));
-    task::create(&pool, &cache, &req, PROCESSOR)
+    let err = task::create(&pool, &cache, &req, PROCESSOR)
         .await
         .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::InvalidRequest { field, .. } if field == "idempotency_key"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("idempotency_key"), "{err}");
     req.idempotency_key = Some(String::new());
-    task::create(&pool, &cache, &req, PROCESSOR)
+    let err = task::create(&pool, &cache, &req, PROCESSOR)
         .await
         .unwrap_err();
+    assert!(matches!(&err, StoreError::InvalidRequest { .. }), "{err:?}");
 
     for table in [
         "tasks",

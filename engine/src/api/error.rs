@@ -155,6 +155,9 @@ impl From<StoreError> for HttpError {
             },
             StoreError::Queue(QueueError::BadName(_)) => HttpError::unprocessable(msg),
             StoreError::Queue(QueueError::Sql(e)) | StoreError::Sql(e) => HttpError::internal(&e),
+            StoreError::InvalidRequest { field, .. } => {
+                HttpError::unprocessable(msg).with_details(serde_json::json!({ "field": field }))
+            }
             StoreError::Corrupt(_) => HttpError::internal(&msg),
         }
     }

@@ -10,13 +10,13 @@ use uuid::Uuid;
 use super::error::{parse_json, ErrorBody, HttpError};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::keys::Principal;
-use super::queries::{self, TaskFilter};
 use super::types::*;
 use super::ApiState;
 use crate::queue;
 use crate::state::TaskState;
 use crate::store::operator::{self, Actor};
-use crate::store::task::{self, MAX_IDEMPOTENCY_KEY};
+use crate::store::step as sstore;
+use crate::store::task::{self, TaskFilter};
 use crate::store::template as tstore;
 use crate::template::Template;
 
@@ -57,14 +57,6 @@ pub async fn create_task(
     Extension(who): Extension<Principal>,
     ApiJson(req): ApiJson<CreateTaskRequest>,
 ) -> Result<impl IntoResponse, HttpError> {
-    if let Some(key) = &req.idempotency_key {
-        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
-            return Err(HttpError::unprocessable(format!(
-                "idempotency_key must be 1..={MAX_IDEMPOTENCY_KEY} bytes"
-            ))
-            .with_details(serde_json::json!({"field": "idempotency_key"})));
-        }
-    }
     let created = task::create(
         &state.pool,
         &state.templates,
@@ -122,7 +114,7 @@ pub async fn list_tasks(
         created_before: params.created_before,
         cursor: params.cursor,
     };
-    let mut rows = queries::list_tasks(&state.pool, &filter, limit + 1).await?;
+    let mut rows = task::list(&state.pool, &filter, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more {
@@ -192,7 +184,7 @@ async fn resolve_step(state: &ApiState, task_id: Uuid, step: &str) -> Result<Ste
     if task::state(&state.pool, task_id).await?.is_none() {
         return Err(HttpError::not_found(format!("task {task_id} not found")));
     }
-    queries::find_step(&state.pool, task_id, step)
+    sstore::find(&state.pool, task_id, step)
         .await?
         .map(Into::into)
         .ok_or_else(|| HttpError::not_found(format!("task {task_id} has no step '{step}'")))
@@ -234,7 +226,8 @@ pub async fn step_transitions(
     ApiPath((id, step)): ApiPath<(Uuid, String)>,
 ) -> Result<Json<Vec<StepTransition>>, HttpError> {
     let step = resolve_step(&state, id, &step).await?;
-    Ok(Json(queries::step_transitions(&state.pool, step.id).await?))
+    let rows = sstore::transitions(&state.pool, step.id).await?;
+    Ok(Json(rows.into_iter().map(Into::into).collect()))
 }
 
 /// Retries a failed step: its attempts restart and it is enqueued again.
@@ -517,7 +510,7 @@ pub async fn get_template(
     ),
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_queues(State(state): State<ApiState>) -> Result<Json<QueueList>, HttpError> {
-    let mut names: Vec<(Option<String>, String)> = queries::namespace_queues(&state.pool)
+    let mut names: Vec<(Option<String>, String)> = tstore::namespaces(&state.pool)
         .await?
         .into_iter()
         .map(|(ns, q)| (Some(ns), q))

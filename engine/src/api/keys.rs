@@ -1,18 +1,18 @@
 //! API keys: `tk_<prefix>_<secret>`, stored as the prefix plus sha256(secret),
 //! compared in constant time. The plaintext is returned once, by [`create_key`].
-//!
-//! TODO(move to store::api_key): the SQL here belongs in `store/`.
+//! The rows are read and written by [`crate::store::api_key`].
 
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use utoipa::ToSchema;
 use uuid::Uuid;
+
+use crate::store::api_key;
 
 /// What a key may do. `admin` implies every other permission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -88,15 +88,7 @@ pub enum KeyError {
 }
 
 /// A stored key, without its secret.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
-pub struct KeyInfo {
-    pub id: Uuid,
-    pub name: String,
-    pub prefix: String,
-    pub permissions: Vec<String>,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
+pub type KeyInfo = api_key::KeyRow;
 
 /// Who made a request, and what they may do.
 #[derive(Debug, Clone)]
@@ -116,9 +108,6 @@ impl Principal {
     }
 }
 
-/// The columns [`verify`] reads: name, secret hash, permissions, revoked at.
-type StoredKey = (String, Vec<u8>, Vec<String>, Option<DateTime<Utc>>);
-
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
@@ -136,18 +125,8 @@ pub async fn create_key(
     let secret = hex::encode(rand::random::<[u8; 32]>());
     let id = Uuid::now_v7();
     let perms: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
-    let inserted = sqlx::query(
-        "INSERT INTO tasker.api_keys (id, name, prefix, secret_hash, permissions)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(id)
-    .bind(name)
-    .bind(&prefix)
-    .bind(sha256(secret.as_bytes()).as_slice())
-    .bind(&perms)
-    .execute(pool)
-    .await?;
-    if inserted.rows_affected() == 0 {
+    let hash = sha256(secret.as_bytes());
+    if !api_key::insert(pool, id, name, &prefix, &hash, &perms).await? {
         return Err(KeyError::NameTaken(name.to_string()));
     }
     Ok((id, format!("tk_{prefix}_{secret}")))
@@ -155,26 +134,12 @@ pub async fn create_key(
 
 /// Every key, oldest first, revoked ones included.
 pub async fn list_keys(pool: &PgPool) -> Result<Vec<KeyInfo>, KeyError> {
-    Ok(sqlx::query_as(
-        "SELECT id, name, prefix, permissions, created_at, revoked_at
-           FROM tasker.api_keys ORDER BY created_at, id",
-    )
-    .fetch_all(pool)
-    .await?)
+    Ok(api_key::list(pool).await?)
 }
 
 /// Revokes the key with this id or name; false when no such unrevoked key exists.
 pub async fn revoke_key(pool: &PgPool, id_or_name: &str) -> Result<bool, KeyError> {
-    let id = Uuid::parse_str(id_or_name).ok();
-    let n = sqlx::query(
-        "UPDATE tasker.api_keys SET revoked_at = now()
-          WHERE (id = $1 OR ($1::uuid IS NULL AND name = $2)) AND revoked_at IS NULL",
-    )
-    .bind(id)
-    .bind(id_or_name)
-    .execute(pool)
-    .await?;
-    Ok(n.rows_affected() > 0)
+    Ok(api_key::revoke(pool, id_or_name).await?)
 }
 
 /// Checks a presented key against the store (and the bootstrap key, if any).
@@ -205,23 +170,24 @@ pub async fn verify(
     if prefix.is_empty() || prefix.len() > 64 {
         return Ok(None);
     }
-    let row: Option<StoredKey> = sqlx::query_as(
-        "SELECT name, secret_hash, permissions, revoked_at FROM tasker.api_keys WHERE prefix = $1",
-    )
-    .bind(prefix)
-    .fetch_optional(pool)
-    .await?;
-    let Some((name, hash, permissions, revoked_at)) = row else {
+    let Some(row) = api_key::find_by_prefix(pool, prefix).await? else {
         return Ok(None);
     };
-    let matches: bool = sha256(secret.as_bytes()).as_slice().ct_eq(&hash).into();
-    if !matches || revoked_at.is_some() {
+    let matches: bool = sha256(secret.as_bytes())
+        .as_slice()
+        .ct_eq(&row.secret_hash)
+        .into();
+    if !matches || row.revoked_at.is_some() {
         return Ok(None);
     }
     Ok(Some(Principal {
-        name,
+        name: row.name,
         // Unknown names (written by a newer version) grant nothing.
-        permissions: permissions.iter().filter_map(|p| p.parse().ok()).collect(),
+        permissions: row
+            .permissions
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
     }))
 }
 

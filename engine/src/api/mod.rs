@@ -9,7 +9,6 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod keys;
-pub mod queries;
 pub mod types;
 
 use std::net::SocketAddr;

@@ -214,7 +214,7 @@ pub struct ActionResult {
 }
 
 /// One row of a step's transition history.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepTransition {
     pub id: i64,
     pub from_state: Option<String>,
@@ -224,6 +224,21 @@ pub struct StepTransition {
     pub attempt: i32,
     pub processor_id: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+impl From<crate::store::step::TransitionRow> for StepTransition {
+    fn from(r: crate::store::step::TransitionRow) -> Self {
+        StepTransition {
+            id: r.id,
+            from_state: r.from_state,
+            to_state: r.to_state,
+            event: r.event,
+            reason: r.reason,
+            attempt: r.attempt,
+            processor_id: r.processor_id,
+            created_at: r.created_at,
+        }
+    }
 }
 
 /// A registered template version.

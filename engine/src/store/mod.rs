@@ -1,6 +1,7 @@
 //! Reading and writing tasker's tables. SQL lives here and nowhere else; every
 //! multi-row change is one transaction.
 
+pub mod api_key;
 pub mod evaluate;
 pub mod operator;
 pub mod recovery;
@@ -37,6 +38,8 @@ pub enum StoreError {
     TaskNotFound(Uuid),
     #[error("step {0} not found")]
     StepNotFound(Uuid),
+    #[error("invalid request: {field} {reason}")]
+    InvalidRequest { field: String, reason: String },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(transparent)]

@@ -1,12 +1,15 @@
 //! The worker's side of a step: claiming a batch from the queue, and reporting
-//! an outcome (result sent + step message deleted, in one statement).
+//! an outcome (result sent + step message deleted, in one statement); and
+//! reading one step and its transition history back.
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::task::StepRow;
 use super::StoreError;
 use crate::queue::RESULTS_QUEUE;
 use crate::step::{StepContext, StepResultMessage};
@@ -165,4 +168,44 @@ pub async fn heartbeat(
     .fetch_optional(pool)
     .await?;
     Ok(live.unwrap_or(false))
+}
+
+/// A step of `task_id` by id (when `step` parses as a UUID) or by name.
+pub async fn find(pool: &PgPool, task_id: Uuid, step: &str) -> Result<Option<StepRow>, StoreError> {
+    let id = Uuid::parse_str(step).ok();
+    Ok(sqlx::query_as(
+        "SELECT id, task_id, name, handler_name, state, attempts, max_attempts, result, last_error,
+                next_retry_at, created_at, started_at, completed_at
+           FROM tasker.steps
+          WHERE task_id = $1 AND (id = $2 OR ($2::uuid IS NULL AND name = $3))",
+    )
+    .bind(task_id)
+    .bind(id)
+    .bind(step)
+    .fetch_optional(pool)
+    .await?)
+}
+
+/// One row of a step's transition history.
+#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+pub struct TransitionRow {
+    pub id: i64,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub event: String,
+    pub reason: Option<String>,
+    pub attempt: i32,
+    pub processor_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A step's transitions, oldest first.
+pub async fn transitions(pool: &PgPool, step_id: Uuid) -> Result<Vec<TransitionRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT id, from_state, to_state, event, reason, attempt, processor_id, created_at
+           FROM tasker.step_transitions WHERE step_id = $1 ORDER BY id",
+    )
+    .bind(step_id)
+    .fetch_all(pool)
+    .await?)
 }

@@ -56,6 +56,14 @@ pub async fn create(
     req: &NewTask,
     processor_id: &str,
 ) -> Result<Created, StoreError> {
+    if let Some(key) = &req.idempotency_key {
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(StoreError::InvalidRequest {
+                field: "idempotency_key".into(),
+                reason: format!("must be 1..={MAX_IDEMPOTENCY_KEY} bytes"),
+            });
+        }
+    }
     let loaded = templates
         .get(pool, &req.namespace, &req.name, req.version.as_deref())
         .await?;
@@ -66,13 +74,6 @@ pub async fn create(
             key: template.key(),
             source,
         })?;
-    if let Some(key) = &req.idempotency_key {
-        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
-            return Err(StoreError::Corrupt(format!(
-                "idempotency_key must be 1..={MAX_IDEMPOTENCY_KEY} bytes"
-            )));
-        }
-    }
     let queue_name = queue::step_queue(&template.namespace)?;
 
     let task_id = Uuid::now_v7();
@@ -272,6 +273,49 @@ pub struct TaskDetail {
     pub steps: Vec<StepRow>,
     /// `(parent step name, child step name)`.
     pub edges: Vec<(String, String)>,
+}
+
+/// Filters of a task listing ([`list`]); `cursor` is the last id of the
+/// previous page.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub namespace: Option<String>,
+    pub state: Option<String>,
+    pub template: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub cursor: Option<Uuid>,
+}
+
+/// Up to `limit` tasks matching `filter`, newest first (UUIDv7 order, so
+/// `id < cursor` continues a listing without duplicates).
+pub async fn list(
+    pool: &PgPool,
+    filter: &TaskFilter,
+    limit: i64,
+) -> Result<Vec<TaskRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT t.id, t.namespace, tp.name AS template_name, tp.version AS template_version, t.context,
+                t.priority, t.idempotency_key, t.state, t.created_at, t.updated_at, t.completed_at
+           FROM tasker.tasks t JOIN tasker.templates tp ON tp.id = t.template_id
+          WHERE ($1::text IS NULL OR t.namespace = $1)
+            AND ($2::text IS NULL OR t.state = $2)
+            AND ($3::text IS NULL OR tp.name = $3)
+            AND ($4::timestamptz IS NULL OR t.created_at >= $4)
+            AND ($5::timestamptz IS NULL OR t.created_at < $5)
+            AND ($6::uuid IS NULL OR t.id < $6)
+          ORDER BY t.id DESC
+          LIMIT $7",
+    )
+    .bind(&filter.namespace)
+    .bind(&filter.state)
+    .bind(&filter.template)
+    .bind(filter.created_after)
+    .bind(filter.created_before)
+    .bind(filter.cursor)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
 }
 
 /// The task's current state name, `None` when there is no such task.

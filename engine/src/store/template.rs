@@ -92,6 +92,15 @@ pub async fn list(pool: &PgPool) -> Result<Vec<TemplateRow>, StoreError> {
     .await?)
 }
 
+/// Every registered namespace with its step queue name, by name.
+pub async fn namespaces(pool: &PgPool) -> Result<Vec<(String, String)>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT name, queue_name FROM tasker.namespaces ORDER BY name")
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
 /// A template found in the store.
 #[derive(Debug)]
 pub struct Loaded {
