@@ -138,13 +138,19 @@ fn hints() -> &'static Mutex<HashMap<HintKey, Arc<Coalesced>>> {
 /// Wakes the readers of `queue`; call after the transaction that sent to it
 /// has committed. Never blocks: the NOTIFY goes out from a background task.
 pub fn hint(pool: &PgPool, queue: &str) {
-    let key = (
-        pool.connect_options()
-            .get_database()
-            .unwrap_or_default()
-            .to_string(),
-        queue::notify_channel(queue),
-    );
+    let key = hint_key(pool, queue);
+    // Readers in this process wake at once.
+    if let Ok(mut local) = local_readers().lock() {
+        if let Some(readers) = local.get_mut(&key) {
+            readers.retain(|r| match r.upgrade() {
+                Some(n) => {
+                    n.notify_one();
+                    true
+                }
+                None => false,
+            });
+        }
+    }
     // Marked dirty under the map lock: the sender decides to exit under the
     // same lock, so a hint is never left on a sender that has gone.
     let (state, spawn) = {

@@ -171,18 +171,10 @@ async fn read_results(
 ) {
     let qty = settings.result_batch_size.max(1) as i32;
     loop {
-        let batch = match pool.acquire().await {
-            Ok(mut conn) => {
-                queue::read(
-                    &mut conn,
-                    RESULTS_QUEUE,
-                    settings.result_lease_seconds as i32,
-                    qty,
-                )
-                .await
-            }
-            Err(e) => Err(e.into()),
-        };
+        // A lease only: commits asynchronously (see tasker.read_results).
+        let batch =
+            crate::store::result::read_batch(&pool, settings.result_lease_seconds as i32, qty)
+                .await;
         let full = match batch {
             Ok(batch) if batch.is_empty() => false,
             Ok(batch) => {
