@@ -110,7 +110,8 @@ pub struct HistoryEntry {
     pub created_at: DateTime<Utc>,
 }
 
-/// Every transition of a task and of its steps, in the order they happened.
+/// Every transition of a task and of its steps, in the order they happened
+/// (within one transaction, the steps' before the task's: they caused it).
 pub async fn task_history(pool: &PgPool, task_id: Uuid) -> Result<Vec<HistoryEntry>, sqlx::Error> {
     sqlx::query_as(
         "SELECT 'task' AS kind, t.id, NULL::text AS step_name, t.from_state, t.to_state, \
@@ -120,7 +121,7 @@ pub async fn task_history(pool: &PgPool, task_id: Uuid) -> Result<Vec<HistoryEnt
          SELECT 'step', st.id, s.name, st.from_state, st.to_state, st.attempt, st.created_at \
            FROM tasker.step_transitions st JOIN tasker.steps s ON s.id = st.step_id \
           WHERE st.task_id = $1 \
-          ORDER BY created_at, kind DESC, id",
+          ORDER BY created_at, kind, id",
     )
     .bind(task_id)
     .fetch_all(pool)
