@@ -85,16 +85,35 @@ impl TaskWatcher {
         })
     }
 
+    /// Follows `task_id`'s state: the receiver sees `Some(state)` at each
+    /// state change announced on [`TASK_EVENTS`] after this call, and a
+    /// notification with an unchanged value when the LISTEN connection was
+    /// re-established (changes may have been missed: re-read the task). Any
+    /// number of subscriptions share the one LISTEN connection; the task stops
+    /// being followed when the last [`Subscription`] for it is dropped.
+    pub fn subscribe(&self, task_id: Uuid) -> Subscription {
+        let rx = match self.waiters.lock() {
+            Ok(mut m) => m
+                .entry(task_id)
+                .or_insert_with(|| watch::channel(None).0)
+                .subscribe(),
+            // A poisoned map: a receiver that never fires (callers time out).
+            Err(_) => watch::channel(None).1,
+        };
+        Subscription {
+            rx,
+            task_id,
+            waiters: self.waiters.clone(),
+        }
+    }
+
     /// Waits until the task reaches a terminal state (or `blocked_by_failures`,
     /// which needs an operator) and returns it.
     pub async fn wait(&self, task_id: Uuid, timeout: Duration) -> Result<TaskState, WaitError> {
-        let (tx, mut rx) = watch::channel(None);
-        if let Ok(mut m) = self.waiters.lock() {
-            m.insert(task_id, tx);
-        }
+        let mut sub = self.subscribe(task_id);
         let result = tokio::time::timeout(timeout, async {
             loop {
-                // Read after registering, so a change between the two is not missed.
+                // Read after subscribing, so a change between the two is not missed.
                 let state = crate::store::task::state(&self.pool, task_id).await?;
                 let state: TaskState = state
                     .ok_or(WaitError::NotFound(task_id))?
@@ -103,22 +122,18 @@ impl TaskWatcher {
                 if settled(state) {
                     return Ok(state);
                 }
-                loop {
-                    if rx.changed().await.is_err() {
-                        break;
-                    }
-                    match *rx.borrow_and_update() {
-                        Some(s) if settled(s) => return Ok(s),
-                        Some(_) => continue,
-                        None => break, // reconnect: re-read
+                if sub.rx.changed().await.is_err() {
+                    return Err(WaitError::NotFound(task_id));
+                }
+                if let Some(s) = *sub.rx.borrow_and_update() {
+                    if settled(s) {
+                        return Ok(s);
                     }
                 }
             }
         })
         .await;
-        if let Ok(mut m) = self.waiters.lock() {
-            m.remove(&task_id);
-        }
+        drop(sub);
         match result {
             Ok(r) => r,
             Err(_) => {
@@ -133,6 +148,29 @@ impl TaskWatcher {
     }
 }
 
-fn settled(s: TaskState) -> bool {
+/// One follower of a task's state (see [`TaskWatcher::subscribe`]).
+pub struct Subscription {
+    /// The latest announced state; `changed()` fires at each announcement.
+    pub rx: watch::Receiver<Option<TaskState>>,
+    task_id: Uuid,
+    waiters: Waiters,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.waiters.lock() {
+            // Our own receiver is still alive here: the last one counts 1.
+            if m.get(&self.task_id)
+                .is_some_and(|tx| tx.receiver_count() <= 1)
+            {
+                m.remove(&self.task_id);
+            }
+        }
+    }
+}
+
+/// Whether a task has stopped moving by itself: a terminal state, or
+/// `blocked_by_failures` (which needs an operator).
+pub fn settled(s: TaskState) -> bool {
     s.is_terminal() || s == TaskState::BlockedByFailures
 }

@@ -604,3 +604,335 @@ async fn health_and_openapi(pool: PgPool) {
         .unwrap();
     error(res, StatusCode::SERVICE_UNAVAILABLE).await;
 }
+
+// ------------------------------------------- events, metrics, analytics, DLQ
+
+/// An orchestrator and a worker (example handlers) in this process.
+async fn run_engine(pool: &PgPool, stop: &CancellationToken) {
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tasker_engine::handler::{examples, HandlerRegistry};
+    use tasker_engine::orchestration::{self, OrchestratorSettings};
+    use tasker_engine::store::template::TemplateCache;
+    use tasker_engine::worker::{self, WorkerSettings};
+
+    let mut config = TaskerConfig::from_toml_str("").unwrap();
+    config.orchestration.retry_sweep_interval_ms = 50;
+    config.orchestration.fallback_poll_interval_ms = 200;
+    orchestration::start(
+        pool.clone(),
+        TemplateCache::default(),
+        OrchestratorSettings::from_config(&config),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let registry = HandlerRegistry::new();
+    examples::register(&registry);
+    let settings = WorkerSettings {
+        namespaces: vec!["demo".into()],
+        poll_interval: Duration::from_millis(200),
+        lease_seconds: 5,
+        heartbeat_interval: Duration::from_secs(1),
+        shutdown_grace: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let (pool, stop) = (pool.clone(), stop.clone());
+    tokio::spawn(async move {
+        worker::run(pool, Arc::new(registry), settings, stop)
+            .await
+            .unwrap();
+    });
+}
+
+/// `(event, data)` pairs of a complete SSE body.
+fn sse_events(body: &str) -> Vec<(String, Value)> {
+    let mut out = Vec::new();
+    for block in body.split("\n\n") {
+        let mut name = String::from("message");
+        let mut data = String::new();
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                name = v.trim().to_string();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                data.push_str(v.trim());
+            }
+        }
+        if !data.is_empty() {
+            out.push((name, serde_json::from_str(&data).unwrap()));
+        }
+    }
+    out
+}
+
+/// Whether `s` holds something shaped like a UUID (8-4-4-4-12 hex digits).
+fn has_uuid(s: &str) -> bool {
+    let b = s.as_bytes();
+    let groups = [8, 4, 4, 4, 12];
+    (0..b.len()).any(|start| {
+        let mut i = start;
+        for (g, n) in groups.iter().enumerate() {
+            if i + n > b.len() || !b[i..i + n].iter().all(u8::is_ascii_hexdigit) {
+                return false;
+            }
+            i += n;
+            if g < 4 {
+                if b.get(i) != Some(&b'-') {
+                    return false;
+                }
+                i += 1;
+            }
+        }
+        true
+    })
+}
+
+#[sqlx::test(migrations = false)]
+async fn event_stream_metrics_and_analytics_of_a_diamond(pool: PgPool) {
+    use std::time::Duration;
+    let s = Server::start(&pool).await;
+    s.register_diamond().await;
+    let since = (chrono::Utc::now() - chrono::TimeDelta::minutes(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (_, created) = s.create(None).await;
+    let id = created["task_id"].as_str().unwrap().to_string();
+
+    // Open the stream before anything runs the task.
+    let mut res = s
+        .get(&format!("/v1/tasks/{id}/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    run_engine(&pool, &s.stop).await;
+    let mut body = String::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = res.chunk().await.unwrap() {
+            body.push_str(std::str::from_utf8(&chunk).unwrap());
+        }
+    })
+    .await
+    .expect("the stream closes once the task completes");
+    let events = sse_events(&body);
+    let states: Vec<&str> = events
+        .iter()
+        .filter(|(e, _)| e == "state")
+        .map(|(_, d)| d["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states.first(), Some(&"steps_in_process"), "{body}");
+    assert_eq!(states.last(), Some(&"complete"), "{body}");
+    assert_eq!(
+        events.last().unwrap().0,
+        "state",
+        "the final state comes last"
+    );
+    // Every step's transitions, in order, each ending complete.
+    for step in ["start", "left", "right", "join"] {
+        let seq: Vec<&str> = events
+            .iter()
+            .filter(|(e, d)| e == "step" && d["step"] == step)
+            .map(|(_, d)| d["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(seq.last(), Some(&"complete"), "{step}: {seq:?}");
+        let pos = |s: &str| seq.iter().position(|x| *x == s);
+        assert!(
+            pos("in_progress") < pos("complete") && pos("in_progress").is_some(),
+            "{step}: {seq:?}"
+        );
+    }
+    let step_at = |name: &str| {
+        events
+            .iter()
+            .position(|(e, d)| e == "step" && d["step"] == name && d["state"] == "complete")
+            .unwrap()
+    };
+    assert!(step_at("start") < step_at("left") && step_at("right") < step_at("join"));
+
+    // A finished task: the current state, then the end.
+    let res = s
+        .get(&format!("/v1/tasks/{id}/events"))
+        .send()
+        .await
+        .unwrap();
+    let again = sse_events(&res.text().await.unwrap());
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].1["state"], "complete");
+    let res = s
+        .get("/v1/tasks/0190b3c4-0000-7000-8000-000000000000/events")
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::NOT_FOUND).await;
+
+    // Metrics: public, Prometheus text, counters moved, no ids.
+    let mut text = String::new();
+    for _ in 0..50 {
+        let res = s
+            .http
+            .get(format!("{}/metrics", s.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        text = res.text().await.unwrap();
+        if text.contains("tasker_task_latency_seconds_count") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        text.contains("tasker_steps_processed_total{namespace=\"demo\",handler=\"math.compute\",outcome=\"success\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tasker_step_duration_seconds_bucket"),
+        "{text}"
+    );
+    assert!(text.contains("tasker_task_latency_seconds_count"), "{text}");
+    assert!(
+        text.contains("tasker_queue_depth{queue=\"steps_demo\"}"),
+        "{text}"
+    );
+    assert!(text.contains("tasker_channel_capacity{channel="), "{text}");
+    assert!(!has_uuid(&text), "no ids in metrics:\n{text}");
+    assert!(has_uuid(&id));
+
+    // Analytics over the window.
+    let res = s
+        .get(&format!("/v1/analytics?since={since}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let a: Value = res.json().await.unwrap();
+    assert_eq!(a["tasks_by_state"], json!({"complete": 1}), "{a}");
+    assert_eq!(a["steps_completed"], 4, "{a}");
+    assert!(a["steps_per_second"].as_f64().unwrap() > 0.0);
+    assert!(a["task_latency_p50_seconds"].as_f64().unwrap() > 0.0, "{a}");
+    assert!(
+        a["task_latency_p95_seconds"].as_f64().unwrap()
+            >= a["task_latency_p50_seconds"].as_f64().unwrap()
+    );
+    let slow = a["slowest_steps"].as_array().unwrap();
+    assert_eq!(slow.len(), 4, "{a}");
+    assert_eq!(slow[0]["handler"], "math.compute");
+    assert!(
+        slow[0]["duration_seconds"].as_f64().unwrap()
+            >= slow[3]["duration_seconds"].as_f64().unwrap()
+    );
+    let res = s.get("/v1/analytics?since=yesterday").send().await.unwrap();
+    let body = error(res, StatusCode::BAD_REQUEST).await;
+    assert!(
+        body["message"].as_str().unwrap().contains("since"),
+        "{body}"
+    );
+    let res = s
+        .get("/v1/analytics?since=2999-01-01T00:00:00Z")
+        .send()
+        .await
+        .unwrap();
+    error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn dead_letters_list_and_requeue(pool: PgPool) {
+    use tasker_engine::queue;
+    let mut s = Server::start(&pool).await;
+    s.register_diamond().await;
+    let mut conn = pool.acquire().await.unwrap();
+    let body = json!({"step_id": "0190b3c4-0000-7000-8000-000000000001", "task_id": "0190b3c4-0000-7000-8000-000000000002"});
+    let msg_id = queue::send(&mut conn, "steps_demo", &body).await.unwrap();
+    assert!(queue::archive(&mut conn, "steps_demo", msg_id)
+        .await
+        .unwrap());
+    assert_eq!(
+        queue::stats(&mut conn, "steps_demo")
+            .await
+            .unwrap()
+            .queue_length,
+        0
+    );
+
+    let res = s.get("/v1/queues/steps_demo/archive").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let page: Value = res.json().await.unwrap();
+    assert_eq!(page["messages"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(page["messages"][0]["msg_id"], msg_id);
+    assert_eq!(page["messages"][0]["message"], body);
+    assert!(page["next_cursor"].is_null());
+    let res = s
+        .get("/v1/queues/orchestration_results/archive")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    error(
+        s.get("/v1/queues/steps_nope/archive").send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    let res = s.get("/v1/queues/pg_class/archive").send().await.unwrap();
+    let b = error(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+    assert_eq!(b["details"]["field"], "queue", "{b}");
+    error(
+        s.get("/v1/queues/steps_demo/archive?limit=0")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+
+    let requeue = format!("/v1/queues/steps_demo/archive/{msg_id}/requeue");
+    let (_, reader) = keys::create_key(&pool, "reader", &[Permission::TasksRead])
+        .await
+        .unwrap();
+    s.key = reader;
+    error(
+        s.post(&requeue).send().await.unwrap(),
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    s.key = BOOT.into();
+    let res = s.post(&requeue).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let r: Value = res.json().await.unwrap();
+    assert_eq!(r["archived_msg_id"], msg_id);
+    assert_eq!(
+        queue::stats(&mut conn, "steps_demo")
+            .await
+            .unwrap()
+            .queue_length,
+        1
+    );
+    let got = queue::read(&mut conn, "steps_demo", 30, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].message, body);
+    assert_eq!(got[0].msg_id, r["msg_id"].as_i64().unwrap());
+    let page: Value = s
+        .get("/v1/queues/steps_demo/archive")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(page["messages"].as_array().unwrap().is_empty());
+    error(
+        s.post(&requeue).send().await.unwrap(),
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    error(
+        s.post("/v1/queues/steps_demo/archive/x/requeue")
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+}

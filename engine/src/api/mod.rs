@@ -6,12 +6,16 @@
 //! error is `{"error": code, "message": ..., "details": ...}` ([`error`]).
 
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod handlers;
 pub mod keys;
+pub mod metrics;
+pub mod ops;
 pub mod types;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -32,6 +36,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::config::TaskerConfig;
 use crate::store::template::TemplateCache;
+use crate::watch::TaskWatcher;
 use error::{ErrorBody, HttpError};
 use keys::{Permission, Principal};
 
@@ -54,6 +59,9 @@ pub struct ApiState {
     pub body_limit_bytes: usize,
     /// Time limit of one request.
     pub request_timeout: Duration,
+    /// The one task watcher of this server (one LISTEN connection for every
+    /// event stream), started by the first stream.
+    pub watcher: Arc<tokio::sync::OnceCell<TaskWatcher>>,
 }
 
 impl ApiState {
@@ -77,7 +85,15 @@ impl ApiState {
             auth,
             body_limit_bytes: usize::try_from(web.request_body_limit_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_millis(web.request_timeout_ms),
+            watcher: Arc::default(),
         }
+    }
+
+    /// The shared task watcher, started on first use.
+    pub async fn watcher(&self) -> Result<&TaskWatcher, sqlx::Error> {
+        self.watcher
+            .get_or_try_init(|| TaskWatcher::start(&self.pool))
+            .await
     }
 }
 
@@ -129,6 +145,12 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/v1/tasks", Some(P::TasksCreate), h::create_task),
         route(M::GET, "/v1/tasks", Some(P::TasksRead), h::list_tasks),
         route(M::GET, "/v1/tasks/{id}", Some(P::TasksRead), h::get_task),
+        route(
+            M::GET,
+            "/v1/tasks/{id}/events",
+            Some(P::TasksRead),
+            events::task_events,
+        ),
         route(
             M::POST,
             "/v1/tasks/{id}/cancel",
@@ -190,6 +212,21 @@ pub fn routes() -> Vec<Route> {
             h::validate_template,
         ),
         route(M::GET, "/v1/queues", Some(P::TasksRead), h::list_queues),
+        route(
+            M::GET,
+            "/v1/queues/{queue}/archive",
+            Some(P::TasksRead),
+            ops::list_archive,
+        ),
+        route(
+            M::POST,
+            "/v1/queues/{queue}/archive/{msg_id}/requeue",
+            Some(P::Admin),
+            ops::requeue,
+        ),
+        route(M::GET, "/v1/analytics", Some(P::TasksRead), ops::analytics),
+        // Public: read-only, no ids in labels (see `metrics`).
+        route(M::GET, "/metrics", None, metrics::metrics),
         route(M::GET, "/health/live", None, h::live),
         route(M::GET, "/health/ready", None, h::ready),
     ]
@@ -205,11 +242,12 @@ pub fn routes() -> Vec<Route> {
         handlers::resolve_step_manually, handlers::complete_step,
         handlers::register_template, handlers::list_templates, handlers::get_template,
         handlers::validate_template, handlers::list_queues, handlers::live, handlers::ready,
+        events::task_events, ops::analytics, ops::list_archive, ops::requeue, metrics::metrics,
     ),
-    components(schemas(ErrorBody, Permission)),
+    components(schemas(ErrorBody, Permission, events::TaskStateEvent, events::StepStateEvent)),
     modifiers(&BearerAuth),
     tags(
-        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "health"),
+        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "analytics"), (name = "health"),
     )
 )]
 pub struct ApiDoc;
@@ -356,6 +394,7 @@ pub async fn serve(
     config: &TaskerConfig,
     shutdown: CancellationToken,
 ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), ApiError> {
+    metrics::install();
     let state = ApiState::from_config(pool, config);
     if matches!(state.auth, AuthMode::Disabled) {
         tracing::warn!("HTTP API authentication is DISABLED (web.auth.enabled = false): anyone who can reach {} can drive tasker", config.web.bind);

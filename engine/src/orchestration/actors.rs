@@ -61,8 +61,8 @@ impl Actors {
             commands,
             finalizer,
         ));
-        tokio::spawn(enqueuer_actor(pool, settings, enq_rx, shutdown));
-        tokio::spawn(finalizer_actor(fin_rx));
+        tokio::spawn(enqueuer_actor(pool.clone(), settings, enq_rx, shutdown));
+        tokio::spawn(finalizer_actor(pool, fin_rx));
         Actors {
             task_requests,
             results,
@@ -254,10 +254,17 @@ async fn enqueuer_actor(
     }
 }
 
-async fn finalizer_actor(mut inbox: Receiver<(Uuid, TaskState)>) {
+async fn finalizer_actor(pool: PgPool, mut inbox: Receiver<(Uuid, TaskState)>) {
     while let Some((task_id, state)) = inbox.recv().await {
         match state {
-            TaskState::Complete => tracing::info!(%task_id, "task complete"),
+            TaskState::Complete => {
+                tracing::info!(%task_id, "task complete");
+                match store::analytics::task_latency_seconds(&pool, task_id).await {
+                    Ok(Some(secs)) => crate::api::metrics::record_task_latency(secs),
+                    Ok(None) => {}
+                    Err(e) => tracing::debug!(%task_id, error = %e, "task latency unavailable"),
+                }
+            }
             other => tracing::warn!(%task_id, state = %other, "task needs attention"),
         }
     }

@@ -1,7 +1,9 @@
 //! Reading and writing tasker's tables. SQL lives here and nowhere else; every
 //! multi-row change is one transaction.
 
+pub mod analytics;
 pub mod api_key;
+pub mod dlq;
 pub mod evaluate;
 pub mod operator;
 pub mod recovery;

@@ -42,9 +42,12 @@ impl Job {
             self.settings.clone(),
             step_cancel.clone(),
         ));
-        let attempt = ctx.attempt;
+        let (attempt, max_attempts) = (ctx.attempt, ctx.max_attempts);
         let (step_id, task_id) = (ctx.step_id, ctx.task_id);
+        let (namespace, handler) = (ctx.namespace.clone(), ctx.handler.clone());
+        let clock = std::time::Instant::now();
         let outcome = run_step(&self.registry, ctx, step_cancel.clone()).await;
+        let seconds = clock.elapsed().as_secs_f64();
         heartbeat.abort();
         if self.cancel.is_cancelled() {
             // Shutdown gave up on this step: release it at once for another worker.
@@ -54,6 +57,14 @@ impl Job {
             }
             return;
         }
+        crate::api::metrics::record_step(
+            &namespace,
+            &handler,
+            &outcome,
+            attempt,
+            max_attempts,
+            seconds,
+        );
         let result = StepResultMessage {
             step_id,
             task_id,
