@@ -111,6 +111,22 @@ async fn create(
         .task_id
 }
 
+/// Waits (up to 20 s) until `step` of `task` is in progress.
+async fn wait_until_running(pool: &PgPool, task: Uuid, step: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let d = store::task::detail(pool, task).await.unwrap();
+        if d.steps
+            .iter()
+            .any(|s| s.name == step && s.state == "in_progress")
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "step {step} never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 const DIAMOND: &str = r#"
 namespace: proc
 name: diamond
@@ -204,18 +220,7 @@ async fn a_sigkilled_workers_step_runs_again_after_its_lease(pool: PgPool) {
     let task = create(&pool, &cache, "slow", json!({ "value": 1 })).await;
 
     // Wait until the doomed worker runs the sleeping step, then kill it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let d = store::task::detail(&pool, task).await.unwrap();
-        if d.steps
-            .iter()
-            .any(|s| s.name == "nap" && s.state == "in_progress")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the step never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_running(&pool, task, "nap").await;
     let killed_at = Instant::now();
     doomed.sigkill();
     let _rescuer = Proc::start(&pool, &["worker", "--namespace", "proc"]);
@@ -249,18 +254,7 @@ async fn sigterm_lets_a_worker_finish_its_running_step(pool: PgPool) {
     let mut worker = Proc::start(&pool, &["worker", "--namespace", "proc"]);
     let cache = TemplateCache::default();
     let task = create(&pool, &cache, "slow", json!({ "value": 1 })).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let d = store::task::detail(&pool, task).await.unwrap();
-        if d.steps
-            .iter()
-            .any(|s| s.name == "nap" && s.state == "in_progress")
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the step never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until_running(&pool, task, "nap").await;
     worker.sigterm(); // graceful: the 2.5 s step is within the 5 s grace
     let d = store::task::detail(&pool, task).await.unwrap();
     let nap = d.steps.iter().find(|s| s.name == "nap").unwrap();

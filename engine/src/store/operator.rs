@@ -26,26 +26,14 @@ pub async fn cancel_task(
     task_id: Uuid,
     actor: Actor<'_>,
 ) -> Result<TaskState, StoreError> {
-    let mut tx = pool.begin().await?;
-    let (state, _) = lock_task(&mut tx, task_id).await?;
-    let cause = Cause {
-        event: "cancel",
-        reason: actor.reason,
-        processor_id: actor.processor_id,
-    };
-    transition::task(&mut tx, task_id, state, TaskState::Cancelled, cause).await?;
-    settle_open_steps(
-        &mut tx,
+    end_task(
+        pool,
         task_id,
-        StepState::Cancelled,
-        "task_cancelled",
-        actor.processor_id,
-        actor.reason,
+        TaskState::Cancelled,
+        ("cancel", "task_cancelled"),
+        actor,
     )
-    .await?;
-    tx.commit().await?;
-    announce(pool, "", task_id, state, TaskState::Cancelled, false);
-    Ok(TaskState::Cancelled)
+    .await
 }
 
 /// Resolves a task manually: it ends as `resolved_manually`; unfinished steps
@@ -55,26 +43,45 @@ pub async fn resolve_task(
     task_id: Uuid,
     actor: Actor<'_>,
 ) -> Result<TaskState, StoreError> {
+    end_task(
+        pool,
+        task_id,
+        TaskState::ResolvedManually,
+        ("resolve_manually", "task_resolved"),
+        actor,
+    )
+    .await
+}
+
+/// Moves a task to the terminal state `to` and cancels its unfinished steps, in
+/// one transaction; `events` names the task and the step audit events.
+async fn end_task(
+    pool: &PgPool,
+    task_id: Uuid,
+    to: TaskState,
+    (task_event, step_event): (&str, &str),
+    actor: Actor<'_>,
+) -> Result<TaskState, StoreError> {
     let mut tx = pool.begin().await?;
     let (state, _) = lock_task(&mut tx, task_id).await?;
     let cause = Cause {
-        event: "resolve_manually",
+        event: task_event,
         reason: actor.reason,
         processor_id: actor.processor_id,
     };
-    transition::task(&mut tx, task_id, state, TaskState::ResolvedManually, cause).await?;
+    transition::task(&mut tx, task_id, state, to, cause).await?;
     settle_open_steps(
         &mut tx,
         task_id,
         StepState::Cancelled,
-        "task_resolved",
+        step_event,
         actor.processor_id,
         actor.reason,
     )
     .await?;
     tx.commit().await?;
-    announce(pool, "", task_id, state, TaskState::ResolvedManually, false);
-    Ok(TaskState::ResolvedManually)
+    announce(pool, "", task_id, state, to, false);
+    Ok(to)
 }
 
 async fn lock_step(
