@@ -46,6 +46,13 @@ fn check_name(name: &str) -> Result<(), QueueError> {
     }
 }
 
+/// PGMQ's table behind `queue`, for the few hot-path statements that use it
+/// directly (`pgmq.q_<queue>`); the name is validated first.
+pub fn table(queue: &str) -> Result<String, QueueError> {
+    check_name(queue)?;
+    Ok(format!("pgmq.q_{queue}"))
+}
+
 /// The LISTEN channel that wakes readers of `queue` (see [`crate::wake::hint`]).
 pub fn notify_channel(queue: &str) -> String {
     format!("tasker_queue_{queue}")

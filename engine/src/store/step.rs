@@ -112,29 +112,35 @@ pub async fn report(
     processor_id: &str,
 ) -> Result<(), StoreError> {
     let body = serde_json::to_value(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
+    // PGMQ's send and delete, on its tables directly (see migration 2): one
+    // statement, prepared once per queue.
+    let sql = format!(
         "WITH moved AS (
              UPDATE tasker.steps SET state = 'enqueued_for_orchestration', updated_at = now()
               WHERE id = $1 AND state = 'in_progress' AND attempts = $2
           RETURNING id, task_id, attempts),
          audit AS (
              INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
-             SELECT id, task_id, 'in_progress', 'enqueued_for_orchestration', 'reported', attempts, $6
-               FROM moved)
+             SELECT id, task_id, 'in_progress', 'enqueued_for_orchestration', 'reported', attempts, $4
+               FROM moved),
+         sent AS (
+             INSERT INTO {results} (vt, message) VALUES (clock_timestamp(), $3) RETURNING msg_id),
          -- A stale attempt's result is still sent (and recorded as stale), but it
          -- must not delete the message the current attempt's worker holds.
-         SELECT (SELECT pgmq.send($3, $4)) AS sent,
-                (SELECT pgmq.delete($5, $7::bigint) WHERE EXISTS (SELECT 1 FROM moved)) AS deleted",
-    )
-    .bind(result.step_id)
-    .bind(result.attempt as i32)
-    .bind(RESULTS_QUEUE)
-    .bind(&body)
-    .bind(queue)
-    .bind(processor_id)
-    .bind(msg_id)
-    .execute(pool)
-    .await?;
+         deleted AS (
+             DELETE FROM {steps} WHERE msg_id = $5 AND EXISTS (SELECT 1 FROM moved) RETURNING msg_id)
+         SELECT (SELECT count(*) FROM sent) + (SELECT count(*) FROM deleted)",
+        results = crate::queue::table(RESULTS_QUEUE)?,
+        steps = crate::queue::table(queue)?,
+    );
+    sqlx::query(&sql)
+        .bind(result.step_id)
+        .bind(result.attempt as i32)
+        .bind(&body)
+        .bind(processor_id)
+        .bind(msg_id)
+        .execute(pool)
+        .await?;
     crate::wake::hint(pool, RESULTS_QUEUE);
     Ok(())
 }
