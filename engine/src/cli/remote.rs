@@ -3,6 +3,7 @@
 //! `step retry|resolve|complete`, `template apply|list`, `queue stats`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -66,7 +67,7 @@ pub fn explain(client: &Client, e: ClientError) -> anyhow::Error {
             let needed = details
                 .as_ref()
                 .and_then(|d| d["required"].as_str())
-                .map(|p| format!(" (needs `{p}`; create a key with `tasker apikey create <name> --permissions {p}`)"))
+                .map(|p| format!("; use a key that has it (`tasker apikey create <name> --permissions {p}`)"))
                 .unwrap_or_default();
             anyhow!("forbidden: {message}{needed}")
         }
@@ -343,13 +344,23 @@ pub async fn task_watch(c: &Client, id: Uuid, json: bool) -> anyhow::Result<()> 
     let mut events = c.task_events(id).await.map_err(|e| explain(c, e))?;
     let detail = c.get_task(id).await.map_err(|e| explain(c, e))?;
     let mut last_state = detail.task.state.clone();
-    if json {
+    let live = std::io::stderr().is_terminal();
+    if json || !live {
+        // One line per event: JSON, or plain text when there is no terminal to redraw.
         while let Some(ev) = events.next().await {
             let ev = ev.map_err(|e| explain(c, e))?;
             if let TaskEvent::State(s) = &ev {
                 last_state = s.state.clone();
             }
-            println!("{}", serde_json::to_string(&ev)?);
+            if json {
+                println!("{}", serde_json::to_string(&ev)?);
+                continue;
+            }
+            match ev {
+                TaskEvent::State(s) => println!("task  {}", s.state),
+                TaskEvent::Step(s) => println!("step  {}  {}", s.step, s.state),
+                TaskEvent::Error(m) => bail!("the event stream of task {id} failed: {m}"),
+            }
         }
     } else {
         let names: Vec<String> = detail.steps.iter().map(|s| s.name.clone()).collect();
@@ -408,6 +419,14 @@ pub async fn task_watch(c: &Client, id: Uuid, json: bool) -> anyhow::Result<()> 
             bar.finish();
         }
         header.finish_with_message(format!("{title}  {last_state}"));
+    }
+    if !json && !live {
+        let t = c.get_task(id).await.map_err(|e| explain(c, e))?.task;
+        let took = t
+            .completed_at
+            .map(|e| format!(" in {:.3}s", secs(e - t.created_at)))
+            .unwrap_or_default();
+        println!("task {id} {}{took}", t.state);
     }
     if failed(&last_state) {
         bail!("task {id} ended {last_state}; see `tasker task get {id}`");
