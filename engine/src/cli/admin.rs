@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::bail;
 use clap::Subcommand;
-use comfy_table::Table;
 use tasker_engine::config::{validate_environments, TaskerConfig};
 use tasker_engine::store;
 use tasker_engine::template::{load_paths, Template};
@@ -19,35 +18,70 @@ pub enum ConfigCmd {
 
 #[derive(Subcommand)]
 pub enum TemplateCmd {
-    /// Validate template files or directories without touching the database.
+    /// Validate template files or directories locally (no server needed).
     Validate { paths: Vec<PathBuf> },
-    /// Validate and register templates.
-    Apply { paths: Vec<PathBuf> },
-    /// List registered templates.
-    List,
+    /// Validate template files or directories, then register them through the API.
+    Apply {
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List registered templates (through the API).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum TaskCmd {
-    /// Create a task from a registered template.
+    /// Create a task from a registered template; prints its id.
     Create {
         #[arg(long)]
         namespace: String,
         #[arg(long)]
         name: String,
+        /// Template version; default the highest registered.
         #[arg(long)]
         version: Option<String>,
-        /// The task input as JSON.
-        #[arg(long, default_value = "{}")]
-        context: String,
+        /// The task input as JSON (default `{}`).
+        #[arg(long)]
+        context: Option<String>,
+        /// Read the task input (JSON) from this file.
+        #[arg(long, conflicts_with = "context")]
+        context_file: Option<PathBuf>,
         #[arg(long)]
         idempotency_key: Option<String>,
         #[arg(long, default_value_t = 0)]
         priority: i32,
+        #[arg(long)]
+        json: bool,
     },
     /// Show a task with its steps.
     Get {
         id: uuid::Uuid,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tasks, newest first.
+    List {
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Template name.
+        #[arg(long)]
+        template: Option<String>,
+        /// e.g. complete, error, blocked_by_failures, steps_in_process.
+        #[arg(long)]
+        state: Option<String>,
+        /// Page size (1..=500; server default 50).
+        #[arg(long)]
+        limit: Option<i64>,
+        /// Start after this cursor (printed under a full page).
+        #[arg(long)]
+        cursor: Option<uuid::Uuid>,
+        /// Follow the cursor to the last page.
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -56,8 +90,17 @@ pub enum TaskCmd {
         id: uuid::Uuid,
         #[arg(long)]
         reason: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
-    /// Resolve a task manually (it ends as resolved_manually).
+    /// Follow a task live until it ends (exit code 1 if it ends in error or blocked).
+    Watch {
+        id: uuid::Uuid,
+        /// Print each event as one JSON line instead of the live view.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resolve a task manually (it ends as resolved_manually); works on the database directly.
     Resolve {
         id: uuid::Uuid,
         #[arg(long)]
@@ -68,13 +111,23 @@ pub enum TaskCmd {
 #[derive(Subcommand)]
 pub enum StepCmd {
     /// Retry a failed step (attempts reset; a blocked task resumes).
-    Retry { task: uuid::Uuid, step: String },
+    Retry {
+        task: uuid::Uuid,
+        /// Step name or id.
+        step: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Mark a step resolved manually; its children may run.
     Resolve {
         task: uuid::Uuid,
         step: String,
         #[arg(long)]
         reason: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Complete a step manually with a given JSON result.
     Complete {
@@ -82,6 +135,10 @@ pub enum StepCmd {
         step: String,
         #[arg(long)]
         result: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -128,170 +185,27 @@ fn print_levels(t: &Template) {
     );
 }
 
-pub async fn template(cmd: TemplateCmd, config: &TaskerConfig) -> anyhow::Result<()> {
-    match cmd {
-        TemplateCmd::Validate { paths } => {
-            for t in load_paths(&paths)? {
-                print_levels(&t);
-            }
-            Ok(())
-        }
-        TemplateCmd::Apply { paths } => {
-            let templates = load_paths(&paths)?;
-            let db = super::open_db(config).await?;
-            for t in &templates {
-                let r = store::template::register(&db.pool, t).await?;
-                println!(
-                    "{}  {}",
-                    if r.created {
-                        "registered"
-                    } else {
-                        "unchanged "
-                    },
-                    t.key()
-                );
-            }
-            db.close().await;
-            Ok(())
-        }
-        TemplateCmd::List => {
-            let db = super::open_db(config).await?;
-            let mut table = Table::new();
-            table.set_header(["namespace", "name", "version", "registered"]);
-            for r in store::template::list(&db.pool).await? {
-                table.add_row([r.namespace, r.name, r.version, r.created_at.to_rfc3339()]);
-            }
-            println!("{table}");
-            db.close().await;
-            Ok(())
-        }
+/// `template validate`: local, no server needed.
+pub fn template_validate(paths: &[PathBuf]) -> anyhow::Result<()> {
+    for t in load_paths(paths)? {
+        print_levels(&t);
     }
-}
-
-pub async fn task(cmd: TaskCmd, config: &TaskerConfig) -> anyhow::Result<()> {
-    let db = super::open_db(config).await?;
-    match cmd {
-        TaskCmd::Cancel { id, reason } => {
-            let s = store::operator::cancel_task(&db.pool, id, operator(&reason)).await?;
-            println!("task {id} {s}");
-        }
-        TaskCmd::Resolve { id, reason } => {
-            let s = store::operator::resolve_task(&db.pool, id, operator(&reason)).await?;
-            println!("task {id} {s}");
-        }
-        TaskCmd::Create {
-            namespace,
-            name,
-            version,
-            context,
-            idempotency_key,
-            priority,
-        } => {
-            let context = serde_json::from_str(&context)
-                .map_err(|e| anyhow::anyhow!("--context is not valid JSON: {e}"))?;
-            let req = store::task::NewTask {
-                namespace,
-                name,
-                version,
-                context,
-                priority,
-                idempotency_key,
-            };
-            let cache = store::template::TemplateCache::default();
-            let created = store::task::create(&db.pool, &cache, &req, "cli").await?;
-            println!(
-                "{}{}",
-                created.task_id,
-                if created.created {
-                    ""
-                } else {
-                    " (existing task for this idempotency key)"
-                }
-            );
-        }
-        TaskCmd::Get { id, json } => {
-            let d = store::task::detail(&db.pool, id).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&d)?);
-            } else {
-                println!(
-                    "task {}  {}/{}/{}  {}",
-                    d.task.id,
-                    d.task.namespace,
-                    d.task.template_name,
-                    d.task.template_version,
-                    d.task.state
-                );
-                let mut table = Table::new();
-                table.set_header(["step", "handler", "state", "attempts", "result / error"]);
-                for s in d.steps {
-                    let detail = s
-                        .result
-                        .or(s.last_error)
-                        .map(|v| v.to_string())
-                        .unwrap_or_default();
-                    table.add_row([
-                        s.name,
-                        s.handler_name,
-                        s.state,
-                        format!("{}/{}", s.attempts, s.max_attempts),
-                        detail,
-                    ]);
-                }
-                println!("{table}");
-            }
-        }
-    }
-    db.close().await;
     Ok(())
 }
 
-fn operator(reason: &Option<String>) -> store::operator::Actor<'_> {
-    store::operator::Actor {
+/// `task resolve`: on the database directly (the API has no route for it).
+pub async fn task_resolve(
+    id: uuid::Uuid,
+    reason: Option<String>,
+    config: &TaskerConfig,
+) -> anyhow::Result<()> {
+    let db = super::open_db(config).await?;
+    let actor = store::operator::Actor {
         processor_id: "cli",
         reason: reason.as_deref(),
-    }
-}
-
-/// Finds a step of `task` by name or id.
-async fn step_id(pool: &sqlx::PgPool, task: uuid::Uuid, step: &str) -> anyhow::Result<uuid::Uuid> {
-    let d = store::task::detail(pool, task).await?;
-    d.steps
-        .iter()
-        .find(|s| s.name == step || s.id.to_string() == step)
-        .map(|s| s.id)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "task {task} has no step '{step}' (steps: {})",
-                d.steps
-                    .iter()
-                    .map(|s| s.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })
-}
-
-pub async fn step(cmd: StepCmd, config: &TaskerConfig) -> anyhow::Result<()> {
-    let db = super::open_db(config).await?;
-    let pool = &db.pool;
-    let state = match &cmd {
-        StepCmd::Retry { task, step } => {
-            let id = step_id(pool, *task, step).await?;
-            store::operator::retry_step(pool, *task, id, operator(&None)).await?
-        }
-        StepCmd::Resolve { task, step, reason } => {
-            let id = step_id(pool, *task, step).await?;
-            store::operator::finish_step(pool, *task, id, None, operator(reason)).await?
-        }
-        StepCmd::Complete { task, step, result } => {
-            let result: serde_json::Value = serde_json::from_str(result)
-                .map_err(|e| anyhow::anyhow!("--result is not valid JSON: {e}"))?;
-            let id = step_id(pool, *task, step).await?;
-            store::operator::finish_step(pool, *task, id, Some(result), operator(&None)).await?
-        }
     };
-    println!("task is now {state}");
+    let s = store::operator::resolve_task(&db.pool, id, actor).await?;
+    println!("task {id} {s}");
     db.close().await;
     Ok(())
 }

@@ -5,6 +5,7 @@ mod admin;
 mod apikey;
 mod bench;
 mod demo;
+mod remote;
 mod serve;
 
 use std::path::PathBuf;
@@ -25,6 +26,12 @@ pub struct Cli {
     /// Configuration directory (default: TASKER_CONFIG_DIR, else ./config/tasker, else built in).
     #[arg(long, global = true)]
     config_dir: Option<PathBuf>,
+    /// Base URL of the admin API (overrides client.url / TASKER_CLIENT__URL).
+    #[arg(long, global = true, value_name = "URL")]
+    api: Option<String>,
+    /// API key for the admin API (overrides client.api_key / TASKER_CLIENT__API_KEY).
+    #[arg(long, global = true, value_name = "KEY")]
+    api_key: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,6 +52,9 @@ enum Command {
     /// Retry, resolve or complete a step by hand.
     #[command(subcommand)]
     Step(admin::StepCmd),
+    /// Inspect the queues.
+    #[command(subcommand)]
+    Queue(remote::QueueCmd),
     /// Create, list and revoke API keys for the admin API.
     #[command(subcommand)]
     Apikey(apikey::ApiKeyCmd),
@@ -124,9 +134,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Template(_)
             | Command::Task(_)
             | Command::Step(_)
+            | Command::Queue(_)
             | Command::Apikey(_)
     );
     init_logging(&config, quiet);
+    let target = remote::Target {
+        url: cli.api.clone(),
+        api_key: cli.api_key.clone(),
+    };
     match cli.command {
         Command::Config(_) => Ok(()),
         Command::Migrate => {
@@ -135,9 +150,108 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             Ok(())
         }
-        Command::Template(cmd) => admin::template(cmd, &config).await,
-        Command::Task(cmd) => admin::task(cmd, &config).await,
-        Command::Step(cmd) => admin::step(cmd, &config).await,
+        Command::Template(admin::TemplateCmd::Validate { paths }) => {
+            admin::template_validate(&paths)
+        }
+        Command::Task(admin::TaskCmd::Resolve { id, reason }) => {
+            admin::task_resolve(id, reason, &config).await
+        }
+        Command::Template(cmd) => {
+            let c = remote::client(&config, &target)?;
+            match cmd {
+                admin::TemplateCmd::Apply { paths, json } => {
+                    remote::template_apply(&c, &paths, json).await
+                }
+                admin::TemplateCmd::List { json } => remote::template_list(&c, json).await,
+                admin::TemplateCmd::Validate { .. } => unreachable!("handled locally above"),
+            }
+        }
+        Command::Task(cmd) => {
+            let c = remote::client(&config, &target)?;
+            use admin::TaskCmd as T;
+            match cmd {
+                T::Create {
+                    namespace,
+                    name,
+                    version,
+                    context,
+                    context_file,
+                    idempotency_key,
+                    priority,
+                    json,
+                } => {
+                    let args = remote::CreateArgs {
+                        namespace,
+                        name,
+                        version,
+                        context,
+                        context_file,
+                        idempotency_key,
+                        priority,
+                        json,
+                    };
+                    remote::task_create(&c, args).await
+                }
+                T::Get { id, json } => remote::task_get(&c, id, json).await,
+                T::List {
+                    namespace,
+                    template,
+                    state,
+                    limit,
+                    cursor,
+                    all,
+                    json,
+                } => {
+                    let args = remote::ListArgs {
+                        namespace,
+                        template,
+                        state,
+                        limit,
+                        cursor,
+                        all,
+                        json,
+                    };
+                    remote::task_list(&c, args).await
+                }
+                T::Cancel { id, reason, json } => remote::task_cancel(&c, id, reason, json).await,
+                T::Watch { id, json } => remote::task_watch(&c, id, json).await,
+                T::Resolve { .. } => unreachable!("handled locally above"),
+            }
+        }
+        Command::Step(cmd) => {
+            let c = remote::client(&config, &target)?;
+            use admin::StepCmd as S;
+            use remote::StepAction as A;
+            match cmd {
+                S::Retry {
+                    task,
+                    step,
+                    reason,
+                    json,
+                } => remote::step(&c, task, &step, A::Retry, reason, json).await,
+                S::Resolve {
+                    task,
+                    step,
+                    reason,
+                    json,
+                } => remote::step(&c, task, &step, A::Resolve, reason, json).await,
+                S::Complete {
+                    task,
+                    step,
+                    result,
+                    reason,
+                    json,
+                } => {
+                    let result = serde_json::from_str(&result)
+                        .map_err(|e| anyhow::anyhow!("--result is not valid JSON: {e}"))?;
+                    remote::step(&c, task, &step, A::Complete(result), reason, json).await
+                }
+            }
+        }
+        Command::Queue(cmd) => {
+            let c = remote::client(&config, &target)?;
+            remote::queue(&c, cmd).await
+        }
         Command::Apikey(cmd) => apikey::run(cmd, &config).await,
         Command::Server => serve::server(&config).await,
         Command::Worker(args) => serve::worker(args, &config).await,

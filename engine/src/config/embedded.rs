@@ -24,6 +24,7 @@ macro_rules! component {
 pub(crate) const BASE: &[ComponentFile] = &[
     component!("base", "channels"),
     component!("base", "circuit_breakers"),
+    component!("base", "client"),
     component!("base", "database"),
     component!("base", "orchestration"),
     component!("base", "queues"),

@@ -171,7 +171,7 @@ fn describe_expected(expected: &str) -> String {
 }
 
 /// Keys whose values are secrets: an error shows only the kind of a bad value.
-const SECRET_KEYS: &[&str] = &["database.url", "web.auth.bootstrap_key"];
+const SECRET_KEYS: &[&str] = &["database.url", "web.auth.bootstrap_key", "client.api_key"];
 
 /// Describes a bad value found at `key`, without the value itself for a secret.
 fn describe_found(key: &str, actual: &Actual) -> String {

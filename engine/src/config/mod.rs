@@ -26,8 +26,9 @@ mod tests;
 pub use error::ConfigError;
 pub use secret::{redact_url, Secret, REDACTED};
 pub use sections::{
-    ChannelConfig, CircuitBreakerConfig, DatabaseConfig, LogFormat, Mode, OrchestrationConfig,
-    QueueConfig, StaleTaskAction, TelemetryConfig, WebAuthConfig, WebConfig, WorkerConfig,
+    ChannelConfig, CircuitBreakerConfig, ClientConfig, DatabaseConfig, LogFormat, Mode,
+    OrchestrationConfig, QueueConfig, StaleTaskAction, TelemetryConfig, WebAuthConfig, WebConfig,
+    WorkerConfig,
 };
 pub use sources::{
     ENV_PREFIX, ENV_SEPARATOR, ENV_VAR_CONFIG_DIR, ENV_VAR_DATABASE_URL, ENV_VAR_ENV,
@@ -61,6 +62,8 @@ pub struct TaskerConfig {
     pub circuit_breakers: CircuitBreakerConfig,
     /// `[web]` and `[web.auth]`.
     pub web: WebConfig,
+    /// `[client]`: how the CLI reaches the admin API.
+    pub client: ClientConfig,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
 }
@@ -243,7 +246,7 @@ impl TaskerConfig {
     }
 
     /// The configuration as TOML, with `database.url`'s password and
-    /// `web.auth.bootstrap_key` replaced by `***`.
+    /// `web.auth.bootstrap_key` and `client.api_key` replaced by `***`.
     pub fn to_redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database.url = shown
@@ -257,6 +260,7 @@ impl TaskerConfig {
             .bootstrap_key
             .as_ref()
             .map(|_| Secret::new(REDACTED));
+        shown.client.api_key = shown.client.api_key.as_ref().map(|_| Secret::new(REDACTED));
         toml::to_string(&shown)
             .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
     }

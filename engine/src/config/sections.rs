@@ -282,6 +282,26 @@ impl Default for WebAuthConfig {
     }
 }
 
+/// `[client]`: how the CLI and the Rust client reach the admin API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Base URL of the admin API (`http://host:port`).
+    pub url: String,
+    /// The API key sent as `Authorization: Bearer` (a secret); unset sends none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<Secret>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            url: "http://127.0.0.1:8080".to_string(),
+            api_key: None,
+        }
+    }
+}
+
 /// `[telemetry]`: logs and metrics.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -575,13 +575,21 @@ fn redacted_toml_hides_secrets_and_keeps_the_rest() {
     assert!(!shown.contains("secret"), "{shown}");
     assert!(shown.contains("postgres://u:***@h/db"), "{shown}");
     assert!(shown.contains("bootstrap_key = \"***\""), "{shown}");
+    let with_key = TaskerConfig::from_toml_str("[client]\napi_key = \"tk_topsecret\"\n").unwrap();
+    let shown_key = with_key.to_redacted_toml();
+    assert!(
+        !shown_key.contains("topsecret") && shown_key.contains("api_key = \"***\""),
+        "{shown_key}"
+    );
     // The shown text is itself a loadable configuration.
     let reparsed = TaskerConfig::from_toml_str(&shown).unwrap();
     assert_eq!(reparsed.channels, config.channels);
     // Without secrets, the keys are simply absent.
     let plain = TaskerConfig::default().to_redacted_toml();
     assert!(
-        !plain.contains("url") && !plain.contains("bootstrap_key"),
+        !plain.contains("postgres")
+            && !plain.contains("bootstrap_key")
+            && !plain.contains("api_key"),
         "{plain}"
     );
 }
