@@ -154,7 +154,7 @@ impl From<StoreError> for HttpError {
                 other => HttpError::internal(&other),
             },
             StoreError::Queue(QueueError::BadName(_)) => HttpError::unprocessable(msg),
-            StoreError::Queue(QueueError::Sql(e)) | StoreError::Sql(e) => HttpError::internal(&e),
+            StoreError::Queue(QueueError::Sql(e)) | StoreError::Sql(e) => e.into(),
             StoreError::InvalidRequest { field, .. } => {
                 HttpError::unprocessable(msg).with_details(serde_json::json!({ "field": field }))
             }
@@ -165,6 +165,14 @@ impl From<StoreError> for HttpError {
 
 impl From<sqlx::Error> for HttpError {
     fn from(e: sqlx::Error) -> Self {
+        // Text PostgreSQL cannot store (a NUL character, `\u0000` in JSON,
+        // or bytes that are not UTF-8) is the client's input, not a fault.
+        let code = e.as_database_error().and_then(|d| d.code());
+        if matches!(code.as_deref(), Some("22021" | "22P05")) {
+            return HttpError::unprocessable(format!(
+                "the request contains text PostgreSQL cannot store (such as a NUL character): {e}"
+            ));
+        }
         HttpError::internal(&e)
     }
 }
