@@ -219,6 +219,33 @@ impl From<PathRejection> for HttpError {
     }
 }
 
+impl HttpError {
+    /// A path rejection naming the parameter: `names` are the route's
+    /// parameter names in order (a tuple's error gives only an index).
+    pub fn from_path_rejection(r: PathRejection, names: &[String]) -> Self {
+        use axum::extract::path::ErrorKind;
+        let field = match &r {
+            PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::InvalidUtf8InPathParam { key }
+                | ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+                ErrorKind::ParseErrorAtIndex { index, .. } => names.get(*index).cloned(),
+                ErrorKind::ParseError { .. } if names.len() == 1 => names.first().cloned(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let mut e = HttpError::from(r);
+        if let Some(field) = field {
+            if !e.status.is_server_error() {
+                e.body.message = format!("path parameter `{field}`: {}", e.body.message);
+                e = e.with_details(serde_json::json!({ "field": field }));
+            }
+        }
+        e
+    }
+}
+
 impl From<QueryRejection> for HttpError {
     fn from(r: QueryRejection) -> Self {
         HttpError::new(StatusCode::BAD_REQUEST, "invalid_query", r.body_text())
