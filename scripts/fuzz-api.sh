@@ -31,7 +31,9 @@ fi
 "$venv/bin/st" --version
 
 server_pid=
+scratch="$(mktemp -d /tmp/tasker-fuzz.XXXXXX)"
 cleanup() {
+  rm -rf "$scratch"
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
     wait "$server_pid" 2>/dev/null || true
@@ -92,7 +94,8 @@ fuzz() {
   # /v1/tasks/{id}/events is a Server-Sent-Events stream that stays open
   # until the task ends: a fuzzer cannot read it to the end. Its 200, 400,
   # 401, 403 and 404 are covered in engine/tests/api.rs.
-  "$venv/bin/st" "$@" run "${base}/openapi.json" \
+  # Run from a scratch directory: schemathesis keeps a cache in its cwd.
+  (cd "$scratch" && "$venv/bin/st" "$@" run "${base}/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
     --header "Authorization: Bearer ${key}" \
     --max-examples "${FUZZ_MAX_EXAMPLES:-30}" \
@@ -100,7 +103,7 @@ fuzz() {
     --request-timeout 10 \
     --exclude-path '/v1/tasks/{id}/events' \
     --suppress-health-check all \
-    --no-shrink \
+    --no-shrink) \
     || rc=$?
   echo "schemathesis (${label}) took $((SECONDS - t0))s, exit ${rc}"
   [ "$rc" -eq 0 ] || status=$rc
