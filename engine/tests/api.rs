@@ -936,3 +936,505 @@ async fn dead_letters_list_and_requeue(pool: PgPool) {
     )
     .await;
 }
+
+// ---------------------------------------------------------------------------
+// The per-route matrix: every route of `api::routes()` gets a happy path, 401
+// without a key and 403 with a key lacking its permission (both derived from
+// the route table itself), and, where the route has them, bad input (400/422
+// naming the field), an unknown id (404) and a conflicting state (409). A
+// route added to `api::routes()` without a row in `matrix_case` fails here.
+// ---------------------------------------------------------------------------
+
+/// A request body.
+#[derive(Clone)]
+enum Body {
+    None,
+    Json(Value),
+    Yaml(String),
+}
+
+/// One request: method and concrete path (with a query string if any).
+#[derive(Clone)]
+struct Req {
+    method: String,
+    path: String,
+    body: Body,
+}
+
+fn req(method: &str, path: impl Into<String>) -> Req {
+    Req {
+        method: method.to_string(),
+        path: path.into(),
+        body: Body::None,
+    }
+}
+
+impl Req {
+    fn json(mut self, v: Value) -> Req {
+        self.body = Body::Json(v);
+        self
+    }
+    fn yaml(mut self, y: impl Into<String>) -> Req {
+        self.body = Body::Yaml(y.into());
+        self
+    }
+}
+
+/// The expectations for one route.
+struct Case {
+    happy: (Req, StatusCode),
+    /// A bad request, its status (400 or 422) and the field it must name.
+    bad: Option<(Req, StatusCode, &'static str)>,
+    /// A request for an id that does not exist: 404.
+    unknown: Option<Req>,
+    /// A request against a resource in the wrong state: 409.
+    conflict: Option<Req>,
+}
+
+/// Resources the matrix works on, made before any case runs.
+struct Fixture {
+    /// A pending diamond task nothing mutates (reads, 409 on retry).
+    task: String,
+    /// A cancelled task (409 on cancel, resolve, complete).
+    cancelled: String,
+    /// A pending task to cancel.
+    to_cancel: String,
+    /// A task whose `start` step has failed (happy retry).
+    failed: String,
+    /// A pending task to resolve and complete steps of.
+    to_finish: String,
+    /// An archived message of `steps_demo`.
+    archived_msg: i64,
+}
+
+const NO_SUCH_TASK: &str = "0190b3c4-0000-7000-8000-00000000dead";
+
+fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
+    let t = &fx.task;
+    let ok = StatusCode::OK;
+    let bad_req = StatusCode::BAD_REQUEST;
+    let unproc = StatusCode::UNPROCESSABLE_ENTITY;
+    match (method, path) {
+        ("POST", "/v1/tasks") => Case {
+            happy: (
+                req("POST", "/v1/tasks")
+                    .json(json!({"namespace": "demo", "name": "diamond", "context": {"value": 2}})),
+                StatusCode::CREATED,
+            ),
+            bad: Some((
+                req("POST", "/v1/tasks")
+                    .json(json!({"namespace": "demo", "name": "diamond", "priority": "high"})),
+                unproc,
+                "priority",
+            )),
+            unknown: Some(
+                req("POST", "/v1/tasks").json(json!({"namespace": "demo", "name": "nope"})),
+            ),
+            conflict: None,
+        },
+        ("GET", "/v1/tasks") => Case {
+            happy: (req("GET", "/v1/tasks?namespace=demo&limit=2"), ok),
+            bad: Some((req("GET", "/v1/tasks?limit=0"), unproc, "limit")),
+            unknown: None,
+            conflict: None,
+        },
+        ("GET", "/v1/tasks/{id}") => Case {
+            happy: (req("GET", format!("/v1/tasks/{t}")), ok),
+            bad: Some((req("GET", "/v1/tasks/not-a-uuid"), bad_req, "id")),
+            unknown: Some(req("GET", format!("/v1/tasks/{NO_SUCH_TASK}"))),
+            conflict: None,
+        },
+        ("GET", "/v1/tasks/{id}/events") => Case {
+            // A finished task: the stream replays its history and ends.
+            happy: (req("GET", format!("/v1/tasks/{}/events", fx.cancelled)), ok),
+            bad: Some((req("GET", "/v1/tasks/not-a-uuid/events"), bad_req, "id")),
+            unknown: Some(req("GET", format!("/v1/tasks/{NO_SUCH_TASK}/events"))),
+            conflict: None,
+        },
+        ("POST", "/v1/tasks/{id}/cancel") => Case {
+            happy: (
+                req("POST", format!("/v1/tasks/{}/cancel", fx.to_cancel))
+                    .json(json!({"reason": "matrix"})),
+                ok,
+            ),
+            bad: Some((
+                req("POST", format!("/v1/tasks/{t}/cancel")).json(json!({"why": "x"})),
+                unproc,
+                "why",
+            )),
+            unknown: Some(req("POST", format!("/v1/tasks/{NO_SUCH_TASK}/cancel"))),
+            conflict: Some(req("POST", format!("/v1/tasks/{}/cancel", fx.cancelled))),
+        },
+        ("GET", "/v1/tasks/{id}/steps/{step}") => Case {
+            happy: (req("GET", format!("/v1/tasks/{t}/steps/start")), ok),
+            bad: Some((
+                req("GET", "/v1/tasks/not-a-uuid/steps/start"),
+                bad_req,
+                "id",
+            )),
+            unknown: Some(req("GET", format!("/v1/tasks/{t}/steps/nope"))),
+            conflict: None,
+        },
+        ("GET", "/v1/tasks/{id}/steps/{step}/transitions") => Case {
+            happy: (
+                req(
+                    "GET",
+                    format!("/v1/tasks/{}/steps/start/transitions", fx.cancelled),
+                ),
+                ok,
+            ),
+            bad: Some((
+                req("GET", format!("/v1/tasks/{t}/steps/a%00b/transitions")),
+                bad_req,
+                "step",
+            )),
+            unknown: Some(req(
+                "GET",
+                format!("/v1/tasks/{NO_SUCH_TASK}/steps/start/transitions"),
+            )),
+            conflict: None,
+        },
+        ("POST", "/v1/tasks/{id}/steps/{step}/retry") => Case {
+            happy: (
+                req("POST", format!("/v1/tasks/{}/steps/start/retry", fx.failed)),
+                ok,
+            ),
+            bad: Some((
+                req("POST", format!("/v1/tasks/{}/steps/start/retry", fx.failed))
+                    .json(json!({"reason": 7})),
+                unproc,
+                "reason",
+            )),
+            unknown: Some(req("POST", format!("/v1/tasks/{t}/steps/nope/retry"))),
+            // A pending step has not failed.
+            conflict: Some(req("POST", format!("/v1/tasks/{t}/steps/join/retry"))),
+        },
+        ("POST", "/v1/tasks/{id}/steps/{step}/resolve") => Case {
+            happy: (
+                req(
+                    "POST",
+                    format!("/v1/tasks/{}/steps/start/resolve", fx.to_finish),
+                )
+                .json(json!({"reason": "by hand"})),
+                ok,
+            ),
+            bad: Some((
+                req("POST", format!("/v1/tasks/{t}/steps/start/resolve"))
+                    .json(json!({"reason": "nul \u{0}"})),
+                unproc,
+                "reason",
+            )),
+            unknown: Some(req(
+                "POST",
+                format!("/v1/tasks/{NO_SUCH_TASK}/steps/start/resolve"),
+            )),
+            conflict: Some(req(
+                "POST",
+                format!("/v1/tasks/{}/steps/start/resolve", fx.cancelled),
+            )),
+        },
+        ("POST", "/v1/tasks/{id}/steps/{step}/complete") => Case {
+            happy: (
+                req(
+                    "POST",
+                    format!("/v1/tasks/{}/steps/left/complete", fx.to_finish),
+                )
+                .json(json!({"result": {"value": 10}})),
+                ok,
+            ),
+            bad: Some((
+                req("POST", format!("/v1/tasks/{t}/steps/left/complete"))
+                    .json(json!({"reason": "no result"})),
+                unproc,
+                "result",
+            )),
+            unknown: Some(
+                req("POST", format!("/v1/tasks/{t}/steps/nope/complete"))
+                    .json(json!({"result": {}})),
+            ),
+            conflict: Some(
+                req(
+                    "POST",
+                    format!("/v1/tasks/{}/steps/left/complete", fx.cancelled),
+                )
+                .json(json!({"result": {}})),
+            ),
+        },
+        ("POST", "/v1/templates") => Case {
+            happy: (
+                req("POST", "/v1/templates")
+                    .yaml(DIAMOND.replace("version: 1.0.0", "version: 2.0.0")),
+                StatusCode::CREATED,
+            ),
+            bad: Some((
+                req("POST", "/v1/templates")
+                    .yaml(DIAMOND.replace("depends_on: [start]", "depends_on: [ghost]")),
+                unproc,
+                "ghost",
+            )),
+            unknown: None,
+            // Same version, different definition.
+            conflict: Some(
+                req("POST", "/v1/templates").yaml(DIAMOND.replace("fans out", "spreads out")),
+            ),
+        },
+        ("GET", "/v1/templates") => Case {
+            happy: (req("GET", "/v1/templates"), ok),
+            bad: None,
+            unknown: None,
+            conflict: None,
+        },
+        ("GET", "/v1/templates/{namespace}/{name}/{version}") => Case {
+            happy: (req("GET", "/v1/templates/demo/diamond/1.0.0"), ok),
+            bad: Some((
+                req("GET", "/v1/templates/demo/dia%00mond/latest"),
+                bad_req,
+                "name",
+            )),
+            unknown: Some(req("GET", "/v1/templates/demo/nope/latest")),
+            conflict: None,
+        },
+        ("POST", "/v1/templates/validate") => Case {
+            happy: (req("POST", "/v1/templates/validate").yaml(DIAMOND), ok),
+            bad: Some((
+                req("POST", "/v1/templates/validate")
+                    .yaml(DIAMOND.replace("depends_on: [start]", "depends_on: [ghost]")),
+                unproc,
+                "ghost",
+            )),
+            unknown: None,
+            conflict: None,
+        },
+        ("GET", "/v1/queues") => Case {
+            happy: (req("GET", "/v1/queues"), ok),
+            bad: None,
+            unknown: None,
+            conflict: None,
+        },
+        ("GET", "/v1/queues/{queue}/archive") => Case {
+            happy: (req("GET", "/v1/queues/steps_demo/archive?limit=10"), ok),
+            bad: Some((
+                req("GET", "/v1/queues/steps_demo/archive?limit=0"),
+                unproc,
+                "limit",
+            )),
+            unknown: Some(req("GET", "/v1/queues/steps_nope/archive")),
+            conflict: None,
+        },
+        ("POST", "/v1/queues/{queue}/archive/{msg_id}/requeue") => Case {
+            happy: (
+                req(
+                    "POST",
+                    format!("/v1/queues/steps_demo/archive/{}/requeue", fx.archived_msg),
+                ),
+                ok,
+            ),
+            bad: Some((
+                req("POST", "/v1/queues/steps_demo/archive/x/requeue"),
+                bad_req,
+                "msg_id",
+            )),
+            unknown: Some(req("POST", "/v1/queues/steps_demo/archive/999999/requeue")),
+            conflict: None,
+        },
+        ("GET", "/v1/analytics") => Case {
+            happy: (req("GET", "/v1/analytics"), ok),
+            bad: Some((
+                req("GET", "/v1/analytics?since=3000-01-01T00:00:00Z"),
+                unproc,
+                "since",
+            )),
+            unknown: None,
+            conflict: None,
+        },
+        ("GET", "/metrics") | ("GET", "/health/live") | ("GET", "/health/ready") => Case {
+            happy: (req("GET", path), ok),
+            bad: None,
+            unknown: None,
+            conflict: None,
+        },
+        _ => panic!(
+            "route {method} {path} has no row in the API test matrix (engine/tests/api.rs, \
+             matrix_case): add its happy path, bad input, unknown id and conflict cases"
+        ),
+    }
+}
+
+impl Server {
+    fn send_req(&self, r: &Req, key: Option<&str>) -> RequestBuilder {
+        let method = reqwest::Method::from_bytes(r.method.as_bytes()).unwrap();
+        let mut b = self
+            .http
+            .request(method, format!("{}{}", self.base, r.path));
+        if let Some(k) = key {
+            b = b.bearer_auth(k);
+        }
+        match &r.body {
+            Body::None => b,
+            Body::Json(v) => b.json(v),
+            Body::Yaml(y) => b.header("content-type", "application/yaml").body(y.clone()),
+        }
+    }
+
+    async fn fixture(&self, pool: &PgPool) -> Fixture {
+        self.register_diamond().await;
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let (status, body) = self.create(None).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            ids.push(body["task_id"].as_str().unwrap().to_string());
+        }
+        let res = self
+            .post(&format!("/v1/tasks/{}/cancel", ids[1]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        // A failed step without running a handler: set the state directly.
+        sqlx::query(
+            "UPDATE tasker.steps SET state = 'error' WHERE task_id = $1 AND name = 'start'",
+        )
+        .bind(uuid::Uuid::parse_str(&ids[3]).unwrap())
+        .execute(pool)
+        .await
+        .unwrap();
+        let mut conn = pool.acquire().await.unwrap();
+        let msg = json!({"step_id": NO_SUCH_TASK, "task_id": NO_SUCH_TASK});
+        let archived_msg = tasker_engine::queue::send(&mut conn, "steps_demo", &msg)
+            .await
+            .unwrap();
+        assert!(
+            tasker_engine::queue::archive(&mut conn, "steps_demo", archived_msg)
+                .await
+                .unwrap()
+        );
+        Fixture {
+            task: ids[0].clone(),
+            cancelled: ids[1].clone(),
+            to_cancel: ids[2].clone(),
+            failed: ids[3].clone(),
+            to_finish: ids[4].clone(),
+            archived_msg,
+        }
+    }
+}
+
+/// Substitutes a route's path parameters with values that exist, for the
+/// auth checks (which run before the handler looks at them).
+fn concrete(fx: &Fixture, path: &str) -> String {
+    path.replace("{id}", &fx.task)
+        .replace("{step}", "start")
+        .replace("{namespace}", "demo")
+        .replace("{name}", "diamond")
+        .replace("{version}", "latest")
+        .replace("{queue}", "steps_demo")
+        .replace("{msg_id}", "1")
+}
+
+/// Asserts `status` and the error shape, and that the error names `field`
+/// (in `details.field` or the message).
+async fn expect_error(res: Response, status: StatusCode, field: &str, what: &str) {
+    assert_eq!(res.status(), status, "{what}");
+    let body: Value = res.json().await.unwrap();
+    assert!(body["error"].is_string(), "{what}: error shape: {body}");
+    assert!(
+        body["details"]["field"].as_str() == Some(field)
+            || names_word(body["message"].as_str().unwrap_or(""), field),
+        "{what}: the error should name `{field}`: {body}"
+    );
+}
+
+/// True when `word` occurs in `text` not as part of a longer identifier
+/// (`id` is not named by "a `Uuid`").
+fn names_word(text: &str, word: &str) -> bool {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    text.match_indices(word).any(|(i, _)| {
+        !text[..i].chars().next_back().is_some_and(ident)
+            && !text[i + word.len()..].chars().next().is_some_and(ident)
+    })
+}
+
+#[sqlx::test(migrations = false)]
+async fn every_route_happy_401_403_bad_input_404_409(pool: PgPool) {
+    let s = Server::start(&pool).await;
+    let fx = s.fixture(&pool).await;
+    let routes = api::routes();
+    let mut counts = [0usize; 6];
+    for r in &routes {
+        let method = r.method.as_str();
+        let what = format!("{method} {}", r.path);
+        let case = matrix_case(&fx, method, r.path);
+
+        // 401 and 403, from the route table.
+        if let Some(needed) = r.permission {
+            let any = req(method, concrete(&fx, r.path));
+            let res = s.send_req(&any, None).send().await.unwrap();
+            expect_error(res, StatusCode::UNAUTHORIZED, "Authorization", &what).await;
+            let others: Vec<Permission> = Permission::ALL
+                .iter()
+                .copied()
+                .filter(|&p| p != needed && p != Permission::Admin)
+                .collect();
+            let name = format!("without-{}", needed.as_str().replace(':', "-"));
+            let (_, key) = match keys::create_key(&pool, &name, &others).await {
+                Ok(k) => k,
+                Err(_) => {
+                    // Same permission as an earlier route: reuse by a fresh name.
+                    keys::create_key(&pool, &format!("{name}-{}", counts[2]), &others)
+                        .await
+                        .unwrap()
+                }
+            };
+            let res = s.send_req(&any, Some(&key)).send().await.unwrap();
+            expect_error(res, StatusCode::FORBIDDEN, needed.as_str(), &what).await;
+            counts[1] += 1;
+            counts[2] += 1;
+        }
+
+        // Happy path.
+        let (happy, status) = &case.happy;
+        let res = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            s.send_req(happy, Some(BOOT)).send(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{what}: happy path timed out"))
+        .unwrap();
+        let got = res.status();
+        let is_sse = res
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if !is_sse {
+            let text = res.text().await.unwrap();
+            assert_eq!(got, *status, "{what}: happy path: {text}");
+        } else {
+            assert_eq!(got, *status, "{what}: happy path");
+        }
+        counts[0] += 1;
+
+        if let Some((bad, status, field)) = &case.bad {
+            assert!(
+                *status == StatusCode::BAD_REQUEST || *status == StatusCode::UNPROCESSABLE_ENTITY
+            );
+            let res = s.send_req(bad, Some(BOOT)).send().await.unwrap();
+            expect_error(res, *status, field, &format!("{what}: bad input")).await;
+            counts[3] += 1;
+        }
+        if let Some(unknown) = &case.unknown {
+            let res = s.send_req(unknown, Some(BOOT)).send().await.unwrap();
+            error(res, StatusCode::NOT_FOUND).await;
+            counts[4] += 1;
+        }
+        if let Some(conflict) = &case.conflict {
+            let res = s.send_req(conflict, Some(BOOT)).send().await.unwrap();
+            let body = error(res, StatusCode::CONFLICT).await;
+            assert!(body["message"].is_string(), "{what}: {body}");
+            counts[5] += 1;
+        }
+    }
+    // Every protected route was checked for 401 and 403.
+    let protected = routes.iter().filter(|r| r.permission.is_some()).count();
+    assert_eq!(counts[1], protected);
+    assert_eq!(counts[0], routes.len());
+}

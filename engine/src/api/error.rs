@@ -154,7 +154,7 @@ impl From<StoreError> for HttpError {
                 other => HttpError::internal(&other),
             },
             StoreError::Queue(QueueError::BadName(_)) => HttpError::unprocessable(msg),
-            StoreError::Queue(QueueError::Sql(e)) | StoreError::Sql(e) => HttpError::internal(&e),
+            StoreError::Queue(QueueError::Sql(e)) | StoreError::Sql(e) => e.into(),
             StoreError::InvalidRequest { field, .. } => {
                 HttpError::unprocessable(msg).with_details(serde_json::json!({ "field": field }))
             }
@@ -165,6 +165,14 @@ impl From<StoreError> for HttpError {
 
 impl From<sqlx::Error> for HttpError {
     fn from(e: sqlx::Error) -> Self {
+        // Text PostgreSQL cannot store (a NUL character, `\u0000` in JSON,
+        // or bytes that are not UTF-8) is the client's input, not a fault.
+        let code = e.as_database_error().and_then(|d| d.code());
+        if matches!(code.as_deref(), Some("22021" | "22P05")) {
+            return HttpError::unprocessable(format!(
+                "the request contains text PostgreSQL cannot store (such as a NUL character): {e}"
+            ));
+        }
         HttpError::internal(&e)
     }
 }
@@ -208,6 +216,33 @@ impl From<PathRejection> for HttpError {
             "invalid_path"
         };
         HttpError::new(status, code, r.body_text())
+    }
+}
+
+impl HttpError {
+    /// A path rejection naming the parameter: `names` are the route's
+    /// parameter names in order (a tuple's error gives only an index).
+    pub fn from_path_rejection(r: PathRejection, names: &[String]) -> Self {
+        use axum::extract::path::ErrorKind;
+        let field = match &r {
+            PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::InvalidUtf8InPathParam { key }
+                | ErrorKind::DeserializeError { key, .. } => Some(key.clone()),
+                ErrorKind::ParseErrorAtIndex { index, .. } => names.get(*index).cloned(),
+                ErrorKind::ParseError { .. } if names.len() == 1 => names.first().cloned(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let mut e = HttpError::from(r);
+        if let Some(field) = field {
+            if !e.status.is_server_error() {
+                e.body.message = format!("path parameter `{field}`: {}", e.body.message);
+                e = e.with_details(serde_json::json!({ "field": field }));
+            }
+        }
+        e
     }
 }
 

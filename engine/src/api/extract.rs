@@ -1,6 +1,8 @@
 //! Extractors whose rejections use the API's error shape.
 
-use axum::extract::{FromRequest, FromRequestParts};
+use axum::extract::{FromRequest, FromRequestParts, Path, RawPathParams};
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 
 use super::error::HttpError;
 
@@ -10,10 +12,32 @@ use super::error::HttpError;
 #[from_request(via(axum::Json), rejection(HttpError))]
 pub struct ApiJson<T>(pub T);
 
-/// `axum::extract::Path` with rejections as [`HttpError`] (400 naming the parameter).
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(HttpError))]
+/// `axum::extract::Path` with rejections as [`HttpError`] (400 naming the
+/// parameter in the message and in `details.field`).
+#[derive(Debug)]
 pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(ApiPath(value)),
+            Err(rejection) => {
+                // The names in route order: a tuple's error gives only an index.
+                let names: Vec<String> = RawPathParams::from_request_parts(parts, state)
+                    .await
+                    .map(|p| p.iter().map(|(k, _)| k.to_string()).collect())
+                    .unwrap_or_default();
+                Err(HttpError::from_path_rejection(rejection, &names))
+            }
+        }
+    }
+}
 
 /// `axum::extract::Query` with rejections as [`HttpError`] (400 naming the parameter).
 #[derive(Debug, FromRequestParts)]

@@ -29,12 +29,55 @@ fn processor_id(p: &Principal) -> String {
     format!("api:{}", p.name)
 }
 
-/// An optional JSON body: empty means the default.
-fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<T, HttpError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        Ok(T::default())
-    } else {
-        parse_json(body)
+/// An optional JSON body: empty (or `null`) means the default.
+fn optional_body<T>(body: &Bytes) -> Result<T, HttpError>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize + Default,
+{
+    if body.iter().all(u8::is_ascii_whitespace) || body.trim_ascii() == b"null" {
+        return Ok(T::default());
+    }
+    let parsed = parse_json(body)?;
+    reject_nul(&parsed)?;
+    Ok(parsed)
+}
+
+/// PostgreSQL cannot store a NUL character in text or `jsonb`: a body that
+/// carries one (`"\u0000"`) is rejected with 422 naming the field, before it
+/// reaches the database.
+fn reject_nul<T: serde::Serialize>(body: &T) -> Result<(), HttpError> {
+    let value = serde_json::to_value(body).map_err(|e| HttpError::internal(&e))?;
+    match nul_path(&value, "") {
+        None => Ok(()),
+        Some(field) => Err(HttpError::unprocessable(format!(
+            "{field} contains a NUL character (\\u0000), which cannot be stored"
+        ))
+        .with_details(serde_json::json!({ "field": field }))),
+    }
+}
+
+/// The path of the first string or key holding a NUL character.
+fn nul_path(v: &serde_json::Value, at: &str) -> Option<String> {
+    use serde_json::Value as V;
+    match v {
+        V::String(s) => s.contains('\0').then(|| at.to_string()),
+        V::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_path(x, &format!("{at}[{i}]"))),
+        V::Object(map) => map.iter().find_map(|(k, x)| {
+            let here = if at.is_empty() {
+                k.clone()
+            } else {
+                format!("{at}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_path(x, &here)
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -49,6 +92,7 @@ fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Resu
         (status = 403, description = "Missing permission tasks:create", body = ErrorBody),
         (status = 404, description = "Template not registered", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 422, description = "Invalid body or input rejected by the template's schema", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:create"])))]
@@ -57,6 +101,7 @@ pub async fn create_task(
     Extension(who): Extension<Principal>,
     ApiJson(req): ApiJson<CreateTaskRequest>,
 ) -> Result<impl IntoResponse, HttpError> {
+    reject_nul(&req)?;
     let created = task::create(
         &state.pool,
         &state.templates,
@@ -157,6 +202,7 @@ pub async fn get_task(
         (status = 403, description = "Missing permission tasks:cancel", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "The task has already finished", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Invalid body", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:cancel"])))]
@@ -242,6 +288,7 @@ pub async fn step_transitions(
         (status = 403, description = "Missing permission steps:resolve", body = ErrorBody),
         (status = 404, description = "No such task or step", body = ErrorBody),
         (status = 409, description = "The step has not failed, or the task has finished", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Invalid body", body = ErrorBody),
     ),
     security(("bearer" = ["steps:resolve"])))]
@@ -278,6 +325,7 @@ pub async fn retry_step(
         (status = 403, description = "Missing permission steps:resolve", body = ErrorBody),
         (status = 404, description = "No such task or step", body = ErrorBody),
         (status = 409, description = "The step cannot be resolved from its state", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "Invalid body", body = ErrorBody),
     ),
     security(("bearer" = ["steps:resolve"])))]
@@ -303,6 +351,8 @@ pub async fn resolve_step_manually(
         (status = 403, description = "Missing permission steps:resolve", body = ErrorBody),
         (status = 404, description = "No such task or step", body = ErrorBody),
         (status = 409, description = "The step cannot be completed from its state", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
         (status = 422, description = "Invalid body", body = ErrorBody),
     ),
     security(("bearer" = ["steps:resolve"])))]
@@ -312,6 +362,7 @@ pub async fn complete_step(
     ApiPath((id, step)): ApiPath<(Uuid, String)>,
     ApiJson(req): ApiJson<CompleteStepRequest>,
 ) -> Result<Json<ActionResult>, HttpError> {
+    reject_nul(&req)?;
     finish(
         &state,
         &who,
@@ -483,6 +534,7 @@ pub async fn list_templates(
            ("version" = String, Path, description = "`MAJOR.MINOR.PATCH`, or `latest`")),
     responses(
         (status = 200, description = "The template definition", body = Object),
+        (status = 400, description = "Invalid path parameter", body = ErrorBody),
         (status = 401, description = "No valid API key", body = ErrorBody),
         (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 404, description = "Not registered", body = ErrorBody),

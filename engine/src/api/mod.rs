@@ -18,7 +18,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{DefaultBodyLimit, RawPathParams, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -352,6 +353,34 @@ async fn error_shape(req: Request, next: Next) -> Response {
     res
 }
 
+/// PostgreSQL cannot store a NUL character, so a path or query parameter
+/// holding one (`%00`) is a 400 naming the parameter, never a database error.
+async fn reject_nul_params(
+    params: Result<RawPathParams, RawPathParamsRejection>,
+    req: Request,
+    next: Next,
+) -> Result<Response, HttpError> {
+    let in_path = params.ok().and_then(|p| {
+        p.iter()
+            .find(|(_, v)| v.contains('\0'))
+            .map(|(k, _)| k.to_string())
+    });
+    let in_query = || {
+        req.uri().query().and_then(|q| {
+            q.split('&')
+                .find(|pair| pair.to_ascii_lowercase().contains("%00"))
+                .map(|pair| pair.split('=').next().unwrap_or(pair).to_string())
+        })
+    };
+    if let Some(field) = in_path.or_else(in_query) {
+        return Err(HttpError::bad_request(format!(
+            "parameter `{field}` contains a NUL character (%00)"
+        ))
+        .with_details(serde_json::json!({ "field": field })));
+    }
+    Ok(next.run(req).await)
+}
+
 async fn not_found() -> HttpError {
     HttpError::not_found("no such route")
 }
@@ -361,7 +390,11 @@ pub fn router(state: ApiState) -> Router {
     let mut app: Router<ApiState> = Router::new();
     for r in routes() {
         let layer = middleware::from_fn_with_state((state.clone(), r.permission), authorize);
-        app = app.route(r.path, r.endpoint.route_layer(layer));
+        let endpoint = r
+            .endpoint
+            .route_layer(middleware::from_fn(reject_nul_params))
+            .route_layer(layer);
+        app = app.route(r.path, endpoint);
     }
     let request_id = header::HeaderName::from_static("x-request-id");
     app.route("/openapi.json", axum::routing::get(openapi_json))

@@ -111,6 +111,7 @@ pub const MAX_ARCHIVE_PAGE: i64 = 500;
 #[into_params(parameter_in = Query)]
 pub struct ArchiveParams {
     /// Page size, 1..=500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,

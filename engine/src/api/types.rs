@@ -29,6 +29,7 @@ pub struct CreateTaskRequest {
     pub priority: i32,
     /// Creating twice with the same key (per namespace) returns the first task.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
 }
 
@@ -169,6 +170,7 @@ pub struct ListTasksParams {
     /// Only tasks created before this instant (RFC 3339).
     pub created_before: Option<DateTime<Utc>>,
     /// Page size, 1..=500; default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
