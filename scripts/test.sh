@@ -19,4 +19,7 @@ psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS tasker_cli_test" -c "CREATE DA
 "$tasker" config validate
 "$tasker" demo
 psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS tasker_cli_test"
+unset TASKER_DATABASE__URL
+# Fuzz the served API against its own OpenAPI spec (schemathesis from PyPI).
+./scripts/fuzz-api.sh
 echo "all tests passed"
