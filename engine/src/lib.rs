@@ -14,6 +14,7 @@ pub mod queue;
 pub mod state;
 pub mod step;
 pub mod store;
+pub mod telemetry;
 pub mod template;
 pub mod wake;
 pub mod watch;

@@ -1044,6 +1044,12 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             unknown: Some(req("GET", format!("/v1/tasks/{NO_SUCH_TASK}"))),
             conflict: None,
         },
+        ("GET", "/v1/tasks/{id}/steps") => Case {
+            happy: (req("GET", format!("/v1/tasks/{t}/steps")), ok),
+            bad: Some((req("GET", "/v1/tasks/not-a-uuid/steps"), bad_req, "id")),
+            unknown: Some(req("GET", format!("/v1/tasks/{NO_SUCH_TASK}/steps"))),
+            conflict: None,
+        },
         ("GET", "/v1/tasks/{id}/events") => Case {
             // A finished task: the stream replays its history and ends.
             happy: (req("GET", format!("/v1/tasks/{}/events", fx.cancelled)), ok),

@@ -191,6 +191,25 @@ pub async fn get_task(
     Ok(Json(task::detail(&state.pool, id).await?.into()))
 }
 
+/// The steps of a task, in creation order.
+#[utoipa::path(get, path = "/v1/tasks/{id}/steps", tag = "steps",
+    params(("id" = Uuid, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task's steps", body = Vec<Step>),
+        (status = 400, description = "Invalid task id", body = ErrorBody),
+        (status = 401, description = "No valid API key", body = ErrorBody),
+        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ),
+    security(("bearer" = ["tasks:read"])))]
+pub async fn list_steps(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<Vec<Step>>, HttpError> {
+    let detail = task::detail(&state.pool, id).await?;
+    Ok(Json(detail.steps.into_iter().map(Into::into).collect()))
+}
+
 /// Cancels a task and every unfinished step.
 #[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks",
     params(("id" = Uuid, Path, description = "Task id")),

@@ -13,6 +13,11 @@
 //! - `tasker_retries_total{namespace}` (worker: retryable failures with
 //!   attempts left)
 //! - `tasker_task_latency_seconds` histogram, creation to completion (orchestrator)
+//! - `tasker_leases_expired_total{namespace}` (worker: a step message read again
+//!   after its lease ran out)
+//!
+//! The worker and the orchestrator record through `crate::telemetry`; this
+//! module installs the recorder and serves the text.
 //! - `tasker_queue_depth{queue}`, `tasker_channel_used{channel}`,
 //!   `tasker_channel_capacity{channel}`, `tasker_channel_dropped_total{channel}`
 //!   (refreshed at each scrape)
@@ -31,7 +36,6 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use super::error::HttpError;
 use super::ApiState;
 use crate::queue;
-use crate::step::Outcome;
 use crate::store::template as tstore;
 
 /// Histogram buckets, seconds: 5 ms to 10 min.
@@ -67,6 +71,10 @@ fn describe() {
         "tasker_steps_processed_total",
         "Step attempts finished by workers, by namespace, handler and outcome"
     );
+    describe_counter!(
+        "tasker_leases_expired_total",
+        "Step messages read again after their lease ran out (a worker died or stalled)"
+    );
     describe_histogram!(
         "tasker_step_duration_seconds",
         Unit::Seconds,
@@ -94,36 +102,6 @@ fn describe() {
         "tasker_channel_dropped_total",
         "Wake-up hints dropped because a channel was full"
     );
-}
-
-/// Records one finished step attempt (called by the worker).
-pub fn record_step(
-    namespace: &str,
-    handler: &str,
-    outcome: &Outcome,
-    attempt: u32,
-    max_attempts: u32,
-    seconds: f64,
-) {
-    let kind = match outcome {
-        Outcome::Success { .. } => "success",
-        Outcome::Failure(e) if e.retryable => "retryable_error",
-        Outcome::Failure(_) => "permanent_error",
-    };
-    let (ns, h) = (namespace.to_string(), handler.to_string());
-    metrics::counter!("tasker_steps_processed_total",
-        "namespace" => ns.clone(), "handler" => h.clone(), "outcome" => kind)
-    .increment(1);
-    metrics::histogram!("tasker_step_duration_seconds", "namespace" => ns.clone(), "handler" => h)
-        .record(seconds);
-    if kind == "retryable_error" && attempt < max_attempts {
-        metrics::counter!("tasker_retries_total", "namespace" => ns).increment(1);
-    }
-}
-
-/// Records a completed task's latency (called by the orchestrator's finalizer).
-pub fn record_task_latency(seconds: f64) {
-    metrics::histogram!("tasker_task_latency_seconds").record(seconds);
 }
 
 /// Prometheus text exposition of every tasker metric.

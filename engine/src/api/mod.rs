@@ -148,6 +148,12 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/tasks/{id}", Some(P::TasksRead), h::get_task),
         route(
             M::GET,
+            "/v1/tasks/{id}/steps",
+            Some(P::TasksRead),
+            h::list_steps,
+        ),
+        route(
+            M::GET,
             "/v1/tasks/{id}/events",
             Some(P::TasksRead),
             events::task_events,
@@ -238,7 +244,8 @@ pub fn routes() -> Vec<Route> {
 #[openapi(
     info(title = "tasker admin API", description = "Create, watch and operate tasks; register templates."),
     paths(
-        handlers::create_task, handlers::list_tasks, handlers::get_task, handlers::cancel_task,
+        handlers::create_task, handlers::list_tasks, handlers::get_task, handlers::list_steps,
+        handlers::cancel_task,
         handlers::get_step, handlers::step_transitions, handlers::retry_step,
         handlers::resolve_step_manually, handlers::complete_step,
         handlers::register_template, handlers::list_templates, handlers::get_template,

@@ -260,7 +260,7 @@ async fn finalizer_actor(pool: PgPool, mut inbox: Receiver<(Uuid, TaskState)>) {
             TaskState::Complete => {
                 tracing::info!(%task_id, "task complete");
                 match store::analytics::task_latency_seconds(&pool, task_id).await {
-                    Ok(Some(secs)) => crate::api::metrics::record_task_latency(secs),
+                    Ok(Some(secs)) => crate::telemetry::record_task_latency(secs),
                     Ok(None) => {}
                     Err(e) => tracing::debug!(%task_id, error = %e, "task latency unavailable"),
                 }

@@ -32,6 +32,9 @@ impl Job {
             }
             return;
         };
+        if claimed.read_ct > 1 {
+            crate::telemetry::record_lease_expired(&ctx.namespace);
+        }
         let started_at = Utc::now();
         let step_cancel = self.cancel.child_token();
         let heartbeat = tokio::spawn(heartbeat(
@@ -57,7 +60,7 @@ impl Job {
             }
             return;
         }
-        crate::api::metrics::record_step(
+        crate::telemetry::record_step(
             &namespace,
             &handler,
             &outcome,

@@ -1,0 +1,43 @@
+//! Recording metrics from the engine (worker, orchestrator) through the
+//! `metrics` facade. Nothing here knows about HTTP: `api::metrics` installs the
+//! Prometheus recorder and serves `/metrics`; without a recorder these calls
+//! are no-ops.
+
+use crate::step::Outcome;
+
+/// Records one finished step attempt (called by the worker).
+pub fn record_step(
+    namespace: &str,
+    handler: &str,
+    outcome: &Outcome,
+    attempt: u32,
+    max_attempts: u32,
+    seconds: f64,
+) {
+    let kind = match outcome {
+        Outcome::Success { .. } => "success",
+        Outcome::Failure(e) if e.retryable => "retryable_error",
+        Outcome::Failure(_) => "permanent_error",
+    };
+    let (ns, h) = (namespace.to_string(), handler.to_string());
+    metrics::counter!("tasker_steps_processed_total",
+        "namespace" => ns.clone(), "handler" => h.clone(), "outcome" => kind)
+    .increment(1);
+    metrics::histogram!("tasker_step_duration_seconds", "namespace" => ns.clone(), "handler" => h)
+        .record(seconds);
+    if kind == "retryable_error" && attempt < max_attempts {
+        metrics::counter!("tasker_retries_total", "namespace" => ns).increment(1);
+    }
+}
+
+/// Records a completed task's latency (called by the orchestrator's finalizer).
+pub fn record_task_latency(seconds: f64) {
+    metrics::histogram!("tasker_task_latency_seconds").record(seconds);
+}
+
+/// Records that a step's message came back after its lease expired (the
+/// worker holding it died or stalled), so the step runs again.
+pub fn record_lease_expired(namespace: &str) {
+    metrics::counter!("tasker_leases_expired_total", "namespace" => namespace.to_string())
+        .increment(1);
+}
