@@ -799,6 +799,43 @@ async fn event_stream_metrics_and_analytics_of_a_diamond(pool: PgPool) {
     );
     assert!(text.contains("tasker_channel_capacity{channel="), "{text}");
     assert!(!has_uuid(&text), "no ids in metrics:\n{text}");
+    // Parses as Prometheus text: comments, or `name{labels} value` lines.
+    let mut steps_ok = 0.0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v
+                .parse()
+                .unwrap_or_else(|_| panic!("bad value in {line:?}")),
+        };
+        let name = series.split('{').next().unwrap();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "bad metric name in {line:?}"
+        );
+        assert!(
+            !series.contains('{') || series.ends_with('}'),
+            "bad labels in {line:?}"
+        );
+        if series.starts_with("tasker_steps_processed_total{")
+            && series.contains("outcome=\"success\"")
+        {
+            steps_ok += value;
+        }
+    }
+    assert!(
+        steps_ok >= 4.0,
+        "the diamond's 4 steps were counted: {steps_ok}"
+    );
     assert!(has_uuid(&id));
 
     // Analytics over the window.
