@@ -323,3 +323,93 @@ async fn polling_processes_complete_without_notifications(pool: PgPool) {
     // worker, 200 ms orchestrator).
     assert!(took < Duration::from_secs(10), "polling run took {took:?}");
 }
+
+/// Runs the `tasker` CLI with `env`, returning stdout; panics with stderr on failure.
+fn cli(env: &[(&str, &str)], args: &[&str]) -> String {
+    let out = Command::new(tasker_bin())
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run tasker");
+    assert!(
+        out.status.success(),
+        "tasker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The README's flow for a new user, through the CLI and the HTTP API: a key,
+/// the example templates, a task created, watched to the end, listed, shown.
+#[sqlx::test(migrations = false)]
+async fn the_cli_flow_of_the_readme(pool: PgPool) {
+    tasker_engine::migrate::migrate(&pool).await.unwrap();
+    let port = 20000 + (std::process::id() % 20000) as u16;
+    let url = format!("http://127.0.0.1:{port}");
+    let bind = format!("127.0.0.1:{port}");
+    let db = db_url(&pool);
+    let base = [
+        ("TASKER_ENV", "test"),
+        ("TASKER_DATABASE__URL", db.as_str()),
+    ];
+    let key_out = cli(
+        &base,
+        &["apikey", "create", "readme", "--permissions", "admin"],
+    );
+    let key = key_out
+        .lines()
+        .find(|l| l.starts_with("tk_"))
+        .expect("a key")
+        .to_string();
+    let _server = Proc::start_with(&pool, &["server"], &[("TASKER_WEB__BIND", bind.as_str())]);
+    let _worker = Proc::start(&pool, &["worker", "--namespace", "demo"]);
+    let env = [
+        ("TASKER_ENV", "test"),
+        ("TASKER_DATABASE__URL", db.as_str()),
+        ("TASKER_CLIENT__URL", url.as_str()),
+        ("TASKER_CLIENT__API_KEY", key.as_str()),
+    ];
+    // Wait for the API.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the API never came up on {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let root = std::env::current_dir()
+        .unwrap()
+        .join("../examples/templates");
+    let applied = cli(&env, &["template", "apply", root.to_str().unwrap()]);
+    assert!(applied.contains("demo/diamond/1.0.0"), "{applied}");
+    let id = cli(
+        &env,
+        &[
+            "task",
+            "create",
+            "--namespace",
+            "demo",
+            "--name",
+            "diamond",
+            "--context",
+            r#"{"value": 3}"#,
+        ],
+    );
+    let id = id
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(Uuid::parse_str(&id).is_ok(), "task create printed {id}");
+    let watched = cli(&env, &["task", "watch", &id]);
+    assert!(watched.contains("complete"), "{watched}");
+    let listed = cli(&env, &["task", "list", "--json"]);
+    assert!(listed.contains(&id), "{listed}");
+    let shown = cli(&env, &["task", "get", &id, "--json"]);
+    let detail: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(detail["state"], "complete");
+    assert_eq!(detail["steps"].as_array().unwrap().len(), 4);
+}
