@@ -63,6 +63,8 @@ pub fn worker_settings(config: &TaskerConfig, namespaces: Vec<String>) -> Worker
         poll_interval: Duration::from_millis(config.queues.poll_interval_ms),
         mode: w.mode,
         shutdown_grace: Duration::from_secs(u64::from(w.shutdown_grace_seconds)),
+        results_buffer: config.channels.worker_results,
+        saturation_warn_percent: config.channels.saturation_warn_percent,
         ..WorkerSettings::default()
     }
 }

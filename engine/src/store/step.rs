@@ -111,34 +111,65 @@ pub async fn report(
     result: &StepResultMessage,
     processor_id: &str,
 ) -> Result<(), StoreError> {
-    let body = serde_json::to_value(result).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    report_batch(pool, queue, &[(msg_id, result.clone())], processor_id).await
+}
+
+/// [`report`] for several outcomes of one queue's steps in one statement (the
+/// worker's reporter sends what has piled up while a report was in flight).
+/// Each row keeps its own rule: the result is always sent; the step moves and
+/// its message is deleted only if that attempt is current.
+pub async fn report_batch(
+    pool: &PgPool,
+    queue: &str,
+    outcomes: &[(i64, StepResultMessage)],
+    processor_id: &str,
+) -> Result<(), StoreError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let mut msg_ids = Vec::with_capacity(outcomes.len());
+    let mut step_ids = Vec::with_capacity(outcomes.len());
+    let mut attempts = Vec::with_capacity(outcomes.len());
+    let mut bodies = Vec::with_capacity(outcomes.len());
+    for (msg_id, r) in outcomes {
+        msg_ids.push(*msg_id);
+        step_ids.push(r.step_id);
+        attempts.push(r.attempt as i32);
+        bodies.push(serde_json::to_value(r).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+    }
     // PGMQ's send and delete, on its tables directly (see migration 2): one
     // statement, prepared once per queue.
     let sql = format!(
-        "WITH moved AS (
-             UPDATE tasker.steps SET state = 'enqueued_for_orchestration', updated_at = now()
-              WHERE id = $1 AND state = 'in_progress' AND attempts = $2
-          RETURNING id, task_id, attempts),
+        "WITH input AS (
+             SELECT * FROM unnest($1::uuid[], $2::int[], $3::jsonb[], $4::bigint[])
+                 AS i(step_id, attempt, body, msg_id)),
+         moved AS (
+             UPDATE tasker.steps s SET state = 'enqueued_for_orchestration', updated_at = now()
+               FROM input i
+              WHERE s.id = i.step_id AND s.state = 'in_progress' AND s.attempts = i.attempt
+          RETURNING s.id, s.task_id, s.attempts),
          audit AS (
              INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
-             SELECT id, task_id, 'in_progress', 'enqueued_for_orchestration', 'reported', attempts, $4
+             SELECT id, task_id, 'in_progress', 'enqueued_for_orchestration', 'reported', attempts, $5
                FROM moved),
          sent AS (
-             INSERT INTO {results} (vt, message) VALUES (clock_timestamp(), $3) RETURNING msg_id),
+             INSERT INTO {results} (vt, message)
+             SELECT clock_timestamp(), body FROM input RETURNING msg_id),
          -- A stale attempt's result is still sent (and recorded as stale), but it
          -- must not delete the message the current attempt's worker holds.
          deleted AS (
-             DELETE FROM {steps} WHERE msg_id = $5 AND EXISTS (SELECT 1 FROM moved) RETURNING msg_id)
+             DELETE FROM {steps} q USING input i, moved m
+              WHERE q.msg_id = i.msg_id AND m.id = i.step_id RETURNING q.msg_id)
          SELECT (SELECT count(*) FROM sent) + (SELECT count(*) FROM deleted)",
         results = crate::queue::table(RESULTS_QUEUE)?,
         steps = crate::queue::table(queue)?,
     );
     sqlx::query(&sql)
-        .bind(result.step_id)
-        .bind(result.attempt as i32)
-        .bind(&body)
+        .bind(&step_ids)
+        .bind(&attempts)
+        .bind(&bodies)
+        .bind(&msg_ids)
         .bind(processor_id)
-        .bind(msg_id)
         .execute(pool)
         .await?;
     crate::wake::hint(pool, RESULTS_QUEUE);

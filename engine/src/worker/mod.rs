@@ -42,6 +42,10 @@ pub struct WorkerSettings {
     pub shutdown_grace: Duration,
     /// Identifies this worker in audit rows and results.
     pub worker_id: String,
+    /// Outcomes waiting to be reported (`channels.worker_results`).
+    pub results_buffer: usize,
+    /// Fill level (percent) at which a channel warns (`channels.saturation_warn_percent`).
+    pub saturation_warn_percent: u8,
 }
 
 impl Default for WorkerSettings {
@@ -56,6 +60,8 @@ impl Default for WorkerSettings {
             mode: Mode::Hybrid,
             shutdown_grace: Duration::from_secs(30),
             worker_id: format!("worker-{}", uuid::Uuid::now_v7()),
+            results_buffer: 500,
+            saturation_warn_percent: 80,
         }
     }
 }
@@ -85,6 +91,17 @@ pub async fn run(
     }
     let settings = Arc::new(settings);
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    // Outcomes go to one reporter; a full channel makes finished jobs wait.
+    let (reports, report_inbox) = crate::channel::bounded(
+        "worker.results",
+        settings.results_buffer,
+        settings.saturation_warn_percent,
+    );
+    let reporter = tokio::spawn(run::report_outcomes(
+        pool.clone(),
+        report_inbox,
+        settings.worker_id.clone(),
+    ));
     let steps = TaskTracker::new();
     let steps_cancel = CancellationToken::new();
     let mut readers = JoinSet::new();
@@ -106,6 +123,7 @@ pub async fn run(
             steps: steps.clone(),
             steps_cancel: steps_cancel.clone(),
             queue: queue_name,
+            reports: reports.clone(),
         };
         readers.spawn(reader.run(wake, shutdown.clone()));
     }
@@ -124,6 +142,9 @@ pub async fn run(
         steps_cancel.cancel();
         steps.wait().await;
     }
+    // Every job has handed over its outcome; let the reporter finish them.
+    drop(reports);
+    let _ = reporter.await;
     tracing::info!(worker = %settings.worker_id, "worker stopped");
     Ok(())
 }
@@ -137,6 +158,7 @@ struct Reader {
     steps: TaskTracker,
     steps_cancel: CancellationToken,
     queue: String,
+    reports: crate::channel::Sender<run::Report>,
 }
 
 impl Reader {
@@ -193,6 +215,7 @@ impl Reader {
                     settings: self.settings.clone(),
                     queue: self.queue.clone(),
                     cancel: self.steps_cancel.child_token(),
+                    reports: self.reports.clone(),
                 };
                 self.steps.spawn(async move {
                     job.run(c).await;

@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use super::WorkerSettings;
+use crate::channel::Sender;
 use crate::handler::HandlerRegistry;
 use crate::step::{Outcome, StepContext, StepResultMessage};
 use crate::store;
@@ -21,6 +22,15 @@ pub(super) struct Job {
     pub queue: String,
     /// Fires when the worker gives up waiting at shutdown.
     pub cancel: CancellationToken,
+    /// The worker's reporter (see [`report_outcomes`]).
+    pub reports: Sender<Report>,
+}
+
+/// An outcome waiting to be reported.
+pub(super) struct Report {
+    pub queue: String,
+    pub msg_id: i64,
+    pub result: StepResultMessage,
 }
 
 impl Job {
@@ -77,14 +87,54 @@ impl Job {
             started_at,
             finished_at: Utc::now(),
         };
-        report_with_retries(
-            &self.pool,
-            &self.queue,
-            claimed.msg_id,
-            &result,
-            &self.settings.worker_id,
-        )
-        .await;
+        let report = Report {
+            queue: self.queue.clone(),
+            msg_id: claimed.msg_id,
+            result,
+        };
+        if let Err(unsent) = self.reports.send(report).await {
+            // The reporter is gone (it never stops before the steps): report here.
+            let r = unsent.0;
+            report_with_retries(
+                &self.pool,
+                &r.queue,
+                &[(r.msg_id, r.result)],
+                &self.settings.worker_id,
+            )
+            .await;
+        }
+    }
+}
+
+/// The worker's reporter: takes the first outcome, then whatever else has
+/// piled up (up to `MAX_REPORT_BATCH`), and reports them one statement per
+/// queue. Under load this turns many small commits into a few; when idle a
+/// batch is one outcome and nothing waits. Ends when every sender is gone.
+pub(super) async fn report_outcomes(
+    pool: PgPool,
+    mut inbox: tokio::sync::mpsc::Receiver<Report>,
+    worker_id: String,
+) {
+    const MAX_REPORT_BATCH: usize = 64;
+    while let Some(first) = inbox.recv().await {
+        let mut by_queue: std::collections::BTreeMap<String, Vec<(i64, StepResultMessage)>> =
+            Default::default();
+        by_queue
+            .entry(first.queue)
+            .or_default()
+            .push((first.msg_id, first.result));
+        let mut n = 1;
+        while n < MAX_REPORT_BATCH {
+            let Ok(more) = inbox.try_recv() else { break };
+            by_queue
+                .entry(more.queue)
+                .or_default()
+                .push((more.msg_id, more.result));
+            n += 1;
+        }
+        for (queue, outcomes) in by_queue {
+            report_with_retries(&pool, &queue, &outcomes, &worker_id).await;
+        }
     }
 }
 
@@ -183,20 +233,22 @@ async fn heartbeat(
 async fn report_with_retries(
     pool: &PgPool,
     queue: &str,
-    msg_id: i64,
-    result: &StepResultMessage,
+    outcomes: &[(i64, StepResultMessage)],
     worker_id: &str,
 ) {
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
-        match store::step::report(pool, queue, msg_id, result, worker_id).await {
+        match store::step::report_batch(pool, queue, outcomes, worker_id).await {
             Ok(()) => return,
             Err(e) => {
-                tracing::warn!(error = %e, attempt, step_id = %result.step_id, "reporting a step outcome failed");
+                tracing::warn!(error = %e, attempt, outcomes = outcomes.len(), "reporting step outcomes failed");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
             }
         }
     }
-    tracing::error!(step_id = %result.step_id, "giving up reporting; the step will run again after its lease");
+    tracing::error!(
+        outcomes = outcomes.len(),
+        "giving up reporting; those steps will run again after their lease"
+    );
 }
