@@ -64,6 +64,8 @@ impl Wake {
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         got = listener.try_recv() => match got {
+                            // Our own hints already woke this process's readers.
+                            Ok(Some(note)) if note.payload() == process_token() => {}
                             Ok(Some(_)) => n.notify_one(),
                             // Connection lost and re-established: we may have missed some.
                             Ok(None) => n.notify_one(),
@@ -101,6 +103,14 @@ impl Wake {
     pub fn handle(&self) -> Arc<Notify> {
         self.notify.clone()
     }
+}
+
+/// Identifies this process's hints: a NOTIFY carrying it woke the local
+/// readers already (directly, in [`hint`]), so listeners here skip it and a
+/// wake-up does not cost a second, empty read.
+fn process_token() -> &'static str {
+    static T: OnceLock<String> = OnceLock::new();
+    T.get_or_init(|| format!("tasker-{}-{}", std::process::id(), uuid::Uuid::now_v7()))
 }
 
 /// The NOTIFY channel of task state changes: payload `{"task_id", "state"}`.
@@ -193,8 +203,9 @@ async fn send_hints(pool: PgPool, key: HintKey, state: Arc<Coalesced>) {
         if !state.dirty.swap(false, Ordering::SeqCst) {
             continue;
         }
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, NULL)")
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(&key.1)
+            .bind(process_token())
             .execute(&pool)
             .await
         {
