@@ -98,11 +98,6 @@ impl Wake {
             None => self.notify.notified().await,
         }
     }
-
-    /// Wakes the reader from inside the process (e.g. a retry came due).
-    pub fn handle(&self) -> Arc<Notify> {
-        self.notify.clone()
-    }
 }
 
 /// Identifies this process's hints: a NOTIFY carrying it woke the local

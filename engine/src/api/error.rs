@@ -159,6 +159,9 @@ impl From<StoreError> for HttpError {
                 HttpError::unprocessable(msg).with_details(serde_json::json!({ "field": field }))
             }
             StoreError::Corrupt(_) => HttpError::internal(&msg),
+            StoreError::Unavailable(_) => {
+                HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg)
+            }
         }
     }
 }

@@ -95,9 +95,9 @@ impl Orchestrator {
         self.commands
             .send(Command::CreateTask(Box::new(req), tx))
             .await
-            .map_err(|_| StoreError::Corrupt("orchestrator stopped".into()))?;
+            .map_err(|_| StoreError::Unavailable("the orchestrator"))?;
         rx.await
-            .map_err(|_| StoreError::Corrupt("orchestrator stopped".into()))?
+            .map_err(|_| StoreError::Unavailable("the orchestrator"))?
     }
 }
 

@@ -42,6 +42,8 @@ pub enum StoreError {
     StepNotFound(Uuid),
     #[error("invalid request: {field} {reason}")]
     InvalidRequest { field: String, reason: String },
+    #[error("{0} is not running")]
+    Unavailable(&'static str),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error(transparent)]

@@ -63,7 +63,7 @@ async fn end_task(
     actor: Actor<'_>,
 ) -> Result<TaskState, StoreError> {
     let mut tx = pool.begin().await?;
-    let (state, _) = lock_task(&mut tx, task_id).await?;
+    let (state, namespace) = lock_task(&mut tx, task_id).await?;
     let cause = Cause {
         event: task_event,
         reason: actor.reason,
@@ -80,7 +80,7 @@ async fn end_task(
     )
     .await?;
     tx.commit().await?;
-    announce(pool, "", task_id, state, to, false);
+    announce(pool, &namespace, task_id, state, to, false);
     Ok(to)
 }
 
