@@ -74,6 +74,23 @@ impl Default for DbSettings {
     }
 }
 
+impl DbSettings {
+    /// The settings of `config`'s `[database]` section.
+    pub fn from_config(config: &crate::config::TaskerConfig) -> DbSettings {
+        let d = &config.database;
+        DbSettings {
+            url: d.url.as_ref().map(|s| s.expose().to_string()),
+            database_name: d.database_name.clone(),
+            data_dir: d.resolved_data_dir(),
+            private_port: d.private_cluster_port,
+            local_port: 5432,
+            max_connections: d.max_connections,
+            min_connections: d.min_connections,
+            acquire_timeout: Duration::from_millis(d.acquire_timeout_ms),
+        }
+    }
+}
+
 /// A connected pool, plus the private cluster it runs on (if any).
 pub struct Database {
     pub pool: PgPool,

@@ -114,7 +114,7 @@ pub async fn run(args: BenchArgs, config: &TaskerConfig) -> anyhow::Result<()> {
     .await?;
     let registry = Arc::new(HandlerRegistry::new());
     registry.register("bench.noop", handler_fn(|_, _| async { Ok(json!({})) }));
-    let mut ws = super::serve::worker_settings(&config, vec!["bench".into()]);
+    let mut ws = tasker_engine::worker::WorkerSettings::from_config(&config, vec!["bench".into()]);
     ws.batch_size = args.batch as usize;
     ws.concurrency = (args.batch as usize * 2).max(ws.concurrency);
     let worker = tokio::spawn(worker::run(pool.clone(), registry, ws, shutdown.clone()));

@@ -118,7 +118,10 @@ pub async fn run(args: DemoArgs, config: &TaskerConfig) -> anyhow::Result<()> {
     .await?;
     let registry = Arc::new(HandlerRegistry::new());
     examples::register(&registry);
-    let settings = super::serve::worker_settings(config, vec!["demo".into(), "ecommerce".into()]);
+    let settings = tasker_engine::worker::WorkerSettings::from_config(
+        config,
+        vec!["demo".into(), "ecommerce".into()],
+    );
     let worker = tokio::spawn(worker::run(
         pool.clone(),
         registry,

@@ -83,17 +83,7 @@ pub(crate) fn load_config(
 
 /// Opens the configured (or default) database and migrates it.
 pub(crate) async fn open_db(config: &TaskerConfig) -> anyhow::Result<Database> {
-    let d = &config.database;
-    let settings = DbSettings {
-        url: d.url.as_ref().map(|s| s.expose().to_string()),
-        database_name: d.database_name.clone(),
-        data_dir: d.resolved_data_dir(),
-        private_port: d.private_cluster_port,
-        local_port: 5432,
-        max_connections: d.max_connections,
-        min_connections: d.min_connections,
-        acquire_timeout: Duration::from_millis(d.acquire_timeout_ms),
-    };
+    let settings = DbSettings::from_config(config);
     let db = Database::open(&settings).await?;
     tracing::info!(url = %db.display_url, "connected");
     tasker_engine::migrate::migrate(&db.pool)

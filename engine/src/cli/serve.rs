@@ -48,27 +48,6 @@ pub fn shutdown_signal() -> CancellationToken {
     token
 }
 
-pub fn worker_settings(config: &TaskerConfig, namespaces: Vec<String>) -> WorkerSettings {
-    let w = &config.worker;
-    WorkerSettings {
-        namespaces: if namespaces.is_empty() {
-            w.namespaces.clone()
-        } else {
-            namespaces
-        },
-        concurrency: w.concurrency as usize,
-        batch_size: w.batch_size as usize,
-        lease_seconds: config.queues.visibility_timeout_seconds,
-        heartbeat_interval: Duration::from_secs(u64::from(w.heartbeat_interval_seconds)),
-        poll_interval: Duration::from_millis(config.queues.poll_interval_ms),
-        mode: w.mode,
-        shutdown_grace: Duration::from_secs(u64::from(w.shutdown_grace_seconds)),
-        results_buffer: config.channels.worker_results,
-        saturation_warn_percent: config.channels.saturation_warn_percent,
-        ..WorkerSettings::default()
-    }
-}
-
 /// The orchestrator and the admin API in one process.
 pub async fn server(config: &TaskerConfig) -> anyhow::Result<()> {
     let db = super::open_db(config).await?;
@@ -96,7 +75,7 @@ pub async fn worker(args: WorkerArgs, config: &TaskerConfig) -> anyhow::Result<(
     let db = super::open_db(config).await?;
     let registry = Arc::new(HandlerRegistry::new());
     examples::register(&registry);
-    let mut settings = worker_settings(config, args.namespaces);
+    let mut settings = WorkerSettings::from_config(config, args.namespaces);
     if let Some(c) = args.concurrency {
         settings.concurrency = c;
     }

@@ -66,6 +66,31 @@ impl Default for WorkerSettings {
     }
 }
 
+impl WorkerSettings {
+    /// The settings `config` describes (`[worker]`, `[queues]`, `[channels]`),
+    /// serving `namespaces`, or `worker.namespaces` when that is empty.
+    pub fn from_config(config: &crate::config::TaskerConfig, namespaces: Vec<String>) -> Self {
+        let w = &config.worker;
+        WorkerSettings {
+            namespaces: if namespaces.is_empty() {
+                w.namespaces.clone()
+            } else {
+                namespaces
+            },
+            concurrency: w.concurrency as usize,
+            batch_size: w.batch_size as usize,
+            lease_seconds: config.queues.visibility_timeout_seconds,
+            heartbeat_interval: Duration::from_secs(u64::from(w.heartbeat_interval_seconds)),
+            poll_interval: Duration::from_millis(config.queues.poll_interval_ms),
+            mode: w.mode,
+            shutdown_grace: Duration::from_secs(u64::from(w.shutdown_grace_seconds)),
+            results_buffer: config.channels.worker_results,
+            saturation_warn_percent: config.channels.saturation_warn_percent,
+            ..WorkerSettings::default()
+        }
+    }
+}
+
 /// What stopped a worker host.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {

@@ -1,0 +1,112 @@
+//! A client over the database: register templates, create tasks, read them and
+//! wait for them. It needs no running API server, only the database (an
+//! orchestrator must run somewhere for tasks to progress).
+
+use std::time::Duration;
+
+use tasker_engine::config::TaskerConfig;
+use tasker_engine::db::Database;
+use tasker_engine::state::TaskState;
+use tasker_engine::store::task::{Created, NewTask};
+use tasker_engine::store::template::TemplateCache;
+use tasker_engine::template::Template;
+use tasker_engine::watch::{TaskWatcher, WaitError};
+use tokio::runtime::Runtime;
+use uuid::Uuid;
+
+use crate::error::AbiError;
+
+/// A client. All methods block the calling thread and are thread-safe.
+pub struct Client {
+    /// Always `Some` until dropped; dropped inside the runtime, before it.
+    db: Option<Database>,
+    pool: sqlx::PgPool,
+    templates: TemplateCache,
+    watcher: tokio::sync::OnceCell<TaskWatcher>,
+    id: String,
+    runtime: Runtime,
+}
+
+impl Client {
+    /// Connects to the database of `config` (see [`crate::worker::load_config`])
+    /// and migrates it.
+    pub fn new(config: &TaskerConfig) -> Result<Client, AbiError> {
+        let runtime = crate::runtime::build("tasker-client", 1)?;
+        let db = runtime.block_on(crate::worker::open_database(config))?;
+        Ok(Client {
+            pool: db.pool.clone(),
+            db: Some(db),
+            templates: TemplateCache::default(),
+            watcher: tokio::sync::OnceCell::new(),
+            id: format!("client-{}", Uuid::now_v7()),
+            runtime,
+        })
+    }
+
+    /// Registers a template given as YAML or JSON text; returns its key
+    /// (`namespace/name@version`). Registering the same definition again is a
+    /// no-op; a different one under the same version is an error.
+    pub fn register_template(&self, text: &str) -> Result<String, AbiError> {
+        let template = Template::from_yaml_str(text, "<template text>")
+            .map_err(|e| AbiError::InvalidArgument(e.to_string()))?;
+        self.block_on(tasker_engine::store::template::register(
+            &self.pool, &template,
+        ))?;
+        Ok(template.key())
+    }
+
+    /// Creates a task (one transaction; its root steps are enqueued with it).
+    pub fn create_task(&self, request: &NewTask) -> Result<Created, AbiError> {
+        Ok(self.block_on(tasker_engine::store::task::create(
+            &self.pool,
+            &self.templates,
+            request,
+            &self.id,
+        ))?)
+    }
+
+    /// A task with its steps and edges, as JSON (the shape of `GET /v1/tasks/{id}`).
+    pub fn get_task(&self, task_id: Uuid) -> Result<serde_json::Value, AbiError> {
+        let detail = self.block_on(tasker_engine::store::task::detail(&self.pool, task_id))?;
+        serde_json::to_value(detail).map_err(|e| AbiError::Internal(e.to_string()))
+    }
+
+    /// Waits up to `timeout` for the task to settle (a terminal state, or
+    /// `blocked_by_failures`); returns that state. [`AbiError::Timeout`] names
+    /// the state it was still in.
+    pub fn wait_task(&self, task_id: Uuid, timeout: Duration) -> Result<TaskState, AbiError> {
+        self.block_on(async {
+            let watcher = self
+                .watcher
+                .get_or_try_init(|| TaskWatcher::start(&self.pool))
+                .await
+                .map_err(|e| AbiError::Database(e.to_string()))?;
+            watcher.wait(task_id, timeout).await.map_err(|e| match e {
+                WaitError::NotFound(_) => AbiError::NotFound(e.to_string()),
+                WaitError::Timeout { .. } => AbiError::Timeout(e.to_string()),
+                _ => AbiError::Database(e.to_string()),
+            })
+        })
+    }
+
+    fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        let dispatch = crate::log::dispatch();
+        tracing::dispatcher::with_default(&dispatch, || self.runtime.block_on(f))
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Close the pool and stop the watcher's listener while the runtime runs.
+        let db = self.db.take();
+        let watcher = self.watcher.take();
+        if tokio::runtime::Handle::try_current().is_err() {
+            self.runtime.block_on(async move {
+                drop(watcher);
+                if let Some(db) = db {
+                    db.close().await;
+                }
+            });
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Step functions: read a step's context, give it its outcome.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+
+use tasker_engine::step::{Outcome, StepError};
+
+use super::common::*;
+use super::{TaskerStep, STEPS};
+use crate::error::{AbiError, TaskerStatus};
+use crate::StepHandle;
+
+fn step(s: *const TaskerStep) -> Result<Arc<StepHandle>, AbiError> {
+    if s.is_null() {
+        return Err(AbiError::NullArgument("step"));
+    }
+    STEPS.get(handle_of(s))
+}
+
+/// The step's context as a JSON object: `task_id`, `step_id`, `namespace`,
+/// `template`, `step_name`, `handler`, `attempt` (1 for the first),
+/// `max_attempts`, `input` (the task's input), `parent_results` (by parent step
+/// name), `config` (the handler's configuration from the template) and
+/// `timeout_seconds`. `*json_out` is borrowed from the step: valid until the step
+/// is freed (pull) or its callback returns (push). Thread-safe.
+///
+/// # Safety
+/// `json_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tasker_step_context(
+    step_handle: *mut TaskerStep,
+    json_out: *mut *const c_char,
+) -> TaskerStatus {
+    guard(|| {
+        out_arg(json_out, "json_out")?;
+        let s = step(step_handle)?;
+        // The string lives inside the handle's object, which the table keeps
+        // alive until the handle is freed.
+        // SAFETY: checked above.
+        unsafe { write_out(json_out, s.context_json().as_ptr()) };
+        Ok(())
+    })
+}
+
+/// The step's name (borrowed, as `tasker_step_context`). Thread-safe.
+///
+/// # Safety
+/// `name_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tasker_step_name(
+    step_handle: *mut TaskerStep,
+    name_out: *mut *const c_char,
+) -> TaskerStatus {
+    guard(|| {
+        out_arg(name_out, "name_out")?;
+        let s = step(step_handle)?;
+        // SAFETY: checked above.
+        unsafe { write_out(name_out, s.name().as_ptr()) };
+        Ok(())
+    })
+}
+
+/// The attempt number (1 for the first). Thread-safe.
+///
+/// # Safety
+/// `attempt_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tasker_step_attempt(
+    step_handle: *mut TaskerStep,
+    attempt_out: *mut u32,
+) -> TaskerStatus {
+    guard(|| {
+        out_arg(attempt_out, "attempt_out")?;
+        let s = step(step_handle)?;
+        // SAFETY: checked above.
+        unsafe { write_out(attempt_out, s.context().attempt) };
+        Ok(())
+    })
+}
+
+/// Whether the worker no longer wants this step's outcome (its task was
+/// cancelled, it timed out, or the worker is stopping): a long handler should
+/// poll this and stop early. Thread-safe.
+///
+/// # Safety
+/// `cancelled_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tasker_step_is_cancelled(
+    step_handle: *mut TaskerStep,
+    cancelled_out: *mut bool,
+) -> TaskerStatus {
+    guard(|| {
+        out_arg(cancelled_out, "cancelled_out")?;
+        let s = step(step_handle)?;
+        // SAFETY: checked above.
+        unsafe { write_out(cancelled_out, s.is_cancelled()) };
+        Ok(())
+    })
+}
+
+/// Completes the step successfully with `result_json` (any JSON value) as its
+/// result. Only the first `tasker_step_succeed`/`tasker_step_fail` counts; later
+/// ones return `TASKER_ERR_ALREADY_COMPLETED`. Invalid JSON returns
+/// `TASKER_ERR_INVALID_JSON` and leaves the step open. `TASKER_ERR_STEP_GONE`:
+/// the worker stopped waiting (timeout, cancel, shutdown); the result is
+/// dropped. Thread-safe.
+///
+/// # Safety
+/// `result_json` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn tasker_step_succeed(
+    step_handle: *mut TaskerStep,
+    result_json: *const c_char,
+) -> TaskerStatus {
+    guard(|| {
+        let s = step(step_handle)?;
+        // SAFETY: per the function's contract.
+        let text = unsafe { str_arg(result_json, "result_json") }?;
+        let result = json_arg(text, "result_json")?;
+        s.complete(Outcome::success(result))
+    })
+}
+
+/// Completes the step as failed with `message`. `retryable`: whether another
+/// attempt may help (the template's retry policy decides when, unless
+/// `retry_after_ms` >= 0 asks for a delay); `false` fails the step for good.
+/// Same rules as `tasker_step_succeed`. Thread-safe.
+///
+/// # Safety
+/// `message` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn tasker_step_fail(
+    step_handle: *mut TaskerStep,
+    message: *const c_char,
+    retryable: bool,
+    retry_after_ms: i64,
+) -> TaskerStatus {
+    guard(|| {
+        let s = step(step_handle)?;
+        // SAFETY: per the function's contract.
+        let message = unsafe { str_arg(message, "message") }?;
+        let error = StepError {
+            message: message.to_string(),
+            retryable,
+            retry_after_ms: u64::try_from(retry_after_ms).ok(),
+            kind: "handler".into(),
+        };
+        s.complete(Outcome::Failure(error))
+    })
+}
+
+/// Frees a step from `tasker_worker_next_step`. Freeing a step without an
+/// outcome fails that attempt (retryable). Steps lent to a push callback are
+/// the worker's: freeing one returns `TASKER_ERR_STATE`. NULL is ignored; a
+/// step freed twice returns `TASKER_ERR_INVALID_HANDLE`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn tasker_step_free(step_handle: *mut TaskerStep) -> TaskerStatus {
+    guard(|| {
+        if step_handle.is_null() {
+            return Ok(());
+        }
+        let s = step(step_handle)?;
+        if !s.is_pulled() {
+            return Err(AbiError::State(
+                "this step belongs to a push callback; the worker frees it when the callback returns"
+                    .into(),
+            ));
+        }
+        STEPS.remove(handle_of(step_handle)).map(drop)
+    })
+}
