@@ -49,9 +49,16 @@ impl<T> Table<T> {
 
     /// Removes a handle; its object lives on while other `Arc`s hold it.
     pub(crate) fn remove(&self, handle: u64) -> Result<Arc<T>, AbiError> {
-        self.lock()
+        let mut live = self.lock();
+        let value = live
             .remove(&handle)
-            .ok_or(AbiError::InvalidHandle(self.name))
+            .ok_or(AbiError::InvalidHandle(self.name))?;
+        if live.is_empty() {
+            // An emptied BTreeMap keeps its root node: drop it, so a program that
+            // freed every handle holds no memory of ours.
+            *live = BTreeMap::new();
+        }
+        Ok(value)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Arc<T>>> {

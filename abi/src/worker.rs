@@ -92,10 +92,7 @@ impl Worker {
         Worker {
             pull: PullQueue::new(config.worker.concurrency as usize),
             registry: Arc::new(HandlerRegistry::new()),
-            setup: Mutex::new(Setup {
-                namespaces: config.worker.namespaces.clone(),
-                ..Setup::default()
-            }),
+            setup: Mutex::new(Setup::default()),
             config,
             state: Mutex::new(State::Created),
             stopping,
@@ -108,7 +105,8 @@ impl Worker {
         &self.config
     }
 
-    /// Adds a namespace to serve (before [`start`](Worker::start)).
+    /// Adds a namespace to serve (before [`start`](Worker::start)). Namespaces
+    /// added this way replace `worker.namespaces` from the configuration.
     pub fn add_namespace(&self, namespace: &str) -> Result<(), AbiError> {
         tasker_engine::queue::step_queue(namespace)
             .map_err(|e| AbiError::InvalidArgument(e.to_string()))?;
@@ -156,7 +154,10 @@ impl Worker {
             }
             State::Stopped => return Err(AbiError::Stopped),
         }
-        let setup = self.lock_setup();
+        let mut setup = self.lock_setup();
+        if setup.namespaces.is_empty() {
+            setup.namespaces = self.config.worker.namespaces.clone();
+        }
         if setup.namespaces.is_empty() {
             return Err(AbiError::InvalidArgument(
                 "the worker serves no namespaces: add one (or set worker.namespaces)".into(),

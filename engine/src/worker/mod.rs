@@ -132,6 +132,9 @@ pub async fn run(
     let mut readers = JoinSet::new();
     for ns in &settings.namespaces {
         let queue_name = queue::step_queue(ns)?;
+        // A worker may start before any template of its namespace is
+        // registered: make sure its queue exists rather than fail every read.
+        queue::ensure(&mut *pool.acquire().await?, &queue_name).await?;
         let wake = Wake::start(
             &pool,
             &queue_name,

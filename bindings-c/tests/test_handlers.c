@@ -1,0 +1,193 @@
+/*
+ * test_handlers MODE: C handlers against the real database, MODE = push or pull.
+ *  - the diamond completes with the right results;
+ *  - a handler failing with a retryable error on attempt 1 is retried and completes;
+ *  - a permanent error fails the step at once (one attempt) and the task ends in error;
+ *  - completing a step twice is TASKER_ERR_ALREADY_COMPLETED; invalid result JSON
+ *    is TASKER_ERR_INVALID_JSON and leaves the step open; a pulled step freed
+ *    is an invalid handle afterwards.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "../../examples/c/compute.h"
+#include "harness.h"
+
+static const char *const CHECKS_TEMPLATE =
+    "namespace: c_examples\n"
+    "name: checks\n"
+    "version: 1.0.0\n"
+    "steps:\n"
+    "  - name: flaky\n"
+    "    handler: { name: c.flaky }\n"
+    "    retry: { max_attempts: 3, backoff: none, base_ms: 10 }\n"
+    "  - name: broken\n"
+    "    handler: { name: c.broken }\n"
+    "    retry: { max_attempts: 3, backoff: none, base_ms: 10 }\n";
+
+static atomic_int double_completions_refused;
+static atomic_int bad_json_refused;
+
+/* c.flaky: retryable failure on attempt 1, success after. */
+static int flaky(TaskerStep *step) {
+    uint32_t attempt = 0;
+    if (tasker_step_attempt(step, &attempt) != TASKER_OK) return -1;
+    if (attempt == 1) return tasker_step_fail(step, "flaky: first attempt fails", true, 10) == TASKER_OK ? 0 : -1;
+    char out[64];
+    snprintf(out, sizeof out, "{\"attempt\":%u}", attempt);
+    if (tasker_step_succeed(step, "{not json") == TASKER_ERR_INVALID_JSON) atomic_fetch_add(&bad_json_refused, 1);
+    if (tasker_step_succeed(step, out) != TASKER_OK) return -1;
+    if (tasker_step_succeed(step, out) == TASKER_ERR_ALREADY_COMPLETED) atomic_fetch_add(&double_completions_refused, 1);
+    return 0;
+}
+
+/* c.broken: a permanent failure. */
+static int broken(TaskerStep *step) {
+    return tasker_step_fail(step, "broken: this input can never work", false, -1) == TASKER_OK ? 0 : -1;
+}
+
+static int dispatch(TaskerStep *step) {
+    const char *name = NULL;
+    const char *json = NULL;
+    if (tasker_step_name(step, &name) != TASKER_OK || tasker_step_context(step, &json) != TASKER_OK) return -1;
+    cJSON *ctx = cJSON_Parse(json);
+    const char *handler = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ctx, "handler"));
+    int rc;
+    if (handler != NULL && strcmp(handler, "c.flaky") == 0) rc = flaky(step);
+    else if (handler != NULL && strcmp(handler, "c.broken") == 0) rc = broken(step);
+    else rc = compute_step(step);
+    cJSON_Delete(ctx);
+    return rc;
+}
+
+static int32_t on_step(TaskerStep *step, void *user_data) {
+    atomic_fetch_add((atomic_int *)user_data, 1);
+    return dispatch(step);
+}
+
+static void free_counter(void *user_data) { atomic_fetch_add((atomic_int *)user_data, 1000); }
+
+static void *pull_loop(void *arg) {
+    TaskerWorker *worker = arg;
+    for (;;) {
+        TaskerStep *step = NULL;
+        TaskerStatus status = tasker_worker_next_step(worker, 200, &step);
+        if (status == TASKER_ERR_STOPPED) break;
+        if (status != TASKER_OK) {
+            fprintf(stderr, "next_step: %s\n", tasker_last_error());
+            break;
+        }
+        if (step == NULL) continue;
+        dispatch(step);
+        TaskerStatus freed = tasker_step_free(step);
+        if (freed != TASKER_OK) fprintf(stderr, "step_free: %s\n", tasker_last_error());
+        /* The handle is gone: using it again is detected. */
+        if (tasker_step_succeed(step, "1") != TASKER_ERR_INVALID_HANDLE) {
+            fprintf(stderr, "a freed step handle was accepted\n");
+            failures++;
+        }
+    }
+    return NULL;
+}
+
+/* A step of a task's JSON by name. */
+static cJSON *step_named(cJSON *task, const char *name) {
+    cJSON *step = NULL;
+    cJSON_ArrayForEach(step, cJSON_GetObjectItemCaseSensitive(task, "steps")) {
+        const char *n = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(step, "name"));
+        if (n != NULL && strcmp(n, name) == 0) return step;
+    }
+    return NULL;
+}
+
+static double number(cJSON *obj, const char *key) {
+    cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
+static const char *string(cJSON *obj, const char *key) {
+    const char *s = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(obj, key));
+    return s ? s : "";
+}
+
+int main(int argc, char **argv) {
+    int pull = argc > 1 && strcmp(argv[1], "pull") == 0;
+    const char *url = test_database_url();
+    atomic_int calls = 0;
+
+    TaskerWorker *worker = NULL;
+    CHECK_OK(tasker_worker_new("[worker]\nconcurrency = 4\n[queues]\npoll_interval_ms = 100\n", url, &worker));
+    CHECK_OK(tasker_worker_add_namespace(worker, "c_examples"));
+    CHECK_OK(tasker_worker_set_orchestrate(worker, true));
+    const char *names[] = {"c.compute", "c.flaky", "c.broken"};
+    for (int i = 0; i < 3; i++) {
+        if (pull) CHECK_OK(tasker_worker_register_pull(worker, names[i]));
+        else CHECK_OK(tasker_worker_register_handler(worker, names[i], on_step, &calls, i == 0 ? free_counter : NULL,
+                                                     i == 1 ? TASKER_HANDLER_NONBLOCKING : TASKER_HANDLER_BLOCKING));
+    }
+    CHECK_OK(tasker_worker_start(worker));
+    CHECK_STATUS(tasker_worker_start(worker), TASKER_ERR_STATE);
+    pthread_t threads[3];
+    if (pull)
+        for (int i = 0; i < 3; i++) pthread_create(&threads[i], NULL, pull_loop, worker);
+
+    TaskerClient *client = NULL;
+    CHECK_OK(tasker_client_new(NULL, url, &client));
+    CHECK_OK(tasker_client_register_template(client, DIAMOND_TEMPLATE, NULL));
+    CHECK_OK(tasker_client_register_template(client, CHECKS_TEMPLATE, NULL));
+
+    /* The diamond, with values 3 and -2. */
+    int values[] = {3, -2};
+    for (int i = 0; i < 2; i++) {
+        char context[32], *id = NULL, *state = NULL, *json = NULL;
+        snprintf(context, sizeof context, "{\"value\": %d}", values[i]);
+        CHECK_OK(tasker_client_create_task(client, "c_examples", "diamond", "1.0.0", context, NULL, &id));
+        CHECK_OK(tasker_client_wait_task(client, id, 30000, &state));
+        CHECK(state != NULL && strcmp(state, "complete") == 0);
+        CHECK_OK(tasker_client_get_task(client, id, &json));
+        cJSON *task = cJSON_Parse(json);
+        CHECK(number(cJSON_GetObjectItemCaseSensitive(step_named(task, "join"), "result"), "value") ==
+              (double)diamond_expected(values[i]));
+        CHECK(number(cJSON_GetObjectItemCaseSensitive(step_named(task, "left"), "result"), "value") ==
+              (double)(values[i] * values[i] + 1));
+        cJSON_Delete(task);
+        tasker_string_free(id);
+        tasker_string_free(state);
+        tasker_string_free(json);
+    }
+
+    /* Retryable then success; permanent failure. */
+    char *id = NULL, *state = NULL, *json = NULL;
+    CHECK_OK(tasker_client_create_task(client, "c_examples", "checks", NULL, NULL, NULL, &id));
+    CHECK_OK(tasker_client_wait_task(client, id, 30000, &state));
+    CHECK(state != NULL && (strcmp(state, "error") == 0 || strcmp(state, "blocked_by_failures") == 0));
+    CHECK_OK(tasker_client_get_task(client, id, &json));
+    cJSON *task = cJSON_Parse(json);
+    cJSON *flaky_step = step_named(task, "flaky"), *broken_step = step_named(task, "broken");
+    CHECK(strcmp(string(flaky_step, "state"), "complete") == 0);
+    CHECK(number(flaky_step, "attempts") == 2);
+    CHECK(number(cJSON_GetObjectItemCaseSensitive(flaky_step, "result"), "attempt") == 2);
+    CHECK(strcmp(string(broken_step, "state"), "error") == 0);
+    CHECK(number(broken_step, "attempts") == 1);
+    CHECK(strstr(string(cJSON_GetObjectItemCaseSensitive(broken_step, "last_error"), "message"), "never work") != NULL);
+    cJSON_Delete(task);
+    tasker_string_free(id);
+    tasker_string_free(state);
+    tasker_string_free(json);
+
+    CHECK(atomic_load(&double_completions_refused) == 1);
+    CHECK(atomic_load(&bad_json_refused) == 1);
+
+    CHECK_OK(tasker_worker_stop(worker));
+    if (pull)
+        for (int i = 0; i < 3; i++) pthread_join(threads[i], NULL);
+    else
+        CHECK(atomic_load(&calls) >= 4 * 2 + 3);
+    CHECK_STATUS(tasker_worker_next_step(worker, 10, &(TaskerStep *){NULL}), TASKER_ERR_STOPPED);
+    CHECK_OK(tasker_worker_free(worker));
+    if (!pull) CHECK(atomic_load(&calls) >= 1000); /* free_user_data ran */
+    CHECK_OK(tasker_client_free(client));
+    return finish(pull ? "test_handlers pull" : "test_handlers push");
+}
