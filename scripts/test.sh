@@ -20,6 +20,9 @@ psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS tasker_cli_test" -c "CREATE DA
 "$tasker" demo
 psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS tasker_cli_test"
 unset TASKER_DATABASE__URL
+# libtasker from C: the examples and C tests, shared and static, under valgrind.
+make -s -C bindings-c all
+bindings-c/run-tests.sh
 # Fuzz the served API against its own OpenAPI spec (schemathesis from PyPI).
 ./scripts/fuzz-api.sh
 echo "all tests passed"

@@ -27,6 +27,8 @@
 //! them. A program built against major `M` works with any library of major `M`
 //! and a minor at least the one it was built with.
 
+#[doc(hidden)]
+pub mod bench;
 pub mod client;
 pub mod error;
 pub mod ffi;

@@ -1,0 +1,111 @@
+//! Dispatch overhead of the ABI's handler backends, for `examples/dispatch_bench.rs`.
+//!
+//! Each case calls one backend's `Handler::call` for a no-op handler and awaits
+//! the outcome, exactly as the worker host does for every step (the database
+//! is left out: it costs the same for every backend). Cases: an in-process Rust
+//! handler (the floor), a C push callback inline (`TASKER_HANDLER_NONBLOCKING`)
+//! and on the blocking pool (the default), and a pulled step taken by another
+//! thread through `tasker_worker_next_step`'s path and completed through the C
+//! functions.
+
+use std::ffi::c_void;
+use std::time::{Duration, Instant};
+
+use tasker_engine::handler::rust::handler_fn;
+use tasker_engine::handler::Handler;
+use tasker_engine::step::StepContext;
+use tokio_util::sync::CancellationToken;
+
+use crate::ffi::{self, TaskerStep};
+use crate::step::{PullHandler, PullQueue, PushHandler};
+
+/// Median and 99th percentile of one case, per step.
+#[derive(Debug, Clone)]
+pub struct Figures {
+    pub case: &'static str,
+    pub median: Duration,
+    pub p99: Duration,
+}
+
+unsafe extern "C" fn noop(step: *mut TaskerStep, _user_data: *mut c_void) -> i32 {
+    // SAFETY: the step is live during the callback.
+    unsafe { ffi::tasker_step_succeed(step, c"null".as_ptr()) as i32 }
+}
+
+fn context() -> StepContext {
+    StepContext {
+        task_id: uuid::Uuid::now_v7(),
+        step_id: uuid::Uuid::now_v7(),
+        namespace: "bench".into(),
+        template: "bench".into(),
+        step_name: "noop".into(),
+        handler: "noop".into(),
+        attempt: 1,
+        max_attempts: 3,
+        input: serde_json::json!({"value": 3}),
+        parent_results: Default::default(),
+        config: serde_json::json!({}),
+        timeout_seconds: 30,
+    }
+}
+
+async fn measure(case: &'static str, handler: &dyn Handler, steps: usize) -> Figures {
+    let ctx = context();
+    for _ in 0..steps / 10 {
+        handler.call(ctx.clone(), CancellationToken::new()).await;
+    }
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps {
+        let c = ctx.clone();
+        let start = Instant::now();
+        handler.call(c, CancellationToken::new()).await;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    Figures {
+        case,
+        median: times[times.len() / 2],
+        p99: times[times.len() * 99 / 100],
+    }
+}
+
+/// Runs every case for `steps` steps on a runtime like a worker's.
+pub fn run(steps: usize) -> Vec<Figures> {
+    let Ok(runtime) = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    let queue = PullQueue::new(16);
+    let puller = {
+        let queue = queue.clone();
+        std::thread::spawn(move || {
+            while let Some(step) = queue.next(Duration::from_secs(2)) {
+                let handle: *mut TaskerStep = ffi::pointer_of(ffi::STEPS.insert(step));
+                // SAFETY: a live pulled step.
+                unsafe {
+                    ffi::tasker_step_succeed(handle, c"null".as_ptr());
+                    ffi::tasker_step_free(handle);
+                }
+            }
+        })
+    };
+    let figures = runtime.block_on(async {
+        let rust = handler_fn(|_ctx, _cancel| async { Ok(serde_json::Value::Null) });
+        let inline = PushHandler::new(noop, std::ptr::null_mut(), None, false);
+        let blocking = PushHandler::new(noop, std::ptr::null_mut(), None, true);
+        let pull = PullHandler::new(queue.clone());
+        vec![
+            measure("rust (in-process, the floor)", rust.as_ref(), steps).await,
+            measure("c push, nonblocking (inline)", &inline, steps).await,
+            measure("c push, blocking (thread pool)", &blocking, steps).await,
+            measure("c pull (another thread)", &pull, steps).await,
+        ]
+    });
+    drop(queue);
+    // The puller leaves after two idle seconds.
+    let _ = puller.join();
+    figures
+}
