@@ -324,12 +324,10 @@ impl Drop for Worker {
     }
 }
 
-/// Handler names: 1–200 characters, no control characters.
+/// Handler names follow the template rule (`^[a-z][a-z0-9_.-]*$`, at most 100
+/// characters): a name no template can use would never receive a step.
 fn check_handler_name(name: &str) -> Result<(), AbiError> {
-    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
-        return Err(AbiError::InvalidArgument(format!(
-            "handler name {name:?} is not valid: use 1-200 printable characters"
-        )));
-    }
-    Ok(())
+    use tasker_engine::template::{validate_identifier, IdentKind};
+    validate_identifier(IdentKind::HandlerName, name)
+        .map_err(|e| AbiError::InvalidArgument(e.to_string()))
 }

@@ -68,8 +68,9 @@ pub async fn create(
         .get(pool, &req.namespace, &req.name, req.version.as_deref())
         .await?;
     let template = &loaded.template;
-    template
-        .validate_input(&req.context)
+    loaded
+        .input
+        .validate(&req.context)
         .map_err(|source| StoreError::InputRejected {
             key: template.key(),
             source,

@@ -101,11 +101,13 @@ pub async fn namespaces(pool: &PgPool) -> Result<Vec<(String, String)>, StoreErr
     )
 }
 
-/// A template found in the store.
+/// A template found in the store, with its input schema compiled.
 #[derive(Debug)]
 pub struct Loaded {
     pub id: i64,
     pub template: Template,
+    /// Checks task inputs against the template's `input_schema`.
+    pub input: crate::template::InputValidator,
 }
 
 /// Finds `namespace/name/version`; `version: None` means the highest version.
@@ -134,7 +136,34 @@ pub async fn find(
     };
     let template = Template::from_json_value(definition)
         .map_err(|e| StoreError::Corrupt(format!("stored template {key}: {e}")))?;
-    Ok(Loaded { id, template })
+    let input = template
+        .input_validator()
+        .map_err(|e| StoreError::Corrupt(format!("stored template {key}: {e}")))?;
+    Ok(Loaded {
+        id,
+        template,
+        input,
+    })
+}
+
+/// The highest registered version of `namespace/name`, if any.
+async fn latest_version(
+    pool: &PgPool,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<String>, StoreError> {
+    let versions: Vec<String> = sqlx::query_scalar(
+        "SELECT version FROM tasker.templates WHERE namespace = $1 AND name = $2",
+    )
+    .bind(namespace)
+    .bind(name)
+    .fetch_all(pool)
+    .await?;
+    Ok(versions
+        .into_iter()
+        .filter_map(|v| semver::Version::parse(&v).ok().map(|sv| (sv, v)))
+        .max_by(|a, b| a.0.cmp(&b.0))
+        .map(|(_, v)| v))
 }
 
 /// Process-wide cache of templates by `namespace/name/version` and by id.
@@ -145,7 +174,8 @@ pub struct TemplateCache {
 
 impl TemplateCache {
     /// Finds a template, from the cache when seen before. `version: None`
-    /// (latest) always asks the database, since a newer version may appear.
+    /// (latest) always asks the database which version is the highest, since a
+    /// newer one may appear, then uses the cache for that version.
     pub async fn get(
         &self,
         pool: &PgPool,
@@ -153,6 +183,14 @@ impl TemplateCache {
         name: &str,
         version: Option<&str>,
     ) -> Result<Arc<Loaded>, StoreError> {
+        let latest;
+        let version = match version {
+            Some(v) => Some(v),
+            None => {
+                latest = latest_version(pool, namespace, name).await?;
+                latest.as_deref()
+            }
+        };
         if let Some(v) = version {
             let key = format!("{namespace}/{name}/{v}");
             if let Some(hit) = self.by_key.read().ok().and_then(|m| m.get(&key).cloned()) {

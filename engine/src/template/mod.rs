@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use error::TemplateError;
 pub use load::{load_file, load_paths};
 pub use retry::{Backoff, RetryPolicy, MAX_ATTEMPTS_LIMIT, MAX_DELAY_MS_LIMIT};
+pub use schema::InputValidator;
 pub use validate::{parse_version, validate_identifier, IdentKind, MAX_TIMEOUT_SECONDS};
 
 /// A task template: one `namespace/name/version`, its input schema and its steps.

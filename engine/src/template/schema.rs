@@ -34,13 +34,25 @@ fn describe(error: &jsonschema::ValidationError<'_>) -> String {
     format!("{path}: {error}")
 }
 
-impl Template {
-    /// Checks a task's input: it must be a JSON object and, when the template has an
-    /// `input_schema`, satisfy it. The error lists every violation with its JSON pointer,
-    /// e.g. `/order_id: "abc" is not of type "string"`.
-    ///
-    /// The schema is compiled on each call.
-    pub fn validate_input(&self, input: &Value) -> Result<(), TemplateError> {
+/// A template's `input_schema`, compiled once to check many task inputs
+/// ([`Template::input_validator`]).
+pub struct InputValidator {
+    schema: Option<jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for InputValidator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputValidator")
+            .field("has_schema", &self.schema.is_some())
+            .finish()
+    }
+}
+
+impl InputValidator {
+    /// Checks a task's input: it must be a JSON object and, when the template has
+    /// an `input_schema`, satisfy it. The error lists every violation with its JSON
+    /// pointer, e.g. `/order_id: "abc" is not of type "string"`.
+    pub fn validate(&self, input: &Value) -> Result<(), TemplateError> {
         if !input.is_object() {
             return Err(TemplateError::InputRejected {
                 violations: vec![format!(
@@ -48,16 +60,30 @@ impl Template {
                 )],
             });
         }
-        let Some(schema) = &self.input_schema else {
+        let Some(validator) = &self.schema else {
             return Ok(());
         };
-        let validator = compile(schema)?;
         let violations: Vec<String> = validator.iter_errors(input).map(|e| describe(&e)).collect();
         if violations.is_empty() {
             Ok(())
         } else {
             Err(TemplateError::InputRejected { violations })
         }
+    }
+}
+
+impl Template {
+    /// Compiles the `input_schema` (if any) for [`InputValidator::validate`].
+    pub fn input_validator(&self) -> Result<InputValidator, TemplateError> {
+        Ok(InputValidator {
+            schema: self.input_schema.as_ref().map(compile).transpose()?,
+        })
+    }
+
+    /// Checks one task input ([`InputValidator::validate`]), compiling the schema
+    /// for this call; to check many, keep an [`InputValidator`].
+    pub fn validate_input(&self, input: &Value) -> Result<(), TemplateError> {
+        self.input_validator()?.validate(input)
     }
 }
 
