@@ -9,7 +9,6 @@ mod remote;
 mod serve;
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
