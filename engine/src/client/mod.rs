@@ -411,6 +411,34 @@ impl Client {
     pub async fn queues(&self) -> Result<QueueList, ClientError> {
         Self::call(self.request(Method::GET, &["v1", "queues"])).await
     }
+
+    // ------------------------------------------------------------ WASM handlers
+
+    /// `PUT /v1/handlers/{name}/{version}`: uploads a component.
+    pub async fn upload_handler(
+        &self,
+        name: &str,
+        version: &str,
+        component: Vec<u8>,
+    ) -> Result<crate::api::wasm::HandlerAccepted, ClientError> {
+        let req = self
+            .request(Method::PUT, &["v1", "handlers", name, version])
+            .header(CONTENT_TYPE, "application/wasm")
+            .body(component);
+        Self::call(req).await
+    }
+
+    /// `GET /v1/handlers`: every uploaded component's metadata.
+    pub async fn list_handlers(&self) -> Result<crate::api::wasm::HandlerList, ClientError> {
+        Self::call(self.request(Method::GET, &["v1", "handlers"])).await
+    }
+
+    /// `DELETE /v1/handlers/{name}/{version}`.
+    pub async fn delete_handler(&self, name: &str, version: &str) -> Result<(), ClientError> {
+        let req = self.request(Method::DELETE, &["v1", "handlers", name, version]);
+        Self::checked(req.timeout(REQUEST_TIMEOUT).send().await?).await?;
+        Ok(())
+    }
 }
 
 /// One SSE event as a [`TaskEvent`]; unknown event names are a decode error.

@@ -27,7 +27,7 @@ pub use error::ConfigError;
 pub use secret::{redact_url, Secret, REDACTED};
 pub use sections::{
     ChannelConfig, CircuitBreakerConfig, ClientConfig, DatabaseConfig, LogFormat, Mode,
-    OrchestrationConfig, QueueConfig, StaleTaskAction, TelemetryConfig, WebAuthConfig, WebConfig,
+    OrchestrationConfig, QueueConfig, StaleTaskAction, TelemetryConfig, WasmConfig, WebAuthConfig, WebConfig,
     WorkerConfig,
 };
 pub use sources::{
@@ -66,6 +66,8 @@ pub struct TaskerConfig {
     pub client: ClientConfig,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
+    /// `[wasm]`: WASM handlers.
+    pub wasm: WasmConfig,
 }
 
 /// Where and how [`TaskerConfig::load`] looks for configuration.
