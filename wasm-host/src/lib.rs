@@ -607,7 +607,7 @@ impl WasmHost {
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| {
+        store.epoch_deadline_callback(|mut ctx| {
             let s = ctx.data_mut();
             if s.cancel.load(Ordering::Relaxed) {
                 s.interrupted = Some(Interrupt::Cancelled);
@@ -692,6 +692,77 @@ fn classify(e: wasmtime::Error, state: &State, timeout: Duration) -> CallError {
     match e.downcast_ref::<Trap>() {
         Some(trap) => CallError::Trap(format!("{trap}: {text}")),
         None => CallError::Trap(text),
+    }
+}
+
+/// The benchmark floor: plain wasmtime (default engine and allocator, no
+/// limits, no epoch deadline, no output capture) instantiating a component
+/// and calling its handler, as a minimal embedding would.
+pub struct RawFloor {
+    engine: Engine,
+    pre: bindings::StepHandlerPre<RawState>,
+}
+
+struct RawState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl WasiView for RawState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl log::Host for RawState {
+    fn log(&mut self, _level: log::Level, _message: String) {}
+}
+
+impl RawFloor {
+    /// Compiles `bytes` with a default engine.
+    pub fn new(bytes: &[u8]) -> Result<RawFloor, LoadError> {
+        let e = |e: wasmtime::Error| LoadError::Compile(format!("{e:#}"));
+        let engine = Engine::default();
+        let component = Component::new(&engine, bytes).map_err(e)?;
+        let mut linker: Linker<RawState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(e)?;
+        bindings::StepHandler::add_to_linker::<RawState, HasSelf<RawState>>(&mut linker, |s| s)
+            .map_err(e)?;
+        let pre = bindings::StepHandlerPre::new(linker.instantiate_pre(&component).map_err(e)?)
+            .map_err(e)?;
+        Ok(RawFloor { engine, pre })
+    }
+
+    /// A fresh store and instance, one call; the guest's `ok` text.
+    pub fn call(&self, input: &CallInput) -> Result<String, String> {
+        let mut store = Store::new(
+            &self.engine,
+            RawState {
+                wasi: WasiCtx::builder().build(),
+                table: ResourceTable::new(),
+            },
+        );
+        let ctx = wit::StepContext {
+            task_id: input.task_id.clone(),
+            step_id: input.step_id.clone(),
+            namespace: input.namespace.clone(),
+            template_name: input.template_name.clone(),
+            step_name: input.step_name.clone(),
+            attempt: input.attempt,
+            max_attempts: input.max_attempts,
+            input: input.input.clone(),
+            parent_results: input.parent_results.clone(),
+            config: input.config.clone(),
+        };
+        let instance = self.pre.instantiate(&mut store).map_err(|e| e.to_string())?;
+        match instance.tasker_handler_handler().call_handle(&mut store, &ctx) {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(e.message),
+            Err(e) => Err(e.to_string()),
+        }
     }
 }
 

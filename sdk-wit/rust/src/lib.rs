@@ -95,6 +95,31 @@ fn parse(what: &str, text: &str) -> Result<Value, StepError> {
         .map_err(|e| StepError::permanent(format!("the host sent invalid JSON as {what}: {e}")))
 }
 
+/// JSON text of `v` in a buffer of exactly its size (a guest's memory is
+/// small and capped: no growth doubling).
+fn to_json(v: &Value) -> String {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    if serde_json::to_writer(&mut count, v).is_err() {
+        return v.to_string();
+    }
+    let mut buf = Vec::with_capacity(count.0);
+    if serde_json::to_writer(&mut buf, v).is_err() {
+        return v.to_string();
+    }
+    // serde_json writes valid UTF-8.
+    String::from_utf8(buf).unwrap_or_default()
+}
+
 #[doc(hidden)]
 pub fn __run<H: Handler>(ctx: wit::StepContext) -> Result<String, wit::StepError> {
     let run = || -> Result<Value, StepError> {
@@ -113,7 +138,7 @@ pub fn __run<H: Handler>(ctx: wit::StepContext) -> Result<String, wit::StepError
         H::handle(ctx)
     };
     match run() {
-        Ok(v) => Ok(v.to_string()),
+        Ok(v) => Ok(to_json(&v)),
         Err(e) => Err(wit::StepError {
             kind: if e.retryable { wit::ErrorKind::Retryable } else { wit::ErrorKind::Permanent },
             message: e.message,
