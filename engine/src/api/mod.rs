@@ -439,8 +439,8 @@ pub fn router(state: ApiState) -> Router {
             .endpoint
             .route_layer(middleware::from_fn(reject_nul_params))
             .route_layer(layer)
-            .layer(DefaultBodyLimit::max(limit))
-            .layer(RequestBodyLimitLayer::new(limit));
+            .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limit))
+            .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(limit));
         app = app.route(r.path, endpoint);
     }
     let request_id = header::HeaderName::from_static("x-request-id");

@@ -4,6 +4,7 @@
 mod admin;
 mod apikey;
 mod bench;
+mod bench_wasm;
 mod demo;
 mod handler;
 mod remote;
