@@ -75,6 +75,8 @@ fn config(cache: &std::path::Path) -> TaskerConfig {
     let mut config = TaskerConfig::default();
     config.web.bind = "127.0.0.1:0".into();
     config.web.auth.enabled = false;
+    // A debug build compiles the Python component in tens of seconds.
+    config.web.request_timeout_ms = 600_000;
     config.wasm.cache_dir = cache.to_path_buf();
     config.wasm.max_result_bytes = 1 << 20;
     config.wasm.max_concurrent_calls = 8;
@@ -141,10 +143,12 @@ impl Harness {
     }
 
     async fn upload(&self, name: &str, version: &str, bytes: Vec<u8>) {
+        let clock = std::time::Instant::now();
         self.client
             .upload_handler(name, version, bytes)
             .await
             .unwrap_or_else(|e| panic!("upload {name}@{version}: {e}"));
+        eprintln!("uploaded {name}@{version} in {:?}", clock.elapsed());
     }
 
     async fn register(&self, yaml: &str) -> Template {

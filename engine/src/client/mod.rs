@@ -26,6 +26,8 @@ use sse::SseParser;
 
 /// Time limit of one ordinary request (not of an event stream).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time limit of a WASM component upload (the server compiles it).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Time limit of establishing a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -424,8 +426,13 @@ impl Client {
         let req = self
             .request(Method::PUT, &["v1", "handlers", name, version])
             .header(CONTENT_TYPE, "application/wasm")
-            .body(component);
-        Self::call(req).await
+            .body(component)
+            // The server compiles the component before answering: large
+            // ones (componentize-py) take a while.
+            .timeout(UPLOAD_TIMEOUT);
+        let res = Self::checked(req.send().await?).await?;
+        let bytes = res.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
     /// `GET /v1/handlers`: every uploaded component's metadata.
