@@ -5,7 +5,7 @@
 //! Needs the guests from `scripts/build-wasm-examples.sh` in
 //! `$CARGO_TARGET_DIR/wasm-examples` (the Rust ones always; the Python and
 //! JavaScript ones are used when present, and required when
-//! `TASKER_REQUIRE_WASM_EXAMPLES=1`, as `.ci/run` sets).
+//! `REQUIRE_WASM_EXAMPLES=1`, as `.ci/run` sets).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,16 +56,14 @@ fn optional_guest(file: &str) -> Option<Vec<u8>> {
     let path = examples_dir().join(file);
     match std::fs::read(&path) {
         Ok(b) => Some(b),
-        Err(e) if std::env::var("TASKER_REQUIRE_WASM_EXAMPLES").as_deref() == Ok("1") => {
+        Err(e) if std::env::var("REQUIRE_WASM_EXAMPLES").as_deref() == Ok("1") => {
             panic!(
-                "{}: {e}; TASKER_REQUIRE_WASM_EXAMPLES=1 needs every guest (scripts/build-wasm-examples.sh)",
+                "{}: {e}; REQUIRE_WASM_EXAMPLES=1 needs every guest (scripts/build-wasm-examples.sh)",
                 path.display()
             )
         }
         Err(_) => {
-            eprintln!(
-                "skipping {file}: not built (scripts/build-wasm-examples.sh builds it)"
-            );
+            eprintln!("skipping {file}: not built (scripts/build-wasm-examples.sh builds it)");
             None
         }
     }
@@ -129,7 +127,9 @@ impl Harness {
         };
         let (p, s) = (pool.clone(), shutdown.clone());
         let worker = tokio::spawn(async move {
-            worker::run(p, Arc::new(registry), settings, s).await.unwrap();
+            worker::run(p, Arc::new(registry), settings, s)
+                .await
+                .unwrap();
         });
         Harness {
             pool: pool.clone(),
@@ -207,7 +207,8 @@ fn error_of(step: &StepRow) -> (String, String) {
 #[sqlx::test(migrations = false)]
 async fn diamond_of_rust_python_and_javascript_components_completes(pool: PgPool) {
     let h = Harness::start(&pool).await;
-    h.upload("math-rust", "1.0.0", guest("math_rust.wasm")).await;
+    h.upload("math-rust", "1.0.0", guest("math_rust.wasm"))
+        .await;
     // Python and JS where built; the Rust component stands in otherwise.
     let (py, js) = (
         optional_guest("math_py.wasm"),
@@ -294,7 +295,8 @@ async fn hostile(h: &Harness, mode: &str, timeout_seconds: u32) -> (String, Stri
 
 async fn hostile_harness(pool: &PgPool) -> Harness {
     let h = Harness::start(pool).await;
-    h.upload("hostile", "1.0.0", guest("hostile_rust.wasm")).await;
+    h.upload("hostile", "1.0.0", guest("hostile_rust.wasm"))
+        .await;
     h.register(
         "namespace: demo\nname: healthy\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: { name: hostile }\n",
     )

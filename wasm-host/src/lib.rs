@@ -285,11 +285,17 @@ impl log::Host for State {
         self.log_bytes += message.len();
         let step_id = self.step_id.as_str();
         match level {
-            log::Level::Trace => tracing::trace!(target: "tasker::wasm::guest", step_id, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "tasker::wasm::guest", step_id, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "tasker::wasm::guest", step_id, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "tasker::wasm::guest", step_id, "{message}")
+            }
             log::Level::Info => tracing::info!(target: "tasker::wasm::guest", step_id, "{message}"),
             log::Level::Warn => tracing::warn!(target: "tasker::wasm::guest", step_id, "{message}"),
-            log::Level::Error => tracing::error!(target: "tasker::wasm::guest", step_id, "{message}"),
+            log::Level::Error => {
+                tracing::error!(target: "tasker::wasm::guest", step_id, "{message}")
+            }
         }
     }
 }
@@ -451,8 +457,8 @@ impl WasmHost {
         if !wasmparser_is_component(bytes) {
             return Err(LoadError::NotAComponent);
         }
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         if let Some(path) = self.cache_path(sha256) {
             if let Ok(serialized) = component.serialize() {
                 write_atomically(&path, &serialized);
@@ -463,7 +469,10 @@ impl WasmHost {
 
     fn check(&self, component: &Component) -> Result<(Vec<String>, Prepared), LoadError> {
         let ty = component.component_type();
-        let mut imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let mut imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
         imports.sort();
         if let Some(bad) = imports.iter().find(|n| !allowed_import(n)) {
             return Err(LoadError::ForbiddenImport { name: bad.clone() });
@@ -542,7 +551,11 @@ impl WasmHost {
 
     /// The prepared component for `bytes` (whose hash must be `sha256`):
     /// from memory or disk if cached, else compiled (and cached).
-    pub fn load(&self, sha256: &str, bytes: &[u8]) -> Result<(Arc<Prepared>, LoadedFrom), LoadError> {
+    pub fn load(
+        &self,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<(Arc<Prepared>, LoadedFrom), LoadError> {
         if let Some(hit) = self.cached(sha256) {
             return Ok(hit);
         }
@@ -632,10 +645,11 @@ impl WasmHost {
             parent_results: input.parent_results.clone(),
             config: input.config.clone(),
         };
-        let outcome = prepared
-            .pre
-            .instantiate(&mut store)
-            .and_then(|instance| instance.tasker_handler_handler().call_handle(&mut store, &ctx));
+        let outcome = prepared.pre.instantiate(&mut store).and_then(|instance| {
+            instance
+                .tasker_handler_handler()
+                .call_handle(&mut store, &ctx)
+        });
         let (out, out_dropped) = stdout.take();
         let (err, err_dropped) = stderr.take();
         let result = match outcome {
@@ -677,7 +691,9 @@ fn classify(e: wasmtime::Error, state: &State, timeout: Duration) -> CallError {
         };
     }
     let text = format!("{e:#}");
-    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+    if e.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+        .is_some()
+    {
         return CallError::Capacity(text);
     }
     if text.contains("resource limit exceeded") {
@@ -757,8 +773,14 @@ impl RawFloor {
             parent_results: input.parent_results.clone(),
             config: input.config.clone(),
         };
-        let instance = self.pre.instantiate(&mut store).map_err(|e| e.to_string())?;
-        match instance.tasker_handler_handler().call_handle(&mut store, &ctx) {
+        let instance = self
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| e.to_string())?;
+        match instance
+            .tasker_handler_handler()
+            .call_handle(&mut store, &ctx)
+        {
             Ok(Ok(s)) => Ok(s),
             Ok(Err(e)) => Err(e.message),
             Err(e) => Err(e.to_string()),
@@ -803,7 +825,13 @@ mod tests {
         let host = WasmHost::new(HostConfig::default()).expect("host");
         // The smallest core module: magic + version 1.
         let module = b"\0asm\x01\0\0\0";
-        assert!(matches!(host.validate(module), Err(LoadError::NotAComponent)));
-        assert!(matches!(host.validate(b"hello"), Err(LoadError::NotAComponent)));
+        assert!(matches!(
+            host.validate(module),
+            Err(LoadError::NotAComponent)
+        ));
+        assert!(matches!(
+            host.validate(b"hello"),
+            Err(LoadError::NotAComponent)
+        ));
     }
 }

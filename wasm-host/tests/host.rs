@@ -79,7 +79,10 @@ fn math_guest_computes_and_reports_its_imports() {
     let bytes = guest("math_rust.wasm");
     let info = h.validate(&bytes).expect("valid");
     assert_eq!(info.contract_version, "0.1.0");
-    assert!(info.imports.iter().all(|i| tasker_wasm_host::allowed_import(i)));
+    assert!(info
+        .imports
+        .iter()
+        .all(|i| tasker_wasm_host::allowed_import(i)));
     let out = call(&h, &bytes, r#"{"op":"square"}"#, SECOND).unwrap();
     assert_eq!(
         out.result,
@@ -97,7 +100,13 @@ fn math_guest_computes_and_reports_its_imports() {
 #[test]
 fn retryable_error_with_retry_after() {
     let h = host(None);
-    let out = call(&h, &guest("hostile_rust.wasm"), r#"{"mode":"fail"}"#, SECOND).unwrap();
+    let out = call(
+        &h,
+        &guest("hostile_rust.wasm"),
+        r#"{"mode":"fail"}"#,
+        SECOND,
+    )
+    .unwrap();
     assert_eq!(
         out.result,
         GuestResult::Err {
@@ -120,7 +129,11 @@ fn endless_loop_hits_the_deadline() {
     )
     .unwrap_err();
     assert!(matches!(e, CallError::Deadline(_)), "{e}");
-    assert!(clock.elapsed() < Duration::from_secs(3), "{:?}", clock.elapsed());
+    assert!(
+        clock.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        clock.elapsed()
+    );
 }
 
 #[test]
@@ -150,7 +163,13 @@ fn cancellation_stops_a_running_guest() {
 #[test]
 fn one_gib_allocation_hits_the_memory_limit() {
     let h = host(None);
-    let e = call(&h, &guest("hostile_rust.wasm"), r#"{"mode":"alloc"}"#, SECOND).unwrap_err();
+    let e = call(
+        &h,
+        &guest("hostile_rust.wasm"),
+        r#"{"mode":"alloc"}"#,
+        SECOND,
+    )
+    .unwrap_err();
     assert!(
         matches!(
             e,
@@ -167,7 +186,13 @@ fn one_gib_allocation_hits_the_memory_limit() {
 #[test]
 fn panic_is_a_trap() {
     let h = host(None);
-    let out_err = call(&h, &guest("hostile_rust.wasm"), r#"{"mode":"panic"}"#, SECOND).unwrap_err();
+    let out_err = call(
+        &h,
+        &guest("hostile_rust.wasm"),
+        r#"{"mode":"panic"}"#,
+        SECOND,
+    )
+    .unwrap_err();
     assert!(matches!(out_err, CallError::Trap(_)), "{out_err}");
     assert!(out_err.to_string().contains("trap"), "{out_err}");
 }
@@ -191,7 +216,13 @@ fn big_result_is_refused() {
 #[test]
 fn stdout_is_captured_and_capped() {
     let h = host(None);
-    let out = call(&h, &guest("hostile_rust.wasm"), r#"{"mode":"print"}"#, SECOND).unwrap();
+    let out = call(
+        &h,
+        &guest("hostile_rust.wasm"),
+        r#"{"mode":"print"}"#,
+        SECOND,
+    )
+    .unwrap();
     assert_eq!(out.result, GuestResult::Ok(r#""printed""#.into()));
     assert_eq!(out.stdout.len(), 4096);
     assert!(out.output_dropped > 1_000_000, "{}", out.output_dropped);
@@ -238,7 +269,12 @@ fn compiled_components_are_cached_on_disk() {
     let (prepared, from) = h.cached(&sha).expect("on disk");
     assert_eq!(from, LoadedFrom::Disk);
     let out = h
-        .call(&prepared, &input("{}"), SECOND, Arc::new(AtomicBool::new(false)))
+        .call(
+            &prepared,
+            &input("{}"),
+            SECOND,
+            Arc::new(AtomicBool::new(false)),
+        )
         .unwrap();
     assert_eq!(out.result, GuestResult::Ok("null".into()));
     let names: Vec<String> = std::fs::read_dir(&dir)

@@ -247,7 +247,12 @@ pub fn routes() -> Vec<Route> {
             Some(P::HandlersWrite),
             wasm::upload_handler,
         ),
-        route(M::GET, "/v1/handlers", Some(P::TasksRead), wasm::list_handlers),
+        route(
+            M::GET,
+            "/v1/handlers",
+            Some(P::TasksRead),
+            wasm::list_handlers,
+        ),
         route(
             M::GET,
             "/v1/handlers/{name}/{version}",

@@ -229,7 +229,11 @@ pub async fn get_handler(
     let version = if version == "latest" {
         match hstore::resolve(&state.pool, &name, None).await? {
             Some((_, v, _)) => v,
-            None => return Err(HttpError::not_found(format!("no handler {name} is uploaded"))),
+            None => {
+                return Err(HttpError::not_found(format!(
+                    "no handler {name} is uploaded"
+                )))
+            }
         }
     } else {
         check_version(&version)?;

@@ -198,8 +198,14 @@ pub async fn run(args: WasmBenchArgs, config: &TaskerConfig) -> anyhow::Result<(
     println!("warm dispatch, fresh instance + call:");
     println!("  WasmHost::call                {}", stats(direct.clone()));
     println!("  spawn_blocking + call         {}", stats(blocking));
-    println!("  raw wasmtime floor (before)   {}", stats(floor_before.clone()));
-    println!("  raw wasmtime floor (after)    {}", stats(floor_after.clone()));
+    println!(
+        "  raw wasmtime floor (before)   {}",
+        stats(floor_before.clone())
+    );
+    println!(
+        "  raw wasmtime floor (after)    {}",
+        stats(floor_after.clone())
+    );
     let (fb, fa) = (med(&floor_before), med(&floor_after));
     println!(
         "  overhead over the floor: {:+.1} µs at p50 ({:.2}x); floor noise before/after: {:.1}%",

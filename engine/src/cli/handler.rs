@@ -31,10 +31,7 @@ pub enum HandlerCmd {
         json: bool,
     },
     /// Delete one uploaded version.
-    Delete {
-        name: String,
-        version: String,
-    },
+    Delete { name: String, version: String },
 }
 
 pub async fn run(c: &Client, cmd: HandlerCmd) -> anyhow::Result<()> {

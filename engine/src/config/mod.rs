@@ -27,8 +27,8 @@ pub use error::ConfigError;
 pub use secret::{redact_url, Secret, REDACTED};
 pub use sections::{
     ChannelConfig, CircuitBreakerConfig, ClientConfig, DatabaseConfig, LogFormat, Mode,
-    OrchestrationConfig, QueueConfig, StaleTaskAction, TelemetryConfig, WasmConfig, WebAuthConfig, WebConfig,
-    WorkerConfig,
+    OrchestrationConfig, QueueConfig, StaleTaskAction, TelemetryConfig, WasmConfig, WebAuthConfig,
+    WebConfig, WorkerConfig,
 };
 pub use sources::{
     ENV_PREFIX, ENV_SEPARATOR, ENV_VAR_CONFIG_DIR, ENV_VAR_DATABASE_URL, ENV_VAR_ENV,

@@ -241,7 +241,9 @@ async fn run(
                     Ok(value) => Outcome::success(value),
                     Err(e) => Outcome::failure(
                         "wasm_bad_result",
-                        format!("WASM handler {name}@{version} returned text that is not JSON: {e}"),
+                        format!(
+                            "WASM handler {name}@{version} returned text that is not JSON: {e}"
+                        ),
                         false,
                     ),
                 },

@@ -61,11 +61,19 @@ pub struct StepError {
 impl StepError {
     /// A failure another attempt may fix.
     pub fn retryable(message: impl Into<String>) -> StepError {
-        StepError { retryable: true, message: message.into(), retry_after_ms: None }
+        StepError {
+            retryable: true,
+            message: message.into(),
+            retry_after_ms: None,
+        }
     }
     /// A failure no attempt can fix.
     pub fn permanent(message: impl Into<String>) -> StepError {
-        StepError { retryable: false, message: message.into(), retry_after_ms: None }
+        StepError {
+            retryable: false,
+            message: message.into(),
+            retry_after_ms: None,
+        }
     }
     /// Asks for the next attempt no earlier than `ms` milliseconds from now.
     pub fn retry_after_ms(mut self, ms: u64) -> StepError {
@@ -140,7 +148,11 @@ pub fn __run<H: Handler>(ctx: wit::StepContext) -> Result<String, wit::StepError
     match run() {
         Ok(v) => Ok(to_json(&v)),
         Err(e) => Err(wit::StepError {
-            kind: if e.retryable { wit::ErrorKind::Retryable } else { wit::ErrorKind::Permanent },
+            kind: if e.retryable {
+                wit::ErrorKind::Retryable
+            } else {
+                wit::ErrorKind::Permanent
+            },
             message: e.message,
             retry_after_ms: e.retry_after_ms,
         }),

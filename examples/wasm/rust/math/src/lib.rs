@@ -29,7 +29,10 @@ impl Handler for Compute {
             other => return Err(StepError::permanent(format!("unknown op {other:?}"))),
         }
         .ok_or_else(|| StepError::permanent("overflow"))?;
-        tasker_guest::log(tasker_guest::Level::Debug, &format!("{} -> {value}", ctx.step_name));
+        tasker_guest::log(
+            tasker_guest::Level::Debug,
+            &format!("{} -> {value}", ctx.step_name),
+        );
         Ok(json!({ "value": value, "lang": "rust" }))
     }
 }
