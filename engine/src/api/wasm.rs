@@ -105,8 +105,8 @@ fn check_version(version: &str) -> Result<(), HttpError> {
         ("name" = String, Path, description = "Handler name, as templates name it"),
         ("version" = String, Path, description = "MAJOR.MINOR.PATCH"),
     ),
-    request_body(description = "A WebAssembly component implementing tasker:handler@0.1.0",
-        content((ComponentBytes = "application/wasm"), (ComponentBytes = "application/octet-stream"))),
+    request_body(description = "A WebAssembly component implementing tasker:handler@0.1.0 (any content type is accepted; `application/wasm` is usual)",
+        content((ComponentBytes = "application/octet-stream"))),
     responses(
         (status = 201, description = "Stored", body = HandlerAccepted),
         (status = 200, description = "The identical component was already stored", body = HandlerAccepted),

@@ -168,19 +168,18 @@ async fn run(
         }
     };
     let Some((name, version, sha256)) = found else {
+        let pinned = store::handler::pinned_version(&pool, ctx.step_id)
+            .await
+            .ok()
+            .flatten();
+        let version = pinned
+            .map(|v| format!(" with version {v}"))
+            .unwrap_or_default();
         return Outcome::failure(
             "no_handler",
             format!(
-                "no handler named '{}' is registered on this worker, and no WASM component of that name{} is uploaded",
-                ctx.handler,
-                match sqlx::query_scalar::<_, Option<String>>("SELECT handler_version FROM tasker.steps WHERE id = $1")
-                    .bind(ctx.step_id)
-                    .fetch_optional(&pool)
-                    .await
-                {
-                    Ok(Some(Some(v))) => format!(" with version {v}"),
-                    _ => String::new(),
-                }
+                "no handler named '{}' is registered on this worker, and no WASM component of that name{version} is uploaded",
+                ctx.handler
             ),
             false,
         );

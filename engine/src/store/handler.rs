@@ -146,6 +146,16 @@ pub async fn for_step(
     .await
 }
 
+/// The `handler.version` a step's template names, if any.
+pub async fn pinned_version(pool: &PgPool, step_id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    let v: Option<Option<String>> =
+        sqlx::query_scalar("SELECT handler_version FROM tasker.steps WHERE id = $1")
+            .bind(step_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(v.flatten())
+}
+
 /// The component for a handler name and optional version, as [`for_step`]
 /// picks it (for callers without a step row, e.g. the benchmark).
 pub async fn resolve(
