@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 # TASKER_* variables are configuration keys; keep the caller's out of the tests.
 unset TASKER_ENV TASKER_CONFIG_DIR
+# The Rust WASM guests the tests upload (seconds; .ci/run builds the Python and
+# JS ones too, see scripts/build-wasm-examples.sh).
+./scripts/build-wasm-examples.sh rust
 cargo test --workspace --all-targets --locked
 cargo test --workspace --doc --locked
 # The CLI against a fresh database: migrate, validate the examples and the config.

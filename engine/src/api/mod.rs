@@ -13,6 +13,7 @@ pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod types;
+pub mod wasm;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,6 +64,8 @@ pub struct ApiState {
     /// The one task watcher of this server (one LISTEN connection for every
     /// event stream), started by the first stream.
     pub watcher: Arc<tokio::sync::OnceCell<TaskWatcher>>,
+    /// WASM component uploads (`[wasm]`).
+    pub wasm: wasm::WasmUploads,
 }
 
 impl ApiState {
@@ -87,6 +90,11 @@ impl ApiState {
             body_limit_bytes: usize::try_from(web.request_body_limit_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_millis(web.request_timeout_ms),
             watcher: Arc::default(),
+            wasm: wasm::WasmUploads::new(
+                config.wasm.enabled,
+                usize::try_from(config.wasm.max_component_bytes).unwrap_or(usize::MAX),
+                crate::handler::wasm::host_config(&config.wasm),
+            ),
         }
     }
 
@@ -232,6 +240,31 @@ pub fn routes() -> Vec<Route> {
             ops::requeue,
         ),
         route(M::GET, "/v1/analytics", Some(P::TasksRead), ops::analytics),
+        // WASM handler components (`wasm.rs`).
+        route(
+            M::PUT,
+            wasm::UPLOAD_PATH,
+            Some(P::HandlersWrite),
+            wasm::upload_handler,
+        ),
+        route(
+            M::GET,
+            "/v1/handlers",
+            Some(P::TasksRead),
+            wasm::list_handlers,
+        ),
+        route(
+            M::GET,
+            "/v1/handlers/{name}/{version}",
+            Some(P::TasksRead),
+            wasm::get_handler,
+        ),
+        route(
+            M::DELETE,
+            "/v1/handlers/{name}/{version}",
+            Some(P::HandlersWrite),
+            wasm::delete_handler,
+        ),
         // Public: read-only, no ids in labels (see `metrics`).
         route(M::GET, "/metrics", None, metrics::metrics),
         route(M::GET, "/health/live", None, h::live),
@@ -251,11 +284,13 @@ pub fn routes() -> Vec<Route> {
         handlers::register_template, handlers::list_templates, handlers::get_template,
         handlers::validate_template, handlers::list_queues, handlers::live, handlers::ready,
         events::task_events, ops::analytics, ops::list_archive, ops::requeue, metrics::metrics,
+        wasm::upload_handler, wasm::list_handlers, wasm::get_handler, wasm::delete_handler,
     ),
-    components(schemas(ErrorBody, Permission, events::TaskStateEvent, events::StepStateEvent)),
+    components(schemas(ErrorBody, Permission, events::TaskStateEvent, events::StepStateEvent,
+        wasm::ComponentBytes, wasm::HandlerAccepted, wasm::HandlerList, crate::store::handler::ComponentMeta)),
     modifiers(&BearerAuth),
     tags(
-        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "analytics"), (name = "health"),
+        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "analytics"), (name = "health"), (name = "handlers"),
     )
 )]
 pub struct ApiDoc;
@@ -395,20 +430,30 @@ async fn not_found() -> HttpError {
 /// The API's router, with its middleware, ready to serve.
 pub fn router(state: ApiState) -> Router {
     let mut app: Router<ApiState> = Router::new();
+    // Component uploads may be larger than other bodies: the outer limit is
+    // the larger of the two, each route applies its own.
+    let upload_limit = state.wasm.max_component_bytes;
+    let outer_limit = state.body_limit_bytes.max(upload_limit);
     for r in routes() {
         let layer = middleware::from_fn_with_state((state.clone(), r.permission), authorize);
+        let limit = match (r.method == Method::PUT, r.path) {
+            (true, wasm::UPLOAD_PATH) => upload_limit,
+            _ => state.body_limit_bytes,
+        };
         let endpoint = r
             .endpoint
             .route_layer(middleware::from_fn(reject_nul_params))
-            .route_layer(layer);
+            .route_layer(layer)
+            .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limit))
+            .layer::<_, std::convert::Infallible>(RequestBodyLimitLayer::new(limit));
         app = app.route(r.path, endpoint);
     }
     let request_id = header::HeaderName::from_static("x-request-id");
     app.route("/openapi.json", axum::routing::get(openapi_json))
         .route("/docs", axum::routing::get(docs))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(state.body_limit_bytes))
-        .layer(RequestBodyLimitLayer::new(state.body_limit_bytes))
+        .layer(DefaultBodyLimit::max(outer_limit))
+        .layer(RequestBodyLimitLayer::new(outer_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.request_timeout,

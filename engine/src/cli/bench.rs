@@ -31,6 +31,15 @@ pub struct BenchArgs {
     /// Worker/orchestrator batch size (also the floor's batch size).
     #[arg(long, default_value_t = 32)]
     batch: u32,
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
+}
+
+/// Benchmarks other than the default workflow run.
+#[derive(clap::Subcommand)]
+pub enum BenchWhat {
+    /// WASM handler dispatch and loading costs next to plain wasmtime.
+    Wasm(super::bench_wasm::WasmBenchArgs),
 }
 
 const LINEAR: &str = r#"
@@ -73,6 +82,9 @@ fn summary(mut v: Vec<f64>) -> (f64, f64, f64, f64) {
 }
 
 pub async fn run(args: BenchArgs, config: &TaskerConfig) -> anyhow::Result<()> {
+    if let Some(BenchWhat::Wasm(wasm)) = args.what {
+        return super::bench_wasm::run(wasm, config).await;
+    }
     if cfg!(debug_assertions) {
         eprintln!("warning: a debug build; figures are meaningful only with --release");
     }

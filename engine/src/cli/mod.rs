@@ -4,7 +4,9 @@
 mod admin;
 mod apikey;
 mod bench;
+mod bench_wasm;
 mod demo;
+mod handler;
 mod remote;
 mod serve;
 
@@ -57,6 +59,9 @@ enum Command {
     /// Create, list and revoke API keys for the admin API.
     #[command(subcommand)]
     Apikey(apikey::ApiKeyCmd),
+    /// Upload, list and delete WASM handler components.
+    #[command(subcommand)]
+    Handler(handler::HandlerCmd),
     /// Run an orchestrator and the admin API until Ctrl-C / SIGTERM.
     Server,
     /// Run a worker host for some namespaces until Ctrl-C / SIGTERM.
@@ -125,6 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Step(_)
             | Command::Queue(_)
             | Command::Apikey(_)
+            | Command::Handler(_)
     );
     init_logging(&config, quiet);
     let target = remote::Target {
@@ -242,6 +248,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             remote::queue(&c, cmd).await
         }
         Command::Apikey(cmd) => apikey::run(cmd, &config).await,
+        Command::Handler(cmd) => {
+            let c = remote::client(&config, &target)?;
+            handler::run(&c, cmd).await
+        }
         Command::Server => serve::server(&config).await,
         Command::Worker(args) => serve::worker(args, &config).await,
         Command::Demo(args) => demo::run(args, &config).await,

@@ -75,6 +75,9 @@ pub async fn worker(args: WorkerArgs, config: &TaskerConfig) -> anyhow::Result<(
     let db = super::open_db(config).await?;
     let registry = Arc::new(HandlerRegistry::new());
     examples::register(&registry);
+    if config.wasm.enabled {
+        tasker_engine::handler::wasm::install(&registry, db.pool.clone(), &config.wasm).await?;
+    }
     let mut settings = WorkerSettings::from_config(config, args.namespaces);
     if let Some(c) = args.concurrency {
         settings.concurrency = c;

@@ -26,6 +26,8 @@ use sse::SseParser;
 
 /// Time limit of one ordinary request (not of an event stream).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time limit of a WASM component upload (the server compiles it).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Time limit of establishing a connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -410,6 +412,39 @@ impl Client {
     /// `GET /v1/queues`: depth and age of every queue.
     pub async fn queues(&self) -> Result<QueueList, ClientError> {
         Self::call(self.request(Method::GET, &["v1", "queues"])).await
+    }
+
+    // ------------------------------------------------------------ WASM handlers
+
+    /// `PUT /v1/handlers/{name}/{version}`: uploads a component.
+    pub async fn upload_handler(
+        &self,
+        name: &str,
+        version: &str,
+        component: Vec<u8>,
+    ) -> Result<crate::api::wasm::HandlerAccepted, ClientError> {
+        let req = self
+            .request(Method::PUT, &["v1", "handlers", name, version])
+            .header(CONTENT_TYPE, "application/wasm")
+            .body(component)
+            // The server compiles the component before answering: large
+            // ones (componentize-py) take a while.
+            .timeout(UPLOAD_TIMEOUT);
+        let res = Self::checked(req.send().await?).await?;
+        let bytes = res.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `GET /v1/handlers`: every uploaded component's metadata.
+    pub async fn list_handlers(&self) -> Result<crate::api::wasm::HandlerList, ClientError> {
+        Self::call(self.request(Method::GET, &["v1", "handlers"])).await
+    }
+
+    /// `DELETE /v1/handlers/{name}/{version}`.
+    pub async fn delete_handler(&self, name: &str, version: &str) -> Result<(), ClientError> {
+        let req = self.request(Method::DELETE, &["v1", "handlers", name, version]);
+        Self::checked(req.timeout(REQUEST_TIMEOUT).send().await?).await?;
+        Ok(())
     }
 }
 

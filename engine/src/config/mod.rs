@@ -27,8 +27,8 @@ pub use error::ConfigError;
 pub use secret::{redact_url, Secret, REDACTED};
 pub use sections::{
     ChannelConfig, CircuitBreakerConfig, ClientConfig, DatabaseConfig, LogFormat, Mode,
-    OrchestrationConfig, QueueConfig, StaleTaskAction, TelemetryConfig, WebAuthConfig, WebConfig,
-    WorkerConfig,
+    OrchestrationConfig, QueueConfig, StaleTaskAction, TelemetryConfig, WasmConfig, WebAuthConfig,
+    WebConfig, WorkerConfig,
 };
 pub use sources::{
     ENV_PREFIX, ENV_SEPARATOR, ENV_VAR_CONFIG_DIR, ENV_VAR_DATABASE_URL, ENV_VAR_ENV,
@@ -66,6 +66,8 @@ pub struct TaskerConfig {
     pub client: ClientConfig,
     /// `[telemetry]`.
     pub telemetry: TelemetryConfig,
+    /// `[wasm]`: WASM handlers.
+    pub wasm: WasmConfig,
 }
 
 /// Where and how [`TaskerConfig::load`] looks for configuration.

@@ -323,3 +323,52 @@ impl Default for TelemetryConfig {
         }
     }
 }
+
+/// `[wasm]`: the WebAssembly handler backend (uploads and the sandbox).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WasmConfig {
+    /// Whether workers run uploaded WASM components for handler names not registered in-process.
+    pub enabled: bool,
+    /// Largest component accepted by `PUT /v1/handlers/{name}/{version}`, in bytes.
+    pub max_component_bytes: u64,
+    /// Largest linear memory of one instance, in bytes.
+    pub memory_limit_bytes: u64,
+    /// Most elements of one table.
+    pub table_elements_limit: u32,
+    /// Most core instances one call may create (componentize-py guests need ≥ 100).
+    pub instances_limit: u32,
+    /// Most tables one call may create.
+    pub tables_limit: u32,
+    /// Most linear memories one call may create.
+    pub memories_limit: u32,
+    /// Largest result a guest may return, in bytes of JSON text.
+    pub max_result_bytes: u64,
+    /// Guest stdout and stderr kept per call (each), in bytes; the rest is dropped.
+    pub max_output_bytes: u64,
+    /// Epoch tick: granularity of deadlines and cancellation, in milliseconds.
+    pub epoch_tick_ms: u64,
+    /// Calls running at once in one process (pooling allocator slots).
+    pub max_concurrent_calls: u32,
+    /// Where compiled components are cached; empty: no disk cache. `~/` is the home directory.
+    pub cache_dir: PathBuf,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        WasmConfig {
+            enabled: true,
+            max_component_bytes: 64 << 20,
+            memory_limit_bytes: 256 << 20,
+            table_elements_limit: 100_000,
+            instances_limit: 200,
+            tables_limit: 200,
+            memories_limit: 20,
+            max_result_bytes: 16 << 20,
+            max_output_bytes: 64 << 10,
+            epoch_tick_ms: 10,
+            max_concurrent_calls: 32,
+            cache_dir: PathBuf::from("~/.cache/tasker/wasm"),
+        }
+    }
+}

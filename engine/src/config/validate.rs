@@ -188,6 +188,17 @@ pub(crate) fn validate(config: &TaskerConfig) -> Result<(), ConfigError> {
         ));
     }
 
+    let wasm = &config.wasm;
+    at_least_one("wasm.max_component_bytes", wasm.max_component_bytes)?;
+    at_least_one("wasm.memory_limit_bytes", wasm.memory_limit_bytes)?;
+    at_least_one("wasm.table_elements_limit", wasm.table_elements_limit)?;
+    at_least_one("wasm.instances_limit", wasm.instances_limit)?;
+    at_least_one("wasm.tables_limit", wasm.tables_limit)?;
+    at_least_one("wasm.memories_limit", wasm.memories_limit)?;
+    at_least_one("wasm.max_result_bytes", wasm.max_result_bytes)?;
+    at_least_one("wasm.epoch_tick_ms", wasm.epoch_tick_ms)?;
+    at_least_one("wasm.max_concurrent_calls", wasm.max_concurrent_calls)?;
+
     let log_level = &config.telemetry.log_level;
     if log_level.trim().is_empty() {
         return Err(invalid("telemetry.log_level", "must not be empty"));

@@ -8,6 +8,7 @@
 
 pub mod examples;
 pub mod rust;
+pub mod wasm;
 
 use std::collections::HashMap;
 use std::future::Future;

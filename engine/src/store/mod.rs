@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod api_key;
 pub mod dlq;
 pub mod evaluate;
+pub mod handler;
 pub mod operator;
 pub mod recovery;
 pub mod result;
