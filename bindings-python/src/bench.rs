@@ -22,7 +22,7 @@ fn sample_context(handler: &str) -> StepContext {
         task_id: uuid::Uuid::now_v7(),
         step_id: uuid::Uuid::now_v7(),
         namespace: "bench".into(),
-        template: "bench/noop@1.0.0".into(),
+        template: "bench/noop/1.0.0".into(),
         step_name: "noop".into(),
         handler: handler.into(),
         attempt: 1,

@@ -110,7 +110,9 @@ impl PyWorker {
         database_url: Option<String>,
         concurrency: Option<u32>,
     ) -> PyResult<Self> {
-        let config = load_config(config.as_deref(), database_url.as_deref(), concurrency)?;
+        let mut config = load_config(config.as_deref(), database_url.as_deref(), concurrency)?;
+        // The Python `Worker(namespaces=...)` says which namespaces it serves.
+        config.worker.namespaces.clear();
         Ok(PyWorker {
             inner: Arc::new(tasker::Worker::new(config)),
         })
@@ -251,7 +253,7 @@ impl PyClient {
         })
     }
 
-    /// Registers a template (YAML or JSON text); returns `namespace/name@version`.
+    /// Registers a template (YAML or JSON text); returns `namespace/name/version`.
     fn register_template(&self, py: Python<'_>, text: String) -> PyResult<String> {
         let c = self.inner.clone();
         py.detach(move || c.register_template(&text)).map_err(to_py)

@@ -26,7 +26,7 @@ class Client:
 
     def register_template(self, yaml_text: str) -> str:
         """Registers a template given as YAML (or JSON) text; returns its key
-        ``namespace/name@version``. The same definition again is a no-op."""
+        ``namespace/name/version``. The same definition again is a no-op."""
         return self._native.register_template(yaml_text)
 
     def register_template_file(self, path: Union[str, "os.PathLike[str]"]) -> str:

@@ -12,7 +12,7 @@ class StepContext:
     Attributes:
         task_id, step_id: the ids, as strings (UUIDs).
         namespace: the task's namespace.
-        template: the template key, ``namespace/name@version``.
+        template: the template key, ``namespace/name/version``.
         step_name: the step's name in the template.
         handler: the handler name the step asked for.
         attempt: 1 for the first attempt.
