@@ -36,7 +36,8 @@ echo "== python: pytest"
 test_venv="$venvs/test-venv"
 [ -x "$test_venv/bin/python" ] || "$python" -m venv "$test_venv"
 "$test_venv/bin/pip" install -q "maturin>=1.16,<2" "pytest>=8"
-"$test_venv/bin/pip" install -q --force-reinstall --no-deps ./bindings-python
+# The same build as above (cargo's cache in $CARGO_TARGET_DIR makes it quick).
+PATH="$test_venv/bin:$PATH" "$test_venv/bin/pip" install -q --no-build-isolation --force-reinstall --no-deps ./bindings-python
 # Run from the tests folder so `import tasker` finds the installed package,
 # not the source tree.
 (cd bindings-python/tests && TASKER_TEST_PG_URL="$admin_url" "$test_venv/bin/python" -m pytest -q -p no:cacheprovider .)

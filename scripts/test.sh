@@ -22,4 +22,7 @@ psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS tasker_cli_test"
 unset TASKER_DATABASE__URL
 # Fuzz the served API against its own OpenAPI spec (schemathesis from PyPI).
 ./scripts/fuzz-api.sh
+# --- Python package (bindings-python/): installed-package smoke test + pytest ---
+./scripts/test-python.sh
+# --- end Python package ---
 echo "all tests passed"
