@@ -337,3 +337,49 @@ def test_sigterm_stops_run_cleanly(client, database_url, make_worker, tmp_path):
     assert client.wait(task_id, timeout=30) == "complete"
     assert client.get_task(task_id)["steps"][0]["attempts"] == 1
     assert results(client, task_id) == {"only": "slept"}
+
+
+def test_step_timeout_then_retry_and_late_outcome_is_discarded(client, make_worker):
+    """Attempt 1 outlives the step's timeout: the worker fails it as timed out
+    (and discards its late outcome without hurting the thread); attempt 2 succeeds."""
+    cancelled_seen = []
+
+    def slow_once(ctx):
+        if ctx.attempt == 1:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline and not ctx.is_cancelled():
+                time.sleep(0.05)
+            cancelled_seen.append(ctx.is_cancelled())
+            return "too late"
+        return "in time"
+
+    make_worker({"slow_once": slow_once}, threads=1)
+    template = single("slow_once", "slow_once").replace(
+        "    retry:", "    timeout_seconds: 1\n    retry:"
+    )
+    client.register_template(template)
+    task_id = client.create_task(NS, "slow_once", {})
+    assert client.wait(task_id, timeout=30) == "complete"
+    (step,) = client.get_task(task_id)["steps"]
+    assert step["attempts"] == 2 and step["result"] == "in time"
+    assert cancelled_seen == [True]
+
+
+def test_stop_from_inside_a_handler(client, database_url):
+    client.register_template(single("stopper", "stopper"))
+    holder = {}
+
+    def stopper(ctx):
+        holder["worker"].stop()  # must not deadlock
+        return "stopping"
+
+    w = tasker.Worker(namespaces=[NS], config=TEST_CONFIG, database_url=database_url,
+                      threads=2, orchestrate=True, handlers={"stopper": stopper})
+    holder["worker"] = w
+    w.start()
+    client.create_task(NS, "stopper", {})
+    deadline = time.monotonic() + 30
+    while w.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not w.running
+    w.stop()  # the owner's stop still returns

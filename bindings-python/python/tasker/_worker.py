@@ -219,6 +219,11 @@ class Worker:
         self._stop_requested.set()
         if not self._started:
             return
+        if threading.current_thread() in self._threads:
+            # From a handler: stopping waits for that very handler, so let
+            # another thread do it.
+            threading.Thread(target=self.stop, name="tasker-worker-stop", daemon=True).start()
+            return
         if self._threads:
             self._stop_native()
             for t in self._threads:
