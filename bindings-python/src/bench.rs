@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use tasker::step::{PullHandler, PullQueue};
-use tasker_engine::handler::Handler;
+use tasker_engine::handler::{Handler, HandlerFuture};
 use tasker_engine::step::{Outcome, StepContext};
 use tokio_util::sync::CancellationToken;
 
@@ -110,4 +110,17 @@ pub(crate) fn bench_rust_dispatch(py: Python<'_>, n: usize) -> PyResult<Vec<u64>
         result
     })
     .map_err(TaskerError::new_err)
+}
+
+/// A Rust handler that does nothing: returns `{}` at once.
+pub(crate) struct RustNoop;
+
+impl Handler for RustNoop {
+    fn call(&self, _ctx: StepContext, _cancel: CancellationToken) -> HandlerFuture {
+        Box::pin(std::future::ready(Outcome::success(serde_json::json!({}))))
+    }
+
+    fn backend(&self) -> &'static str {
+        "rust"
+    }
 }

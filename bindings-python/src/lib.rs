@@ -137,6 +137,14 @@ impl PyWorker {
         self.inner.register_pull(name).map_err(to_py)
     }
 
+    /// Serves handler `name` with a no-op Rust handler (returns `{}`): the
+    /// baseline of the end-to-end benchmark.
+    fn register_rust_noop(&self, name: &str) -> PyResult<()> {
+        self.inner
+            .register_push(name, Arc::new(bench::RustNoop))
+            .map_err(to_py)
+    }
+
     /// Connects (migrating the database) and starts serving. Blocks, without the GIL.
     fn start(&self, py: Python<'_>) -> PyResult<()> {
         let w = self.inner.clone();
