@@ -383,3 +383,14 @@ def test_stop_from_inside_a_handler(client, database_url):
         time.sleep(0.05)
     assert not w.running
     w.stop()  # the owner's stop still returns
+
+
+def test_start_failure_is_a_clear_error_and_stop_returns():
+    w = tasker.Worker(namespaces=[NS], database_url="postgres://postgres@127.0.0.1:1/nowhere",
+                      config={"database": {"acquire_timeout_ms": 500}}, handlers={"x": lambda ctx: 1})
+    with pytest.raises(tasker.TaskerError, match="database"):
+        w.start()
+    w.stop()
+    assert not w.running
+    with pytest.raises(tasker.TaskerError, match="started already"):
+        w.start()

@@ -184,6 +184,7 @@ class Worker:
         self._stopped = threading.Event()  # the native stop has returned
         self._finished = threading.Event()  # every serving thread/loop has ended
         self._stop_error: Optional[BaseException] = None
+        self._mode: Optional[str] = None  # "threads" or "async" once serving
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -205,6 +206,7 @@ class Worker:
         """Connects (creating the schema when missing) and starts ``threads``
         serving threads; returns at once. Stop with ``stop()``."""
         self._start_native()
+        self._mode = "threads"
         for i in range(self.threads):
             t = threading.Thread(target=self._serve, name=f"tasker-worker-{i}", daemon=True)
             t.start()
@@ -224,12 +226,14 @@ class Worker:
             # another thread do it.
             threading.Thread(target=self.stop, name="tasker-worker-stop", daemon=True).start()
             return
-        if self._threads:
+        if self._mode == "threads":
             self._stop_native()
             for t in self._threads:
                 t.join(timeout)
-        else:
+        elif self._mode == "async":
             self._finished.wait(timeout)
+        else:  # start failed: nothing runs
+            self._stop_native()
         if self._stop_error is not None:
             raise self._stop_error
 
@@ -314,6 +318,7 @@ class Worker:
         executor. Waiting for steps happens in the executor, without the GIL."""
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._start_native)
+        self._mode = "async"
         signals = _install_loop_signals(loop, self._stop_requested.set)
         slots = asyncio.Semaphore(self.threads)
         tasks: Set["asyncio.Task[None]"] = set()
