@@ -28,4 +28,7 @@ make -s -C bindings-c all
 bindings-c/run-tests.sh
 # Fuzz the served API against its own OpenAPI spec (schemathesis from PyPI).
 ./scripts/fuzz-api.sh
+# --- Python package (bindings-python/): installed-package smoke test + pytest ---
+./scripts/test-python.sh
+# --- end Python package ---
 echo "all tests passed"

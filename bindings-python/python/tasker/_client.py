@@ -1,0 +1,72 @@
+"""The client: templates, tasks, waiting."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Optional, Union
+
+from . import _tasker
+from ._config import ConfigLike, config_text
+
+
+class Client:
+    """A client over the database (no API server needed; an orchestrator must
+    run somewhere — e.g. ``Worker(orchestrate=True)`` — for tasks to progress).
+
+    ``config`` is TOML text or a dict laid over the built-in defaults;
+    ``database_url`` wins over ``database.url``; with neither, ``DATABASE_URL``
+    from the environment, else the local default database. Connecting creates
+    the schema when it is missing. Methods block (without holding the GIL) and
+    are thread-safe.
+    """
+
+    def __init__(self, config: ConfigLike = None, database_url: Optional[str] = None) -> None:
+        self._native = _tasker.Client(config_text(config), database_url)
+
+    def register_template(self, yaml_text: str) -> str:
+        """Registers a template given as YAML (or JSON) text; returns its key
+        ``namespace/name/version``. The same definition again is a no-op."""
+        return self._native.register_template(yaml_text)
+
+    def register_template_file(self, path: Union[str, "os.PathLike[str]"]) -> str:
+        """Registers the template in a YAML file; returns its key."""
+        with open(path, encoding="utf-8") as f:
+            return self.register_template(f.read())
+
+    def create_task(
+        self,
+        namespace: str,
+        name: str,
+        context: Any = None,
+        version: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        priority: int = 0,
+    ) -> str:
+        """Creates a task from template ``namespace/name`` (highest version
+        unless ``version``) with input ``context``; returns its id. With an
+        ``idempotency_key`` already used in the namespace, returns that task."""
+        task_id, _created = self._native.create_task(
+            namespace,
+            name,
+            json.dumps({} if context is None else context),
+            version,
+            idempotency_key,
+            priority,
+        )
+        return task_id
+
+    def get_task(self, task_id: str) -> Dict[str, Any]:
+        """The task with ``state``, ``steps`` (each with ``name``, ``state``,
+        ``attempts``, ``result``, ``last_error``, ...) and ``edges``."""
+        return json.loads(self._native.get_task_json(str(task_id)))
+
+    def wait(self, task_id: str, timeout: float = 60.0) -> str:
+        """Waits until the task settles (``complete``, ``error``, ``cancelled``,
+        ``resolved_manually`` or ``blocked_by_failures``) and returns that state.
+        Raises ``TaskTimeoutError`` (naming the state) after ``timeout`` seconds."""
+        return self._native.wait(str(task_id), float(timeout))
+
+    def step_results(self, task_id: str) -> Dict[str, Any]:
+        """The results of the task's steps, by step name (convenience)."""
+        return {s["name"]: s.get("result") for s in self.get_task(task_id).get("steps", [])}
