@@ -22,4 +22,8 @@ psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS tasker_cli_test"
 unset TASKER_DATABASE__URL
 # Fuzz the served API against its own OpenAPI spec (schemathesis from PyPI).
 ./scripts/fuzz-api.sh
+# --- bindings-ruby (begin) ---
+# The Ruby gem: extension build, rspec suite, installed-gem smoke test.
+./bindings-ruby/scripts/test.sh
+# --- bindings-ruby (end) ---
 echo "all tests passed"
