@@ -11,13 +11,17 @@ Gem::Specification.new do |s|
   s.authors = ["tasker developers"]
   s.license = "Apache-2.0"
   s.required_ruby_version = ">= 3.0"
-  # Built from the staged tree of scripts/build-gem.sh, where the Rust crates
-  # the extension needs are vendored under vendor/.
-  s.files = Dir[
-    "README.md", "lib/**/*.rb",
-    "ext/tasker/extconf.rb", "ext/tasker/Cargo.toml", "ext/tasker/Cargo.lock", "ext/tasker/src/**/*.rs",
-    "vendor/**/*"
-  ].reject { |f| File.directory?(f) }
+  # Build with scripts/build-gem.sh: it first vendors the Rust crates the
+  # extension needs into ext/tasker/vendor/ (scripts/vendor.sh).
+  raise "run scripts/vendor.sh first (or use scripts/build-gem.sh)" unless File.directory?(File.join(__dir__, "ext/tasker/vendor/abi"))
+
+  s.files = Dir.chdir(__dir__) do
+    Dir[
+      "README.md", "lib/**/*.rb",
+      "ext/tasker/extconf.rb", "ext/tasker/Cargo.toml", "ext/tasker/Cargo.lock", "ext/tasker/src/**/*.rs",
+      "ext/tasker/vendor/**/*"
+    ].reject { |f| File.directory?(f) }
+  end
   s.require_paths = ["lib"]
   s.extensions = ["ext/tasker/extconf.rb"]
 end

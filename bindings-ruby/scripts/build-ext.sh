@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds the extension (release) in the repository and puts it where
-# `ruby -I lib -r tasker` finds it: lib/tasker/tasker_rb.so.
+# Builds the extension (profile ruby-ext, an optimized release build) in the
+# repository and puts it where `ruby -I lib -r tasker` finds it:
+# lib/tasker/tasker_rb.so.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
+"$here/scripts/vendor.sh"
 target="${CARGO_TARGET_DIR:-$here/ext/tasker/target}"
 RUBY="$(command -v ruby)" CARGO_TARGET_DIR="$target" \
-  cargo build --release --locked --manifest-path "$here/ext/tasker/Cargo.toml"
-cp "$target/release/libtasker_rb.so" "$here/lib/tasker/tasker_rb.so"
+  cargo build --profile ruby-ext --locked --manifest-path "$here/ext/tasker/Cargo.toml"
+cp "$target/ruby-ext/libtasker_rb.so" "$here/lib/tasker/tasker_rb.so"

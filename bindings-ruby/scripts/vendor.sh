@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Copies the crates the extension needs into ext/tasker/vendor/ (gitignored):
+# abi/ and engine/ (sources only), and what the engine embeds at compile time
+# (migrations/, config/, examples/templates/), at the same relative places.
+#
+# Both the repository build and the installed gem build the extension from
+# this copy: an installed gem is built from its own directory, where the
+# repository's crates do not exist, and because the copy sits inside the
+# extension's own workspace (as members), cargo hashes it by its relative
+# path, so the repository build and the gem build share their artifacts.
+# Modification times are kept (cp -p), so an unchanged copy rebuilds nothing.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$here/.." && pwd)"
+vendor="$here/ext/tasker/vendor"
+rm -rf "$vendor.new"
+mkdir -p "$vendor.new/examples"
+for crate in abi engine; do
+  mkdir -p "$vendor.new/$crate"
+  for part in Cargo.toml build.rs cbindgen.toml src examples; do
+    if [ -e "$root/$crate/$part" ]; then cp -rp "$root/$crate/$part" "$vendor.new/$crate/"; fi
+  done
+done
+cp -rp "$root/migrations" "$root/config" "$vendor.new/"
+cp -rp "$root/examples/templates" "$vendor.new/examples/"
+rm -rf "$vendor"
+mv "$vendor.new" "$vendor"
