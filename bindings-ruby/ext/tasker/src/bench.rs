@@ -104,7 +104,9 @@ impl Bench {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take()
-            .ok_or_else(|| Error::new(ruby.exception_runtime_error(), "the bench was not started"))?;
+            .ok_or_else(|| {
+                Error::new(ruby.exception_runtime_error(), "the bench was not started")
+            })?;
         let result = nogvl::blocking(ruby, move |_| handle.join())?;
         match result {
             Ok(Ok(times)) => Ok(times),

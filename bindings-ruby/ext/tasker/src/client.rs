@@ -82,7 +82,8 @@ impl RbClient {
     fn get_task(ruby: &Ruby, rb_self: &Self, id: String) -> Result<String, Error> {
         let client = rb_self.client(ruby)?;
         let id = task_id(ruby, &id)?;
-        let task = nogvl::blocking(ruby, |_| client.get_task(id))?.map_err(|e| abi_error(ruby, e))?;
+        let task =
+            nogvl::blocking(ruby, |_| client.get_task(id))?.map_err(|e| abi_error(ruby, e))?;
         Ok(task.to_string())
     }
 
@@ -126,10 +127,7 @@ impl RbClient {
 pub fn define(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     let class = native.define_class("Client", ruby.class_object())?;
     class.define_singleton_method("new", function!(RbClient::new, 2))?;
-    class.define_method(
-        "register_template",
-        method!(RbClient::register_template, 1),
-    )?;
+    class.define_method("register_template", method!(RbClient::register_template, 1))?;
     class.define_method("create_task", method!(RbClient::create_task, 5))?;
     class.define_method("get_task", method!(RbClient::get_task, 1))?;
     class.define_method("wait", method!(RbClient::wait, 2))?;

@@ -51,7 +51,10 @@ fn tasker_error_class(ruby: &Ruby, name: &str) -> ExceptionClass {
 
 /// An abi error as a Ruby exception.
 pub(crate) fn abi_error(ruby: &Ruby, e: AbiError) -> Error {
-    Error::new(tasker_error_class(ruby, error_class_name(&e)), e.to_string())
+    Error::new(
+        tasker_error_class(ruby, error_class_name(&e)),
+        e.to_string(),
+    )
 }
 
 /// A `Tasker::InvalidArgumentError` with `message`.

@@ -184,7 +184,8 @@ impl RbStep {
 
 fn complete(ruby: &Ruby, step: &StepHandle, outcome: Outcome) -> Result<(), Error> {
     // Sending on a oneshot channel never blocks: no need to release the GVL.
-    step.complete(outcome).map_err(|e: AbiError| abi_error(ruby, e))
+    step.complete(outcome)
+        .map_err(|e: AbiError| abi_error(ruby, e))
 }
 
 pub fn define(ruby: &Ruby, native: RModule) -> Result<(), Error> {
