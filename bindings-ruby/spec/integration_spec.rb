@@ -5,7 +5,7 @@ require_relative "../../examples/ruby/handlers"
 require "open3"
 require "timeout"
 
-SPEC_TEMPLATES = [<<~FLAKY, <<~PERMANENT, <<~PAIR, <<~SLOW].freeze
+SPEC_TEMPLATES = [<<~FLAKY, <<~PERMANENT, <<~PAIR, <<~SLOW, <<~BROKEN].freeze
   namespace: rbspec
   name: flaky
   version: 1.0.0
@@ -38,6 +38,14 @@ PAIR
     - name: only
       handler: { name: rb.slow }
 SLOW
+  namespace: rbspec
+  name: broken
+  version: 1.0.0
+  steps:
+    - name: only
+      handler: { name: rb.broken }
+      retry: { max_attempts: 2, backoff: none }
+BROKEN
 
 # Two steps of one task meet here: each waits (up to 10 s) until the other has
 # arrived. Both see each other only if two Ruby threads run handlers at once.
@@ -74,6 +82,7 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
       { "attempt" => ctx.attempt }
     end
     @registry.register("rb.permanent") { |_ctx| raise Tasker::PermanentError, "input rejected" }
+    @registry.register("rb.broken") { |_ctx| 1 / 0 }
     @registry.register("rb.rendezvous", Rendezvous.new)
     @registry.register("rb.slow") do |_ctx|
       sleep 1.5
@@ -119,7 +128,8 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
 
     state, task = run_task("ruby_example", "diamond", { "value" => -2 })
     expect(state).to eq("complete")
-    expect(steps(task)["join"]["result"]).to eq((5 + -8)**2)
+    # start 4, left 5, right 8, join (5 + 8)^2
+    expect(steps(task)["join"]["result"]).to eq(169)
     expect(steps(task).values.map { |s| s["attempts"] }).to all(eq(1))
   end
 
@@ -131,9 +141,13 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
     expect(step["result"]).to eq("attempt" => 2)
   end
 
-  it "records the exception's class and message of the failed attempt" do
-    _, task = run_task("rbspec", "flaky")
-    expect(JSON.generate(steps(task)["only"])).to include("IOError: transient failure on attempt 1")
+  it "records the class and message of an exception that used up the attempts" do
+    state, task = run_task("rbspec", "broken")
+    expect(%w[error blocked_by_failures]).to include(state)
+    step = steps(task)["only"]
+    expect(step["state"]).to eq("error")
+    expect(step["attempts"]).to eq(2)
+    expect(JSON.generate(step)).to include("ZeroDivisionError: divided by 0")
   end
 
   it "fails a step with PermanentError at once, without a retry" do

@@ -39,8 +39,8 @@ module Tasker
         names = @registry.names
         raise InvalidArgumentError, "no handlers are registered: register some before starting" if names.empty?
 
-        native = Native::Worker.new(@config, @database_url, @threads)
-        @namespaces.each { |ns| native.add_namespace(ns) }
+        # The namespaces given here replace those of the configuration.
+        native = Native::Worker.new(@config, @database_url, @threads, @namespaces)
         native.orchestrate = @orchestrate
         names.each { |name| native.register_pull(name) }
         native.start

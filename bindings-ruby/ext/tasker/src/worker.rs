@@ -54,8 +54,14 @@ impl RbWorker {
         toml: Option<String>,
         database_url: Option<String>,
         concurrency: Option<u32>,
+        namespaces: Vec<String>,
     ) -> Result<Self, Error> {
         let mut config = config(ruby, toml, database_url)?;
+        // Namespaces given in Ruby replace the configured ones (the defaults
+        // name "default", which a Ruby worker rarely serves).
+        if !namespaces.is_empty() {
+            config.worker.namespaces = namespaces;
+        }
         if let Some(n) = concurrency {
             if n == 0 {
                 return Err(invalid(ruby, "threads must be at least 1".into()));
@@ -190,7 +196,7 @@ fn complete(ruby: &Ruby, step: &StepHandle, outcome: Outcome) -> Result<(), Erro
 
 pub fn define(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     let class = native.define_class("Worker", ruby.class_object())?;
-    class.define_singleton_method("new", function!(RbWorker::new, 3))?;
+    class.define_singleton_method("new", function!(RbWorker::new, 4))?;
     class.define_method("add_namespace", method!(RbWorker::add_namespace, 1))?;
     class.define_method("orchestrate=", method!(RbWorker::set_orchestrate, 1))?;
     class.define_method("register_pull", method!(RbWorker::register_pull, 1))?;
