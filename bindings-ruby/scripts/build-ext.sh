@@ -6,6 +6,6 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/scripts/vendor.sh"
 target="${CARGO_TARGET_DIR:-$here/ext/tasker/target}"
-RUBY="$(command -v ruby)" CARGO_TARGET_DIR="$target" \
+RUBY="$(ruby -e 'print RbConfig.ruby')" CARGO_TARGET_DIR="$target" \
   cargo build --profile ruby-ext --locked --manifest-path "$here/ext/tasker/Cargo.toml"
 cp "$target/ruby-ext/libtasker_rb.so" "$here/lib/tasker/tasker_rb.so"
