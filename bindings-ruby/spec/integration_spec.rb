@@ -194,8 +194,54 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
   end
 end
 
+RSpec.describe "stopping a worker" do
+  it "lets the step in flight finish and report, then ends the threads" do
+    db, url = TestDatabase.create
+    finished = Queue.new
+    registry = Tasker::Registry.new
+    registry.register("rb.linger") do |ctx|
+      sleep 1
+      finished << ctx.step_name
+      "done"
+    end
+    client = Tasker::Client.new(database_url: url)
+    client.register_template(<<~YAML)
+      namespace: rbstop
+      name: linger
+      version: 1.0.0
+      steps:
+        - { name: only, handler: { name: rb.linger } }
+    YAML
+    worker = Tasker::Worker.new(namespaces: ["rbstop"], database_url: url, config: TEST_CONFIG,
+                                threads: 2, orchestrate: true, registry: registry).start
+    id = client.create_task(namespace: "rbstop", name: "linger")
+    Timeout.timeout(20) do
+      sleep 0.05 until client.get_task(id)["steps"].first["state"] == "in_progress"
+    end
+    worker.stop
+    expect(finished.size).to eq(1)
+    expect(worker.running?).to be(false)
+    # A fresh worker (and orchestrator) takes it from there: the reported
+    # result counts, the step is not run again.
+    again = Tasker::Worker.new(namespaces: ["rbstop"], database_url: url, config: TEST_CONFIG,
+                               orchestrate: true, registry: registry).start
+    begin
+      expect(client.wait(id, timeout: 30)).to eq("complete")
+      step = client.get_task(id)["steps"].first
+      expect([step["attempts"], step["result"]]).to eq([1, "done"])
+      expect(finished.size).to eq(1)
+    ensure
+      again.stop
+    end
+  ensure
+    client = nil
+    GC.start
+    TestDatabase.drop(db) if db
+  end
+end
+
 RSpec.describe "the example worker process" do
-  it "serves until SIGINT, then stops cleanly" do
+  it "serves until SIGINT or SIGTERM, then stops cleanly" do
     db, url = TestDatabase.create
     lib = File.expand_path("../lib", __dir__)
     cmd = [RbConfig.ruby, "-I", lib, "#{EXAMPLES}/ruby/worker.rb", "--serve"]
@@ -212,6 +258,14 @@ RSpec.describe "the example worker process" do
       rest = out.read
       expect(status.success?).to be(true), rest
       expect(rest).to include("stopped")
+    end
+    # And SIGTERM, while idle.
+    Open3.popen2e({ "DATABASE_URL" => url }, *cmd) do |_in, out, wait|
+      expect(Timeout.timeout(60) { out.gets }).to include("serving ruby_example")
+      sleep 0.5
+      Process.kill("TERM", wait.pid)
+      status = Timeout.timeout(30) { wait.value }
+      expect(status.success?).to be(true), out.read
     end
   ensure
     GC.start
