@@ -22,10 +22,13 @@ use uuid::Uuid;
 use crate::nogvl::{self, POLL};
 use crate::worker::{seconds, RbStep};
 
+/// The producer thread: round-trip times in nanoseconds, or what went wrong.
+type Producer = JoinHandle<Result<Vec<u64>, String>>;
+
 #[magnus::wrap(class = "Tasker::Native::Bench", free_immediately, size)]
 pub struct Bench {
     queue: PullQueue,
-    producer: Mutex<Option<JoinHandle<Result<Vec<u64>, String>>>>,
+    producer: Mutex<Option<Producer>>,
 }
 
 fn sample_context(i: usize) -> StepContext {
