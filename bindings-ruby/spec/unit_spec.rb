@@ -11,7 +11,7 @@ class FakeStep
     @outcome = nil
   end
 
-  def context_json = @json
+  def context = JSON.parse(@json)
   def cancelled? = false
 
   def succeed(json)

@@ -7,7 +7,7 @@ module Tasker
     module_function
 
     def run(registry, step)
-      context = Context.new(JSON.parse(step.context_json), step)
+      context = Context.new(step.context, step)
       handler = registry.resolve(context.handler_name)
       if handler.nil?
         step.fail("no Ruby handler is registered as #{context.handler_name.inspect}",

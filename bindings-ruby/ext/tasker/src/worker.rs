@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use magnus::prelude::*;
-use magnus::{function, method, Error, RModule, Ruby};
+use magnus::{function, method, Error, RHash, RModule, Ruby, Value};
 use tasker::{AbiError, StepHandle};
 use tasker_engine::step::{Outcome, StepError};
 
@@ -146,6 +146,31 @@ impl RbWorker {
 pub struct RbStep(pub(crate) Arc<StepHandle>);
 
 impl RbStep {
+    /// The step's context as a Hash with string keys (built here, not
+    /// through JSON text: parsing JSON in Ruby costs more than the rest of a
+    /// dispatch).
+    fn context(ruby: &Ruby, rb_self: &Self) -> Result<RHash, Error> {
+        let c = rb_self.0.context();
+        let h = ruby.hash_new();
+        h.aset("task_id", c.task_id.to_string())?;
+        h.aset("step_id", c.step_id.to_string())?;
+        h.aset("namespace", c.namespace.as_str())?;
+        h.aset("template", c.template.as_str())?;
+        h.aset("step_name", c.step_name.as_str())?;
+        h.aset("handler", c.handler.as_str())?;
+        h.aset("attempt", c.attempt)?;
+        h.aset("max_attempts", c.max_attempts)?;
+        h.aset("input", json_to_ruby(ruby, &c.input)?)?;
+        let parents = ruby.hash_new();
+        for (name, result) in &c.parent_results {
+            parents.aset(name.as_str(), json_to_ruby(ruby, result)?)?;
+        }
+        h.aset("parent_results", parents)?;
+        h.aset("config", json_to_ruby(ruby, &c.config)?)?;
+        h.aset("timeout_seconds", c.timeout_seconds)?;
+        Ok(h)
+    }
+
     fn context_json(&self) -> String {
         self.0.context_json().to_string_lossy().into_owned()
     }
@@ -188,6 +213,42 @@ impl RbStep {
     }
 }
 
+/// A JSON value as Ruby objects (Hash with string keys, Array, String,
+/// Integer, Float, true/false, nil).
+fn json_to_ruby(ruby: &Ruby, v: &serde_json::Value) -> Result<Value, Error> {
+    use serde_json::Value as J;
+    Ok(match v {
+        J::Null => ruby.qnil().as_value(),
+        J::Bool(true) => ruby.qtrue().as_value(),
+        J::Bool(false) => ruby.qfalse().as_value(),
+        J::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                ruby.integer_from_i64(i).as_value()
+            } else if let Some(u) = n.as_u64() {
+                ruby.integer_from_u64(u).as_value()
+            } else {
+                ruby.float_from_f64(n.as_f64().unwrap_or(f64::NAN))
+                    .as_value()
+            }
+        }
+        J::String(s) => ruby.str_new(s).as_value(),
+        J::Array(items) => {
+            let array = ruby.ary_new_capa(items.len());
+            for item in items {
+                array.push(json_to_ruby(ruby, item)?)?;
+            }
+            array.as_value()
+        }
+        J::Object(map) => {
+            let hash = ruby.hash_new();
+            for (key, item) in map {
+                hash.aset(key.as_str(), json_to_ruby(ruby, item)?)?;
+            }
+            hash.as_value()
+        }
+    })
+}
+
 fn complete(ruby: &Ruby, step: &StepHandle, outcome: Outcome) -> Result<(), Error> {
     // Sending on a oneshot channel never blocks: no need to release the GVL.
     step.complete(outcome)
@@ -208,6 +269,7 @@ pub fn define(ruby: &Ruby, native: RModule) -> Result<(), Error> {
 
     let step = native.define_class("Step", ruby.class_object())?;
     step.undef_default_alloc_func();
+    step.define_method("context", method!(RbStep::context, 0))?;
     step.define_method("context_json", method!(RbStep::context_json, 0))?;
     step.define_method("handler", method!(RbStep::handler, 0))?;
     step.define_method("cancelled?", method!(RbStep::is_cancelled, 0))?;
