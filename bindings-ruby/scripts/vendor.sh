@@ -7,7 +7,9 @@
 # this copy: an installed gem is built from its own directory, where the
 # repository's crates do not exist, and because the copy sits inside the
 # extension's own workspace (as members), cargo hashes it by its relative
-# path, so the repository build and the gem build share their artifacts.
+# path: the repository build and the gem build are the same units (they share
+# third-party artifacts; the engine recompiles when the other one built last,
+# since its dep-info names the embedded files outside the crate by absolute path).
 # Modification times are kept (cp -p), so an unchanged copy rebuilds nothing.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"

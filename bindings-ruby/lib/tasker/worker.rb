@@ -81,7 +81,8 @@ module Tasker
 
     private
 
-    def serve(_index)
+    def serve(index)
+      Thread.current.name = "tasker-worker-#{index}"
       loop do
         step = begin
           @native.next_step(@poll_interval)
