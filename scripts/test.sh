@@ -31,4 +31,9 @@ bindings-c/run-tests.sh
 # --- Python package (bindings-python/): installed-package smoke test + pytest ---
 ./scripts/test-python.sh
 # --- end Python package ---
+
+# --- bindings-ruby (begin) ---
+# The Ruby gem: extension build, rspec suite, installed-gem smoke test.
+./bindings-ruby/scripts/test.sh
+# --- bindings-ruby (end) ---
 echo "all tests passed"

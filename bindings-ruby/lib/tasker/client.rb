@@ -1,0 +1,36 @@
+# frozen_string_literal: true
+
+module Tasker
+  # Registers templates, creates tasks, reads and waits for them, straight
+  # over the database (an orchestrator must run somewhere for tasks to move).
+  class Client
+    def initialize(config: nil, database_url: nil)
+      @native = Native::Client.new(config, database_url)
+    end
+
+    # Registers a template given as YAML (or JSON) text; returns its key
+    # "namespace/name@version".
+    def register_template(yaml)
+      @native.register_template(yaml.to_s)
+    end
+
+    # Creates a task; returns its id (a String).
+    def create_task(namespace:, name:, context: {}, version: nil, idempotency_key: nil)
+      id, _created = @native.create_task(namespace.to_s, name.to_s, JSON.generate(context),
+                                         version&.to_s, idempotency_key&.to_s)
+      id
+    end
+
+    # The task with its steps and edges (a Hash with string keys).
+    def get_task(id)
+      JSON.parse(@native.get_task(id.to_s))
+    end
+
+    # Waits for the task to settle; returns its state ("complete", "error",
+    # "cancelled", "blocked_by_failures", ...). Raises Tasker::TimeoutError
+    # after `timeout` seconds.
+    def wait(id, timeout: 30)
+      @native.wait(id.to_s, timeout.to_f)
+    end
+  end
+end
