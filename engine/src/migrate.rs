@@ -113,7 +113,7 @@ mod tests {
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(tables, 11);
+        assert_eq!(tables, 12); // 11 + handler_components (migration 4)
     }
 
     #[sqlx::test(migrations = false)]

@@ -44,6 +44,7 @@ impl Server {
         config.web.request_body_limit_bytes = BODY_LIMIT;
         config.web.auth.enabled = auth;
         config.web.auth.bootstrap_key = Some(Secret::new(BOOT));
+        config.wasm.cache_dir = Default::default(); // no disk cache
         let stop = CancellationToken::new();
         let (addr, _task): (SocketAddr, _) = api::serve(pool.clone(), &config, stop.clone())
             .await
@@ -988,6 +989,7 @@ enum Body {
     None,
     Json(Value),
     Yaml(String),
+    Bytes(Vec<u8>),
 }
 
 /// One request: method and concrete path (with a query string if any).
@@ -1015,6 +1017,24 @@ impl Req {
         self.body = Body::Yaml(y.into());
         self
     }
+    fn bytes(mut self, b: Vec<u8>) -> Req {
+        self.body = Body::Bytes(b);
+        self
+    }
+}
+
+/// A WASM guest built by `scripts/build-wasm-examples.sh` (scripts/test.sh runs it).
+fn wasm_guest(file: &str) -> Vec<u8> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("wasm-examples").join(file);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; run scripts/build-wasm-examples.sh rust",
+            path.display()
+        )
+    })
 }
 
 /// The expectations for one route.
@@ -1290,6 +1310,44 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             unknown: None,
             conflict: None,
         },
+        // WASM handlers, in route order: upload, list, read, delete.
+        ("PUT", "/v1/handlers/{name}/{version}") => Case {
+            happy: (
+                req("PUT", "/v1/handlers/noop-h/1.0.0").bytes(wasm_guest("noop_rust.wasm")),
+                StatusCode::CREATED,
+            ),
+            bad: Some((
+                req("PUT", "/v1/handlers/noop-h/1.0").bytes(wasm_guest("noop_rust.wasm")),
+                unproc,
+                "version",
+            )),
+            unknown: None,
+            // Same version, other bytes.
+            conflict: Some(
+                req("PUT", "/v1/handlers/noop-h/1.0.0").bytes(wasm_guest("math_rust.wasm")),
+            ),
+        },
+        ("GET", "/v1/handlers") => Case {
+            happy: (req("GET", "/v1/handlers"), ok),
+            bad: None,
+            unknown: None,
+            conflict: None,
+        },
+        ("GET", "/v1/handlers/{name}/{version}") => Case {
+            happy: (req("GET", "/v1/handlers/noop-h/latest"), ok),
+            bad: Some((req("GET", "/v1/handlers/No_Such/1.0.0"), unproc, "name")),
+            unknown: Some(req("GET", "/v1/handlers/nope/1.0.0")),
+            conflict: None,
+        },
+        ("DELETE", "/v1/handlers/{name}/{version}") => Case {
+            happy: (
+                req("DELETE", "/v1/handlers/noop-h/1.0.0"),
+                StatusCode::NO_CONTENT,
+            ),
+            bad: Some((req("DELETE", "/v1/handlers/noop-h/x"), unproc, "version")),
+            unknown: Some(req("DELETE", "/v1/handlers/nope/1.0.0")),
+            conflict: None,
+        },
         ("GET", "/metrics") | ("GET", "/health/live") | ("GET", "/health/ready") => Case {
             happy: (req("GET", path), ok),
             bad: None,
@@ -1316,6 +1374,7 @@ impl Server {
             Body::None => b,
             Body::Json(v) => b.json(v),
             Body::Yaml(y) => b.header("content-type", "application/yaml").body(y.clone()),
+            Body::Bytes(v) => b.header("content-type", "application/wasm").body(v.clone()),
         }
     }
 

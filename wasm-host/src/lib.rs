@@ -738,10 +738,19 @@ impl log::Host for RawState {
 }
 
 impl RawFloor {
-    /// Compiles `bytes` with a default engine.
+    /// Compiles `bytes` with a default engine (on-demand allocation).
     pub fn new(bytes: &[u8]) -> Result<RawFloor, LoadError> {
+        Self::with_engine(Engine::default(), bytes)
+    }
+
+    /// Compiles `bytes` with `host`'s engine (its pooling allocator), still
+    /// without limits, deadline or output capture.
+    pub fn with_host_engine(host: &WasmHost, bytes: &[u8]) -> Result<RawFloor, LoadError> {
+        Self::with_engine(host.engine.clone(), bytes)
+    }
+
+    fn with_engine(engine: Engine, bytes: &[u8]) -> Result<RawFloor, LoadError> {
         let e = |e: wasmtime::Error| LoadError::Compile(format!("{e:#}"));
-        let engine = Engine::default();
         let component = Component::new(&engine, bytes).map_err(e)?;
         let mut linker: Linker<RawState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(e)?;
@@ -761,6 +770,8 @@ impl RawFloor {
                 table: ResourceTable::new(),
             },
         );
+        // Engines with epoch interruption need a deadline; never hit here.
+        store.set_epoch_deadline(u64::MAX / 2);
         let ctx = wit::StepContext {
             task_id: input.task_id.clone(),
             step_id: input.step_id.clone(),

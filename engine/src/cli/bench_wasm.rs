@@ -117,9 +117,17 @@ pub async fn run(args: WasmBenchArgs, config: &TaskerConfig) -> anyhow::Result<(
         bytes.len()
     );
     let n = args.iterations.max(100);
-    let raw = RawFloor::new(&bytes)?;
+    // Floors: plain wasmtime with the same pooling engine as the host (the
+    // real floor), and with a default engine (what a naive embedding gets).
+    let mut hc = host_config(&config.wasm);
+    hc.cache_dir = None;
+    let host = Arc::new(WasmHost::new(hc)?);
+    let raw = RawFloor::with_host_engine(&host, &bytes)?;
+    let naive = RawFloor::new(&bytes)?;
     floor(&raw, n / 10)?; // warm up
+    floor(&naive, n / 10)?;
     let floor_before = floor(&raw, n)?;
+    let naive_floor = floor(&naive, n)?;
 
     // Store the component as an upload would.
     hstore::delete(&pool, NAME, VERSION).await?;
@@ -157,9 +165,6 @@ pub async fn run(args: WasmBenchArgs, config: &TaskerConfig) -> anyhow::Result<(
     }
 
     // Warm dispatch with the configured host.
-    let mut hc = host_config(&config.wasm);
-    hc.cache_dir = None;
-    let host = Arc::new(WasmHost::new(hc)?);
     let (prepared, _) = host.load(&sha, &bytes)?;
     let input = input();
     let never = Arc::new(AtomicBool::new(false));
@@ -206,6 +211,7 @@ pub async fn run(args: WasmBenchArgs, config: &TaskerConfig) -> anyhow::Result<(
         "  raw wasmtime floor (after)    {}",
         stats(floor_after.clone())
     );
+    println!("  raw, default engine           {}", stats(naive_floor));
     let (fb, fa) = (med(&floor_before), med(&floor_after));
     println!(
         "  overhead over the floor: {:+.1} µs at p50 ({:.2}x); floor noise before/after: {:.1}%",
