@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the extension (profile ruby-ext, an optimized release build) in the
+# Builds the extension (release) in the
 # repository and puts it where `ruby -I lib -r tasker` finds it:
 # lib/tasker/tasker_rb.so.
 set -euo pipefail
@@ -7,5 +7,5 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/scripts/vendor.sh"
 target="${CARGO_TARGET_DIR:-$here/ext/tasker/target}"
 RUBY="$(ruby -e 'print RbConfig.ruby')" CARGO_TARGET_DIR="$target" \
-  cargo build --profile ruby-ext --locked --manifest-path "$here/ext/tasker/Cargo.toml"
-cp "$target/ruby-ext/libtasker_rb.so" "$here/lib/tasker/tasker_rb.so"
+  cargo build --release --locked --manifest-path "$here/ext/tasker/Cargo.toml"
+cp "$target/release/libtasker_rb.so" "$here/lib/tasker/tasker_rb.so"

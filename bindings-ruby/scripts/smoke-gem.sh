@@ -2,9 +2,23 @@
 # The installed-gem smoke test: build the .gem, `gem install --local` it into a
 # temporary GEM_HOME from a clean directory, then run a small workflow with
 # `ruby -e` (no -I: the installed gem is what loads) against a fresh database.
+#
+#   smoke-gem.sh [EXT_OUT]   # EXT_OUT: also copy the installed gem's compiled
+#                            # extension there (scripts/test.sh runs rspec on it)
+#
+# With CARGO_TARGET_DIR set, the gem's build shares it (dependencies already
+# built are reused) and installs under $CARGO_TARGET_DIR/ruby-gem-smoke, a
+# fixed path, so repeated runs do not leave new artifacts behind.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-work="$(mktemp -d)"
+ext_out="${1:-}"
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then
+  work="$CARGO_TARGET_DIR/ruby-gem-smoke"
+  rm -rf "$work"
+  mkdir -p "$work"
+else
+  work="$(mktemp -d)"
+fi
 server="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 server="${server%/*}"
 db="tasker_rb_smoke_$$"
@@ -21,6 +35,11 @@ export GEM_HOME="$work/gems" GEM_PATH="$work/gems"
 start=$(date +%s)
 gem install --local --no-document "$gemfile"
 echo "installed in $(( $(date +%s) - start )) s"
+if [ -n "$ext_out" ]; then
+  installed="$(find "$GEM_HOME" -name 'tasker_rb.so' | head -1)"
+  [ -n "$installed" ] || { echo "smoke: no tasker_rb.so in the installed gem" >&2; exit 1; }
+  cp "$installed" "$ext_out"
+fi
 
 psql "$server/postgres" -qXc "CREATE DATABASE $db" >/dev/null
 DATABASE_URL="$server/$db" ruby -e '

@@ -1,8 +1,7 @@
 # frozen_string_literal: true
 
 # Writes a Makefile that builds the extension with cargo (no rb_sys gem, no
-# mkmf): `make` runs `cargo build --profile ruby-ext --locked` (an optimized build,
-# see Cargo.toml) and copies the library to
+# mkmf): `make` runs `cargo build --release --locked` and copies the library to
 # tasker_rb.so; `make install` puts it in sitearchdir/tasker/ (RubyGems points
 # sitearchdir into the installed gem). CARGO_TARGET_DIR is honoured, so CI can
 # reuse a shared target directory; `make clean` never touches it.
@@ -19,7 +18,7 @@ abort "tasker: cargo (Rust) is needed to build this gem; install it with rustup"
 target_dir = ENV.fetch("CARGO_TARGET_DIR", nil)
 target_dir = File.join(here, "target") if target_dir.nil? || target_dir.empty?
 target_dir = File.expand_path(target_dir, here)
-built = File.join(target_dir, "ruby-ext", "libtasker_rb.#{RbConfig::CONFIG['SOEXT'] || 'so'}")
+built = File.join(target_dir, "release", "libtasker_rb.#{RbConfig::CONFIG['SOEXT'] || 'so'}")
 sitearchdir = RbConfig::CONFIG["sitearchdir"]
 dl = "tasker_rb.#{RbConfig::CONFIG['DLEXT']}"
 
@@ -34,7 +33,7 @@ File.write(File.join(here, "Makefile"), <<~MAKE)
   all: #{dl}
 
   #{dl}: FORCE
-  \tenv RUBY=#{q[RbConfig.ruby]} CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --profile ruby-ext --locked --manifest-path #{q[File.join(here, 'Cargo.toml')]}
+  \tenv RUBY=#{q[RbConfig.ruby]} CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --release --locked --manifest-path #{q[File.join(here, 'Cargo.toml')]}
   \tcp #{q[built]} #{dl}
 
   install: #{dl}
