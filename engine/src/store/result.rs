@@ -1,4 +1,5 @@
-//! The orchestrator's side of a step result: one transaction records the
+//! The orchestrator's side of a step result: one transaction — one
+//! autocommitted statement, `tasker.process_step_result` — records the
 //! result, moves the step, enqueues the children that just became ready,
 //! re-decides the task (finalizing it when nothing is left) and deletes the
 //! result message. State, audit rows and messages commit together.
@@ -41,42 +42,34 @@ impl Processed {
     }
 }
 
-/// Processes one result message (read from [`queue::RESULTS_QUEUE`] as `msg_id`):
-/// one transaction of two statements — lock and read the task and step, then
-/// `tasker.apply_step_result` with the decision made here.
+/// Processes one result message (read from [`queue::RESULTS_QUEUE`] as `msg_id`)
+/// in one round trip: `tasker.process_step_result` (migration 5), one
+/// autocommitted statement, locks the task and step, checks that this attempt
+/// is still the current one and applies the decision made here (or records the
+/// result as stale). The decision needs the step's retry policy only for a
+/// failure; the policy never changes after creation, so it is read beforehand
+/// without a lock.
 pub async fn process(
     pool: &PgPool,
     msg_id: i64,
     msg: &StepResultMessage,
     processor_id: &str,
 ) -> Result<Processed, StoreError> {
-    let mut tx = pool.begin().await?;
-    // Lock order everywhere: task row first, then step rows.
-    let row: Option<(String, String, String, i32, Value)> = sqlx::query_as(
-        "SELECT t.state, t.namespace, s.state, s.attempts, s.retry
-           FROM tasker.tasks t JOIN tasker.steps s ON s.task_id = t.id
-          WHERE t.id = $1 AND s.id = $2
-            FOR UPDATE OF t, s",
-    )
-    .bind(msg.task_id)
-    .bind(msg.step_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let (task_state, namespace, step_state, attempts, retry) =
-        row.ok_or(StoreError::StepNotFound(msg.step_id))?;
-    let before: TaskState = task_state.parse()?;
-    let step_state: StepState = step_state.parse()?;
-    // Current: the attempt the step is waiting on, of a task still running.
-    let current = step_state == StepState::EnqueuedForOrchestration
-        && attempts == msg.attempt as i32
-        && !before.is_terminal();
-    let decision = if current {
-        decide(msg, &retry)?
-    } else {
-        Decision::stale()
+    let decision = match &msg.outcome {
+        Outcome::Success { .. } => Decision::success(),
+        Outcome::Failure(_) => {
+            let retry: Value =
+                sqlx::query_scalar("SELECT retry FROM tasker.steps WHERE id = $1 AND task_id = $2")
+                    .bind(msg.step_id)
+                    .bind(msg.task_id)
+                    .fetch_optional(pool)
+                    .await?
+                    .ok_or(StoreError::StepNotFound(msg.step_id))?;
+            decide(msg, &retry)?
+        }
     };
     let (outcome, result, error) = match &msg.outcome {
-        Outcome::Success { result } => ("success", Some(result.clone()), None),
+        Outcome::Success { result } => ("success", Some(result), None),
         Outcome::Failure(e) => (
             if e.retryable {
                 "retryable_error"
@@ -90,15 +83,14 @@ pub async fn process(
             ),
         ),
     };
-    let (after, enqueued): (String, i32) = sqlx::query_as(
-        "SELECT task_state, enqueued FROM tasker.apply_step_result(
-             $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+    let row: ProcessRow = sqlx::query_as(
+        "SELECT step_found, is_current, namespace, step_state, step_attempts, task_before, task_state, enqueued
+           FROM tasker.process_step_result(
+                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(msg_id)
     .bind(msg.task_id)
     .bind(msg.step_id)
-    .bind(queue::step_queue(&namespace)?)
-    .bind(before.as_str())
     .bind(msg.attempt as i32)
     .bind(outcome)
     .bind(result)
@@ -106,48 +98,78 @@ pub async fn process(
     .bind(&msg.worker_id)
     .bind(msg.started_at)
     .bind(msg.finished_at)
-    .bind(decision.to.map(StepState::as_str))
+    .bind(decision.to.as_str())
     .bind(decision.event)
     .bind(decision.reason.as_deref())
     .bind(decision.retry_at)
     .bind(processor_id)
-    .fetch_one(&mut *tx)
+    .fetch_one(pool)
     .await?;
-    tx.commit().await?;
+    let (Some(true), Some(current), Some(namespace), Some(before), Some(after)) = (
+        row.step_found,
+        row.is_current,
+        row.namespace,
+        row.task_before,
+        row.task_state,
+    ) else {
+        return Err(StoreError::StepNotFound(msg.step_id));
+    };
+    let before: TaskState = before.parse()?;
     let after: TaskState = after.parse()?;
+    let enqueued = row.enqueued.unwrap_or(0);
     announce(pool, &namespace, msg.task_id, before, after, enqueued > 0);
-    let processed = match decision.to {
-        None => {
-            tracing::info!(step_id = %msg.step_id, attempt = msg.attempt, state = %step_state, attempts, "stale result recorded and ignored");
-            Processed::Stale
-        }
-        Some(StepState::Complete) => Processed::Completed {
+    if !current {
+        tracing::info!(
+            step_id = %msg.step_id,
+            attempt = msg.attempt,
+            state = row.step_state.as_deref().unwrap_or("?"),
+            attempts = row.step_attempts.unwrap_or(0),
+            task = %before,
+            "stale result recorded and ignored"
+        );
+        return Ok(Processed::Stale);
+    }
+    Ok(match decision.to {
+        StepState::Complete => Processed::Completed {
             enqueued: enqueued.max(0) as usize,
             task: after,
         },
-        Some(StepState::WaitingForRetry) => Processed::RetryScheduled {
+        StepState::WaitingForRetry => Processed::RetryScheduled {
             at: decision.retry_at.unwrap_or_else(Utc::now),
             task: after,
         },
-        Some(_) => Processed::Failed { task: after },
-    };
-    Ok(processed)
+        _ => Processed::Failed { task: after },
+    })
 }
 
-/// What to do with a current result.
+/// What `tasker.process_step_result` returns (all NULL but `step_found` when the
+/// step does not exist).
+#[derive(sqlx::FromRow)]
+struct ProcessRow {
+    step_found: Option<bool>,
+    is_current: Option<bool>,
+    namespace: Option<String>,
+    step_state: Option<String>,
+    step_attempts: Option<i32>,
+    task_before: Option<String>,
+    task_state: Option<String>,
+    enqueued: Option<i32>,
+}
+
+/// What to do with the result if it is the current attempt's.
 struct Decision {
-    /// The step's next state; `None` for a stale result.
-    to: Option<StepState>,
+    /// The step's next state.
+    to: StepState,
     event: &'static str,
     reason: Option<String>,
     retry_at: Option<DateTime<Utc>>,
 }
 
 impl Decision {
-    fn stale() -> Decision {
+    fn success() -> Decision {
         Decision {
-            to: None,
-            event: "stale",
+            to: StepState::Complete,
+            event: "succeeded",
             reason: None,
             retry_at: None,
         }
@@ -159,12 +181,7 @@ impl Decision {
 /// anything else → error.
 fn decide(msg: &StepResultMessage, retry: &Value) -> Result<Decision, StoreError> {
     let Outcome::Failure(err) = &msg.outcome else {
-        return Ok(Decision {
-            to: Some(StepState::Complete),
-            event: "succeeded",
-            reason: None,
-            retry_at: None,
-        });
+        return Ok(Decision::success());
     };
     let policy: RetryPolicy =
         serde_json::from_value(retry.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -176,7 +193,7 @@ fn decide(msg: &StepResultMessage, retry: &Value) -> Result<Decision, StoreError
             ));
         let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
         return Ok(Decision {
-            to: Some(StepState::WaitingForRetry),
+            to: StepState::WaitingForRetry,
             event: "retryable_failure",
             reason: Some(format!("{}: {}", err.kind, err.message)),
             retry_at: Some(at),
@@ -188,7 +205,7 @@ fn decide(msg: &StepResultMessage, retry: &Value) -> Result<Decision, StoreError
         format!("{}: {}", err.kind, err.message)
     };
     Ok(Decision {
-        to: Some(StepState::Error),
+        to: StepState::Error,
         event: "failed",
         reason: Some(reason),
         retry_at: None,

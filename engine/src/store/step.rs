@@ -45,7 +45,13 @@ struct ClaimRow {
 
 /// Reads up to `qty` messages from `queue` with a lease of `lease_seconds`,
 /// and claims their steps (→ in_progress, attempt + 1, audited), returning
-/// each step's full context: one call of `tasker.claim_steps` (migration 2).
+/// each step's full context: one statement, PGMQ's read on the queue's table
+/// (static SQL per queue, prepared once per connection) joined to the claim.
+///
+/// The claim is lease bookkeeping and commits asynchronously: a crash can only
+/// lose the lease, which makes the message visible again (at-least-once). One
+/// statement sees one snapshot; the message and its step's `enqueued` state
+/// are committed by the same transaction, so it sees both or neither.
 pub async fn claim_batch(
     pool: &PgPool,
     queue: &str,
@@ -53,17 +59,57 @@ pub async fn claim_batch(
     qty: i32,
     processor_id: &str,
 ) -> Result<Vec<Claimed>, StoreError> {
-    let rows: Vec<ClaimRow> = sqlx::query_as(
-        "SELECT msg_id, read_ct, step_id, task_id, name, handler_name, handler_config, attempts,
-                max_attempts, timeout_seconds, context, namespace, template_name, parent_results
-           FROM tasker.claim_steps($1, $2, $3, $4)",
-    )
-    .bind(queue)
-    .bind(lease_seconds)
-    .bind(qty)
-    .bind(processor_id)
-    .fetch_all(pool)
-    .await?;
+    let sql = format!(
+        "WITH read AS (
+             UPDATE {q} m
+                SET last_read_at = clock_timestamp(),
+                    vt = clock_timestamp() + make_interval(secs => $2),
+                    read_ct = m.read_ct + 1
+               FROM (SELECT msg_id FROM {q} WHERE vt <= clock_timestamp()
+                      ORDER BY msg_id LIMIT $1 FOR UPDATE SKIP LOCKED) c
+              WHERE m.msg_id = c.msg_id
+          RETURNING m.msg_id, m.read_ct,
+                    CASE WHEN m.message->>'step_id' ~ '^[0-9a-f-]{{36}}$'
+                         THEN (m.message->>'step_id')::uuid END AS step_id),
+         target AS (
+             SELECT s.id, s.state AS old_state
+               FROM tasker.steps s JOIN read r ON r.step_id = s.id
+              WHERE s.state IN ('enqueued', 'in_progress')
+                FOR UPDATE OF s),
+         claimed AS (
+             UPDATE tasker.steps s
+                SET state = 'in_progress', attempts = s.attempts + 1, updated_at = now(),
+                    started_at = coalesce(s.started_at, now())
+               FROM target WHERE s.id = target.id
+          RETURNING s.id, s.task_id, s.name, s.handler_name, s.handler_config, s.attempts,
+                    s.max_attempts, s.timeout_seconds, target.old_state),
+         audit AS (
+             INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
+             SELECT c.id, c.task_id, c.old_state, 'in_progress',
+                    CASE WHEN c.old_state = 'in_progress' THEN 'lease_expired_reclaim' ELSE 'claim' END,
+                    c.attempts, $3
+               FROM claimed c),
+         -- Lease bookkeeping only: this transaction's commit need not wait for the disk.
+         lease AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)
+         SELECT r.msg_id, r.read_ct, c.id AS step_id, c.task_id, c.name, c.handler_name,
+                c.handler_config, c.attempts, c.max_attempts, c.timeout_seconds, t.context,
+                t.namespace, tp.name AS template_name,
+                (SELECT coalesce(jsonb_object_agg(p.name, p.result), '{{}}'::jsonb)
+                   FROM tasker.step_edges e JOIN tasker.steps p ON p.id = e.parent_id
+                  WHERE e.child_id = c.id) AS parent_results
+           FROM read r
+           CROSS JOIN lease
+           LEFT JOIN claimed c ON c.id = r.step_id
+           LEFT JOIN tasker.tasks t ON t.id = c.task_id
+           LEFT JOIN tasker.templates tp ON tp.id = t.template_id",
+        q = crate::queue::table(queue)?,
+    );
+    let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
+        .bind(qty)
+        .bind(lease_seconds)
+        .bind(processor_id)
+        .fetch_all(pool)
+        .await?;
     Ok(rows.into_iter().map(Claimed::from).collect())
 }
 
