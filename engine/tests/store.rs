@@ -1119,3 +1119,87 @@ async fn heartbeat_extends_the_lease_and_reports_a_dead_task(pool: PgPool) {
         .await
         .unwrap());
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_result_that_fails_in_a_batch_is_rolled_back_alone(pool: PgPool) {
+    use tasker_engine::store::result::{process_batch, read_batch, Processed};
+    migrated(&pool).await;
+    ensure_results_queue(&pool).await;
+    let first = create_diamond(&pool).await;
+    let req = new_task("demo", "diamond", json!({"value": 4}));
+    let second = task::create(&pool, &TemplateCache::default(), &req, PROCESSOR)
+        .await
+        .unwrap()
+        .task_id;
+    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1").await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    for c in &claimed {
+        report(
+            &pool,
+            STEP_QUEUE,
+            c.msg_id,
+            &success_for(c, 1, json!(1)),
+            "w1",
+        )
+        .await
+        .unwrap();
+    }
+    let doomed = step_id(&pool, second, "start").await;
+    // Fault injection: recording the second task's result raises.
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION public.fail_for_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.step_id = '{doomed}' THEN RAISE EXCEPTION 'injected failure'; END IF;
+               RETURN NEW; END $$;
+         CREATE TRIGGER fail_for_doomed BEFORE INSERT ON tasker.step_results
+            FOR EACH ROW EXECUTE FUNCTION public.fail_for_doomed();"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let mut batch: Vec<(i64, StepResultMessage)> = read_batch(&pool, 30, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.msg_id, serde_json::from_value(m.message).unwrap()))
+        .collect();
+    assert_eq!(batch.len(), 2);
+    let unknown = StepResultMessage {
+        step_id: Uuid::now_v7(),
+        ..batch[0].1.clone()
+    };
+    batch.push((i64::MAX, unknown));
+    let outcomes = process_batch(&pool, &batch, PROCESSOR).await.unwrap();
+    assert_eq!(outcomes.len(), 3);
+    let unknown_step = batch[2].1.step_id;
+    for ((_, msg), outcome) in batch.iter().zip(&outcomes) {
+        if msg.step_id == unknown_step {
+            assert!(matches!(outcome, Err(StoreError::StepNotFound(_))));
+        } else if msg.task_id == first {
+            assert_eq!(
+                outcome.as_ref().unwrap(),
+                &Processed::Completed {
+                    enqueued: 2,
+                    task: TaskState::StepsInProcess
+                }
+            );
+        } else {
+            assert_eq!(msg.task_id, second);
+            let err = outcome.as_ref().unwrap_err().to_string();
+            assert!(err.contains("injected failure"), "{err}");
+            assert!(err.contains(&doomed.to_string()), "{err}");
+        }
+    }
+    let first_start = step_id(&pool, first, "start").await;
+    assert_eq!(step_row(&pool, first_start).await.0, "complete");
+    assert_eq!(
+        step_row(&pool, doomed).await.0,
+        "enqueued_for_orchestration",
+        "the failed result changed nothing"
+    );
+    let kept = queue_bodies(&pool, RESULTS_QUEUE).await;
+    assert_eq!(kept.len(), 1, "only the failed result's message is left");
+    assert_eq!(kept[0]["step_id"], json!(doomed));
+    let recorded = count(&pool, "SELECT count(*) FROM tasker.step_results").await;
+    assert_eq!(recorded, 1);
+}

@@ -158,7 +158,9 @@ impl From<StoreError> for HttpError {
             StoreError::InvalidRequest { field, .. } => {
                 HttpError::unprocessable(msg).with_details(serde_json::json!({ "field": field }))
             }
-            StoreError::Corrupt(_) => HttpError::internal(&msg),
+            StoreError::Corrupt(_) | StoreError::ResultRolledBack { .. } => {
+                HttpError::internal(&msg)
+            }
             StoreError::Unavailable(_) => {
                 HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg)
             }

@@ -17,8 +17,9 @@ use crate::store::result::Processed;
 use crate::store::template::TemplateCache;
 use crate::store::{self, StoreError};
 
-/// Results processed at once, at most (per orchestrator).
-const RESULT_PARALLELISM: usize = 16;
+/// Result batches processed at once, at most (per orchestrator). Each batch is
+/// one statement and one commit (`store::result::process_batch`).
+const RESULT_BATCHES_IN_FLIGHT: usize = 4;
 /// Task creations run at once, at most (per orchestrator).
 const REQUEST_PARALLELISM: usize = 8;
 
@@ -127,67 +128,83 @@ async fn result_actor(
     commands: Sender<Command>,
     finalizer: Sender<(Uuid, TaskState)>,
 ) {
-    // Results are processed RESULT_PARALLELISM at a time across batches, so a
-    // trickle of one-result batches still overlaps its transactions.
-    let permits = Arc::new(tokio::sync::Semaphore::new(RESULT_PARALLELISM));
+    // Batches overlap (RESULT_BATCHES_IN_FLIGHT), so the reader's next batch is
+    // processed while the previous one commits.
+    let permits = Arc::new(tokio::sync::Semaphore::new(RESULT_BATCHES_IN_FLIGHT));
     while let Some(batch) = inbox.recv().await {
-        for m in batch {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                return;
-            };
-            let (pool, settings, commands, finalizer) = (
-                pool.clone(),
-                settings.clone(),
-                commands.clone(),
-                finalizer.clone(),
-            );
-            tokio::spawn(async move {
-                handle_result(&pool, &settings, m, &commands, &finalizer).await;
-                drop(permit);
-            });
-        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (pool, settings, commands, finalizer) = (
+            pool.clone(),
+            settings.clone(),
+            commands.clone(),
+            finalizer.clone(),
+        );
+        tokio::spawn(async move {
+            handle_results(&pool, &settings, batch, &commands, &finalizer).await;
+            drop(permit);
+        });
     }
 }
 
-async fn handle_result(
+async fn handle_results(
     pool: &PgPool,
     settings: &OrchestratorSettings,
-    m: Message,
+    batch: Vec<Message>,
     commands: &Sender<Command>,
     finalizer: &Sender<(Uuid, TaskState)>,
 ) {
-    let msg: StepResultMessage = match serde_json::from_value(m.message.clone()) {
-        Ok(msg) => msg,
+    let mut results = Vec::with_capacity(batch.len());
+    for m in batch {
+        match serde_json::from_value::<StepResultMessage>(m.message) {
+            Ok(msg) => results.push((m.msg_id, msg)),
+            Err(e) => {
+                tracing::error!(msg_id = m.msg_id, error = %e, "unreadable result message moved to the archive");
+                dead_letter(pool, m.msg_id).await;
+            }
+        }
+    }
+    if results.is_empty() {
+        return;
+    }
+    let outcomes = match store::result::process_batch(pool, &results, &settings.processor_id).await
+    {
+        Ok(o) => o,
         Err(e) => {
-            tracing::error!(msg_id = m.msg_id, error = %e, "unreadable result message moved to the archive");
-            dead_letter(pool, m.msg_id).await;
+            // Left in the queue: their leases expire and they are processed again.
+            tracing::warn!(results = results.len(), error = %e, "processing a batch of results failed; will retry");
             return;
         }
     };
-    match store::result::process(pool, m.msg_id, &msg, &settings.processor_id).await {
-        Ok(processed) => {
-            if let Processed::RetryScheduled { at, .. } = &processed {
-                let wait = (*at - chrono::Utc::now()).to_std().unwrap_or_default();
-                let commands = commands.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(wait).await;
-                    commands.try_send_or_drop(Command::EnqueueDueRetries);
-                });
+    for ((msg_id, msg), outcome) in results.iter().zip(outcomes) {
+        match outcome {
+            Ok(processed) => {
+                if let Processed::RetryScheduled { at, .. } = &processed {
+                    let wait = (*at - chrono::Utc::now()).to_std().unwrap_or_default();
+                    let commands = commands.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(wait).await;
+                        commands.try_send_or_drop(Command::EnqueueDueRetries);
+                    });
+                }
+                if let Some(state) = processed
+                    .task_state()
+                    .filter(|s| s.is_terminal() || *s == TaskState::BlockedByFailures)
+                {
+                    finalizer.try_send_or_drop((msg.task_id, state));
+                }
             }
-            if let Some(state) = processed
-                .task_state()
-                .filter(|s| s.is_terminal() || *s == TaskState::BlockedByFailures)
-            {
-                finalizer.try_send_or_drop((msg.task_id, state));
+            Err(
+                StoreError::StepNotFound(_) | StoreError::TaskNotFound(_) | StoreError::Corrupt(_),
+            ) => {
+                tracing::error!(msg_id, step_id = %msg.step_id, "result for an unknown step moved to the archive");
+                dead_letter(pool, *msg_id).await;
             }
-        }
-        Err(StoreError::StepNotFound(_) | StoreError::TaskNotFound(_) | StoreError::Corrupt(_)) => {
-            tracing::error!(msg_id = m.msg_id, step_id = %msg.step_id, "result for an unknown step moved to the archive");
-            dead_letter(pool, m.msg_id).await;
-        }
-        Err(e) => {
-            // Left in the queue: its lease expires and it is processed again.
-            tracing::warn!(msg_id = m.msg_id, step_id = %msg.step_id, error = %e, "processing a result failed; will retry");
+            Err(e) => {
+                // Left in the queue: its lease expires and it is processed again.
+                tracing::warn!(msg_id, step_id = %msg.step_id, error = %e, "processing a result failed; will retry");
+            }
         }
     }
 }

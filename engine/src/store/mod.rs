@@ -41,6 +41,8 @@ pub enum StoreError {
     TaskNotFound(Uuid),
     #[error("step {0} not found")]
     StepNotFound(Uuid),
+    #[error("processing the result of step {step} failed and was rolled back: {reason}")]
+    ResultRolledBack { step: Uuid, reason: String },
     #[error("invalid request: {field} {reason}")]
     InvalidRequest { field: String, reason: String },
     #[error("{0} is not running")]

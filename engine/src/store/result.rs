@@ -1,8 +1,11 @@
-//! The orchestrator's side of a step result: one transaction — one
-//! autocommitted statement, `tasker.process_step_result` — records the
-//! result, moves the step, enqueues the children that just became ready,
-//! re-decides the task (finalizing it when nothing is left) and deletes the
-//! result message. State, audit rows and messages commit together.
+//! The orchestrator's side of step results: for each result, one
+//! subtransaction records it, moves the step, enqueues the children that just
+//! became ready, re-decides the task (finalizing it when nothing is left) and
+//! deletes the result message — state, audit rows and messages commit
+//! together. A batch of results is one autocommitted statement
+//! (`tasker.process_step_results`): one round trip, one commit.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -42,69 +45,212 @@ impl Processed {
     }
 }
 
-/// Processes one result message (read from [`queue::RESULTS_QUEUE`] as `msg_id`)
-/// in one round trip: `tasker.process_step_result` (migration 5), one
-/// autocommitted statement, locks the task and step, checks that this attempt
-/// is still the current one and applies the decision made here (or records the
-/// result as stale). The decision needs the step's retry policy only for a
-/// failure; the policy never changes after creation, so it is read beforehand
-/// without a lock.
+/// Processes one result message (read from [`queue::RESULTS_QUEUE`] as `msg_id`):
+/// [`process_batch`] of one.
 pub async fn process(
     pool: &PgPool,
     msg_id: i64,
     msg: &StepResultMessage,
     processor_id: &str,
 ) -> Result<Processed, StoreError> {
-    let decision = match &msg.outcome {
-        Outcome::Success { .. } => Decision::success(),
-        Outcome::Failure(_) => {
-            let retry: Value =
-                sqlx::query_scalar("SELECT retry FROM tasker.steps WHERE id = $1 AND task_id = $2")
-                    .bind(msg.step_id)
-                    .bind(msg.task_id)
-                    .fetch_optional(pool)
-                    .await?
-                    .ok_or(StoreError::StepNotFound(msg.step_id))?;
-            decide(msg, &retry)?
-        }
+    let batch = [(msg_id, msg.clone())];
+    process_batch(pool, &batch, processor_id)
+        .await?
+        .pop()
+        .unwrap_or(Err(StoreError::StepNotFound(msg.step_id)))
+}
+
+/// Processes result messages (`(msg_id, message)` as read from
+/// [`queue::RESULTS_QUEUE`]) in one round trip and one commit:
+/// `tasker.process_step_results` (migration 5) runs, for each result in its
+/// own subtransaction, `tasker.process_step_result`: lock the task and step,
+/// check that this attempt is still the current one, apply the decision made
+/// here (or record the result as stale). Results are passed sorted by task and
+/// step, so concurrent orchestrators take task locks in one order.
+///
+/// The decision needs the step's retry policy only for a failure; the policy
+/// never changes after creation, so it is read beforehand, without a lock.
+/// Returns one outcome per input, in input order: a result whose processing
+/// failed was rolled back alone (`ResultRolledBack`; its message stays in the
+/// queue and comes back after its lease), an unknown step is `StepNotFound`.
+pub async fn process_batch(
+    pool: &PgPool,
+    results: &[(i64, StepResultMessage)],
+    processor_id: &str,
+) -> Result<Vec<Result<Processed, StoreError>>, StoreError> {
+    let failed: Vec<Uuid> = results
+        .iter()
+        .filter(|(_, m)| matches!(m.outcome, Outcome::Failure(_)))
+        .map(|(_, m)| m.step_id)
+        .collect();
+    let policies: HashMap<Uuid, Value> = if failed.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as::<_, (Uuid, Value)>("SELECT id, retry FROM tasker.steps WHERE id = ANY($1)")
+            .bind(&failed)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect()
     };
-    let (outcome, result, error) = match &msg.outcome {
-        Outcome::Success { result } => ("success", Some(result), None),
-        Outcome::Failure(e) => (
-            if e.retryable {
-                "retryable_error"
-            } else {
-                "permanent_error"
+    let mut out: Vec<Option<Result<Processed, StoreError>>> =
+        results.iter().map(|_| None).collect();
+    let mut decided: Vec<(usize, Decision)> = Vec::with_capacity(results.len());
+    for (i, (_, msg)) in results.iter().enumerate() {
+        let decision = match &msg.outcome {
+            Outcome::Success { .. } => Ok(Decision::success()),
+            Outcome::Failure(_) => match policies.get(&msg.step_id) {
+                Some(retry) => decide(msg, retry),
+                None => Err(StoreError::StepNotFound(msg.step_id)),
             },
-            None,
-            Some(
-                serde_json::json!({ "message": e.message, "kind": e.kind, "retryable": e.retryable,
-                                     "retry_after_ms": e.retry_after_ms, "attempt": msg.attempt }),
-            ),
-        ),
-    };
-    let row: ProcessRow = sqlx::query_as(
-        "SELECT step_found, is_current, namespace, step_state, step_attempts, task_before, task_state, enqueued
-           FROM tasker.process_step_result(
+        };
+        match decision {
+            Ok(d) => decided.push((i, d)),
+            Err(e) => out[i] = Some(Err(e)),
+        }
+    }
+    decided.sort_by_key(|(i, _)| (results[*i].1.task_id, results[*i].1.step_id));
+    if !decided.is_empty() {
+        let rows = apply(pool, results, &decided, processor_id).await?;
+        for ((i, decision), row) in decided.iter().zip(rows) {
+            let msg = &results[*i].1;
+            out[*i] = Some(processed(pool, msg, decision, row));
+        }
+    }
+    Ok(out
+        .into_iter()
+        .zip(results)
+        .map(|(o, (_, m))| o.unwrap_or(Err(StoreError::StepNotFound(m.step_id))))
+        .collect())
+}
+
+/// One call of `tasker.process_step_results` for the decided results, in the
+/// order given; returns one row per result in that order.
+async fn apply(
+    pool: &PgPool,
+    results: &[(i64, StepResultMessage)],
+    decided: &[(usize, Decision)],
+    processor_id: &str,
+) -> Result<Vec<ProcessRow>, StoreError> {
+    let n = decided.len();
+    let mut a = ApplyArrays::with_capacity(n);
+    for (i, d) in decided {
+        let (msg_id, msg) = &results[*i];
+        a.msg_ids.push(*msg_id);
+        a.tasks.push(msg.task_id);
+        a.steps.push(msg.step_id);
+        a.attempts.push(msg.attempt as i32);
+        match &msg.outcome {
+            Outcome::Success { result } => {
+                a.outcomes.push("success");
+                a.results.push(Some(result.clone()));
+                a.errors.push(None);
+            }
+            Outcome::Failure(e) => {
+                a.outcomes.push(if e.retryable {
+                    "retryable_error"
+                } else {
+                    "permanent_error"
+                });
+                a.results.push(None);
+                a.errors.push(Some(serde_json::json!({
+                    "message": e.message, "kind": e.kind, "retryable": e.retryable,
+                    "retry_after_ms": e.retry_after_ms, "attempt": msg.attempt,
+                })));
+            }
+        }
+        a.workers.push(msg.worker_id.clone());
+        a.started.push(msg.started_at);
+        a.finished.push(msg.finished_at);
+        a.to.push(d.to.as_str());
+        a.events.push(d.event);
+        a.reasons.push(d.reason.clone());
+        a.retry_at.push(d.retry_at);
+    }
+    let rows: Vec<ProcessRow> = sqlx::query_as(
+        "SELECT msg_id, step_found, is_current, namespace, step_state, step_attempts,
+                task_before, task_state, enqueued, error
+           FROM tasker.process_step_results(
                 $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
-    .bind(msg_id)
-    .bind(msg.task_id)
-    .bind(msg.step_id)
-    .bind(msg.attempt as i32)
-    .bind(outcome)
-    .bind(result)
-    .bind(error)
-    .bind(&msg.worker_id)
-    .bind(msg.started_at)
-    .bind(msg.finished_at)
-    .bind(decision.to.as_str())
-    .bind(decision.event)
-    .bind(decision.reason.as_deref())
-    .bind(decision.retry_at)
+    .bind(&a.msg_ids)
+    .bind(&a.tasks)
+    .bind(&a.steps)
+    .bind(&a.attempts)
+    .bind(&a.outcomes)
+    .bind(&a.results)
+    .bind(&a.errors)
+    .bind(&a.workers)
+    .bind(&a.started)
+    .bind(&a.finished)
+    .bind(&a.to)
+    .bind(&a.events)
+    .bind(&a.reasons)
+    .bind(&a.retry_at)
     .bind(processor_id)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await?;
+    if rows.len() != n || rows.iter().zip(&a.msg_ids).any(|(r, id)| r.msg_id != *id) {
+        return Err(StoreError::Corrupt(format!(
+            "tasker.process_step_results answered {} rows for {n} results",
+            rows.len()
+        )));
+    }
+    Ok(rows)
+}
+
+/// The parameters of `tasker.process_step_results`, one array per column.
+struct ApplyArrays {
+    msg_ids: Vec<i64>,
+    tasks: Vec<Uuid>,
+    steps: Vec<Uuid>,
+    attempts: Vec<i32>,
+    outcomes: Vec<&'static str>,
+    results: Vec<Option<Value>>,
+    errors: Vec<Option<Value>>,
+    workers: Vec<String>,
+    started: Vec<DateTime<Utc>>,
+    finished: Vec<DateTime<Utc>>,
+    to: Vec<&'static str>,
+    events: Vec<&'static str>,
+    reasons: Vec<Option<String>>,
+    retry_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl ApplyArrays {
+    fn with_capacity(n: usize) -> ApplyArrays {
+        ApplyArrays {
+            msg_ids: Vec::with_capacity(n),
+            tasks: Vec::with_capacity(n),
+            steps: Vec::with_capacity(n),
+            attempts: Vec::with_capacity(n),
+            outcomes: Vec::with_capacity(n),
+            results: Vec::with_capacity(n),
+            errors: Vec::with_capacity(n),
+            workers: Vec::with_capacity(n),
+            started: Vec::with_capacity(n),
+            finished: Vec::with_capacity(n),
+            to: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+            reasons: Vec::with_capacity(n),
+            retry_at: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// What one result did, from its row; announces the task's change.
+fn processed(
+    pool: &PgPool,
+    msg: &StepResultMessage,
+    decision: &Decision,
+    row: ProcessRow,
+) -> Result<Processed, StoreError> {
+    if let Some(reason) = row.error {
+        return Err(StoreError::ResultRolledBack {
+            step: msg.step_id,
+            reason,
+        });
+    }
     let (Some(true), Some(current), Some(namespace), Some(before), Some(after)) = (
         row.step_found,
         row.is_current,
@@ -142,10 +288,12 @@ pub async fn process(
     })
 }
 
-/// What `tasker.process_step_result` returns (all NULL but `step_found` when the
-/// step does not exist).
+/// One row of `tasker.process_step_results`: all NULL but `msg_id` and
+/// `step_found` when the step does not exist, `error` set when the result's
+/// subtransaction was rolled back.
 #[derive(sqlx::FromRow)]
 struct ProcessRow {
+    msg_id: i64,
     step_found: Option<bool>,
     is_current: Option<bool>,
     namespace: Option<String>,
@@ -154,6 +302,7 @@ struct ProcessRow {
     task_before: Option<String>,
     task_state: Option<String>,
     enqueued: Option<i32>,
+    error: Option<String>,
 }
 
 /// What to do with the result if it is the current attempt's.

@@ -1,8 +1,8 @@
 //! Creating tasks and reading them back.
 //!
-//! Creation is one transaction: the task, its steps, edges, the first
-//! transitions and a queue message for every root step commit together or not
-//! at all.
+//! Creation is one statement, so one transaction and one round trip: the task,
+//! its steps, edges, the first transitions and a queue message for every root
+//! step commit together or not at all.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::template::TemplateCache;
 use super::StoreError;
 use crate::queue::{self, StepMessage};
-use crate::state::{StepState, TaskState};
+use crate::state::StepState;
 
 /// A request to create a task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,61 +78,6 @@ pub async fn create(
     let queue_name = queue::step_queue(&template.namespace)?;
 
     let task_id = Uuid::now_v7();
-    let mut tx = pool.begin().await?;
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (namespace, idempotency_key) DO NOTHING
-         RETURNING id",
-    )
-    .bind(task_id)
-    .bind(loaded.id)
-    .bind(&template.namespace)
-    .bind(&req.context)
-    .bind(req.priority)
-    .bind(&req.idempotency_key)
-    .bind(TaskState::StepsInProcess.as_str())
-    .fetch_optional(&mut *tx)
-    .await?;
-    if inserted.is_none() {
-        let existing: Uuid = sqlx::query_scalar(
-            "SELECT id FROM tasker.tasks WHERE namespace = $1 AND idempotency_key = $2",
-        )
-        .bind(&template.namespace)
-        .bind(&req.idempotency_key)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.rollback().await?;
-        return Ok(Created {
-            task_id: existing,
-            created: false,
-        });
-    }
-
-    // The creation path, recorded as the transitions it is made of.
-    sqlx::query(
-        "INSERT INTO tasker.task_transitions (task_id, from_state, to_state, event, processor_id)
-         SELECT $1, f, t, e, $2
-           FROM unnest($3::text[], $4::text[], $5::text[]) AS x(f, t, e)",
-    )
-    .bind(task_id)
-    .bind(processor_id)
-    .bind([
-        None,
-        Some("pending"),
-        Some("initializing"),
-        Some("enqueuing_steps"),
-    ])
-    .bind([
-        "pending",
-        "initializing",
-        "enqueuing_steps",
-        "steps_in_process",
-    ])
-    .bind(["create", "initialize", "enqueue_steps", "steps_enqueued"])
-    .execute(&mut *tx)
-    .await?;
-
     let ids: Vec<Uuid> = template.steps.iter().map(|_| Uuid::now_v7()).collect();
     let index = |name: &str| template.steps.iter().position(|s| s.name == name);
     let states: Vec<&str> = template
@@ -152,28 +97,6 @@ pub async fn create(
         .map(|s| serde_json::to_value(&s.retry))
         .collect::<Result<_, _>>()
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
-        "INSERT INTO tasker.steps (id, task_id, name, handler_name, handler_version, handler_config,
-                                   retry, max_attempts, timeout_seconds, pending_parents, state)
-         SELECT id, $1, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state
-           FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::jsonb[],
-                       $8::int[], $9::int[], $10::int[], $11::text[])
-             AS x(id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state)",
-    )
-    .bind(task_id)
-    .bind(&ids)
-    .bind(template.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
-    .bind(template.steps.iter().map(|s| s.handler.name.as_str()).collect::<Vec<_>>())
-    .bind(template.steps.iter().map(|s| s.handler.version.as_deref()).collect::<Vec<_>>())
-    .bind(template.steps.iter().map(|s| &s.handler.config).collect::<Vec<_>>())
-    .bind(&retry)
-    .bind(template.steps.iter().map(|s| s.retry.max_attempts as i32).collect::<Vec<_>>())
-    .bind(template.steps.iter().map(|s| s.timeout_seconds as i32).collect::<Vec<_>>())
-    .bind(template.steps.iter().map(|s| s.depends_on.len() as i32).collect::<Vec<_>>())
-    .bind(&states)
-    .execute(&mut *tx)
-    .await?;
-
     let mut parents = Vec::new();
     let mut children = Vec::new();
     for (i, step) in template.steps.iter().enumerate() {
@@ -184,36 +107,12 @@ pub async fn create(
             children.push(ids[i]);
         }
     }
-    sqlx::query(
-        "INSERT INTO tasker.step_edges (task_id, parent_id, child_id)
-         SELECT $1, p, c FROM unnest($2::uuid[], $3::uuid[]) AS x(p, c)",
-    )
-    .bind(task_id)
-    .bind(&parents)
-    .bind(&children)
-    .execute(&mut *tx)
-    .await?;
-
-    // Audit: every step is created pending; roots move on to enqueued at once.
     let roots: Vec<Uuid> = ids
         .iter()
         .zip(&states)
         .filter(|(_, s)| **s == StepState::Enqueued.as_str())
         .map(|(id, _)| *id)
         .collect();
-    sqlx::query(
-        "INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
-         SELECT id, $1, NULL, 'pending', 'create', 0, $3 FROM unnest($2::uuid[]) AS x(id)
-         UNION ALL
-         SELECT id, $1, 'pending', 'enqueued', 'dependencies_met', 0, $3 FROM unnest($4::uuid[]) AS y(id)",
-    )
-    .bind(task_id)
-    .bind(&ids)
-    .bind(processor_id)
-    .bind(&roots)
-    .execute(&mut *tx)
-    .await?;
-
     let messages: Vec<Value> = roots
         .iter()
         .map(|id| {
@@ -223,8 +122,127 @@ pub async fn create(
             })
         })
         .collect();
-    queue::send_batch(&mut tx, &queue_name, &messages).await?;
-    tx.commit().await?;
+
+    // One statement, so one round trip and one (durable) commit: the task, the
+    // creation path recorded as the transitions it is made of, the steps,
+    // edges and their audit (every step is created pending; roots move on to
+    // enqueued at once), and the roots' messages, sent on PGMQ's table (static
+    // SQL per queue). Every part reads `task`, which is empty when the
+    // idempotency key exists already: then nothing at all is written.
+    let sql = format!(
+        "WITH task AS (
+             INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state)
+             VALUES ($1, $2, $3, $4, $5, $6, 'steps_in_process')
+             ON CONFLICT (namespace, idempotency_key) DO NOTHING
+             RETURNING id),
+         task_audit AS (
+             INSERT INTO tasker.task_transitions (task_id, from_state, to_state, event, processor_id)
+             SELECT task.id, f, t, e, $7
+               FROM task, unnest(ARRAY[NULL, 'pending', 'initializing', 'enqueuing_steps']::text[],
+                                 ARRAY['pending', 'initializing', 'enqueuing_steps', 'steps_in_process'],
+                                 ARRAY['create', 'initialize', 'enqueue_steps', 'steps_enqueued'])
+                    AS x(f, t, e)),
+         steps AS (
+             INSERT INTO tasker.steps (id, task_id, name, handler_name, handler_version, handler_config,
+                                       retry, max_attempts, timeout_seconds, pending_parents, state)
+             SELECT x.id, task.id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state
+               FROM task, unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[],
+                                 $14::int[], $15::int[], $16::int[], $17::text[])
+                    AS x(id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state)),
+         edges AS (
+             INSERT INTO tasker.step_edges (task_id, parent_id, child_id)
+             SELECT task.id, p, c FROM task, unnest($18::uuid[], $19::uuid[]) AS x(p, c)),
+         step_audit AS (
+             INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
+             SELECT x.id, task.id, NULL, 'pending', 'create', 0, $7 FROM task, unnest($8::uuid[]) AS x(id)
+             UNION ALL
+             SELECT y.id, task.id, 'pending', 'enqueued', 'dependencies_met', 0, $7
+               FROM task, unnest($20::uuid[]) AS y(id)),
+         sent AS (
+             INSERT INTO {queue_table} (vt, message)
+             SELECT clock_timestamp(), m FROM task, unnest($21::jsonb[]) AS x(m))
+         SELECT id FROM task",
+        queue_table = queue::table(&queue_name)?,
+    );
+    let inserted: Option<Uuid> = sqlx::query_scalar(&sql)
+        .bind(task_id)
+        .bind(loaded.id)
+        .bind(&template.namespace)
+        .bind(&req.context)
+        .bind(req.priority)
+        .bind(&req.idempotency_key)
+        .bind(processor_id)
+        .bind(&ids)
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.handler.name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.handler.version.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| &s.handler.config)
+                .collect::<Vec<_>>(),
+        )
+        .bind(&retry)
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.retry.max_attempts as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.timeout_seconds as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.depends_on.len() as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(&states)
+        .bind(&parents)
+        .bind(&children)
+        .bind(&roots)
+        .bind(&messages)
+        .fetch_optional(pool)
+        .await?;
+    if inserted.is_none() {
+        let existing: Uuid = sqlx::query_scalar(
+            "SELECT id FROM tasker.tasks WHERE namespace = $1 AND idempotency_key = $2",
+        )
+        .bind(&template.namespace)
+        .bind(&req.idempotency_key)
+        .fetch_one(pool)
+        .await?;
+        return Ok(Created {
+            task_id: existing,
+            created: false,
+        });
+    }
     crate::wake::hint(pool, &queue_name);
     Ok(Created {
         task_id,
