@@ -34,10 +34,15 @@ trap - EXIT
 
 echo "== python: pytest"
 test_venv="$venvs/test-venv"
-[ -x "$test_venv/bin/python" ] || "$python" -m venv "$test_venv"
-"$test_venv/bin/pip" install -q "maturin>=1.16,<2" "pytest>=8"
+# Reused between runs; made again when it no longer works (a venv's scripts
+# name its absolute path, so a moved target directory breaks it).
+"$test_venv/bin/python" -m pip --version >/dev/null 2>&1 || {
+  rm -rf "$test_venv"
+  "$python" -m venv "$test_venv"
+}
+"$test_venv/bin/python" -m pip install -q "maturin>=1.16,<2" "pytest>=8"
 # The same build as above (cargo's cache in $CARGO_TARGET_DIR makes it quick).
-PATH="$test_venv/bin:$PATH" "$test_venv/bin/pip" install -q --no-build-isolation --force-reinstall --no-deps ./bindings-python
+PATH="$test_venv/bin:$PATH" "$test_venv/bin/python" -m pip install -q --no-build-isolation --force-reinstall --no-deps ./bindings-python
 # Run from the tests folder so `import tasker` finds the installed package,
 # not the source tree.
 (cd bindings-python/tests && TASKER_TEST_PG_URL="$admin_url" "$test_venv/bin/python" -m pytest -q -p no:cacheprovider .)

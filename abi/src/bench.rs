@@ -32,25 +32,76 @@ unsafe extern "C" fn noop(step: *mut TaskerStep, _user_data: *mut c_void) -> i32
     unsafe { ffi::tasker_step_succeed(step, c"null".as_ptr()) as i32 }
 }
 
-fn context() -> StepContext {
+/// A step context for benchmarks: namespace `bench`, handler `handler`, a
+/// small input, one parent result and a handler config (what a no-op handler
+/// of an example template sees). The Ruby and Python benchmarks use it too.
+pub fn sample_context(handler: &str) -> StepContext {
     StepContext {
         task_id: uuid::Uuid::now_v7(),
         step_id: uuid::Uuid::now_v7(),
         namespace: "bench".into(),
         template: "bench".into(),
         step_name: "noop".into(),
-        handler: "noop".into(),
+        handler: handler.into(),
         attempt: 1,
         max_attempts: 3,
         input: serde_json::json!({"value": 3}),
-        parent_results: Default::default(),
-        config: serde_json::json!({}),
+        parent_results: std::collections::BTreeMap::from([(
+            "parent".to_string(),
+            serde_json::json!(9),
+        )]),
+        config: serde_json::json!({"op": "noop"}),
         timeout_seconds: 30,
     }
 }
 
+/// Hands `n` steps for `handler` to a [`PullHandler`] over `queue`, one at a
+/// time from the calling thread (exactly what the worker host does for a
+/// pulled handler), and returns each round trip in nanoseconds: from the
+/// hand-off until the outcome came back. Another thread must take the steps
+/// from `queue` and complete them. The Ruby and Python benchmarks drive their
+/// handlers with it.
+pub fn pull_round_trips(queue: &PullQueue, n: usize, handler: &str) -> Result<Vec<u64>, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .map_err(|e| format!("starting the benchmark runtime: {e}"))?;
+    let pull = PullHandler::new(queue.clone());
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let ctx = sample_context(handler);
+        let started = Instant::now();
+        let outcome = runtime.block_on(pull.call(ctx, CancellationToken::new()));
+        times.push(started.elapsed().as_nanos() as u64);
+        if let tasker_engine::step::Outcome::Failure(e) = outcome {
+            return Err(format!("a benchmark step failed: {}", e.message));
+        }
+    }
+    Ok(times)
+}
+
+/// The baseline of the language benchmarks: [`pull_round_trips`] with a Rust
+/// thread that completes each step with `{}` at once.
+pub fn rust_pull_round_trips(n: usize) -> Result<Vec<u64>, String> {
+    let queue = PullQueue::new(1);
+    let server_queue = queue.clone();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server_done = done.clone();
+    let server = std::thread::spawn(move || {
+        while !server_done.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Some(step) = server_queue.next(Duration::from_millis(50)) {
+                let _ = &step.context().input;
+                let _ = step.complete(tasker_engine::step::Outcome::success(serde_json::json!({})));
+            }
+        }
+    });
+    let result = pull_round_trips(&queue, n, "noop");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = server.join();
+    result
+}
+
 async fn measure(case: &'static str, handler: &dyn Handler, steps: usize) -> Figures {
-    let ctx = context();
+    let ctx = sample_context("noop");
     for _ in 0..steps / 10 {
         handler.call(ctx.clone(), CancellationToken::new()).await;
     }

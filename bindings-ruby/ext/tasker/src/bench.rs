@@ -1,23 +1,19 @@
 //! `Tasker::Native::Bench`: the per-step dispatch overhead of pulled handlers,
 //! in process and without a database. A Rust producer thread hands steps to a
 //! `PullHandler` (exactly what the worker host does) and times each round trip
-//! until the outcome comes back; a consumer takes them from the `PullQueue`
-//! (Ruby threads through `Tasker::Worker`'s dispatch, or a Rust thread for the
-//! baseline) and completes them.
+//! until the outcome comes back (`tasker::bench::pull_round_trips`); a
+//! consumer takes them from the `PullQueue` (Ruby threads through
+//! `Tasker::Worker`'s dispatch, or a Rust thread for the baseline) and
+//! completes them.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use magnus::prelude::*;
 use magnus::{function, method, Error, RModule, Ruby};
-use tasker::step::{PullHandler, PullQueue};
-use tasker_engine::handler::Handler;
-use tasker_engine::step::{Outcome, StepContext};
-use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
+use tasker::step::PullQueue;
 
 use crate::nogvl::{self, POLL};
 use crate::worker::{seconds, RbStep};
@@ -29,43 +25,6 @@ type Producer = JoinHandle<Result<Vec<u64>, String>>;
 pub struct Bench {
     queue: PullQueue,
     producer: Mutex<Option<Producer>>,
-}
-
-fn sample_context(i: usize) -> StepContext {
-    StepContext {
-        task_id: Uuid::now_v7(),
-        step_id: Uuid::now_v7(),
-        namespace: "bench".into(),
-        template: "bench/noop@1.0.0".into(),
-        step_name: format!("step_{i}"),
-        handler: "bench.noop".into(),
-        attempt: 1,
-        max_attempts: 3,
-        input: serde_json::json!({ "value": i }),
-        parent_results: BTreeMap::from([("start".to_string(), serde_json::json!(i))]),
-        config: serde_json::json!({ "op": "noop" }),
-        timeout_seconds: 30,
-    }
-}
-
-/// Hands `n` steps to a pull handler one at a time; the nanoseconds from the
-/// hand-off to the outcome, per step.
-fn produce(queue: PullQueue, n: usize) -> Result<Vec<u64>, String> {
-    let handler = PullHandler::new(queue);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .map_err(|e| format!("starting a runtime: {e}"))?;
-    let mut times = Vec::with_capacity(n);
-    for i in 0..n {
-        let ctx = sample_context(i);
-        let started = Instant::now();
-        let outcome = runtime.block_on(handler.call(ctx, CancellationToken::new()));
-        times.push(started.elapsed().as_nanos() as u64);
-        if let Outcome::Failure(e) = outcome {
-            return Err(format!("step {i} failed: {}", e.message));
-        }
-    }
-    Ok(times)
 }
 
 impl Bench {
@@ -81,7 +40,7 @@ impl Bench {
         let queue = rb_self.queue.clone();
         let handle = std::thread::Builder::new()
             .name("tasker-bench".into())
-            .spawn(move || produce(queue, n))
+            .spawn(move || tasker::bench::pull_round_trips(&queue, n, "bench.noop"))
             .map_err(|e| Error::new(ruby.exception_runtime_error(), e.to_string()))?;
         *rb_self.producer.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         Ok(())
@@ -124,24 +83,7 @@ impl Bench {
     /// The baseline: the same round trips with a Rust consumer thread that
     /// completes each step with `null` at once.
     fn rust_baseline(ruby: &Ruby, n: usize) -> Result<Vec<u64>, Error> {
-        let result = nogvl::blocking(ruby, move |_| {
-            let queue = PullQueue::new(4);
-            let consumer_queue = queue.clone();
-            let consumer = std::thread::spawn(move || {
-                let mut done = 0;
-                while done < n {
-                    if let Some(step) = consumer_queue.next(Duration::from_secs(5)) {
-                        let _ = step.complete(Outcome::success(serde_json::Value::Null));
-                        done += 1;
-                    } else {
-                        return;
-                    }
-                }
-            });
-            let times = produce(queue, n);
-            let _ = consumer.join();
-            times
-        })?;
+        let result = nogvl::blocking(ruby, move |_| tasker::bench::rust_pull_round_trips(n))?;
         result.map_err(|e| Error::new(ruby.exception_runtime_error(), e))
     }
 }
