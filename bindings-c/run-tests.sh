@@ -14,16 +14,19 @@ BUILD=build/$PROFILE
 PG=${TASKER_TEST_PG:-postgres://postgres@127.0.0.1:5432}
 export PGOPTIONS="-c client_min_messages=warning"
 VALGRIND=(valgrind --leak-check=full --errors-for-leak-kinds=all --error-exitcode=99 --quiet --num-callers=60 --suppressions=valgrind.supp)
-DBS=()
 
+# Databases are named tasker_c_<test>_<this shell's pid>. fresh_db runs in a
+# command substitution (a subshell), so cleanup finds them by name.
 fresh_db() {
     local name="tasker_c_$1_$$"
     psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $name" -c "CREATE DATABASE $name" >/dev/null
-    DBS+=("$name")
     echo "$PG/$name"
 }
 cleanup() {
-    for db in "${DBS[@]}"; do psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true; done
+    local db
+    for db in $(psql "$PG/postgres" -qXAt -c "SELECT datname FROM pg_database WHERE datname LIKE 'tasker\_c\_%\_$$'" 2>/dev/null); do
+        psql "$PG/postgres" -qX -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+    done
 }
 trap cleanup EXIT
 
