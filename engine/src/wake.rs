@@ -69,6 +69,8 @@ impl Wake {
                             Ok(Some(_)) => n.notify_one(),
                             // Connection lost and re-established: we may have missed some.
                             Ok(None) => n.notify_one(),
+                            // The process is shutting down: nothing left to wake.
+                            Err(sqlx::Error::PoolClosed) => break,
                             Err(e) => {
                                 tracing::warn!(error = %e, "queue listener failed; retrying");
                                 n.notify_one();
