@@ -1203,3 +1203,225 @@ async fn a_result_that_fails_in_a_batch_is_rolled_back_alone(pool: PgPool) {
     let recorded = count(&pool, "SELECT count(*) FROM tasker.step_results").await;
     assert_eq!(recorded, 1);
 }
+
+// ------------------------------------------------- results taken in one statement
+
+/// Creates `n` diamonds, claims their roots and reports each with the outcome
+/// `outcome(i)`; returns the task ids in creation order.
+async fn diamonds_with_reported_roots(
+    pool: &PgPool,
+    n: usize,
+    outcome: impl Fn(usize, &Claimed) -> StepResultMessage,
+) -> Vec<Uuid> {
+    ensure_results_queue(pool).await;
+    register_example(pool, "diamond").await;
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let req = new_task("demo", "diamond", json!({"value": 2}));
+        let created = task::create(pool, &TemplateCache::default(), &req, PROCESSOR)
+            .await
+            .unwrap();
+        tasks.push(created.task_id);
+    }
+    let claimed = claim_batch(pool, STEP_QUEUE, 30, 10, "w1").await.unwrap();
+    assert_eq!(claimed.len(), n);
+    for c in &claimed {
+        let task = c.step.as_ref().unwrap().task_id;
+        let i = tasks.iter().position(|t| *t == task).unwrap();
+        report(pool, STEP_QUEUE, c.msg_id, &outcome(i, c), "w1")
+            .await
+            .unwrap();
+    }
+    tasks
+}
+
+/// The outcome of each taken result, by task.
+fn outcomes_by_task(
+    taken: Vec<tasker_engine::store::result::Taken>,
+) -> std::collections::HashMap<Uuid, Vec<Result<tasker_engine::store::result::Processed, String>>> {
+    use tasker_engine::store::result::Taken;
+    let mut by_task: std::collections::HashMap<Uuid, Vec<_>> = Default::default();
+    for t in taken {
+        match t {
+            Taken::Result { msg, outcome, .. } => by_task
+                .entry(msg.task_id)
+                .or_default()
+                .push(outcome.map_err(|e| e.to_string())),
+            Taken::Unreadable { msg_id, error } => panic!("message {msg_id} unreadable: {error}"),
+        }
+    }
+    by_task
+}
+
+#[sqlx::test(migrations = false)]
+async fn taking_results_applies_successes_and_decides_failures_by_policy(pool: PgPool) {
+    use tasker_engine::store::result::{take_batch, Processed};
+    migrated(&pool).await;
+    let tasks = diamonds_with_reported_roots(&pool, 2, |i, c| {
+        let mut msg = success_for(c, 1, json!(4));
+        if i == 1 {
+            msg.outcome = Outcome::retryable("try again");
+        }
+        msg
+    })
+    .await;
+    let taken = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    let by_task = outcomes_by_task(taken);
+    assert_eq!(
+        by_task[&tasks[0]],
+        vec![Ok(Processed::Completed {
+            enqueued: 2,
+            task: TaskState::StepsInProcess
+        })]
+    );
+    assert!(
+        matches!(
+            by_task[&tasks[1]][..],
+            [Ok(Processed::RetryScheduled { .. })]
+        ),
+        "{:?}",
+        by_task[&tasks[1]]
+    );
+    // Everything it read is processed: the queue is empty, the children of the
+    // success are enqueued with their audit rows, the failure waits.
+    assert!(queue_bodies(&pool, RESULTS_QUEUE).await.is_empty());
+    let start = step_id(&pool, tasks[0], "start").await;
+    assert_eq!(step_row(&pool, start).await.0, "complete");
+    let left = step_id(&pool, tasks[0], "left").await;
+    assert_eq!(step_row(&pool, left).await.0, "enqueued");
+    let failed = step_id(&pool, tasks[1], "start").await;
+    assert_eq!(step_row(&pool, failed).await.0, "waiting_for_retry");
+    let messages = queue_bodies(&pool, STEP_QUEUE).await;
+    assert_eq!(messages.len(), 2, "left and right of the first task");
+    assert!(messages.iter().all(|m| m["task_id"] == json!(tasks[0])));
+    let audits = count(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM tasker.step_transitions
+              WHERE task_id = '{}' AND step_id <> '{start}' AND to_state = 'enqueued'",
+            tasks[0]
+        ),
+    )
+    .await;
+    assert_eq!(audits, 2);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM tasker.step_results").await,
+        2
+    );
+    // Nothing left: an empty batch.
+    assert!(take_batch(&pool, 30, 10, PROCESSOR)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_batch_that_raises_is_applied_one_by_one_and_only_the_failing_result_stays(pool: PgPool) {
+    use tasker_engine::store::result::{take_batch, Processed};
+    migrated(&pool).await;
+    let tasks = diamonds_with_reported_roots(&pool, 3, |_, c| success_for(c, 1, json!(4))).await;
+    let doomed = step_id(&pool, tasks[1], "start").await;
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION public.fail_for_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.step_id = '{doomed}' THEN RAISE EXCEPTION 'injected failure'; END IF;
+               RETURN NEW; END $$;
+         CREATE TRIGGER fail_for_doomed BEFORE INSERT ON tasker.step_results
+            FOR EACH ROW EXECUTE FUNCTION public.fail_for_doomed();"
+    ))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let by_task = outcomes_by_task(take_batch(&pool, 30, 10, PROCESSOR).await.unwrap());
+    for (i, task) in tasks.iter().enumerate() {
+        if i == 1 {
+            let err = by_task[task][0].as_ref().unwrap_err();
+            assert!(err.contains("injected failure"), "{err}");
+        } else {
+            assert_eq!(
+                by_task[task],
+                vec![Ok(Processed::Completed {
+                    enqueued: 2,
+                    task: TaskState::StepsInProcess
+                })]
+            );
+        }
+    }
+    assert_eq!(
+        step_row(&pool, doomed).await.0,
+        "enqueued_for_orchestration"
+    );
+    let kept = queue_bodies(&pool, RESULTS_QUEUE).await;
+    assert_eq!(kept.len(), 1, "only the failed result's message is left");
+    assert_eq!(kept[0]["step_id"], json!(doomed));
+}
+
+#[sqlx::test(migrations = false)]
+async fn two_results_for_one_step_in_a_batch_complete_it_once(pool: PgPool) {
+    use tasker_engine::store::result::{take_batch, Processed};
+    migrated(&pool).await;
+    ensure_results_queue(&pool).await;
+    let task = create_diamond(&pool).await;
+    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1").await.unwrap();
+    let msg = success_for(&claimed[0], 1, json!(9));
+    // The same outcome reported twice (a worker retrying its report).
+    for _ in 0..2 {
+        report(&pool, STEP_QUEUE, claimed[0].msg_id, &msg, "w1")
+            .await
+            .unwrap();
+    }
+    let mut outcomes = outcomes_by_task(take_batch(&pool, 30, 10, PROCESSOR).await.unwrap())
+        .remove(&task)
+        .unwrap();
+    outcomes.sort_by_key(|o| matches!(o, Ok(Processed::Stale)));
+    assert_eq!(
+        outcomes,
+        vec![
+            Ok(Processed::Completed {
+                enqueued: 2,
+                task: TaskState::StepsInProcess
+            }),
+            Ok(Processed::Stale)
+        ]
+    );
+    let start = step_id(&pool, task, "start").await;
+    let completions = count(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM tasker.step_transitions WHERE step_id = '{start}' AND to_state = 'complete'"
+        ),
+    )
+    .await;
+    assert_eq!(completions, 1);
+    assert_eq!(queue_bodies(&pool, STEP_QUEUE).await.len(), 2);
+}
+
+#[sqlx::test(migrations = false)]
+async fn an_unreadable_result_is_handed_back_and_a_deleted_task_takes_its_history(pool: PgPool) {
+    use tasker_engine::store::result::{take_batch, Taken};
+    migrated(&pool).await;
+    let tasks = diamonds_with_reported_roots(&pool, 1, |_, c| success_for(c, 1, json!(4))).await;
+    let mut conn = pool.acquire().await.unwrap();
+    queue::send(&mut conn, RESULTS_QUEUE, &json!({"not": "a result"}))
+        .await
+        .unwrap();
+    let taken = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    assert!(matches!(taken[1], Taken::Unreadable { .. }), "{taken:?}");
+    assert_eq!(
+        queue_bodies(&pool, RESULTS_QUEUE).await,
+        vec![json!({"not": "a result"})],
+        "left for the caller to dead-letter"
+    );
+    // Audit rows have no foreign keys (hot-path inserts); deleting a task by
+    // hand still removes its history.
+    sqlx::query("DELETE FROM tasker.tasks WHERE id = $1")
+        .bind(tasks[0])
+        .execute(&pool)
+        .await
+        .unwrap();
+    for table in ["task_transitions", "step_transitions", "step_results"] {
+        let left = count(&pool, &format!("SELECT count(*) FROM tasker.{table}")).await;
+        assert_eq!(left, 0, "{table}");
+    }
+}

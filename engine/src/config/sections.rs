@@ -131,6 +131,9 @@ pub struct OrchestrationConfig {
     pub stale_sweep_interval_seconds: u64,
     /// How often steps whose retry backoff ended are enqueued, in milliseconds.
     pub retry_sweep_interval_ms: u64,
+    /// How often the orchestrator vacuums the queue and state tables that
+    /// autovacuum has left behind, in seconds; 0 never.
+    pub vacuum_interval_seconds: u64,
 }
 
 impl Default for OrchestrationConfig {
@@ -143,6 +146,7 @@ impl Default for OrchestrationConfig {
             stale_task_action: StaleTaskAction::Reevaluate,
             stale_sweep_interval_seconds: 60,
             retry_sweep_interval_ms: 1_000,
+            vacuum_interval_seconds: 30,
         }
     }
 }

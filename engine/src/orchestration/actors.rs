@@ -5,20 +5,20 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 use tokio::sync::mpsc::Receiver;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::{Command, OrchestratorSettings};
 use crate::channel::{self, Sender};
-use crate::queue::{self, Message, RESULTS_QUEUE};
+use crate::queue::{self, RESULTS_QUEUE};
 use crate::state::TaskState;
-use crate::step::StepResultMessage;
-use crate::store::result::Processed;
+use crate::store::result::{Processed, Taken};
 use crate::store::template::TemplateCache;
 use crate::store::{self, StoreError};
 
-/// Result batches processed at once, at most (per orchestrator). Each batch is
-/// one statement and one commit (`store::result::process_batch`).
+/// Result batches processed at once, at most (per orchestrator). A batch is
+/// read and applied in one statement and one commit (`store::result::take_batch`).
 const RESULT_BATCHES_IN_FLIGHT: usize = 4;
 /// Task creations run at once, at most (per orchestrator).
 const REQUEST_PARALLELISM: usize = 8;
@@ -26,7 +26,7 @@ const REQUEST_PARALLELISM: usize = 8;
 /// The actors' inboxes.
 pub(super) struct Actors {
     task_requests: Sender<Command>,
-    results: Sender<Vec<Message>>,
+    results: Sender<()>,
     enqueuer: Sender<Command>,
 }
 
@@ -61,6 +61,7 @@ impl Actors {
             res_rx,
             commands,
             finalizer,
+            shutdown.clone(),
         ));
         tokio::spawn(enqueuer_actor(pool.clone(), settings, enq_rx, shutdown));
         tokio::spawn(finalizer_actor(pool, fin_rx));
@@ -84,9 +85,12 @@ pub(super) async fn route(
             c = commands.recv() => match c { Some(c) => c, None => return },
         };
         let sent = match cmd {
-            Command::ProcessResults(batch) => actors.results.send(batch).await.is_ok(),
+            Command::ResultsReady => {
+                actors.results.try_send_or_drop(());
+                true
+            }
             c @ Command::CreateTask(..) => actors.task_requests.send(c).await.is_ok(),
-            c @ (Command::EnqueueDueRetries | Command::SweepStale) => {
+            c @ (Command::EnqueueDueRetries | Command::SweepStale | Command::Vacuum) => {
                 actors.enqueuer.try_send_or_drop(c);
                 true
             }
@@ -121,63 +125,100 @@ async fn task_request_actor(
     }
 }
 
+/// Turns "results are ready" into work for its batch loops: at most
+/// RESULT_BATCHES_IN_FLIGHT batches are taken at once. A wake-up while every
+/// loop is busy is kept (one pending permit), so none is lost and a burst of
+/// them costs one extra read, not one each.
 async fn result_actor(
     pool: PgPool,
     settings: Arc<OrchestratorSettings>,
-    mut inbox: Receiver<Vec<Message>>,
+    mut inbox: Receiver<()>,
     commands: Sender<Command>,
     finalizer: Sender<(Uuid, TaskState)>,
+    shutdown: CancellationToken,
 ) {
-    // Batches overlap (RESULT_BATCHES_IN_FLIGHT), so the reader's next batch is
-    // processed while the previous one commits.
-    let permits = Arc::new(tokio::sync::Semaphore::new(RESULT_BATCHES_IN_FLIGHT));
-    while let Some(batch) = inbox.recv().await {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let (pool, settings, commands, finalizer) = (
+    let ready = Arc::new(Notify::new());
+    // The loops stop with the orchestrator or when this actor's inbox closes.
+    let stop = shutdown.child_token();
+    let _stop_loops = stop.clone().drop_guard();
+    for _ in 0..RESULT_BATCHES_IN_FLIGHT {
+        tokio::spawn(take_results(
             pool.clone(),
             settings.clone(),
+            ready.clone(),
             commands.clone(),
             finalizer.clone(),
-        );
-        tokio::spawn(async move {
-            handle_results(&pool, &settings, batch, &commands, &finalizer).await;
-            drop(permit);
-        });
+            stop.clone(),
+        ));
+    }
+    while inbox.recv().await.is_some() {
+        ready.notify_one();
     }
 }
 
-async fn handle_results(
+/// One batch loop: at a wake-up, takes batches until one comes back short of
+/// full; a full batch also wakes another loop to help.
+async fn take_results(
+    pool: PgPool,
+    settings: Arc<OrchestratorSettings>,
+    ready: Arc<Notify>,
+    commands: Sender<Command>,
+    finalizer: Sender<(Uuid, TaskState)>,
+    stop: CancellationToken,
+) {
+    let qty = settings.result_batch_size.max(1) as i32;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ready.notified() => {}
+        }
+        loop {
+            let taken = match store::result::take_batch(
+                &pool,
+                settings.result_lease_seconds as i32,
+                qty,
+                &settings.processor_id,
+            )
+            .await
+            {
+                Ok(t) => t,
+                Err(e) => {
+                    // Left in the queue: the next wake-up or poll takes them again.
+                    tracing::warn!(error = %e, "taking a batch of results failed; will retry");
+                    break;
+                }
+            };
+            let full = taken.len() as i32 >= qty;
+            follow_up(&pool, taken, &commands, &finalizer).await;
+            if !full || stop.is_cancelled() {
+                break;
+            }
+            ready.notify_one();
+        }
+    }
+}
+
+/// After a batch: schedules due retries, tells the finalizer about finished
+/// or blocked tasks, dead-letters what is not a result.
+async fn follow_up(
     pool: &PgPool,
-    settings: &OrchestratorSettings,
-    batch: Vec<Message>,
+    taken: Vec<Taken>,
     commands: &Sender<Command>,
     finalizer: &Sender<(Uuid, TaskState)>,
 ) {
-    let mut results = Vec::with_capacity(batch.len());
-    for m in batch {
-        match serde_json::from_value::<StepResultMessage>(m.message) {
-            Ok(msg) => results.push((m.msg_id, msg)),
-            Err(e) => {
-                tracing::error!(msg_id = m.msg_id, error = %e, "unreadable result message moved to the archive");
-                dead_letter(pool, m.msg_id).await;
+    for t in taken {
+        let (msg_id, msg, outcome) = match t {
+            Taken::Result {
+                msg_id,
+                msg,
+                outcome,
+            } => (msg_id, msg, outcome),
+            Taken::Unreadable { msg_id, error } => {
+                tracing::error!(msg_id, %error, "unreadable result message moved to the archive");
+                dead_letter(pool, msg_id).await;
+                continue;
             }
-        }
-    }
-    if results.is_empty() {
-        return;
-    }
-    let outcomes = match store::result::process_batch(pool, &results, &settings.processor_id).await
-    {
-        Ok(o) => o,
-        Err(e) => {
-            // Left in the queue: their leases expire and they are processed again.
-            tracing::warn!(results = results.len(), error = %e, "processing a batch of results failed; will retry");
-            return;
-        }
-    };
-    for ((msg_id, msg), outcome) in results.iter().zip(outcomes) {
+        };
         match outcome {
             Ok(processed) => {
                 if let Processed::RetryScheduled { at, .. } = &processed {
@@ -199,7 +240,7 @@ async fn handle_results(
                 StoreError::StepNotFound(_) | StoreError::TaskNotFound(_) | StoreError::Corrupt(_),
             ) => {
                 tracing::error!(msg_id, step_id = %msg.step_id, "result for an unknown step moved to the archive");
-                dead_letter(pool, *msg_id).await;
+                dead_letter(pool, msg_id).await;
             }
             Err(e) => {
                 // Left in the queue: its lease expires and it is processed again.
@@ -247,6 +288,18 @@ async fn enqueuer_actor(
                     {
                         tracing::warn!(task_id = %task, error = %e, "enqueueing due retries failed");
                     }
+                }
+            }
+            Command::Vacuum => {
+                // In its own task: a large table's vacuum must not hold up due
+                // retries. Overlapping runs end at once (advisory lock).
+                if let Some(every) = settings.vacuum_interval {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = store::vacuum::vacuum_churned_tables(&pool, every).await {
+                            tracing::warn!(error = %e, "vacuuming churned tables failed");
+                        }
+                    });
                 }
             }
             Command::SweepStale => {

@@ -2,22 +2,26 @@
 //! concern, connected by bounded channels (`[channels]` in config).
 //!
 //! ```text
-//!  results reader ──ProcessResults──▶ command processor ──▶ result processor ──▶ finalizer
-//!  sweep timers ───EnqueueDue/Stale──▶        │          ──▶ step enqueuer
+//!  results listener ─ResultsReady───▶ command processor ──▶ result processor ──▶ finalizer
+//!  sweep timers ─EnqueueDue/Stale/Vacuum─▶   │          ──▶ step enqueuer
 //!  clients ────────CreateTask────────▶        └──────────▶ task requests
 //! ```
 //!
 //! * **task requests** create tasks (one transaction each, see `store::task`);
-//! * **result processor** handles each result in one transaction
-//!   (`store::result::process`) and schedules a wake-up when a retry is due;
-//! * **step enqueuer** enqueues due retries and re-evaluates stale tasks;
+//! * **result processor** takes batches from the results queue and processes
+//!   them, reading and applying a batch in one statement and one commit
+//!   (`store::result::take_batch`; up to four batches at once), and schedules
+//!   a wake-up when a retry is due;
+//! * **step enqueuer** enqueues due retries, re-evaluates stale tasks and
+//!   starts the vacuum of churned tables (`store::vacuum`);
 //! * **finalizer** observes finished tasks (logs, latency). Finalizing itself
 //!   happens inside the result's transaction under the task row lock, which is
 //!   what makes it exactly-once across any number of orchestrators.
 //!
-//! When a channel is full its sender waits; the PGMQ results queue behind the
-//! reader is the durable buffer, so nothing is lost (retry wake-ups are hints:
-//! dropped when full, the periodic sweep covers them).
+//! When a channel is full its sender waits, except for hints: "results are
+//! ready" and retry wake-ups are dropped when their channel is full (one is
+//! already pending; the fallback poll and the periodic sweep cover the rest).
+//! The PGMQ results queue is the durable buffer, so nothing is lost.
 
 mod actors;
 
@@ -29,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::channel;
 use crate::config::{ChannelConfig, StaleTaskAction, TaskerConfig};
-use crate::queue::{self, Message, RESULTS_QUEUE};
+use crate::queue::{self, RESULTS_QUEUE};
 use crate::store::task::{Created, NewTask};
 use crate::store::template::TemplateCache;
 use crate::store::StoreError;
@@ -48,6 +52,8 @@ pub struct OrchestratorSettings {
     pub stale_after: Duration,
     pub stale_sweep_interval: Duration,
     pub stale_action: StaleTaskAction,
+    /// How often to vacuum churned tables autovacuum left behind; `None`: never.
+    pub vacuum_interval: Option<Duration>,
     pub channels: ChannelConfig,
 }
 
@@ -65,6 +71,8 @@ impl OrchestratorSettings {
             stale_after: Duration::from_secs(o.stale_task_after_seconds),
             stale_sweep_interval: Duration::from_secs(o.stale_sweep_interval_seconds),
             stale_action: o.stale_task_action,
+            vacuum_interval: (o.vacuum_interval_seconds > 0)
+                .then(|| Duration::from_secs(o.vacuum_interval_seconds)),
             channels: config.channels.clone(),
         }
     }
@@ -72,12 +80,14 @@ impl OrchestratorSettings {
 
 /// What the command processor routes.
 pub enum Command {
-    /// A batch read from the results queue.
-    ProcessResults(Vec<Message>),
+    /// The results queue may hold results (a wake-up or a poll tick).
+    ResultsReady,
     /// Enqueue the retries that are due.
     EnqueueDueRetries,
     /// Re-evaluate tasks without progress for `stale_after`.
     SweepStale,
+    /// Vacuum the queue and state tables autovacuum has left behind.
+    Vacuum,
     /// Create a task; the answer goes back on the oneshot.
     CreateTask(Box<NewTask>, oneshot::Sender<Result<Created, StoreError>>),
 }
@@ -137,13 +147,7 @@ pub async fn start(
     );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(actors::route(cmd_rx, actors, shutdown.clone()));
-    tasks.spawn(read_results(
-        pool.clone(),
-        settings.clone(),
-        wake,
-        cmd_tx.clone(),
-        shutdown.clone(),
-    ));
+    tasks.spawn(listen_for_results(wake, cmd_tx.clone(), shutdown.clone()));
     tasks.spawn(tick(
         cmd_tx.clone(),
         settings.retry_sweep_interval,
@@ -156,41 +160,26 @@ pub async fn start(
         shutdown.clone(),
         || Command::SweepStale,
     ));
+    if let Some(every) = settings.vacuum_interval {
+        tasks.spawn(tick(cmd_tx.clone(), every, shutdown.clone(), || {
+            Command::Vacuum
+        }));
+    }
     let handle = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     tracing::info!(processor = %settings.processor_id, mode = ?settings.mode, "orchestrator started");
     Ok((Orchestrator { commands: cmd_tx }, handle))
 }
 
-/// The results reader: waits for a wake-up, reads a batch, hands it on.
-async fn read_results(
-    pool: PgPool,
-    settings: OrchestratorSettings,
+/// The results listener: tells the result processor at every wake-up (a
+/// NOTIFY, a local hint or the fallback poll) that results may be waiting.
+async fn listen_for_results(
     mut wake: Wake,
     commands: channel::Sender<Command>,
     shutdown: CancellationToken,
 ) {
-    let qty = settings.result_batch_size.max(1) as i32;
     loop {
-        // A lease only: commits asynchronously (see tasker.read_results).
-        let batch =
-            crate::store::result::read_batch(&pool, settings.result_lease_seconds as i32, qty)
-                .await;
-        let full = match batch {
-            Ok(batch) if batch.is_empty() => false,
-            Ok(batch) => {
-                let full = batch.len() as i32 == qty;
-                if commands.send(Command::ProcessResults(batch)).await.is_err() {
-                    return;
-                }
-                full
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the results queue failed");
-                false
-            }
-        };
-        if full {
-            continue;
+        if commands.send(Command::ResultsReady).await.is_err() {
+            return;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

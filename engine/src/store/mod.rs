@@ -13,6 +13,7 @@ pub mod step;
 pub mod task;
 pub mod template;
 pub mod transition;
+pub mod vacuum;
 
 use uuid::Uuid;
 

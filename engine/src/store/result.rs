@@ -361,8 +361,112 @@ fn decide(msg: &StepResultMessage, retry: &Value) -> Result<Decision, StoreError
     })
 }
 
-/// Reads a batch from the results queue for processing (a lease only: it
-/// commits asynchronously, see `tasker.read_results`).
+/// One message taken from the results queue by [`take_batch`].
+#[derive(Debug)]
+pub enum Taken {
+    /// A step result, and what processing it did.
+    Result {
+        msg_id: i64,
+        msg: Box<StepResultMessage>,
+        outcome: Result<Processed, StoreError>,
+    },
+    /// Not a step result (it stays in the queue: the caller dead-letters it).
+    Unreadable { msg_id: i64, error: String },
+}
+
+/// Reads up to `qty` results from [`queue::RESULTS_QUEUE`] and processes them:
+/// the orchestrator's one call per batch. `tasker.take_step_results`
+/// (migration 6) reads the batch and applies every success in the same
+/// statement and commit, as a set; the failures it hands back are decided
+/// here (they need the step's retry policy) and applied by [`process_batch`]
+/// in a second statement. Returns every message read, in queue order; an
+/// empty vector when the queue had nothing visible.
+pub async fn take_batch(
+    pool: &PgPool,
+    lease_seconds: i32,
+    qty: i32,
+    processor_id: &str,
+) -> Result<Vec<Taken>, StoreError> {
+    let rows: Vec<TakenRow> = sqlx::query_as(
+        "SELECT msg_id, message, applied, step_found, is_current, namespace, step_state,
+                step_attempts, task_before, task_state, enqueued, error
+           FROM tasker.take_step_results($1, $2, $3)",
+    )
+    .bind(lease_seconds)
+    .bind(qty)
+    .bind(processor_id)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut left = Vec::new();
+    for row in rows {
+        let msg_id = row.msg_id;
+        let msg = match serde_json::from_value::<StepResultMessage>(row.message) {
+            Ok(msg) => msg,
+            Err(e) if row.applied => {
+                // Applied by the database, though not in the shape tasker writes.
+                tracing::warn!(msg_id, error = %e, "an applied result message is not readable here");
+                continue;
+            }
+            Err(e) => {
+                out.push(Taken::Unreadable {
+                    msg_id,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        if !row.applied {
+            left.push((msg_id, msg));
+            continue;
+        }
+        let outcome = processed(pool, &msg, &Decision::success(), row.process);
+        out.push(Taken::Result {
+            msg_id,
+            msg: Box::new(msg),
+            outcome,
+        });
+    }
+    if !left.is_empty() {
+        let outcomes = match process_batch(pool, &left, processor_id).await {
+            Ok(o) => o,
+            // The successes above are committed; these stay in the queue.
+            Err(e) => {
+                let reason = e.to_string();
+                left.iter()
+                    .map(|(_, m)| {
+                        Err(StoreError::ResultRolledBack {
+                            step: m.step_id,
+                            reason: reason.clone(),
+                        })
+                    })
+                    .collect()
+            }
+        };
+        for ((msg_id, msg), outcome) in left.into_iter().zip(outcomes) {
+            out.push(Taken::Result {
+                msg_id,
+                msg: Box::new(msg),
+                outcome,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One row of `tasker.take_step_results`.
+#[derive(sqlx::FromRow)]
+struct TakenRow {
+    msg_id: i64,
+    message: Value,
+    applied: bool,
+    #[sqlx(flatten)]
+    process: ProcessRow,
+}
+
+/// Reads a batch from the results queue without processing it (a lease only:
+/// it commits asynchronously, see `tasker.read_results`). The orchestrator uses
+/// [`take_batch`]; this is for tools and tests that hold results back.
 pub async fn read_batch(
     pool: &PgPool,
     lease_seconds: i32,

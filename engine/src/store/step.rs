@@ -48,6 +48,10 @@ struct ClaimRow {
 /// each step's full context: one statement, PGMQ's read on the queue's table
 /// (static SQL per queue, prepared once per connection) joined to the claim.
 ///
+/// The read and the step lock name their rows by primary key (`= ANY
+/// (ARRAY(...))`), so the plan stays two index lookups whatever the table
+/// statistics say (a join was planned as a hash join over every step).
+///
 /// The claim is lease bookkeeping and commits asynchronously: a crash can only
 /// lose the lease, which makes the message visible again (at-least-once). One
 /// statement sees one snapshot; the message and its step's `enqueued` state
@@ -65,16 +69,17 @@ pub async fn claim_batch(
                 SET last_read_at = clock_timestamp(),
                     vt = clock_timestamp() + make_interval(secs => $2),
                     read_ct = m.read_ct + 1
-               FROM (SELECT msg_id FROM {q} WHERE vt <= clock_timestamp()
-                      ORDER BY msg_id LIMIT $1 FOR UPDATE SKIP LOCKED) c
-              WHERE m.msg_id = c.msg_id
+              WHERE m.msg_id = ANY (ARRAY(
+                        SELECT msg_id FROM {q} WHERE vt <= clock_timestamp()
+                         ORDER BY msg_id LIMIT $1 FOR UPDATE SKIP LOCKED))
           RETURNING m.msg_id, m.read_ct,
                     CASE WHEN m.message->>'step_id' ~ '^[0-9a-f-]{{36}}$'
                          THEN (m.message->>'step_id')::uuid END AS step_id),
          target AS (
              SELECT s.id, s.state AS old_state
-               FROM tasker.steps s JOIN read r ON r.step_id = s.id
-              WHERE s.state IN ('enqueued', 'in_progress')
+               FROM tasker.steps s
+              WHERE s.id = ANY (ARRAY(SELECT r.step_id FROM read r))
+                AND s.state IN ('enqueued', 'in_progress')
                 FOR UPDATE OF s),
          claimed AS (
              UPDATE tasker.steps s

@@ -1,0 +1,75 @@
+//! Vacuuming the tables every step churns, when autovacuum has not.
+//!
+//! Each step deletes two queue messages and leaves four or five dead versions
+//! of its row; readers walk past dead versions until a vacuum removes them,
+//! and the planner's statistics lag the tables until an analyze. Autovacuum
+//! does both, if it runs: it can be off (some CI and test servers) or far
+//! behind its default thresholds on queue tables. Any orchestrator may do it;
+//! one at a time does (an advisory lock), and only tables whose dead rows pass
+//! a threshold and that no vacuum has touched within the interval.
+
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Executor, PgPool, Postgres};
+
+use super::StoreError;
+
+/// Advisory lock key held while vacuuming ("tasker:vacuum").
+const VACUUM_LOCK: i64 = 0x7461_736b_7661_6375;
+
+/// Dead rows a table may hold before a vacuum, beyond a fifth of its live rows
+/// (autovacuum's own default scale).
+const DEAD_ROWS_ALLOWED: i64 = 1_000;
+
+/// Vacuums (and analyzes) tasker's tables and the PGMQ queue tables that hold
+/// more than `DEAD_ROWS_ALLOWED` + 20% of their live rows in dead rows and
+/// were not vacuumed within `interval`. Returns the tables vacuumed: none when
+/// another orchestrator is vacuuming. Tables locked by someone else (a running
+/// autovacuum, say) are skipped.
+pub async fn vacuum_churned_tables(
+    pool: &PgPool,
+    interval: Duration,
+) -> Result<Vec<String>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+        .bind(VACUUM_LOCK)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !locked {
+        return Ok(Vec::new());
+    }
+    let vacuumed = vacuum_tables(&mut conn, interval).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(VACUUM_LOCK)
+        .execute(&mut *conn)
+        .await?;
+    vacuumed
+}
+
+async fn vacuum_tables(
+    conn: &mut PoolConnection<Postgres>,
+    interval: Duration,
+) -> Result<Vec<String>, StoreError> {
+    // Names come from the catalog and are quoted by format('%I'); VACUUM takes
+    // no parameters and cannot run in a transaction, so it is sent as text.
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables
+          WHERE (schemaname = 'tasker' OR (schemaname = 'pgmq' AND relname LIKE 'q\\_%'))
+            AND n_dead_tup > $1 + n_live_tup / 5
+            AND coalesce(greatest(last_vacuum, last_autovacuum), '-infinity')
+                < now() - make_interval(secs => $2)
+          ORDER BY n_dead_tup DESC",
+    )
+    .bind(DEAD_ROWS_ALLOWED)
+    .bind(interval.as_secs_f64())
+    .fetch_all(conn.as_mut())
+    .await?;
+    for table in &tables {
+        let started = std::time::Instant::now();
+        let vacuum = format!("VACUUM (ANALYZE, SKIP_LOCKED) {table}");
+        conn.execute(vacuum.as_str()).await?;
+        tracing::debug!(%table, ms = started.elapsed().as_millis() as u64, "vacuumed");
+    }
+    Ok(tables)
+}
