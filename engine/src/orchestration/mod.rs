@@ -111,7 +111,7 @@ impl Orchestrator {
     }
 }
 
-/// Starts an orchestrator's actors, its results reader and its sweeps; they
+/// Starts an orchestrator's actors, its results listener and its sweeps; they
 /// stop when `shutdown` fires. The returned join handle ends when all have.
 pub async fn start(
     pool: PgPool,
