@@ -45,7 +45,7 @@ pub enum WaitError {
 }
 
 impl TaskWatcher {
-    /// Starts listening. The listener task lives as long as the pool.
+    /// Starts listening. The listener task lives until the pool is closed.
     pub async fn start(pool: &PgPool) -> Result<TaskWatcher, sqlx::Error> {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen(TASK_EVENTS).await?;
@@ -75,6 +75,10 @@ impl TaskWatcher {
                             }
                         }
                     }
+                    // The pool was closed: nobody can wait any more. Ending
+                    // here drops the LISTEN connection (held until now, it
+                    // kept the database busy for as long as the process lived).
+                    Err(sqlx::Error::PoolClosed) => break,
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
             }

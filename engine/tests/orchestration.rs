@@ -562,4 +562,7 @@ async fn two_orchestrators_two_workers_exactly_once(test_pool: PgPool) {
     .unwrap();
     assert!(duplicates.is_empty(), "{duplicates:?}");
     h.stop().await;
+    // This test's own pool: closed here, or its connections keep the test
+    // database from being dropped.
+    pool.close().await;
 }
