@@ -159,6 +159,20 @@ fn success_for(claimed: &Claimed, attempt: u32, value: Value) -> StepResultMessa
     }
 }
 
+/// Fault injection: recording a result of `step` raises "injected failure".
+async fn fail_recording_results_of(pool: &PgPool, step: Uuid) {
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION public.fail_for_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.step_id = '{step}' THEN RAISE EXCEPTION 'injected failure'; END IF;
+               RETURN NEW; END $$;
+         CREATE TRIGGER fail_for_doomed BEFORE INSERT ON tasker.step_results
+            FOR EACH ROW EXECUTE FUNCTION public.fail_for_doomed();"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 /// `(from_state, to_state, event, processor_id)` of the latest task audit row.
 async fn last_task_transition(
     conn: &mut PgConnection,
@@ -1146,16 +1160,7 @@ async fn a_result_that_fails_in_a_batch_is_rolled_back_alone(pool: PgPool) {
     }
     let doomed = step_id(&pool, second, "start").await;
     // Fault injection: recording the second task's result raises.
-    sqlx::raw_sql(&format!(
-        "CREATE FUNCTION public.fail_for_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN IF NEW.step_id = '{doomed}' THEN RAISE EXCEPTION 'injected failure'; END IF;
-               RETURN NEW; END $$;
-         CREATE TRIGGER fail_for_doomed BEFORE INSERT ON tasker.step_results
-            FOR EACH ROW EXECUTE FUNCTION public.fail_for_doomed();"
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
+    fail_recording_results_of(&pool, doomed).await;
 
     let mut batch: Vec<(i64, StepResultMessage)> = read_batch(&pool, 30, 10)
         .await
@@ -1322,16 +1327,7 @@ async fn a_batch_that_raises_is_applied_one_by_one_and_only_the_failing_result_s
     migrated(&pool).await;
     let tasks = diamonds_with_reported_roots(&pool, 3, |_, c| success_for(c, 1, json!(4))).await;
     let doomed = step_id(&pool, tasks[1], "start").await;
-    sqlx::raw_sql(&format!(
-        "CREATE FUNCTION public.fail_for_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN IF NEW.step_id = '{doomed}' THEN RAISE EXCEPTION 'injected failure'; END IF;
-               RETURN NEW; END $$;
-         CREATE TRIGGER fail_for_doomed BEFORE INSERT ON tasker.step_results
-            FOR EACH ROW EXECUTE FUNCTION public.fail_for_doomed();"
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
+    fail_recording_results_of(&pool, doomed).await;
     let by_task = outcomes_by_task(take_batch(&pool, 30, 10, PROCESSOR).await.unwrap());
     for (i, task) in tasks.iter().enumerate() {
         if i == 1 {
