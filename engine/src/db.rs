@@ -132,6 +132,9 @@ impl Database {
     }
 }
 
+/// A pooled connection idle longer than this is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
+
 async fn pool(settings: &DbSettings, opts: PgConnectOptions) -> Result<PgPool, DbError> {
     let target = format!(
         "{}:{}/{}",
@@ -143,6 +146,20 @@ async fn pool(settings: &DbSettings, opts: PgConnectOptions) -> Result<PgPool, D
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
         .acquire_timeout(settings.acquire_timeout)
+        // sqlx pings every connection it hands out by default: one more round
+        // trip (and two wake-ups) before every statement of the hot path. Only
+        // a connection that sat idle for a while is checked; a busy one has
+        // just proved itself, and a statement that still meets a dead one
+        // fails like any other and is retried by its caller.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_BEFORE_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_with(opts.log_statements(tracing::log::LevelFilter::Trace))
         .await
         .map_err(|source| DbError::Connect { target, source })

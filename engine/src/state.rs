@@ -294,6 +294,23 @@ mod tests {
         }
     }
 
+    /// The hot-path SQL (the claim and report in `store::step`, the results
+    /// take in migration 7) writes these transitions without looking them up
+    /// in `tasker.legal_step_transitions`: they must stay legal here.
+    #[test]
+    fn the_transitions_the_hot_path_writes_directly_are_legal() {
+        use StepState::*;
+        for (from, to) in [
+            (Enqueued, InProgress),
+            (InProgress, InProgress),
+            (InProgress, EnqueuedForOrchestration),
+            (EnqueuedForOrchestration, Complete),
+            (Pending, Enqueued),
+        ] {
+            assert!(check_step(from, to).is_ok(), "{from} -> {to}");
+        }
+    }
+
     #[test]
     fn terminal_states_only_leave_by_operator_resolution() {
         for &(from, to) in TaskState::LEGAL {
