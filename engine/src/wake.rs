@@ -335,7 +335,7 @@ mod tests {
             "only this process listens"
         );
 
-        let mut other = (*pool.connect_options())
+        let other = (*pool.connect_options())
             .clone()
             .application_name(&format!("{LISTENER_PREFIX}0-another-process"))
             .connect()
