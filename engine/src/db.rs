@@ -11,8 +11,9 @@ use std::process::Command;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
 
 /// What went wrong while finding or starting a database.
 #[derive(Debug, thiserror::Error)]
@@ -403,9 +404,89 @@ fn find_pg_bin_dir() -> Result<PathBuf, DbError> {
     })
 }
 
+/// A pooled connection a hot loop keeps between its statements.
+///
+/// The pool hands out the connection idle the longest, so consecutive
+/// statements of one loop would each wake a different backend, whose caches
+/// have gone cold meanwhile; one loop on one backend keeps its plans and
+/// catalog entries warm. The loop gives the connection back after a short
+/// idle while, at once when the pool has no other idle connection
+/// ([`HeldConnection::keep_while_idle`]), and after an error, so neither a
+/// small pool nor a closing one is kept waiting and a broken connection is
+/// never reused.
+pub struct HeldConnection {
+    pool: PgPool,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl HeldConnection {
+    pub fn new(pool: PgPool) -> HeldConnection {
+        HeldConnection { pool, conn: None }
+    }
+
+    /// The held connection, acquired from the pool first if there is none.
+    pub async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.pool.acquire().await?,
+        };
+        Ok(&mut **self.conn.insert(conn))
+    }
+
+    /// Gives the connection back to the pool.
+    pub fn release(&mut self) {
+        self.conn = None;
+    }
+
+    /// Called when the loop goes idle: keeps the connection only while the
+    /// pool has another idle one for everybody else, and says whether it is
+    /// still held (the loop then gives it back after a short while idle).
+    pub fn keep_while_idle(&mut self) -> bool {
+        if self.conn.is_some() && self.pool.num_idle() == 0 {
+            self.conn = None;
+        }
+        self.conn.is_some()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn idle_connections_become(pool: &PgPool, n: usize) {
+        // A dropped pool connection goes back to the pool on a spawned task.
+        for _ in 0..200 {
+            if pool.num_idle() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the pool has {} idle connections, not {n}", pool.num_idle());
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_held_connection_is_kept_only_while_another_is_idle(pool: PgPool) {
+        let mut held = HeldConnection::new(pool.clone());
+        sqlx::query("SELECT 1")
+            .execute(held.get().await.unwrap())
+            .await
+            .unwrap();
+        drop(pool.acquire().await.unwrap());
+        idle_connections_become(&pool, 1).await;
+        assert!(held.keep_while_idle(), "another connection is idle");
+
+        let busy = pool.acquire().await.unwrap();
+        assert!(!held.keep_while_idle(), "nothing else is idle: given back");
+        idle_connections_become(&pool, 1).await;
+        drop(busy);
+        idle_connections_become(&pool, 2).await;
+
+        // Taken again on demand, and given back for good.
+        held.get().await.unwrap();
+        idle_connections_become(&pool, 1).await;
+        held.release();
+        idle_connections_become(&pool, 2).await;
+    }
 
     /// The whole fallback path, for real: nothing answers on the local port, so a
     /// private cluster is initialised in a temporary directory, started, used and

@@ -387,6 +387,19 @@ pub async fn take_batch(
     qty: i32,
     processor_id: &str,
 ) -> Result<Vec<Taken>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    take_batch_on(pool, &mut conn, lease_seconds, qty, processor_id).await
+}
+
+/// [`take_batch`] with its statement on `conn` (a connection the caller keeps
+/// between batches); failures and hints still use `pool`.
+pub async fn take_batch_on(
+    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
+    lease_seconds: i32,
+    qty: i32,
+    processor_id: &str,
+) -> Result<Vec<Taken>, StoreError> {
     let rows: Vec<TakenRow> = sqlx::query_as(
         "SELECT msg_id, message, applied, step_found, is_current, namespace, step_state,
                 step_attempts, task_before, task_state, enqueued, error
@@ -395,7 +408,7 @@ pub async fn take_batch(
     .bind(lease_seconds)
     .bind(qty)
     .bind(processor_id)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
     let mut left = Vec::new();

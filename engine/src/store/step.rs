@@ -56,8 +56,8 @@ struct ClaimRow {
 /// lose the lease, which makes the message visible again (at-least-once). One
 /// statement sees one snapshot; the message and its step's `enqueued` state
 /// are committed by the same transaction, so it sees both or neither.
-pub async fn claim_batch(
-    pool: &PgPool,
+pub async fn claim_batch<'c>(
+    db: impl sqlx::PgExecutor<'c>,
     queue: &str,
     lease_seconds: i32,
     qty: i32,
@@ -113,7 +113,7 @@ pub async fn claim_batch(
         .bind(qty)
         .bind(lease_seconds)
         .bind(processor_id)
-        .fetch_all(pool)
+        .fetch_all(db)
         .await?;
     Ok(rows.into_iter().map(Claimed::from).collect())
 }
@@ -175,6 +175,19 @@ pub async fn report_batch(
     outcomes: &[(i64, StepResultMessage)],
     processor_id: &str,
 ) -> Result<(), StoreError> {
+    let mut conn = pool.acquire().await?;
+    report_batch_on(pool, &mut conn, queue, outcomes, processor_id).await
+}
+
+/// [`report_batch`] with its statement on `conn` (a connection the caller
+/// keeps between reports); the wake-up hint uses `pool`.
+pub async fn report_batch_on(
+    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
+    queue: &str,
+    outcomes: &[(i64, StepResultMessage)],
+    processor_id: &str,
+) -> Result<(), StoreError> {
     if outcomes.is_empty() {
         return Ok(());
     }
@@ -221,7 +234,7 @@ pub async fn report_batch(
         .bind(&bodies)
         .bind(&msg_ids)
         .bind(processor_id)
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
     crate::wake::hint(pool, RESULTS_QUEUE);
     Ok(())

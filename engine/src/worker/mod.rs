@@ -8,6 +8,7 @@
 
 mod run;
 
+use crate::db::HeldConnection;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -192,6 +193,7 @@ struct Reader {
 impl Reader {
     async fn run(self, mut wake: Wake, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        let mut conn = HeldConnection::new(self.pool.clone());
         loop {
             // Wait for at least one free slot before reading.
             let first = tokio::select! {
@@ -200,13 +202,16 @@ impl Reader {
             };
             let free = 1 + self.permits.available_permits();
             let qty = free.min(self.settings.batch_size).max(1) as i32;
-            let claimed = match store::step::claim_batch(
-                &self.pool,
-                &self.queue,
-                self.settings.lease_seconds as i32,
-                qty,
-                &self.settings.worker_id,
-            )
+            let claimed = match async {
+                store::step::claim_batch(
+                    conn.get().await?,
+                    &self.queue,
+                    self.settings.lease_seconds as i32,
+                    qty,
+                    &self.settings.worker_id,
+                )
+                .await
+            }
             .await
             {
                 Ok(c) => {
@@ -214,6 +219,7 @@ impl Reader {
                     c
                 }
                 Err(e) => {
+                    conn.release();
                     drop(first);
                     tracing::warn!(queue = %self.queue, error = %e, "reading the step queue failed; retrying");
                     tokio::select! {
@@ -254,9 +260,23 @@ impl Reader {
             if full {
                 continue; // more may be waiting: read again at once
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = wake.wait() => {}
+            if conn.keep_while_idle() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = wake.wait() => {}
+                    _ = tokio::time::sleep(run::IDLE_RELEASE) => {
+                        conn.release();
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = wake.wait() => {}
+                        }
+                    }
+                }
+            } else {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = wake.wait() => {}
+                }
             }
         }
     }

@@ -9,10 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::WorkerSettings;
 use crate::channel::Sender;
+use crate::db::HeldConnection;
 use crate::handler::HandlerRegistry;
 use crate::step::{Outcome, StepContext, StepResultMessage};
 use crate::store;
 use crate::store::step::Claimed;
+
+/// A reporter or reader idle this long gives its connection back to the pool.
+pub(super) const IDLE_RELEASE: Duration = Duration::from_millis(20);
 
 /// Everything a step's run needs from its worker.
 pub(super) struct Job {
@@ -96,6 +100,7 @@ impl Job {
             // The reporter is gone (it never stops before the steps): report here.
             let r = unsent.0;
             report_with_retries(
+                &mut HeldConnection::new(self.pool.clone()),
                 &self.pool,
                 &r.queue,
                 &[(r.msg_id, r.result)],
@@ -116,7 +121,20 @@ pub(super) async fn report_outcomes(
     worker_id: String,
 ) {
     const MAX_REPORT_BATCH: usize = 64;
-    while let Some(first) = inbox.recv().await {
+    let mut conn = HeldConnection::new(pool.clone());
+    loop {
+        let next = if conn.keep_while_idle() {
+            match tokio::time::timeout(IDLE_RELEASE, inbox.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    conn.release();
+                    continue;
+                }
+            }
+        } else {
+            inbox.recv().await
+        };
+        let Some(first) = next else { break };
         let mut by_queue: std::collections::BTreeMap<String, Vec<(i64, StepResultMessage)>> =
             Default::default();
         by_queue
@@ -133,7 +151,7 @@ pub(super) async fn report_outcomes(
             n += 1;
         }
         for (queue, outcomes) in by_queue {
-            report_with_retries(&pool, &queue, &outcomes, &worker_id).await;
+            report_with_retries(&mut conn, &pool, &queue, &outcomes, &worker_id).await;
         }
     }
 }
@@ -231,6 +249,7 @@ async fn heartbeat(
 /// Reports with a few retries; if it still fails the lease runs out and the
 /// step runs again elsewhere (at-least-once).
 async fn report_with_retries(
+    conn: &mut HeldConnection,
     pool: &PgPool,
     queue: &str,
     outcomes: &[(i64, StepResultMessage)],
@@ -238,9 +257,14 @@ async fn report_with_retries(
 ) {
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
-        match store::step::report_batch(pool, queue, outcomes, worker_id).await {
+        let reported = match conn.get().await {
+            Ok(c) => store::step::report_batch_on(pool, c, queue, outcomes, worker_id).await,
+            Err(e) => Err(e.into()),
+        };
+        match reported {
             Ok(()) => return,
             Err(e) => {
+                conn.release();
                 tracing::warn!(error = %e, attempt, outcomes = outcomes.len(), "reporting step outcomes failed");
                 tokio::time::sleep(delay).await;
                 delay *= 2;
