@@ -388,17 +388,39 @@ async fn enqueuer_actor(
 }
 
 async fn finalizer_actor(pool: PgPool, mut inbox: Receiver<(Uuid, TaskState)>) {
-    while let Some((task_id, state)) = inbox.recv().await {
-        match state {
-            TaskState::Complete => {
-                tracing::info!(%task_id, "task complete");
-                match store::analytics::task_latency_seconds(&pool, task_id).await {
-                    Ok(Some(secs)) => crate::telemetry::record_task_latency(secs),
-                    Ok(None) => {}
-                    Err(e) => tracing::debug!(%task_id, error = %e, "task latency unavailable"),
+    /// Finished tasks whose latencies are read in one query, at most.
+    const LATENCY_BATCH: usize = 128;
+    let mut complete = Vec::with_capacity(LATENCY_BATCH);
+    while let Some(first) = inbox.recv().await {
+        // Whatever else has piled up goes with it: one query, not one a task.
+        let mut next = Some(first);
+        while let Some((task_id, state)) = next {
+            match state {
+                TaskState::Complete => {
+                    tracing::info!(%task_id, "task complete");
+                    complete.push(task_id);
+                }
+                other => tracing::warn!(%task_id, state = %other, "task needs attention"),
+            }
+            next = if complete.len() < LATENCY_BATCH {
+                inbox.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if complete.is_empty() {
+            continue;
+        }
+        match store::analytics::task_latencies_seconds(&pool, &complete).await {
+            Ok(latencies) => {
+                for (_, secs) in latencies {
+                    crate::telemetry::record_task_latency(secs);
                 }
             }
-            other => tracing::warn!(%task_id, state = %other, "task needs attention"),
+            Err(e) => {
+                tracing::debug!(tasks = complete.len(), error = %e, "task latencies unavailable")
+            }
         }
+        complete.clear();
     }
 }

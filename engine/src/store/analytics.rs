@@ -80,18 +80,18 @@ pub async fn summary(
     })
 }
 
-/// Seconds from a task's creation to its completion (or to now, if it has
-/// not completed); `None` for an unknown task.
-pub async fn task_latency_seconds(
+/// Seconds from each task's creation to its completion (or to now, if it has
+/// not completed), in one query; unknown tasks are left out.
+pub async fn task_latencies_seconds(
     pool: &PgPool,
-    task_id: Uuid,
-) -> Result<Option<f64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT extract(epoch FROM coalesce(completed_at, now()) - created_at)::float8 \
-           FROM tasker.tasks WHERE id = $1",
+    task_ids: &[Uuid],
+) -> Result<Vec<(Uuid, f64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, extract(epoch FROM coalesce(completed_at, now()) - created_at)::float8 \
+           FROM tasker.tasks WHERE id = ANY ($1)",
     )
-    .bind(task_id)
-    .fetch_optional(pool)
+    .bind(task_ids)
+    .fetch_all(pool)
     .await
 }
 
