@@ -116,7 +116,7 @@ impl Wake {
 /// wake-up does not cost a second, empty read. It is also the
 /// `application_name` of this process's listening sessions (at most 52 of
 /// the 63 bytes PostgreSQL keeps), which is how other processes see them.
-fn process_token() -> &'static str {
+pub(crate) fn process_token() -> &'static str {
     static T: OnceLock<String> = OnceLock::new();
     T.get_or_init(|| {
         format!(
@@ -133,10 +133,13 @@ const LISTENER_PREFIX: &str = "tasker-wake-";
 /// How long an answer of [`others_listen`] is trusted.
 const LISTENERS_SEEN_FOR: Duration = Duration::from_secs(1);
 
-/// Marks a listening session as one (see [`others_listen`]), and wakes its
-/// reader once more after other processes have had time to see the mark:
-/// until then their senders may still believe nobody else listens.
-async fn mark_as_listener(listener: &mut PgListener, notify: &Arc<Notify>) {
+/// Other processes have seen a newly marked listening session by then: a
+/// listener re-checks what it waits for once, this long after
+/// [`mark_listener`], for whatever they sent without a NOTIFY meanwhile.
+pub(crate) const SEEN_AFTER: Duration = Duration::from_millis(1_100);
+
+/// Names a listening session after this process (see [`others_listen`]).
+pub(crate) async fn mark_listener(listener: &mut PgListener) {
     if let Err(e) = sqlx::query("SELECT set_config('application_name', $1, false)")
         .bind(process_token())
         .execute(&mut *listener)
@@ -144,9 +147,15 @@ async fn mark_as_listener(listener: &mut PgListener, notify: &Arc<Notify>) {
     {
         tracing::debug!(error = %e, "marking a listening session failed; other processes may not wake this one");
     }
+}
+
+/// Marks a queue listener's session and wakes its reader once more after
+/// [`SEEN_AFTER`].
+async fn mark_as_listener(listener: &mut PgListener, notify: &Arc<Notify>) {
+    mark_listener(listener).await;
     let notify = notify.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(LISTENERS_SEEN_FOR + Duration::from_millis(100)).await;
+        tokio::time::sleep(SEEN_AFTER).await;
         notify.notify_one();
     });
 }
@@ -196,13 +205,16 @@ struct Coalesced {
 type HintKey = (String, String);
 
 fn hint_key(pool: &PgPool, queue: &str) -> HintKey {
-    (
-        pool.connect_options()
-            .get_database()
-            .unwrap_or_default()
-            .to_string(),
-        queue::notify_channel(queue),
-    )
+    (database_of(pool), queue::notify_channel(queue))
+}
+
+/// The name of the database `pool` connects to: the key of this process's
+/// local deliveries (readers, task watchers).
+pub(crate) fn database_of(pool: &PgPool) -> String {
+    pool.connect_options()
+        .get_database()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Readers in this process, by database and channel: a hint wakes them at
@@ -289,12 +301,24 @@ async fn send_hints(pool: PgPool, key: HintKey, state: Arc<Coalesced>) {
     }
 }
 
-/// Announces a task's new state (after the commit that made it).
+/// Announces a task's new state (after the commit that made it): to this
+/// process's task watchers at once, and on [`TASK_EVENTS`] when another
+/// process listens (the payload names this process as its `origin`, so its
+/// own watchers skip it).
 pub fn task_event(pool: &PgPool, task_id: uuid::Uuid, state: crate::state::TaskState) {
+    let database = database_of(pool);
+    crate::watch::deliver_locally(&database, task_id, state);
     let pool = pool.clone();
     tokio::spawn(async move {
-        let payload =
-            serde_json::json!({ "task_id": task_id, "state": state.as_str() }).to_string();
+        if !others_listen(&pool, &database).await {
+            return;
+        }
+        let payload = serde_json::json!({
+            "task_id": task_id,
+            "state": state.as_str(),
+            "origin": process_token(),
+        })
+        .to_string();
         if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(TASK_EVENTS)
             .bind(payload)

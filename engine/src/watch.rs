@@ -1,8 +1,9 @@
 //! Waiting for tasks to finish, fed by the `tasker_task_events` NOTIFY channel
-//! (one LISTEN connection per watcher, however many tasks are awaited).
+//! (one LISTEN connection per watcher, however many tasks are awaited) and,
+//! for changes made in this process, directly by [`crate::wake::task_event`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -18,9 +19,56 @@ use crate::wake::TASK_EVENTS;
 struct Event {
     task_id: Uuid,
     state: String,
+    /// The announcing process (absent from older senders).
+    #[serde(default)]
+    origin: Option<String>,
 }
 
 type Waiters = Arc<Mutex<HashMap<Uuid, watch::Sender<Option<TaskState>>>>>;
+
+type WaiterMap = HashMap<Uuid, watch::Sender<Option<TaskState>>>;
+type Watchers = Mutex<HashMap<String, Vec<Weak<Mutex<WaiterMap>>>>>;
+
+/// This process's watchers, by database.
+fn local_watchers() -> &'static Watchers {
+    static L: OnceLock<Watchers> = OnceLock::new();
+    L.get_or_init(Default::default)
+}
+
+/// Tells whoever follows `task_id` here its new state.
+fn deliver(waiters: &Mutex<WaiterMap>, task_id: Uuid, state: TaskState) {
+    if let Ok(m) = waiters.lock() {
+        if let Some(tx) = m.get(&task_id) {
+            let _ = tx.send(Some(state));
+        }
+    }
+}
+
+/// Delivers a task state change made in this process to this process's
+/// watchers of `database`, without the round trip through PostgreSQL.
+pub(crate) fn deliver_locally(database: &str, task_id: Uuid, state: TaskState) {
+    let Ok(mut all) = local_watchers().lock() else {
+        return;
+    };
+    if let Some(watchers) = all.get_mut(database) {
+        watchers.retain(|w| match w.upgrade() {
+            Some(waiters) => {
+                deliver(&waiters, task_id, state);
+                true
+            }
+            None => false,
+        });
+    }
+}
+
+/// Wakes every follower so it re-reads its task's state.
+fn wake_all(waiters: &Mutex<WaiterMap>) {
+    if let Ok(m) = waiters.lock() {
+        for tx in m.values() {
+            tx.send_modify(|_| {});
+        }
+    }
+}
 
 /// Delivers task state changes to whoever waits for them.
 #[derive(Clone)]
@@ -50,6 +98,12 @@ impl TaskWatcher {
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen(TASK_EVENTS).await?;
         let waiters: Waiters = Arc::default();
+        if let Ok(mut all) = local_watchers().lock() {
+            all.entry(crate::wake::database_of(pool))
+                .or_default()
+                .push(Arc::downgrade(&waiters));
+        }
+        marked(&mut listener, &waiters).await;
         let w = waiters.clone();
         tokio::spawn(async move {
             loop {
@@ -58,22 +112,19 @@ impl TaskWatcher {
                         let Ok(ev) = serde_json::from_str::<Event>(n.payload()) else {
                             continue;
                         };
+                        // This process's own changes were delivered directly.
+                        if ev.origin.as_deref() == Some(crate::wake::process_token()) {
+                            continue;
+                        }
                         let Ok(state) = ev.state.parse::<TaskState>() else {
                             continue;
                         };
-                        if let Ok(m) = w.lock() {
-                            if let Some(tx) = m.get(&ev.task_id) {
-                                let _ = tx.send(Some(state));
-                            }
-                        }
+                        deliver(&w, ev.task_id, state);
                     }
                     // Reconnected: wake every waiter so it re-reads the state.
                     Ok(None) => {
-                        if let Ok(m) = w.lock() {
-                            for tx in m.values() {
-                                tx.send_modify(|_| {});
-                            }
-                        }
+                        wake_all(&w);
+                        marked(&mut listener, &w).await;
                     }
                     // The pool was closed: nobody can wait any more. Ending
                     // here drops the LISTEN connection (held until now, it
@@ -152,6 +203,20 @@ impl TaskWatcher {
     }
 }
 
+/// Marks the watcher's listening session, so other processes announce their
+/// changes to it, and wakes every follower once other processes have seen
+/// the mark: until then they may have announced a change to nobody.
+async fn marked(listener: &mut PgListener, waiters: &Waiters) {
+    crate::wake::mark_listener(listener).await;
+    let waiters = Arc::downgrade(waiters);
+    tokio::spawn(async move {
+        tokio::time::sleep(crate::wake::SEEN_AFTER).await;
+        if let Some(w) = waiters.upgrade() {
+            wake_all(&w);
+        }
+    });
+}
+
 /// One follower of a task's state (see [`TaskWatcher::subscribe`]).
 pub struct Subscription {
     /// The latest announced state; `changed()` fires at each announcement.
@@ -177,4 +242,50 @@ impl Drop for Subscription {
 /// `blocked_by_failures` (which needs an operator).
 pub fn settled(s: TaskState) -> bool {
     s.is_terminal() || s == TaskState::BlockedByFailures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    async fn next_state(sub: &mut Subscription) -> Option<TaskState> {
+        tokio::time::timeout(Duration::from_secs(5), sub.rx.changed())
+            .await
+            .ok()?
+            .ok()?;
+        *sub.rx.borrow_and_update()
+    }
+
+    async fn announce_as(pool: &PgPool, origin: &str, task_id: Uuid, state: &str) {
+        let payload = json!({ "task_id": task_id, "state": state, "origin": origin });
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(TASK_EVENTS)
+            .bind(payload.to_string())
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn changes_made_here_arrive_directly_and_other_processes_by_notify(pool: PgPool) {
+        let watcher = TaskWatcher::start(&pool).await.unwrap();
+        let task = Uuid::now_v7();
+        let mut sub = watcher.subscribe(task);
+
+        // Made in this process (no other process listens, so no NOTIFY either).
+        crate::wake::task_event(&pool, task, TaskState::StepsInProcess);
+        assert_eq!(next_state(&mut sub).await, Some(TaskState::StepsInProcess));
+
+        // Another process's announcement arrives through the channel.
+        announce_as(&pool, "tasker-wake-0-another-process", task, "complete").await;
+        assert_eq!(next_state(&mut sub).await, Some(TaskState::Complete));
+
+        // This process's own NOTIFY is skipped: it was delivered directly.
+        announce_as(&pool, crate::wake::process_token(), task, "error").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(*sub.rx.borrow(), Some(TaskState::Complete));
+        drop(sub);
+        pool.close().await;
+    }
 }
