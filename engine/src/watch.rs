@@ -99,9 +99,10 @@ impl TaskWatcher {
         listener.listen(TASK_EVENTS).await?;
         let waiters: Waiters = Arc::default();
         if let Ok(mut all) = local_watchers().lock() {
-            all.entry(crate::wake::database_of(pool))
-                .or_default()
-                .push(Arc::downgrade(&waiters));
+            let here = all.entry(crate::wake::database_of(pool)).or_default();
+            // Only live watchers are kept: the registry never outgrows them.
+            here.retain(|w| w.strong_count() > 0);
+            here.push(Arc::downgrade(&waiters));
         }
         marked(&mut listener, &waiters).await;
         let w = waiters.clone();
