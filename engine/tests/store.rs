@@ -1421,3 +1421,38 @@ async fn an_unreadable_result_is_handed_back_and_a_deleted_task_takes_its_histor
         assert_eq!(left, 0, "{table}");
     }
 }
+
+#[sqlx::test(migrations = false)]
+async fn a_success_the_set_path_cannot_parse_sends_its_batch_one_by_one(pool: PgPool) {
+    use tasker_engine::store::result::{take_batch, Processed, Taken};
+    migrated(&pool).await;
+    diamonds_with_reported_roots(&pool, 1, |_, c| success_for(c, 1, json!(4))).await;
+    // Shaped like a success, but its task id does not cast: the set path
+    // raises, and the batch is read again and applied one result at a time.
+    let bad = json!({
+        "task_id": "not-a-uuid", "step_id": Uuid::now_v7(), "attempt": 1,
+        "outcome": {"status": "success", "result": 1}, "worker_id": "w1",
+        "started_at": "2026-11-27T00:00:00Z", "finished_at": "2026-11-27T00:00:01Z"
+    });
+    let mut conn = pool.acquire().await.unwrap();
+    queue::send(&mut conn, RESULTS_QUEUE, &bad).await.unwrap();
+    let taken = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
+    assert_eq!(taken.len(), 2, "{taken:?}");
+    assert!(
+        matches!(
+            &taken[0],
+            Taken::Result {
+                outcome: Ok(Processed::Completed { enqueued: 2, .. }),
+                ..
+            }
+        ),
+        "the good result is applied: {taken:?}"
+    );
+    assert!(matches!(taken[1], Taken::Unreadable { .. }), "{taken:?}");
+    assert_eq!(queue_bodies(&pool, RESULTS_QUEUE).await, vec![bad]);
+    assert_eq!(
+        queue_bodies(&pool, STEP_QUEUE).await.len(),
+        2,
+        "left and right"
+    );
+}

@@ -8,7 +8,6 @@
 
 mod run;
 
-use crate::db::HeldConnection;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::db::HeldConnection;
 use crate::handler::HandlerRegistry;
 use crate::queue;
 use crate::store;
