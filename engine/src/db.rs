@@ -404,6 +404,9 @@ fn find_pg_bin_dir() -> Result<PathBuf, DbError> {
     })
 }
 
+/// A hot loop idle this long gives its [`HeldConnection`] back to the pool.
+pub const IDLE_RELEASE: Duration = Duration::from_millis(20);
+
 /// A pooled connection a hot loop keeps between its statements.
 ///
 /// The pool hands out the connection idle the longest, so consecutive
@@ -440,12 +443,26 @@ impl HeldConnection {
 
     /// Called when the loop goes idle: keeps the connection only while the
     /// pool has another idle one for everybody else, and says whether it is
-    /// still held (the loop then gives it back after a short while idle).
+    /// still held.
     pub fn keep_while_idle(&mut self) -> bool {
         if self.conn.is_some() && self.pool.num_idle() == 0 {
             self.conn = None;
         }
         self.conn.is_some()
+    }
+
+    /// Waits for `woken` (the loop's next work) while idle: the connection
+    /// is kept for [`IDLE_RELEASE`] at most (see [`Self::keep_while_idle`]),
+    /// then given back, and the wait goes on.
+    pub async fn wait_idle<F: std::future::Future>(&mut self, woken: F) -> F::Output {
+        let mut woken = std::pin::pin!(woken);
+        if self.keep_while_idle() {
+            tokio::select! {
+                out = &mut woken => return out,
+                _ = tokio::time::sleep(IDLE_RELEASE) => self.release(),
+            }
+        }
+        woken.await
     }
 }
 

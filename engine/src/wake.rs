@@ -194,7 +194,8 @@ async fn others_listen(pool: &PgPool, database: &str) -> bool {
     yes
 }
 
-/// The NOTIFY channel of task state changes: payload `{"task_id", "state"}`.
+/// The NOTIFY channel of task state changes: payload `{"task_id", "state",
+/// "origin"}` (`origin`: the announcing process's token).
 pub const TASK_EVENTS: &str = "tasker_task_events";
 
 struct Coalesced {
@@ -339,11 +340,7 @@ mod tests {
     /// the answer kept for `LISTENERS_SEEN_FOR` has run out.
     #[sqlx::test(migrations = false)]
     async fn notify_is_skipped_only_while_no_other_process_listens(pool: PgPool) {
-        let db = pool
-            .connect_options()
-            .get_database()
-            .unwrap_or_default()
-            .to_string();
+        let db = database_of(&pool);
         let stop = CancellationToken::new();
         let _wake = Wake::start(
             &pool,

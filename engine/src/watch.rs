@@ -24,9 +24,8 @@ struct Event {
     origin: Option<String>,
 }
 
-type Waiters = Arc<Mutex<HashMap<Uuid, watch::Sender<Option<TaskState>>>>>;
-
 type WaiterMap = HashMap<Uuid, watch::Sender<Option<TaskState>>>;
+type Waiters = Arc<Mutex<WaiterMap>>;
 type Watchers = Mutex<HashMap<String, Vec<Weak<Mutex<WaiterMap>>>>>;
 
 /// This process's watchers, by database.

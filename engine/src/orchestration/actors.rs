@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::PgPool;
 use tokio::sync::mpsc::Receiver;
@@ -23,8 +22,6 @@ use crate::store::{self, StoreError};
 /// Result batches processed at once, at most (per orchestrator). A batch is
 /// read and applied in one statement and one commit (`store::result::take_batch`).
 const RESULT_BATCHES_IN_FLIGHT: usize = 4;
-/// The leading batch loop, idle this long, gives its connection back.
-const IDLE_RELEASE: Duration = Duration::from_millis(20);
 /// Task creations run at once, at most (per orchestrator).
 const REQUEST_PARALLELISM: usize = 8;
 
@@ -191,43 +188,24 @@ impl BatchLoop {
     /// batch also wakes a helper. The leader keeps its connection while
     /// results keep coming (consecutive batches run on one warm backend: on
     /// the 2-core VM the linear task p50 fell 12-20%) and gives it back after
-    /// `IDLE_RELEASE` without; a helper gives it back at once.
+    /// `db::IDLE_RELEASE` without; a helper gives it back at once.
     async fn run(self, stop: CancellationToken) {
-        let BatchLoop {
-            pool,
-            settings,
-            wake: ready,
-            help,
-            leader_busy: busy,
-            commands,
-            finalizer,
-        } = self;
+        let (pool, settings) = (&self.pool, &self.settings);
         let qty = settings.result_batch_size.max(1) as i32;
         let mut conn = HeldConnection::new(pool.clone());
         loop {
-            if conn.keep_while_idle() {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = ready.notified() => {}
-                    _ = tokio::time::sleep(IDLE_RELEASE) => {
-                        conn.release();
-                        continue;
-                    }
-                }
-            } else {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = ready.notified() => {}
-                }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = conn.wait_idle(self.wake.notified()) => {}
             }
-            if let Some(b) = &busy {
+            if let Some(b) = &self.leader_busy {
                 b.store(true, Ordering::SeqCst);
             }
             loop {
                 let taken = match async {
                     let c = conn.get().await?;
                     store::result::take_batch_on(
-                        &pool,
+                        pool,
                         c,
                         settings.result_lease_seconds as i32,
                         qty,
@@ -246,13 +224,13 @@ impl BatchLoop {
                     }
                 };
                 let full = taken.len() as i32 >= qty;
-                follow_up(&pool, taken, &commands, &finalizer).await;
+                follow_up(pool, taken, &self.commands, &self.finalizer).await;
                 if !full || stop.is_cancelled() {
                     break;
                 }
-                help.notify_one();
+                self.help.notify_one();
             }
-            match &busy {
+            match &self.leader_busy {
                 Some(b) => b.store(false, Ordering::SeqCst),
                 // Helpers give their connection back at once: the pool is shared.
                 None => conn.release(),

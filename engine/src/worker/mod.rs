@@ -260,23 +260,9 @@ impl Reader {
             if full {
                 continue; // more may be waiting: read again at once
             }
-            if conn.keep_while_idle() {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = wake.wait() => {}
-                    _ = tokio::time::sleep(run::IDLE_RELEASE) => {
-                        conn.release();
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = wake.wait() => {}
-                        }
-                    }
-                }
-            } else {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = wake.wait() => {}
-                }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = conn.wait_idle(wake.wait()) => {}
             }
         }
     }

@@ -15,9 +15,6 @@ use crate::step::{Outcome, StepContext, StepResultMessage};
 use crate::store;
 use crate::store::step::Claimed;
 
-/// A reporter or reader idle this long gives its connection back to the pool.
-pub(super) const IDLE_RELEASE: Duration = Duration::from_millis(20);
-
 /// Everything a step's run needs from its worker.
 pub(super) struct Job {
     pub pool: PgPool,
@@ -122,19 +119,7 @@ pub(super) async fn report_outcomes(
 ) {
     const MAX_REPORT_BATCH: usize = 64;
     let mut conn = HeldConnection::new(pool.clone());
-    loop {
-        let next = if conn.keep_while_idle() {
-            match tokio::time::timeout(IDLE_RELEASE, inbox.recv()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    conn.release();
-                    continue;
-                }
-            }
-        } else {
-            inbox.recv().await
-        };
-        let Some(first) = next else { break };
+    while let Some(first) = conn.wait_idle(inbox.recv()).await {
         let mut by_queue: std::collections::BTreeMap<String, Vec<(i64, StepResultMessage)>> =
             Default::default();
         by_queue
