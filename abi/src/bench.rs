@@ -11,9 +11,9 @@
 use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
-use tasker_engine::handler::rust::handler_fn;
-use tasker_engine::handler::Handler;
-use tasker_engine::step::StepContext;
+use tasker_model::step::StepContext;
+use tasker_worker::handler::rust::handler_fn;
+use tasker_worker::handler::Handler;
 use tokio_util::sync::CancellationToken;
 
 use crate::ffi::{self, TaskerStep};
@@ -72,7 +72,7 @@ pub fn pull_round_trips(queue: &PullQueue, n: usize, handler: &str) -> Result<Ve
         let started = Instant::now();
         let outcome = runtime.block_on(pull.call(ctx, CancellationToken::new()));
         times.push(started.elapsed().as_nanos() as u64);
-        if let tasker_engine::step::Outcome::Failure(e) = outcome {
+        if let tasker_model::step::Outcome::Failure(e) = outcome {
             return Err(format!("a benchmark step failed: {}", e.message));
         }
     }
@@ -90,7 +90,7 @@ pub fn rust_pull_round_trips(n: usize) -> Result<Vec<u64>, String> {
         while !server_done.load(std::sync::atomic::Ordering::Relaxed) {
             if let Some(step) = server_queue.next(Duration::from_millis(50)) {
                 let _ = &step.context().input;
-                let _ = step.complete(tasker_engine::step::Outcome::success(serde_json::json!({})));
+                let _ = step.complete(tasker_model::step::Outcome::success(serde_json::json!({})));
             }
         }
     });

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use tasker_engine::config::TaskerConfig;
-use tasker_engine::db::Database;
-use tasker_engine::state::TaskState;
-use tasker_engine::store::task::{Created, NewTask};
-use tasker_engine::store::template::TemplateCache;
-use tasker_engine::template::Template;
-use tasker_engine::watch::{TaskWatcher, WaitError};
+use tasker_config::TaskerConfig;
+use tasker_model::state::TaskState;
+use tasker_model::template::Template;
+use tasker_notify::watch::{TaskWatcher, WaitError};
+use tasker_store::db::Database;
+use tasker_store::task::{Created, NewTask};
+use tasker_store::template::TemplateCache;
 use tokio::runtime::Runtime;
 use uuid::Uuid;
 
@@ -49,15 +49,13 @@ impl Client {
     pub fn register_template(&self, text: &str) -> Result<String, AbiError> {
         let template = Template::from_yaml_str(text, "<template text>")
             .map_err(|e| AbiError::InvalidArgument(e.to_string()))?;
-        self.block_on(tasker_engine::store::template::register(
-            &self.pool, &template,
-        ))?;
+        self.block_on(tasker_store::template::register(&self.pool, &template))?;
         Ok(template.key())
     }
 
     /// Creates a task (one transaction; its root steps are enqueued with it).
     pub fn create_task(&self, request: &NewTask) -> Result<Created, AbiError> {
-        Ok(self.block_on(tasker_engine::store::task::create(
+        Ok(self.block_on(tasker_store::task::create(
             &self.pool,
             &self.templates,
             request,
@@ -67,7 +65,7 @@ impl Client {
 
     /// A task with its steps and edges, as JSON (the shape of `GET /v1/tasks/{id}`).
     pub fn get_task(&self, task_id: Uuid) -> Result<serde_json::Value, AbiError> {
-        let detail = self.block_on(tasker_engine::store::task::detail(&self.pool, task_id))?;
+        let detail = self.block_on(tasker_store::task::detail(&self.pool, task_id))?;
         serde_json::to_value(detail).map_err(|e| AbiError::Internal(e.to_string()))
     }
 

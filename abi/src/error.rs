@@ -102,9 +102,9 @@ impl AbiError {
     }
 }
 
-impl From<tasker_engine::store::StoreError> for AbiError {
-    fn from(e: tasker_engine::store::StoreError) -> Self {
-        use tasker_engine::store::StoreError as S;
+impl From<tasker_store::StoreError> for AbiError {
+    fn from(e: tasker_store::StoreError) -> Self {
+        use tasker_store::StoreError as S;
         match e {
             S::TemplateNotFound { .. }
             | S::NamespaceNotFound(_)
@@ -118,8 +118,8 @@ impl From<tasker_engine::store::StoreError> for AbiError {
     }
 }
 
-impl From<tasker_engine::config::ConfigError> for AbiError {
-    fn from(e: tasker_engine::config::ConfigError) -> Self {
+impl From<tasker_config::ConfigError> for AbiError {
+    fn from(e: tasker_config::ConfigError) -> Self {
         AbiError::Config(e.to_string())
     }
 }

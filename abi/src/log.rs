@@ -27,7 +27,7 @@ pub const TASKER_LOG_DEBUG: i32 = 4;
 pub const TASKER_LOG_TRACE: i32 = 5;
 
 /// Receives one log line: its level (`TASKER_LOG_*`), its target (the engine
-/// module, e.g. `tasker_engine::worker`) and the message with its fields
+/// module, e.g. `tasker_worker`) and the message with its fields
 /// (`key=value`). Both strings are valid only during the call. Called from any
 /// thread, possibly concurrently.
 pub type TaskerLogFn = Option<

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use tasker_engine::handler::{Handler, HandlerFuture};
-use tasker_engine::step::{Outcome, StepContext};
+use tasker_model::step::{Outcome, StepContext};
+use tasker_worker::handler::{Handler, HandlerFuture};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 

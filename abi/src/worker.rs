@@ -5,12 +5,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use tasker_engine::config::TaskerConfig;
-use tasker_engine::db::{Database, DbSettings};
-use tasker_engine::handler::{Handler, HandlerRegistry};
-use tasker_engine::orchestration::{self, OrchestratorSettings};
-use tasker_engine::store::template::TemplateCache;
-use tasker_engine::worker::{self, WorkerSettings};
+use tasker_config::TaskerConfig;
+use tasker_orchestrator::{self as orchestration, OrchestratorSettings};
+use tasker_store::db::{Database, DbSettings};
+use tasker_store::template::TemplateCache;
+use tasker_worker::handler::{Handler, HandlerRegistry};
+use tasker_worker::{self as worker, WorkerSettings};
 use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
@@ -27,11 +27,11 @@ pub fn load_config(
 ) -> Result<TaskerConfig, AbiError> {
     let mut config = TaskerConfig::from_toml_str(toml.unwrap_or(""))?;
     if let Some(url) = database_url {
-        config.database.url = Some(tasker_engine::config::Secret::new(url));
+        config.database.url = Some(tasker_config::Secret::new(url));
     } else if config.database.url.is_none() {
         if let Ok(url) = std::env::var("DATABASE_URL") {
             if !url.is_empty() {
-                config.database.url = Some(tasker_engine::config::Secret::new(url));
+                config.database.url = Some(tasker_config::Secret::new(url));
             }
         }
     }
@@ -43,7 +43,7 @@ pub(crate) async fn open_database(config: &TaskerConfig) -> Result<Database, Abi
     let db = Database::open(&DbSettings::from_config(config))
         .await
         .map_err(|e| AbiError::Database(e.to_string()))?;
-    tasker_engine::migrate::migrate(&db.pool)
+    tasker_store::migrate::migrate(&db.pool)
         .await
         .map_err(|e| AbiError::Database(format!("migrating: {e}")))?;
     Ok(db)
@@ -108,7 +108,7 @@ impl Worker {
     /// Adds a namespace to serve (before [`start`](Worker::start)). Namespaces
     /// added this way replace `worker.namespaces` from the configuration.
     pub fn add_namespace(&self, namespace: &str) -> Result<(), AbiError> {
-        tasker_engine::queue::step_queue(namespace)
+        tasker_store::queue::step_queue(namespace)
             .map_err(|e| AbiError::InvalidArgument(e.to_string()))?;
         self.before_start("add a namespace")?;
         let mut setup = self.lock_setup();
@@ -327,7 +327,7 @@ impl Drop for Worker {
 /// Handler names follow the template rule (`^[a-z][a-z0-9_.-]*$`, at most 100
 /// characters): a name no template can use would never receive a step.
 fn check_handler_name(name: &str) -> Result<(), AbiError> {
-    use tasker_engine::template::{validate_identifier, IdentKind};
+    use tasker_model::template::{validate_identifier, IdentKind};
     validate_identifier(IdentKind::HandlerName, name)
         .map_err(|e| AbiError::InvalidArgument(e.to_string()))
 }

@@ -7,8 +7,8 @@
 
 use pyo3::prelude::*;
 use tasker::step::PullQueue;
-use tasker_engine::handler::{Handler, HandlerFuture};
-use tasker_engine::step::{Outcome, StepContext};
+use tasker_worker::handler::{Handler, HandlerFuture};
+use tasker_model::step::{Outcome, StepContext};
 use tokio_util::sync::CancellationToken;
 
 use crate::{PyStep, TaskerError};

@@ -17,8 +17,8 @@ use std::time::Duration;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use tasker::AbiError;
-use tasker_engine::step::{Outcome, StepError};
-use tasker_engine::store::task::NewTask;
+use tasker_model::step::{Outcome, StepError};
+use tasker_store::task::NewTask;
 
 mod bench;
 
@@ -84,7 +84,7 @@ fn load_config(
     toml: Option<&str>,
     database_url: Option<&str>,
     concurrency: Option<u32>,
-) -> PyResult<tasker_engine::config::TaskerConfig> {
+) -> PyResult<tasker_config::TaskerConfig> {
     let mut config = tasker::worker::load_config(toml, database_url).map_err(to_py)?;
     if let Some(n) = concurrency {
         if n == 0 {

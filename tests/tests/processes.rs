@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::PgPool;
-use tasker_engine::state::TaskState;
-use tasker_engine::store;
-use tasker_engine::store::task::NewTask;
-use tasker_engine::store::template::TemplateCache;
-use tasker_engine::template::Template;
-use tasker_engine::watch::TaskWatcher;
+use tasker_model::state::TaskState;
+use tasker_model::template::Template;
+use tasker_notify::watch::TaskWatcher;
+use tasker_store as store;
+use tasker_store::task::NewTask;
+use tasker_store::template::TemplateCache;
 use uuid::Uuid;
 
 /// The `tasker` binary of this build (cargo builds it before running tests).
@@ -85,7 +85,7 @@ impl Drop for Proc {
 }
 
 async fn setup(pool: &PgPool, yaml: &str) -> Template {
-    tasker_engine::migrate::migrate(pool).await.unwrap();
+    tasker_store::migrate::migrate(pool).await.unwrap();
     let t = Template::from_yaml_str(yaml, "<test>").unwrap();
     store::template::register(pool, &t).await.unwrap();
     t
@@ -344,7 +344,7 @@ fn cli(env: &[(&str, &str)], args: &[&str]) -> String {
 /// the example templates, a task created, watched to the end, listed, shown.
 #[sqlx::test(migrations = false)]
 async fn the_cli_flow_of_the_readme(pool: PgPool) {
-    tasker_engine::migrate::migrate(&pool).await.unwrap();
+    tasker_store::migrate::migrate(&pool).await.unwrap();
     let port = 20000 + (std::process::id() % 20000) as u16;
     let url = format!("http://127.0.0.1:{port}");
     let bind = format!("127.0.0.1:{port}");

@@ -4,7 +4,7 @@ use std::ffi::c_char;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tasker_engine::store::task::NewTask;
+use tasker_store::task::NewTask;
 use uuid::Uuid;
 
 use super::common::*;

@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use tasker_engine::step::{Outcome, StepError};
+use tasker_model::step::{Outcome, StepError};
 
 use super::common::*;
 use super::{TaskerStep, STEPS};

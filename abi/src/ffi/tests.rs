@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tasker_engine::handler::Handler;
-use tasker_engine::step::{Outcome, StepContext};
+use tasker_model::step::{Outcome, StepContext};
+use tasker_worker::handler::Handler;
 use tokio_util::sync::CancellationToken;
 
 use super::*;

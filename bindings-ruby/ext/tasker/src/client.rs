@@ -6,7 +6,7 @@ use std::time::Instant;
 use magnus::prelude::*;
 use magnus::{function, method, Error, RModule, Ruby};
 use tasker::AbiError;
-use tasker_engine::store::task::NewTask;
+use tasker_store::task::NewTask;
 use uuid::Uuid;
 
 use crate::nogvl::{self, POLL};

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use magnus::prelude::*;
 use magnus::{function, method, Error, RHash, RModule, Ruby, Value};
 use tasker::{AbiError, StepHandle};
-use tasker_engine::step::{Outcome, StepError};
+use tasker_model::step::{Outcome, StepError};
 
 use crate::nogvl::{self, POLL};
 use crate::{abi_error, invalid};
@@ -43,7 +43,7 @@ pub(crate) fn config(
     ruby: &Ruby,
     toml: Option<String>,
     database_url: Option<String>,
-) -> Result<tasker_engine::config::TaskerConfig, Error> {
+) -> Result<tasker_config::TaskerConfig, Error> {
     tasker::worker::load_config(toml.as_deref(), database_url.as_deref())
         .map_err(|e| abi_error(ruby, e))
 }

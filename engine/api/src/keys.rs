@@ -1,0 +1,249 @@
+//! API keys: `tk_<prefix>_<secret>`, stored as the prefix plus sha256(secret),
+//! compared in constant time. The plaintext is returned once, by [`create_key`].
+//! The rows are read and written by [`tasker_store::api_key`].
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use tasker_store::api_key;
+
+/// What a key may do. `admin` implies every other permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum Permission {
+    #[serde(rename = "tasks:create")]
+    TasksCreate,
+    #[serde(rename = "tasks:read")]
+    TasksRead,
+    #[serde(rename = "tasks:cancel")]
+    TasksCancel,
+    #[serde(rename = "steps:resolve")]
+    StepsResolve,
+    #[serde(rename = "templates:write")]
+    TemplatesWrite,
+    #[serde(rename = "handlers:write")]
+    HandlersWrite,
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Permission {
+    pub const ALL: &'static [Permission] = &[
+        Permission::TasksCreate,
+        Permission::TasksRead,
+        Permission::TasksCancel,
+        Permission::StepsResolve,
+        Permission::TemplatesWrite,
+        Permission::HandlersWrite,
+        Permission::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::TasksCreate => "tasks:create",
+            Permission::TasksRead => "tasks:read",
+            Permission::TasksCancel => "tasks:cancel",
+            Permission::StepsResolve => "steps:resolve",
+            Permission::TemplatesWrite => "templates:write",
+            Permission::HandlersWrite => "handlers:write",
+            Permission::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Permission {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Permission {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Permission::ALL
+            .iter()
+            .copied()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| KeyError::UnknownPermission(s.to_string()))
+    }
+}
+
+/// What went wrong managing keys.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("unknown permission '{0}' (known: tasks:create, tasks:read, tasks:cancel, steps:resolve, templates:write, handlers:write, admin)")]
+    UnknownPermission(String),
+    #[error("a key named '{0}' already exists")]
+    NameTaken(String),
+    #[error("key name must be 1..=100 characters")]
+    BadName,
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// A stored key, without its secret.
+pub type KeyInfo = api_key::KeyRow;
+
+/// Who made a request, and what they may do.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The key's name (`bootstrap` for the configured bootstrap key, `anonymous`
+    /// when auth is disabled).
+    pub name: String,
+    pub permissions: Vec<Permission>,
+}
+
+impl Principal {
+    /// True when the principal holds `p` or `admin`.
+    pub fn allows(&self, p: Permission) -> bool {
+        self.permissions
+            .iter()
+            .any(|&have| have == p || have == Permission::Admin)
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Creates a key; returns its id and the plaintext `tk_<prefix>_<secret>`, shown once.
+pub async fn create_key(
+    pool: &PgPool,
+    name: &str,
+    permissions: &[Permission],
+) -> Result<(Uuid, String), KeyError> {
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(KeyError::BadName);
+    }
+    let prefix = hex::encode(rand::random::<[u8; 6]>());
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    let id = Uuid::now_v7();
+    let perms: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
+    let hash = sha256(secret.as_bytes());
+    if !api_key::insert(pool, id, name, &prefix, &hash, &perms).await? {
+        return Err(KeyError::NameTaken(name.to_string()));
+    }
+    Ok((id, format!("tk_{prefix}_{secret}")))
+}
+
+/// Every key, oldest first, revoked ones included.
+pub async fn list_keys(pool: &PgPool) -> Result<Vec<KeyInfo>, KeyError> {
+    Ok(api_key::list(pool).await?)
+}
+
+/// Revokes the key with this id or name; false when no such unrevoked key exists.
+pub async fn revoke_key(pool: &PgPool, id_or_name: &str) -> Result<bool, KeyError> {
+    Ok(api_key::revoke(pool, id_or_name).await?)
+}
+
+/// Checks a presented key against the store (and the bootstrap key, if any).
+/// `None` means the key is not valid (unknown, malformed, wrong or revoked).
+pub async fn verify(
+    pool: &PgPool,
+    presented: &str,
+    bootstrap: Option<&str>,
+) -> Result<Option<Principal>, sqlx::Error> {
+    if let Some(boot) = bootstrap {
+        // Hash both sides so that the comparison does not depend on lengths.
+        let equal: bool = sha256(presented.as_bytes())
+            .ct_eq(&sha256(boot.as_bytes()))
+            .into();
+        if equal {
+            return Ok(Some(Principal {
+                name: "bootstrap".into(),
+                permissions: vec![Permission::Admin],
+            }));
+        }
+    }
+    let Some((prefix, secret)) = presented
+        .strip_prefix("tk_")
+        .and_then(|rest| rest.split_once('_'))
+    else {
+        return Ok(None);
+    };
+    if prefix.is_empty() || prefix.len() > 64 {
+        return Ok(None);
+    }
+    let Some(row) = api_key::find_by_prefix(pool, prefix).await? else {
+        return Ok(None);
+    };
+    let matches: bool = sha256(secret.as_bytes())
+        .as_slice()
+        .ct_eq(&row.secret_hash)
+        .into();
+    if !matches || row.revoked_at.is_some() {
+        return Ok(None);
+    }
+    Ok(Some(Principal {
+        name: row.name,
+        // Unknown names (written by a newer version) grant nothing.
+        permissions: row
+            .permissions
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permissions_round_trip_and_admin_implies_all() {
+        for p in Permission::ALL {
+            assert_eq!(p.as_str().parse::<Permission>().unwrap(), *p);
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+        assert!("tasks:write".parse::<Permission>().is_err());
+        let admin = Principal {
+            name: "a".into(),
+            permissions: vec![Permission::Admin],
+        };
+        assert!(Permission::ALL.iter().all(|p| admin.allows(*p)));
+        let reader = Principal {
+            name: "r".into(),
+            permissions: vec![Permission::TasksRead],
+        };
+        assert!(reader.allows(Permission::TasksRead));
+        assert!(!reader.allows(Permission::TasksCreate));
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn create_verify_revoke(pool: PgPool) {
+        tasker_store::migrate::migrate(&pool).await.unwrap();
+        let (id, key) = create_key(&pool, "ci", &[Permission::TasksRead])
+            .await
+            .unwrap();
+        assert!(key.starts_with("tk_"));
+        let p = verify(&pool, &key, None).await.unwrap().expect("valid");
+        assert_eq!(p.name, "ci");
+        assert_eq!(p.permissions, vec![Permission::TasksRead]);
+        let mut wrong = key.clone();
+        wrong.pop();
+        wrong.push('x');
+        assert!(verify(&pool, &wrong, None).await.unwrap().is_none());
+        assert!(verify(&pool, "garbage", None).await.unwrap().is_none());
+        assert!(matches!(
+            create_key(&pool, "ci", &[]).await,
+            Err(KeyError::NameTaken(_))
+        ));
+        let listed = list_keys(&pool).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, id);
+        assert!(revoke_key(&pool, "ci").await.unwrap());
+        assert!(!revoke_key(&pool, &id.to_string()).await.unwrap());
+        assert!(verify(&pool, &key, None).await.unwrap().is_none());
+        let boot = verify(&pool, "boot-secret", Some("boot-secret"))
+            .await
+            .unwrap()
+            .expect("bootstrap");
+        assert!(boot.allows(Permission::Admin));
+    }
+}

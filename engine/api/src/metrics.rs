@@ -1,0 +1,142 @@
+//! Prometheus metrics (`metrics` facade, `metrics-exporter-prometheus`
+//! recorder) and `GET /metrics`.
+//!
+//! `/metrics` is public, like `/health/*`: it is read-only and no label
+//! carries an id (labels are namespaces, handler names, outcomes, queue and
+//! channel names, all bounded by configuration). Put it behind the network's
+//! own controls if namespace names are sensitive.
+//!
+//! Series:
+//! - `tasker_steps_processed_total{namespace,handler,outcome}` (worker; outcome
+//!   `success`, `retryable_error` or `permanent_error`)
+//! - `tasker_step_duration_seconds{namespace,handler}` histogram (worker)
+//! - `tasker_retries_total{namespace}` (worker: retryable failures with
+//!   attempts left)
+//! - `tasker_task_latency_seconds` histogram, creation to completion (orchestrator)
+//! - `tasker_leases_expired_total{namespace}` (worker: a step message read again
+//!   after its lease ran out)
+//!
+//! The worker and the orchestrator record through `tasker_model::telemetry`; this
+//! module installs the recorder and serves the text.
+//! - `tasker_queue_depth{queue}`, `tasker_channel_used{channel}`,
+//!   `tasker_channel_capacity{channel}`, `tasker_channel_dropped_total{channel}`
+//!   (refreshed at each scrape)
+//!
+//! Only components in the serving process are counted: run workers and
+//! orchestrators inside `tasker server` (or scrape each process that serves
+//! the API).
+
+use std::sync::OnceLock;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use super::error::HttpError;
+use super::ApiState;
+use tasker_store::queue;
+use tasker_store::template as tstore;
+
+/// Histogram buckets, seconds: 5 ms to 10 min.
+const BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+/// Installs the process-wide Prometheus recorder (once; later calls return
+/// the same handle) and returns its handle.
+pub fn install() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(BUCKETS)
+            .expect("buckets are not empty");
+        match builder.install_recorder() {
+            Ok(handle) => {
+                describe();
+                handle
+            }
+            Err(e) => {
+                // Another recorder owns the process: serve an empty exposition.
+                tracing::warn!(error = %e, "metrics recorder not installed; /metrics will be empty");
+                PrometheusBuilder::new().build_recorder().handle()
+            }
+        }
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        "tasker_steps_processed_total",
+        "Step attempts finished by workers, by namespace, handler and outcome"
+    );
+    describe_counter!(
+        "tasker_leases_expired_total",
+        "Step messages read again after their lease ran out (a worker died or stalled)"
+    );
+    describe_histogram!(
+        "tasker_step_duration_seconds",
+        Unit::Seconds,
+        "Duration of one step attempt on a worker"
+    );
+    describe_histogram!(
+        "tasker_task_latency_seconds",
+        Unit::Seconds,
+        "Time from a task's creation to its completion"
+    );
+    describe_counter!(
+        "tasker_retries_total",
+        "Retryable step failures with attempts left (a retry follows)"
+    );
+    describe_gauge!("tasker_queue_depth", "Messages in a PGMQ queue");
+    describe_gauge!(
+        "tasker_channel_used",
+        "Messages in an in-process channel at its last send"
+    );
+    describe_gauge!(
+        "tasker_channel_capacity",
+        "Capacity of an in-process channel"
+    );
+    describe_counter!(
+        "tasker_channel_dropped_total",
+        "Wake-up hints dropped because a channel was full"
+    );
+}
+
+/// Prometheus text exposition of every tasker metric.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text format (version 0.0.4)", body = String, content_type = "text/plain"),
+        (status = 500, description = "The database could not be read", body = super::error::ErrorBody),
+    ))]
+pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse, HttpError> {
+    let handle = install();
+    let mut queues: Vec<String> = tstore::namespaces(&state.pool)
+        .await?
+        .into_iter()
+        .map(|(_, q)| q)
+        .collect();
+    queues.push(queue::RESULTS_QUEUE.to_string());
+    let mut conn = state.pool.acquire().await?;
+    for q in queues {
+        match queue::stats(&mut conn, &q).await {
+            Ok(s) => metrics::gauge!("tasker_queue_depth", "queue" => q).set(s.queue_length as f64),
+            Err(e) => tracing::debug!(queue = %q, error = %e, "queue depth unavailable"),
+        }
+    }
+    drop(conn);
+    for (name, s) in tasker_model::channel::saturation() {
+        metrics::gauge!("tasker_channel_used", "channel" => name).set(s.used as f64);
+        metrics::gauge!("tasker_channel_capacity", "channel" => name).set(s.capacity as f64);
+        metrics::counter!("tasker_channel_dropped_total", "channel" => name).absolute(s.dropped);
+    }
+    handle.run_upkeep();
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    ))
+}

@@ -1,0 +1,88 @@
+//! `tasker server` and `tasker worker`: long-running processes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use tasker_config::TaskerConfig;
+use tasker_orchestrator::{self as orchestration, OrchestratorSettings};
+use tasker_store::template::TemplateCache;
+use tasker_worker::handler::{examples, HandlerRegistry};
+use tasker_worker::{self as worker, WorkerSettings};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Args)]
+pub struct WorkerArgs {
+    /// Namespaces to serve (default: worker.namespaces from config).
+    #[arg(long = "namespace", short = 'n')]
+    namespaces: Vec<String>,
+    /// Steps run at once (default: worker.concurrency).
+    #[arg(long)]
+    concurrency: Option<usize>,
+}
+
+/// Fires on Ctrl-C or SIGTERM.
+pub fn shutdown_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        let _ = ctrl_c.await;
+                        t.cancel();
+                        return;
+                    }
+                };
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+/// The orchestrator and the admin API in one process.
+pub async fn server(config: &TaskerConfig) -> anyhow::Result<()> {
+    let db = super::open_db(config).await?;
+    let shutdown = shutdown_signal();
+    let (_orch, done) = orchestration::start(
+        db.pool.clone(),
+        TemplateCache::default(),
+        OrchestratorSettings::from_config(config),
+        shutdown.clone(),
+    )
+    .await?;
+    let (addr, api) = tasker_api::serve(db.pool.clone(), config, shutdown.clone()).await?;
+    tracing::info!(%addr, "admin API listening (docs at /docs, spec at /openapi.json)");
+    shutdown.cancelled().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = done.await;
+        let _ = api.await;
+    })
+    .await;
+    db.close().await;
+    Ok(())
+}
+
+pub async fn worker(args: WorkerArgs, config: &TaskerConfig) -> anyhow::Result<()> {
+    let db = super::open_db(config).await?;
+    let registry = Arc::new(HandlerRegistry::new());
+    examples::register(&registry);
+    if config.wasm.enabled {
+        tasker_worker::handler::wasm::install(&registry, db.pool.clone(), &config.wasm).await?;
+    }
+    let mut settings = WorkerSettings::from_config(config, args.namespaces);
+    if let Some(c) = args.concurrency {
+        settings.concurrency = c;
+    }
+    worker::run(db.pool.clone(), registry, settings, shutdown_signal()).await?;
+    db.close().await;
+    Ok(())
+}

@@ -1,0 +1,482 @@
+//! A typed Rust client of the HTTP admin API ([`tasker_api`]), used by the CLI
+//! and the end-to-end tests. Requests and responses are the API's own types
+//! ([`tasker_api_types`]); every error response decodes into
+//! [`ClientError::Api`] with the API's `{"error","message","details"}` shape.
+
+pub mod sse;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use futures::stream::{BoxStream, StreamExt};
+use reqwest::header::CONTENT_TYPE;
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use sse::SseParser;
+use tasker_api_types::ErrorBody;
+use tasker_api_types::{
+    ActionRequest, ActionResult, CompleteStepRequest, CreateTaskRequest, CreatedTask,
+    ListTasksParams, QueueList, Step, StepTransition, TaskDetailBody, TaskPage, TemplateAccepted,
+    TemplateList,
+};
+
+/// Time limit of one ordinary request (not of an event stream).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time limit of a WASM component upload (the server compiles it).
+const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
+/// Time limit of establishing a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What can go wrong calling the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The API answered with an error response.
+    #[error("{message} ({status} {error})")]
+    Api {
+        status: StatusCode,
+        /// The stable error code, e.g. `not_found`, `validation_failed`.
+        error: String,
+        message: String,
+        details: Option<Value>,
+    },
+    /// The request could not be sent or its response not read.
+    #[error("HTTP request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// A response body did not have the expected shape.
+    #[error("unexpected response from the API: {0}")]
+    Decode(String),
+    /// The base URL is not a usable `http(s)://` URL.
+    #[error("invalid API URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+}
+
+impl ClientError {
+    /// The API's error code, for an [`ClientError::Api`].
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, for an [`ClientError::Api`].
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the server could not be reached at all.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, ClientError::Http(e) if e.is_connect())
+    }
+}
+
+/// Data of a `state` event: the task's state (first the current one, then each change).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskStateChange {
+    pub task_id: Uuid,
+    pub state: String,
+    pub from_state: Option<String>,
+    pub at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Data of a `step` event: one step transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepStateChange {
+    pub task_id: Uuid,
+    pub step: String,
+    pub from_state: Option<String>,
+    pub state: String,
+    pub attempt: Option<i32>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One event of `GET /v1/tasks/{id}/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum TaskEvent {
+    /// The task's state.
+    State(TaskStateChange),
+    /// A step's transition.
+    Step(StepStateChange),
+    /// The server could not continue the stream.
+    Error(String),
+}
+
+/// A client of one tasker API.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: Url,
+    api_key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client of the API at `base_url` (e.g. `http://127.0.0.1:8080`),
+    /// sending `api_key` as `Authorization: Bearer` when given.
+    pub fn new(base_url: &str, api_key: Option<String>) -> Result<Client, ClientError> {
+        let bad = |reason: String| ClientError::Url {
+            url: base_url.to_string(),
+            reason,
+        };
+        let base = Url::parse(base_url).map_err(|e| bad(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(bad("expected an http:// or https:// URL".into()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("tasker-client/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Client {
+            base,
+            api_key: api_key.filter(|k| !k.is_empty()),
+            http,
+        })
+    }
+
+    /// The API's base URL.
+    pub fn base_url(&self) -> &str {
+        self.base.as_str().trim_end_matches('/')
+    }
+
+    /// Whether an API key is sent.
+    pub fn has_api_key(&self) -> bool {
+        self.api_key.is_some()
+    }
+
+    /// `base` + path segments (each percent-encoded).
+    fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .expect("checked in new")
+            .pop_if_empty()
+            .extend(segments);
+        url
+    }
+
+    fn request(&self, method: Method, segments: &[&str]) -> RequestBuilder {
+        let req = self.http.request(method, self.url(segments));
+        match &self.api_key {
+            Some(k) => req.bearer_auth(k),
+            None => req,
+        }
+    }
+
+    /// Sends `req`; a success body decodes into `T`, an error into [`ClientError::Api`].
+    async fn call<T: DeserializeOwned>(req: RequestBuilder) -> Result<T, ClientError> {
+        let res = Self::checked(req.timeout(REQUEST_TIMEOUT).send().await?).await?;
+        let bytes = res.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `res` itself when successful, else its error body as [`ClientError::Api`].
+    async fn checked(res: Response) -> Result<Response, ClientError> {
+        let status = res.status();
+        if status.is_success() {
+            return Ok(res);
+        }
+        let text = res.text().await.unwrap_or_default();
+        Err(match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => ClientError::Api {
+                status,
+                error: b.error,
+                message: b.message,
+                details: b.details,
+            },
+            Err(_) => ClientError::Api {
+                status,
+                error: format!("http_{}", status.as_u16()),
+                message: if text.trim().is_empty() {
+                    status.canonical_reason().unwrap_or("error").to_string()
+                } else {
+                    text
+                },
+                details: None,
+            },
+        })
+    }
+
+    // ------------------------------------------------------------ tasks
+
+    /// `POST /v1/tasks`.
+    pub async fn create_task(&self, req: &CreateTaskRequest) -> Result<CreatedTask, ClientError> {
+        Self::call(self.request(Method::POST, &["v1", "tasks"]).json(req)).await
+    }
+
+    /// `GET /v1/tasks/{id}`: the task with its steps and edges.
+    pub async fn get_task(&self, id: Uuid) -> Result<TaskDetailBody, ClientError> {
+        Self::call(self.request(Method::GET, &["v1", "tasks", &id.to_string()])).await
+    }
+
+    /// `GET /v1/tasks`: one page; `cursor` (the previous page's `next_cursor`)
+    /// overrides `filter.cursor`.
+    pub async fn list_tasks(
+        &self,
+        filter: &ListTasksParams,
+        cursor: Option<Uuid>,
+    ) -> Result<TaskPage, ClientError> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        let f = filter;
+        for (k, v) in [
+            ("namespace", &f.namespace),
+            ("state", &f.state),
+            ("template", &f.template),
+        ] {
+            if let Some(v) = v {
+                q.push((k, v.clone()));
+            }
+        }
+        if let Some(t) = f.created_after {
+            q.push(("created_after", t.to_rfc3339()));
+        }
+        if let Some(t) = f.created_before {
+            q.push(("created_before", t.to_rfc3339()));
+        }
+        if let Some(l) = f.limit {
+            q.push(("limit", l.to_string()));
+        }
+        if let Some(c) = cursor.or(f.cursor) {
+            q.push(("cursor", c.to_string()));
+        }
+        Self::call(self.request(Method::GET, &["v1", "tasks"]).query(&q)).await
+    }
+
+    /// `POST /v1/tasks/{id}/cancel`.
+    pub async fn cancel_task(
+        &self,
+        id: Uuid,
+        reason: Option<String>,
+    ) -> Result<ActionResult, ClientError> {
+        let req = self
+            .request(Method::POST, &["v1", "tasks", &id.to_string(), "cancel"])
+            .json(&ActionRequest { reason });
+        Self::call(req).await
+    }
+
+    /// `GET /v1/tasks/{id}/events`: the task's state changes until it ends.
+    ///
+    /// The first event is the task's current state; the stream ends after a
+    /// terminal state or `blocked_by_failures` (or when the server goes away).
+    pub async fn task_events(
+        &self,
+        id: Uuid,
+    ) -> Result<BoxStream<'static, Result<TaskEvent, ClientError>>, ClientError> {
+        let res = self
+            .request(Method::GET, &["v1", "tasks", &id.to_string(), "events"])
+            .header(reqwest::header::ACCEPT, "text/event-stream")
+            .send()
+            .await?;
+        let res = Self::checked(res).await?;
+        let state = (
+            res.bytes_stream().boxed(),
+            SseParser::default(),
+            VecDeque::<Result<TaskEvent, ClientError>>::new(),
+        );
+        let stream = futures::stream::unfold(state, |(mut body, mut parser, mut pending)| async {
+            loop {
+                if let Some(ev) = pending.pop_front() {
+                    return Some((ev, (body, parser, pending)));
+                }
+                match body.next().await {
+                    None => return None,
+                    Some(Err(e)) => {
+                        pending.push_back(Err(ClientError::Http(e)));
+                        let done = futures::stream::empty().boxed();
+                        body = done;
+                    }
+                    Some(Ok(chunk)) => {
+                        for ev in parser.push(&chunk) {
+                            pending.push_back(decode_event(&ev));
+                        }
+                    }
+                }
+            }
+        });
+        Ok(stream.boxed())
+    }
+
+    // ------------------------------------------------------------ steps
+
+    fn step_path<'a>(task: &'a str, step: &'a str, action: Option<&'a str>) -> Vec<&'a str> {
+        let mut p = vec!["v1", "tasks", task, "steps", step];
+        p.extend(action);
+        p
+    }
+
+    async fn step_action(
+        &self,
+        task: Uuid,
+        step: &str,
+        action: &str,
+        body: &impl Serialize,
+    ) -> Result<ActionResult, ClientError> {
+        let task = task.to_string();
+        let req = self
+            .request(Method::POST, &Self::step_path(&task, step, Some(action)))
+            .json(body);
+        Self::call(req).await
+    }
+
+    /// `GET /v1/tasks/{id}/steps/{step}` (step id or name).
+    pub async fn get_step(&self, task: Uuid, step: &str) -> Result<Step, ClientError> {
+        let task = task.to_string();
+        Self::call(self.request(Method::GET, &Self::step_path(&task, step, None))).await
+    }
+
+    /// `POST /v1/tasks/{id}/steps/{step}/retry`: retries a failed step.
+    pub async fn retry_step(
+        &self,
+        task: Uuid,
+        step: &str,
+        reason: Option<String>,
+    ) -> Result<ActionResult, ClientError> {
+        self.step_action(task, step, "retry", &ActionRequest { reason })
+            .await
+    }
+
+    /// `POST /v1/tasks/{id}/steps/{step}/resolve`: resolves a step manually.
+    pub async fn resolve_step(
+        &self,
+        task: Uuid,
+        step: &str,
+        reason: Option<String>,
+    ) -> Result<ActionResult, ClientError> {
+        self.step_action(task, step, "resolve", &ActionRequest { reason })
+            .await
+    }
+
+    /// `POST /v1/tasks/{id}/steps/{step}/complete`: completes a step with `result`.
+    pub async fn complete_step(
+        &self,
+        task: Uuid,
+        step: &str,
+        result: Value,
+        reason: Option<String>,
+    ) -> Result<ActionResult, ClientError> {
+        self.step_action(
+            task,
+            step,
+            "complete",
+            &CompleteStepRequest { result, reason },
+        )
+        .await
+    }
+
+    /// `GET /v1/tasks/{id}/steps/{step}/transitions`: the step's history.
+    pub async fn step_transitions(
+        &self,
+        task: Uuid,
+        step: &str,
+    ) -> Result<Vec<StepTransition>, ClientError> {
+        let task = task.to_string();
+        let req = self.request(
+            Method::GET,
+            &Self::step_path(&task, step, Some("transitions")),
+        );
+        Self::call(req).await
+    }
+
+    // ------------------------------------------------------------ templates
+
+    /// `POST /v1/templates` with a YAML (or JSON, which is YAML) definition.
+    pub async fn register_template(&self, yaml: &str) -> Result<TemplateAccepted, ClientError> {
+        let req = self
+            .request(Method::POST, &["v1", "templates"])
+            .header(CONTENT_TYPE, "application/yaml")
+            .body(yaml.to_string());
+        Self::call(req).await
+    }
+
+    /// `GET /v1/templates`.
+    pub async fn list_templates(&self) -> Result<TemplateList, ClientError> {
+        Self::call(self.request(Method::GET, &["v1", "templates"])).await
+    }
+
+    /// `POST /v1/templates/validate`: validates without registering.
+    pub async fn validate_template(&self, yaml: &str) -> Result<TemplateAccepted, ClientError> {
+        let req = self
+            .request(Method::POST, &["v1", "templates", "validate"])
+            .header(CONTENT_TYPE, "application/yaml")
+            .body(yaml.to_string());
+        Self::call(req).await
+    }
+
+    // ------------------------------------------------------------ queues
+
+    /// `GET /v1/queues`: depth and age of every queue.
+    pub async fn queues(&self) -> Result<QueueList, ClientError> {
+        Self::call(self.request(Method::GET, &["v1", "queues"])).await
+    }
+
+    // ------------------------------------------------------------ WASM handlers
+
+    /// `PUT /v1/handlers/{name}/{version}`: uploads a component.
+    pub async fn upload_handler(
+        &self,
+        name: &str,
+        version: &str,
+        component: Vec<u8>,
+    ) -> Result<tasker_api_types::HandlerAccepted, ClientError> {
+        let req = self
+            .request(Method::PUT, &["v1", "handlers", name, version])
+            .header(CONTENT_TYPE, "application/wasm")
+            .body(component)
+            // The server compiles the component before answering: large
+            // ones (componentize-py) take a while.
+            .timeout(UPLOAD_TIMEOUT);
+        let res = Self::checked(req.send().await?).await?;
+        let bytes = res.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `GET /v1/handlers`: every uploaded component's metadata.
+    pub async fn list_handlers(&self) -> Result<tasker_api_types::HandlerList, ClientError> {
+        Self::call(self.request(Method::GET, &["v1", "handlers"])).await
+    }
+
+    /// `DELETE /v1/handlers/{name}/{version}`.
+    pub async fn delete_handler(&self, name: &str, version: &str) -> Result<(), ClientError> {
+        let req = self.request(Method::DELETE, &["v1", "handlers", name, version]);
+        Self::checked(req.timeout(REQUEST_TIMEOUT).send().await?).await?;
+        Ok(())
+    }
+}
+
+/// One SSE event as a [`TaskEvent`]; unknown event names are a decode error.
+fn decode_event(ev: &sse::SseEvent) -> Result<TaskEvent, ClientError> {
+    let bad = |e: &dyn std::fmt::Display| {
+        ClientError::Decode(format!("`{}` event `{}`: {e}", ev.event, ev.data))
+    };
+    match ev.event.as_str() {
+        "state" => serde_json::from_str(&ev.data)
+            .map(TaskEvent::State)
+            .map_err(|e| bad(&e)),
+        "step" => serde_json::from_str(&ev.data)
+            .map(TaskEvent::Step)
+            .map_err(|e| bad(&e)),
+        "error" => Ok(TaskEvent::Error(ev.data.clone())),
+        other => Err(bad(&format!("unknown event `{other}`"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_encode_segments_and_keep_a_base_path() {
+        let c = Client::new("http://h:1/prefix/", None).unwrap();
+        assert_eq!(
+            c.url(&["v1", "tasks", "a b/c"]).as_str(),
+            "http://h:1/prefix/v1/tasks/a%20b%2Fc"
+        );
+        assert_eq!(c.base_url(), "http://h:1/prefix");
+        assert!(Client::new("localhost:8080", None).is_err());
+    }
+}

@@ -1,0 +1,205 @@
+//! Orchestration: a command processor that only routes, and one actor per
+//! concern, connected by bounded channels (`[channels]` in config).
+//!
+//! ```text
+//!  results listener ─ResultsReady───▶ command processor ──▶ result processor ──▶ finalizer
+//!  sweep timers ─EnqueueDue/Stale/Vacuum─▶   │          ──▶ step enqueuer
+//!  clients ────────CreateTask────────▶        └──────────▶ task requests
+//! ```
+//!
+//! * **task requests** create tasks (one transaction each, see `store::task`);
+//! * **result processor** takes batches from the results queue and processes
+//!   them, reading and applying a batch in one statement and one commit
+//!   (`store::result::take_batch`; up to four batches at once), and schedules
+//!   a wake-up when a retry is due;
+//! * **step enqueuer** enqueues due retries, re-evaluates stale tasks and
+//!   starts the vacuum of churned tables (`store::vacuum`);
+//! * **finalizer** observes finished tasks (logs, latency). Finalizing itself
+//!   happens inside the result's transaction under the task row lock, which is
+//!   what makes it exactly-once across any number of orchestrators.
+//!
+//! When a channel is full its sender waits, except for hints: "results are
+//! ready" and retry wake-ups are dropped when their channel is full (one is
+//! already pending; the fallback poll and the periodic sweep cover the rest).
+//! The PGMQ results queue is the durable buffer, so nothing is lost.
+
+mod actors;
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use tasker_config::{ChannelConfig, StaleTaskAction, TaskerConfig};
+use tasker_model::channel;
+use tasker_notify::wake::{Mode, Wake};
+use tasker_store::queue::{self, RESULTS_QUEUE};
+use tasker_store::task::{Created, NewTask};
+use tasker_store::template::TemplateCache;
+use tasker_store::StoreError;
+
+/// How an orchestrator behaves.
+#[derive(Debug, Clone)]
+pub struct OrchestratorSettings {
+    pub processor_id: String,
+    pub mode: Mode,
+    pub result_batch_size: u32,
+    pub poll_interval: Duration,
+    /// Lease on a result message while it is being processed.
+    pub result_lease_seconds: u32,
+    pub retry_sweep_interval: Duration,
+    pub stale_after: Duration,
+    pub stale_sweep_interval: Duration,
+    pub stale_action: StaleTaskAction,
+    /// How often to vacuum churned tables autovacuum left behind; `None`: never.
+    pub vacuum_interval: Option<Duration>,
+    pub channels: ChannelConfig,
+}
+
+impl OrchestratorSettings {
+    /// Settings from the loaded configuration.
+    pub fn from_config(config: &TaskerConfig) -> OrchestratorSettings {
+        let o = &config.orchestration;
+        OrchestratorSettings {
+            processor_id: format!("orchestrator-{}", uuid::Uuid::now_v7()),
+            mode: o.mode,
+            result_batch_size: o.result_batch_size,
+            poll_interval: Duration::from_millis(o.fallback_poll_interval_ms),
+            result_lease_seconds: config.queues.visibility_timeout_seconds,
+            retry_sweep_interval: Duration::from_millis(o.retry_sweep_interval_ms),
+            stale_after: Duration::from_secs(o.stale_task_after_seconds),
+            stale_sweep_interval: Duration::from_secs(o.stale_sweep_interval_seconds),
+            stale_action: o.stale_task_action,
+            vacuum_interval: (o.vacuum_interval_seconds > 0)
+                .then(|| Duration::from_secs(o.vacuum_interval_seconds)),
+            channels: config.channels.clone(),
+        }
+    }
+}
+
+/// What the command processor routes.
+pub enum Command {
+    /// The results queue may hold results (a wake-up or a poll tick).
+    ResultsReady,
+    /// Enqueue the retries that are due.
+    EnqueueDueRetries,
+    /// Re-evaluate tasks without progress for `stale_after`.
+    SweepStale,
+    /// Vacuum the queue and state tables autovacuum has left behind.
+    Vacuum,
+    /// Create a task; the answer goes back on the oneshot.
+    CreateTask(Box<NewTask>, oneshot::Sender<Result<Created, StoreError>>),
+}
+
+/// A running orchestrator: send it commands, stop it with the token.
+#[derive(Clone)]
+pub struct Orchestrator {
+    commands: channel::Sender<Command>,
+}
+
+impl Orchestrator {
+    /// Creates a task through the task-request actor.
+    pub async fn create_task(&self, req: NewTask) -> Result<Created, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::CreateTask(Box::new(req), tx))
+            .await
+            .map_err(|_| StoreError::Unavailable("the orchestrator"))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the orchestrator"))?
+    }
+}
+
+/// Starts an orchestrator's actors, its results listener and its sweeps; they
+/// stop when `shutdown` fires. The returned join handle ends when all have.
+pub async fn start(
+    pool: PgPool,
+    templates: TemplateCache,
+    settings: OrchestratorSettings,
+    shutdown: CancellationToken,
+) -> Result<(Orchestrator, tokio::task::JoinHandle<()>), queue::QueueError> {
+    {
+        let mut conn = pool.acquire().await.map_err(queue::QueueError::Sql)?;
+        queue::ensure(&mut conn, RESULTS_QUEUE).await?;
+    }
+    let warn = settings.channels.saturation_warn_percent;
+    let (cmd_tx, cmd_rx) = channel::bounded(
+        "orchestration.commands",
+        settings.channels.command_buffer,
+        warn,
+    );
+    let wake = Wake::start(
+        &pool,
+        RESULTS_QUEUE,
+        settings.mode,
+        settings.poll_interval,
+        shutdown.clone(),
+    )
+    .await
+    .map_err(queue::QueueError::Sql)?;
+    let actors = actors::Actors::spawn(
+        pool.clone(),
+        templates,
+        &settings,
+        cmd_tx.clone(),
+        shutdown.clone(),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(actors::route(cmd_rx, actors, shutdown.clone()));
+    tasks.spawn(listen_for_results(wake, cmd_tx.clone(), shutdown.clone()));
+    tasks.spawn(tick(
+        cmd_tx.clone(),
+        settings.retry_sweep_interval,
+        shutdown.clone(),
+        || Command::EnqueueDueRetries,
+    ));
+    tasks.spawn(tick(
+        cmd_tx.clone(),
+        settings.stale_sweep_interval,
+        shutdown.clone(),
+        || Command::SweepStale,
+    ));
+    if let Some(every) = settings.vacuum_interval {
+        tasks.spawn(tick(cmd_tx.clone(), every, shutdown.clone(), || {
+            Command::Vacuum
+        }));
+    }
+    let handle = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
+    tracing::info!(processor = %settings.processor_id, mode = ?settings.mode, "orchestrator started");
+    Ok((Orchestrator { commands: cmd_tx }, handle))
+}
+
+/// The results listener: tells the result processor at every wake-up (a
+/// NOTIFY, a local hint or the fallback poll) that results may be waiting.
+async fn listen_for_results(
+    mut wake: Wake,
+    commands: channel::Sender<Command>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        if commands.send(Command::ResultsReady).await.is_err() {
+            return;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wake.wait() => {}
+        }
+    }
+}
+
+async fn tick(
+    commands: channel::Sender<Command>,
+    every: Duration,
+    shutdown: CancellationToken,
+    make: fn() -> Command,
+) {
+    let mut t = tokio::time::interval(every.max(Duration::from_millis(10)));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = t.tick() => commands.try_send_or_drop(make()),
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! Finding and connecting to the database.
+//!
+//! With a configured URL, tasker connects to it. Without one it uses "the
+//! default database that just works": a PostgreSQL on 127.0.0.1:5432 (user
+//! `postgres`), creating database `tasker` there if missing; when nothing
+//! answers, a private cluster started under a data directory with the system's
+//! PostgreSQL binaries, stopped again when the returned [`Database`] is dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
+
+/// What went wrong while finding or starting a database.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database URL is not valid: {0}")]
+    BadUrl(String),
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "no database configured and none found: nothing answers on 127.0.0.1:5432 and no \
+         PostgreSQL server binaries were found (looked in {searched}). Install PostgreSQL \
+         (Debian: apt-get install postgresql) or set DATABASE_URL / TASKER_DATABASE__URL"
+    )]
+    NoPostgres { searched: String },
+    #[error("starting a private PostgreSQL cluster in {data_dir} failed: {step}: {detail}")]
+    PrivateCluster {
+        data_dir: String,
+        step: &'static str,
+        detail: String,
+    },
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// How to reach the database: an explicit URL or the local default.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    /// Explicit URL; `None` means the local default database.
+    pub url: Option<String>,
+    /// Name of the database created on the local server when no URL is given.
+    pub database_name: String,
+    /// Where a private cluster keeps its files.
+    pub data_dir: PathBuf,
+    /// Port of the private cluster.
+    pub private_port: u16,
+    /// Port of the local server tried first (5432).
+    pub local_port: u16,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for DbSettings {
+    fn default() -> Self {
+        DbSettings {
+            url: None,
+            database_name: "tasker".into(),
+            data_dir: PathBuf::from(".tasker/pgdata"),
+            private_port: 54329,
+            local_port: 5432,
+            max_connections: 16,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl DbSettings {
+    /// The settings of `config`'s `[database]` section.
+    pub fn from_config(config: &tasker_config::TaskerConfig) -> DbSettings {
+        let d = &config.database;
+        DbSettings {
+            url: d.url.as_ref().map(|s| s.expose().to_string()),
+            database_name: d.database_name.clone(),
+            data_dir: d.resolved_data_dir(),
+            private_port: d.private_cluster_port,
+            local_port: 5432,
+            max_connections: d.max_connections,
+            min_connections: d.min_connections,
+            acquire_timeout: Duration::from_millis(d.acquire_timeout_ms),
+        }
+    }
+}
+
+/// A connected pool, plus the private cluster it runs on (if any).
+pub struct Database {
+    pub pool: PgPool,
+    /// The URL in use, with any password removed (safe to log).
+    pub display_url: String,
+    cluster: Option<PrivateCluster>,
+}
+
+impl Database {
+    /// Connects as `settings` say, creating or starting the default database when
+    /// no URL is configured.
+    pub async fn open(settings: &DbSettings) -> Result<Database, DbError> {
+        match &settings.url {
+            Some(url) => {
+                let opts =
+                    PgConnectOptions::from_str(url).map_err(|e| DbError::BadUrl(e.to_string()))?;
+                let pool = pool(settings, opts.clone()).await?;
+                Ok(Database {
+                    pool,
+                    display_url: redact_url(url),
+                    cluster: None,
+                })
+            }
+            None => open_default(settings).await,
+        }
+    }
+
+    /// True when this process started the cluster it uses.
+    pub fn owns_cluster(&self) -> bool {
+        self.cluster.is_some()
+    }
+
+    /// Closes the pool and stops a private cluster this process started.
+    pub async fn close(mut self) {
+        self.pool.close().await;
+        if let Some(cluster) = self.cluster.take() {
+            cluster.stop();
+        }
+    }
+}
+
+/// A pooled connection idle longer than this is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
+
+async fn pool(settings: &DbSettings, opts: PgConnectOptions) -> Result<PgPool, DbError> {
+    let target = format!(
+        "{}:{}/{}",
+        opts.get_host(),
+        opts.get_port(),
+        opts.get_database().unwrap_or("")
+    );
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        // sqlx pings every connection it hands out by default: one more round
+        // trip (and two wake-ups) before every statement of the hot path. Only
+        // a connection that sat idle for a while is checked; a busy one has
+        // just proved itself, and a statement that still meets a dead one
+        // fails like any other and is retried by its caller.
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_BEFORE_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect_with(opts.log_statements(tracing::log::LevelFilter::Trace))
+        .await
+        .map_err(|source| DbError::Connect { target, source })
+}
+
+async fn open_default(settings: &DbSettings) -> Result<Database, DbError> {
+    let local = PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(settings.local_port)
+        .username("postgres")
+        .database("postgres");
+    if let Ok(opts) = ensure_database(local.clone(), &settings.database_name).await {
+        let pool = pool(settings, opts).await?;
+        return Ok(Database {
+            pool,
+            display_url: format!(
+                "postgres://postgres@127.0.0.1:{}/{}",
+                settings.local_port, settings.database_name
+            ),
+            cluster: None,
+        });
+    }
+    tracing::info!(
+        port = settings.local_port,
+        "no local PostgreSQL answers; starting a private cluster"
+    );
+    let cluster = PrivateCluster::start(&settings.data_dir, settings.private_port)?;
+    let admin = PgConnectOptions::new()
+        .host("127.0.0.1")
+        .port(settings.private_port)
+        .username("postgres")
+        .database("postgres");
+    let opts = ensure_database(admin, &settings.database_name)
+        .await
+        .map_err(|source| DbError::Connect {
+            target: format!("private cluster on port {}", settings.private_port),
+            source,
+        })?;
+    let pool = pool(settings, opts).await?;
+    Ok(Database {
+        pool,
+        display_url: format!(
+            "postgres://postgres@127.0.0.1:{}/{}",
+            settings.private_port, settings.database_name
+        ),
+        cluster: Some(cluster),
+    })
+}
+
+/// Connects to the server's maintenance database and creates `name` if missing;
+/// returns options for `name`.
+async fn ensure_database(
+    admin: PgConnectOptions,
+    name: &str,
+) -> Result<PgConnectOptions, sqlx::Error> {
+    let mut conn = admin
+        .clone()
+        .log_statements(tracing::log::LevelFilter::Trace)
+        .connect()
+        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        // CREATE DATABASE takes no parameters; quote the identifier.
+        let sql = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        if let Err(e) = sqlx::query(&sql).execute(&mut conn).await {
+            // Another process may have created it at the same moment.
+            let raced = e
+                .as_database_error()
+                .and_then(|d| d.code())
+                .is_some_and(|c| c == "42P04" || c == "23505");
+            if !raced {
+                return Err(e);
+            }
+        }
+        tracing::info!(database = name, "created database");
+    }
+    conn.close().await?;
+    Ok(admin.database(name))
+}
+
+pub use tasker_config::redact_url;
+
+/// A PostgreSQL cluster this process initialised and started, stopped on drop.
+struct PrivateCluster {
+    bin_dir: PathBuf,
+    data_dir: PathBuf,
+    run_as_postgres: bool,
+    stopped: bool,
+}
+
+impl PrivateCluster {
+    fn start(data_dir: &Path, port: u16) -> Result<PrivateCluster, DbError> {
+        let bin_dir = find_pg_bin_dir()?;
+        let fail = |step: &'static str, detail: String| DbError::PrivateCluster {
+            data_dir: data_dir.display().to_string(),
+            step,
+            detail,
+        };
+        std::fs::create_dir_all(data_dir).map_err(|e| fail("create data dir", e.to_string()))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(|e| fail("resolve data dir", e.to_string()))?;
+        // PostgreSQL refuses to run as root: hand the directory to `postgres`.
+        let run_as_postgres = is_root();
+        if run_as_postgres {
+            run(Command::new("chown")
+                .arg("-R")
+                .arg("postgres")
+                .arg(&data_dir))
+            .map_err(|e| fail("chown data dir to postgres", e))?;
+        }
+        let cluster = PrivateCluster {
+            bin_dir,
+            data_dir,
+            run_as_postgres,
+            stopped: false,
+        };
+        if !cluster.data_dir.join("PG_VERSION").exists() {
+            run(&mut cluster.pg_command(
+                "initdb",
+                &[
+                    "-D",
+                    &cluster.data_dir.display().to_string(),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--no-sync",
+                ],
+            ))
+            .map_err(|e| fail("initdb", e))?;
+        }
+        let opts = format!(
+            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
+            cluster.data_dir.display()
+        );
+        run(&mut cluster.pg_command(
+            "pg_ctl",
+            &[
+                "-D",
+                &cluster.data_dir.display().to_string(),
+                "-o",
+                &opts,
+                "-l",
+                &cluster.data_dir.join("server.log").display().to_string(),
+                "-w",
+                "start",
+            ],
+        ))
+        .map_err(|e| fail("pg_ctl start", e))?;
+        Ok(cluster)
+    }
+
+    fn pg_command(&self, program: &str, args: &[&str]) -> Command {
+        let exe = self.bin_dir.join(program);
+        if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe).args(args);
+            c
+        } else {
+            let mut c = Command::new(exe);
+            c.args(args);
+            c
+        }
+    }
+
+    fn stop(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if self.stopped {
+            return;
+        }
+        self.stopped = true;
+        let dir = self.data_dir.display().to_string();
+        if let Err(e) =
+            run(&mut self.pg_command("pg_ctl", &["-D", &dir, "-m", "fast", "-w", "stop"]))
+        {
+            tracing::warn!(error = %e, "stopping the private PostgreSQL cluster failed");
+        }
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{cmd:?} exited with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// The newest `/usr/lib/postgresql/<v>/bin` with `initdb`, or `initdb` on PATH.
+fn find_pg_bin_dir() -> Result<PathBuf, DbError> {
+    let root = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            if dir.join("initdb").exists() && dir.join("pg_ctl").exists() {
+                return Ok(dir);
+            }
+        }
+    }
+    Err(DbError::NoPostgres {
+        searched: "/usr/lib/postgresql/*/bin and PATH".into(),
+    })
+}
+
+/// A hot loop idle this long gives its [`HeldConnection`] back to the pool.
+pub const IDLE_RELEASE: Duration = Duration::from_millis(20);
+
+/// A pooled connection a hot loop keeps between its statements.
+///
+/// The pool hands out the connection idle the longest, so consecutive
+/// statements of one loop would each wake a different backend, whose caches
+/// have gone cold meanwhile; one loop on one backend keeps its plans and
+/// catalog entries warm. The loop gives the connection back after a short
+/// idle while, at once when the pool has no other idle connection
+/// ([`HeldConnection::keep_while_idle`]), and after an error, so neither a
+/// small pool nor a closing one is kept waiting and a broken connection is
+/// never reused.
+pub struct HeldConnection {
+    pool: PgPool,
+    conn: Option<PoolConnection<Postgres>>,
+}
+
+impl HeldConnection {
+    pub fn new(pool: PgPool) -> HeldConnection {
+        HeldConnection { pool, conn: None }
+    }
+
+    /// The held connection, acquired from the pool first if there is none.
+    pub async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => self.pool.acquire().await?,
+        };
+        Ok(&mut **self.conn.insert(conn))
+    }
+
+    /// Gives the connection back to the pool.
+    pub fn release(&mut self) {
+        self.conn = None;
+    }
+
+    /// Called when the loop goes idle: keeps the connection only while the
+    /// pool has another idle one for everybody else, and says whether it is
+    /// still held.
+    pub fn keep_while_idle(&mut self) -> bool {
+        if self.conn.is_some() && self.pool.num_idle() == 0 {
+            self.conn = None;
+        }
+        self.conn.is_some()
+    }
+
+    /// Waits for `woken` (the loop's next work) while idle: the connection
+    /// is kept for [`IDLE_RELEASE`] at most (see [`Self::keep_while_idle`]),
+    /// then given back, and the wait goes on.
+    pub async fn wait_idle<F: std::future::Future>(&mut self, woken: F) -> F::Output {
+        let mut woken = std::pin::pin!(woken);
+        if self.keep_while_idle() {
+            tokio::select! {
+                out = &mut woken => return out,
+                _ = tokio::time::sleep(IDLE_RELEASE) => self.release(),
+            }
+        }
+        woken.await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn idle_connections_become(pool: &PgPool, n: usize) {
+        // A dropped pool connection goes back to the pool on a spawned task.
+        for _ in 0..200 {
+            if pool.num_idle() == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        panic!("the pool has {} idle connections, not {n}", pool.num_idle());
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_held_connection_is_kept_only_while_another_is_idle(pool: PgPool) {
+        let mut held = HeldConnection::new(pool.clone());
+        sqlx::query("SELECT 1")
+            .execute(held.get().await.unwrap())
+            .await
+            .unwrap();
+        drop(pool.acquire().await.unwrap());
+        idle_connections_become(&pool, 1).await;
+        assert!(held.keep_while_idle(), "another connection is idle");
+
+        let busy = pool.acquire().await.unwrap();
+        assert!(!held.keep_while_idle(), "nothing else is idle: given back");
+        idle_connections_become(&pool, 1).await;
+        drop(busy);
+        idle_connections_become(&pool, 2).await;
+
+        // Taken again on demand, and given back for good.
+        held.get().await.unwrap();
+        idle_connections_become(&pool, 1).await;
+        held.release();
+        idle_connections_become(&pool, 2).await;
+    }
+
+    /// The whole fallback path, for real: nothing answers on the local port, so a
+    /// private cluster is initialised in a temporary directory, started, used and
+    /// stopped again.
+    #[tokio::test]
+    async fn starts_a_private_cluster_when_no_server_answers() {
+        if find_pg_bin_dir().is_err() {
+            eprintln!("skipped: no PostgreSQL server binaries on this machine");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("tasker-pgdata-{}", uuid::Uuid::now_v7()));
+        let port = 20000 + (std::process::id() % 20000) as u16;
+        let settings = DbSettings {
+            url: None,
+            database_name: "tasker_private".into(),
+            data_dir: dir.clone(),
+            private_port: port,
+            local_port: 1, // nothing listens on port 1
+            max_connections: 2,
+            min_connections: 0,
+            acquire_timeout: Duration::from_secs(10),
+        };
+        let db = Database::open(&settings).await.expect("private cluster");
+        assert!(db.owns_cluster());
+        assert!(db.display_url.contains(&format!(":{port}/tasker_private")));
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+        db.close().await;
+        // Stopped: the port no longer answers.
+        let again = PgConnectOptions::new()
+            .host("127.0.0.1")
+            .port(port)
+            .username("postgres")
+            .connect()
+            .await;
+        assert!(again.is_err(), "the private cluster is still running");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

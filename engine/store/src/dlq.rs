@@ -1,0 +1,87 @@
+//! Dead letters: the messages PGMQ keeps in a queue's archive (`pgmq.a_<queue>`),
+//! listed and sent back to their queue.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::PgPool;
+
+use super::StoreError;
+
+/// One archived message.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ArchivedMessage {
+    pub msg_id: i64,
+    pub read_ct: i32,
+    pub enqueued_at: DateTime<Utc>,
+    pub archived_at: DateTime<Utc>,
+    pub message: Value,
+}
+
+/// Whether `queue` is a valid queue name that PGMQ knows.
+pub async fn queue_exists(pool: &PgPool, queue: &str) -> Result<bool, StoreError> {
+    checked(queue)?;
+    Ok(
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = $1)")
+            .bind(queue)
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+/// A name is formatted into the archive table's identifier only after this
+/// check: the results queue or `steps_<namespace>` with a valid namespace.
+fn checked(queue: &str) -> Result<&str, StoreError> {
+    let ok = queue == crate::queue::RESULTS_QUEUE
+        || queue
+            .strip_prefix("steps_")
+            .is_some_and(|ns| crate::queue::step_queue(ns).is_ok());
+    if ok {
+        Ok(queue)
+    } else {
+        Err(StoreError::InvalidRequest {
+            field: "queue".into(),
+            reason: format!(
+                "'{queue}' is not a tasker queue (the results queue or steps_<namespace>)"
+            ),
+        })
+    }
+}
+
+/// Archived messages of `queue` with ids above `after`, oldest first, `limit` at most.
+pub async fn list(
+    pool: &PgPool,
+    queue: &str,
+    after: Option<i64>,
+    limit: i64,
+) -> Result<Vec<ArchivedMessage>, StoreError> {
+    let q = checked(queue)?;
+    Ok(sqlx::query_as(&format!(
+        "SELECT msg_id, read_ct, enqueued_at, archived_at, message FROM pgmq.a_{q} \
+          WHERE msg_id > $1 ORDER BY msg_id LIMIT $2"
+    ))
+    .bind(after.unwrap_or(0))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Sends archived message `msg_id` back to `queue` and deletes it from the
+/// archive, in one transaction. Returns the new message id, or `None` when
+/// the archive holds no such message.
+pub async fn requeue(pool: &PgPool, queue: &str, msg_id: i64) -> Result<Option<i64>, StoreError> {
+    let q = checked(queue)?;
+    let mut tx = pool.begin().await?;
+    let body: Option<Value> = sqlx::query_scalar(&format!(
+        "DELETE FROM pgmq.a_{q} WHERE msg_id = $1 RETURNING message"
+    ))
+    .bind(msg_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(body) = body else {
+        return Ok(None);
+    };
+    let new_id = crate::queue::send(&mut tx, q, &body).await?;
+    tx.commit().await?;
+    tasker_notify::wake::hint(pool, q);
+    Ok(Some(new_id))
+}

@@ -1,0 +1,133 @@
+//! Recovery of tasks that made no progress: any orchestrator may re-evaluate
+//! them; none owns them.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task, settle_open_steps};
+use super::transition::{self, Cause};
+use super::StoreError;
+use crate::queue;
+use tasker_config::StaleTaskAction;
+use tasker_model::state::{StepState, TaskState};
+
+/// Non-terminal tasks whose task row and steps have not changed for `older_than`.
+/// Tasks waiting on purpose (retry backoff, blocked awaiting an operator) are not stale.
+pub async fn stale_tasks(
+    pool: &PgPool,
+    older_than: Duration,
+    limit: i64,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT t.id FROM tasker.tasks t
+          WHERE t.state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually',
+                                'waiting_for_retry', 'blocked_by_failures')
+            AND t.updated_at < now() - make_interval(secs => $1)
+            AND NOT EXISTS (SELECT 1 FROM tasker.steps s
+                             WHERE s.task_id = t.id AND s.updated_at >= now() - make_interval(secs => $1))
+          ORDER BY t.updated_at LIMIT $2",
+    )
+    .bind(older_than.as_secs_f64())
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Re-evaluates a stale task (one transaction, task lock held):
+/// `reevaluate` enqueues steps whose parents are all done but that were never
+/// enqueued, re-sends messages of enqueued steps that have none, and re-decides
+/// the task's state; `error` moves the task to `error`.
+pub async fn recover(
+    pool: &PgPool,
+    task_id: Uuid,
+    action: StaleTaskAction,
+    processor_id: &str,
+) -> Result<TaskState, StoreError> {
+    let mut tx = pool.begin().await?;
+    let (state, namespace) = lock_task(&mut tx, task_id).await?;
+    if state.is_terminal() {
+        return Ok(state);
+    }
+    if action == StaleTaskAction::Error {
+        let reason = "no progress within orchestration.stale_task_after_seconds";
+        let cause = Cause {
+            event: "stale",
+            reason: Some(reason),
+            processor_id,
+        };
+        let mut at = state;
+        if tasker_model::state::check_task(at, TaskState::Error).is_err() {
+            transition::task(&mut tx, task_id, at, TaskState::EvaluatingResults, cause).await?;
+            at = TaskState::EvaluatingResults;
+        }
+        transition::task(&mut tx, task_id, at, TaskState::Error, cause).await?;
+        // No worker may run a step of a failed task.
+        settle_open_steps(
+            &mut tx,
+            task_id,
+            StepState::Cancelled,
+            "task_failed_stale",
+            processor_id,
+            Some(reason),
+        )
+        .await?;
+        tx.commit().await?;
+        announce(pool, &namespace, task_id, state, TaskState::Error, false);
+        return Ok(TaskState::Error);
+    }
+    let ready: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM tasker.steps WHERE task_id = $1 AND state = 'pending' AND pending_parents = 0",
+    )
+    .bind(task_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    enqueue_steps(
+        &mut tx,
+        &namespace,
+        &ready,
+        StepState::Pending,
+        "recovered_ready",
+        processor_id,
+    )
+    .await?;
+    // The queue name is a validated identifier (queue::step_queue).
+    let q = queue::step_queue(&namespace)?;
+    let orphaned: Vec<Uuid> = sqlx::query_scalar(&format!(
+        "SELECT s.id FROM tasker.steps s
+          WHERE s.task_id = $1 AND s.state = 'enqueued'
+            AND NOT EXISTS (SELECT 1 FROM pgmq.q_{q} m WHERE m.message->>'step_id' = s.id::text)"
+    ))
+    .bind(task_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let bodies: Vec<serde_json::Value> = orphaned
+        .iter()
+        .map(|id| {
+            serde_json::json!(queue::StepMessage {
+                step_id: *id,
+                task_id
+            })
+        })
+        .collect();
+    queue::send_batch(&mut tx, &q, &bodies).await?;
+    let next = evaluate_task(&mut tx, task_id, state, processor_id).await?;
+    sqlx::query("UPDATE tasker.tasks SET updated_at = now() WHERE id = $1")
+        .bind(task_id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    announce(
+        pool,
+        &namespace,
+        task_id,
+        state,
+        next,
+        !ready.is_empty() || !orphaned.is_empty(),
+    );
+    if !ready.is_empty() || !orphaned.is_empty() {
+        tracing::warn!(%task_id, ready = ready.len(), resent = orphaned.len(), "recovered a stale task");
+    }
+    Ok(next)
+}

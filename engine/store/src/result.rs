@@ -1,0 +1,552 @@
+//! The orchestrator's side of step results: for each result, one
+//! subtransaction records it, moves the step, enqueues the children that just
+//! became ready, re-decides the task (finalizing it when nothing is left) and
+//! deletes the result message — state, audit rows and messages commit
+//! together. A batch of results is one autocommitted statement
+//! (`tasker.process_step_results`): one round trip, one commit.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task};
+use super::StoreError;
+use crate::queue;
+use tasker_model::state::{StepState, TaskState};
+use tasker_model::step::{Outcome, StepResultMessage};
+use tasker_model::template::RetryPolicy;
+
+/// What processing one result did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Processed {
+    /// The attempt was not the step's current one (or the step was cancelled or
+    /// resolved meanwhile): recorded as stale, nothing else changed.
+    Stale,
+    /// Step complete; `enqueued` children became ready and were enqueued.
+    Completed { enqueued: usize, task: TaskState },
+    /// Step will be retried at `at`.
+    RetryScheduled { at: DateTime<Utc>, task: TaskState },
+    /// Step failed for good.
+    Failed { task: TaskState },
+}
+
+impl Processed {
+    /// The task's state after this result, when it changed anything.
+    pub fn task_state(&self) -> Option<TaskState> {
+        match self {
+            Processed::Stale => None,
+            Processed::Completed { task, .. }
+            | Processed::RetryScheduled { task, .. }
+            | Processed::Failed { task } => Some(*task),
+        }
+    }
+}
+
+/// Processes one result message (read from [`queue::RESULTS_QUEUE`] as `msg_id`):
+/// [`process_batch`] of one.
+pub async fn process(
+    pool: &PgPool,
+    msg_id: i64,
+    msg: &StepResultMessage,
+    processor_id: &str,
+) -> Result<Processed, StoreError> {
+    let batch = [(msg_id, msg.clone())];
+    process_batch(pool, &batch, processor_id)
+        .await?
+        .pop()
+        .unwrap_or(Err(StoreError::StepNotFound(msg.step_id)))
+}
+
+/// Processes result messages (`(msg_id, message)` as read from
+/// [`queue::RESULTS_QUEUE`]) in one round trip and one commit:
+/// `tasker.process_step_results` (migration 5) runs, for each result in its
+/// own subtransaction, `tasker.process_step_result`: lock the task and step,
+/// check that this attempt is still the current one, apply the decision made
+/// here (or record the result as stale). Results are passed sorted by task and
+/// step, so concurrent orchestrators take task locks in one order.
+///
+/// The decision needs the step's retry policy only for a failure; the policy
+/// never changes after creation, so it is read beforehand, without a lock.
+/// Returns one outcome per input, in input order: a result whose processing
+/// failed was rolled back alone (`ResultRolledBack`; its message stays in the
+/// queue and comes back after its lease), an unknown step is `StepNotFound`.
+pub async fn process_batch(
+    pool: &PgPool,
+    results: &[(i64, StepResultMessage)],
+    processor_id: &str,
+) -> Result<Vec<Result<Processed, StoreError>>, StoreError> {
+    let failed: Vec<Uuid> = results
+        .iter()
+        .filter(|(_, m)| matches!(m.outcome, Outcome::Failure(_)))
+        .map(|(_, m)| m.step_id)
+        .collect();
+    let policies: HashMap<Uuid, Value> = if failed.is_empty() {
+        HashMap::new()
+    } else {
+        sqlx::query_as::<_, (Uuid, Value)>("SELECT id, retry FROM tasker.steps WHERE id = ANY($1)")
+            .bind(&failed)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .collect()
+    };
+    let mut out: Vec<Option<Result<Processed, StoreError>>> =
+        results.iter().map(|_| None).collect();
+    let mut decided: Vec<(usize, Decision)> = Vec::with_capacity(results.len());
+    for (i, (_, msg)) in results.iter().enumerate() {
+        let decision = match &msg.outcome {
+            Outcome::Success { .. } => Ok(Decision::success()),
+            Outcome::Failure(_) => match policies.get(&msg.step_id) {
+                Some(retry) => decide(msg, retry),
+                None => Err(StoreError::StepNotFound(msg.step_id)),
+            },
+        };
+        match decision {
+            Ok(d) => decided.push((i, d)),
+            Err(e) => out[i] = Some(Err(e)),
+        }
+    }
+    decided.sort_by_key(|(i, _)| (results[*i].1.task_id, results[*i].1.step_id));
+    if !decided.is_empty() {
+        let rows = apply(pool, results, &decided, processor_id).await?;
+        for ((i, decision), row) in decided.iter().zip(rows) {
+            let msg = &results[*i].1;
+            out[*i] = Some(processed(pool, msg, decision, row));
+        }
+    }
+    Ok(out
+        .into_iter()
+        .zip(results)
+        .map(|(o, (_, m))| o.unwrap_or(Err(StoreError::StepNotFound(m.step_id))))
+        .collect())
+}
+
+/// One call of `tasker.process_step_results` for the decided results, in the
+/// order given; returns one row per result in that order.
+async fn apply(
+    pool: &PgPool,
+    results: &[(i64, StepResultMessage)],
+    decided: &[(usize, Decision)],
+    processor_id: &str,
+) -> Result<Vec<ProcessRow>, StoreError> {
+    let n = decided.len();
+    let mut a = ApplyArrays::with_capacity(n);
+    for (i, d) in decided {
+        let (msg_id, msg) = &results[*i];
+        a.msg_ids.push(*msg_id);
+        a.tasks.push(msg.task_id);
+        a.steps.push(msg.step_id);
+        a.attempts.push(msg.attempt as i32);
+        match &msg.outcome {
+            Outcome::Success { result } => {
+                a.outcomes.push("success");
+                a.results.push(Some(result.clone()));
+                a.errors.push(None);
+            }
+            Outcome::Failure(e) => {
+                a.outcomes.push(if e.retryable {
+                    "retryable_error"
+                } else {
+                    "permanent_error"
+                });
+                a.results.push(None);
+                a.errors.push(Some(serde_json::json!({
+                    "message": e.message, "kind": e.kind, "retryable": e.retryable,
+                    "retry_after_ms": e.retry_after_ms, "attempt": msg.attempt,
+                })));
+            }
+        }
+        a.workers.push(msg.worker_id.clone());
+        a.started.push(msg.started_at);
+        a.finished.push(msg.finished_at);
+        a.to.push(d.to.as_str());
+        a.events.push(d.event);
+        a.reasons.push(d.reason.clone());
+        a.retry_at.push(d.retry_at);
+    }
+    let rows: Vec<ProcessRow> = sqlx::query_as(
+        "SELECT msg_id, step_found, is_current, namespace, step_state, step_attempts,
+                task_before, task_state, enqueued, error
+           FROM tasker.process_step_results(
+                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(&a.msg_ids)
+    .bind(&a.tasks)
+    .bind(&a.steps)
+    .bind(&a.attempts)
+    .bind(&a.outcomes)
+    .bind(&a.results)
+    .bind(&a.errors)
+    .bind(&a.workers)
+    .bind(&a.started)
+    .bind(&a.finished)
+    .bind(&a.to)
+    .bind(&a.events)
+    .bind(&a.reasons)
+    .bind(&a.retry_at)
+    .bind(processor_id)
+    .fetch_all(pool)
+    .await?;
+    if rows.len() != n || rows.iter().zip(&a.msg_ids).any(|(r, id)| r.msg_id != *id) {
+        return Err(StoreError::Corrupt(format!(
+            "tasker.process_step_results answered {} rows for {n} results",
+            rows.len()
+        )));
+    }
+    Ok(rows)
+}
+
+/// The parameters of `tasker.process_step_results`, one array per column.
+struct ApplyArrays {
+    msg_ids: Vec<i64>,
+    tasks: Vec<Uuid>,
+    steps: Vec<Uuid>,
+    attempts: Vec<i32>,
+    outcomes: Vec<&'static str>,
+    results: Vec<Option<Value>>,
+    errors: Vec<Option<Value>>,
+    workers: Vec<String>,
+    started: Vec<DateTime<Utc>>,
+    finished: Vec<DateTime<Utc>>,
+    to: Vec<&'static str>,
+    events: Vec<&'static str>,
+    reasons: Vec<Option<String>>,
+    retry_at: Vec<Option<DateTime<Utc>>>,
+}
+
+impl ApplyArrays {
+    fn with_capacity(n: usize) -> ApplyArrays {
+        ApplyArrays {
+            msg_ids: Vec::with_capacity(n),
+            tasks: Vec::with_capacity(n),
+            steps: Vec::with_capacity(n),
+            attempts: Vec::with_capacity(n),
+            outcomes: Vec::with_capacity(n),
+            results: Vec::with_capacity(n),
+            errors: Vec::with_capacity(n),
+            workers: Vec::with_capacity(n),
+            started: Vec::with_capacity(n),
+            finished: Vec::with_capacity(n),
+            to: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+            reasons: Vec::with_capacity(n),
+            retry_at: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// What one result did, from its row; announces the task's change.
+fn processed(
+    pool: &PgPool,
+    msg: &StepResultMessage,
+    decision: &Decision,
+    row: ProcessRow,
+) -> Result<Processed, StoreError> {
+    if let Some(reason) = row.error {
+        return Err(StoreError::ResultRolledBack {
+            step: msg.step_id,
+            reason,
+        });
+    }
+    let (Some(true), Some(current), Some(namespace), Some(before), Some(after)) = (
+        row.step_found,
+        row.is_current,
+        row.namespace,
+        row.task_before,
+        row.task_state,
+    ) else {
+        return Err(StoreError::StepNotFound(msg.step_id));
+    };
+    let before: TaskState = before.parse()?;
+    let after: TaskState = after.parse()?;
+    let enqueued = row.enqueued.unwrap_or(0);
+    announce(pool, &namespace, msg.task_id, before, after, enqueued > 0);
+    if !current {
+        tracing::info!(
+            step_id = %msg.step_id,
+            attempt = msg.attempt,
+            state = row.step_state.as_deref().unwrap_or("?"),
+            attempts = row.step_attempts.unwrap_or(0),
+            task = %before,
+            "stale result recorded and ignored"
+        );
+        return Ok(Processed::Stale);
+    }
+    Ok(match decision.to {
+        StepState::Complete => Processed::Completed {
+            enqueued: enqueued.max(0) as usize,
+            task: after,
+        },
+        StepState::WaitingForRetry => Processed::RetryScheduled {
+            at: decision.retry_at.unwrap_or_else(Utc::now),
+            task: after,
+        },
+        _ => Processed::Failed { task: after },
+    })
+}
+
+/// One row of `tasker.process_step_results`: all NULL but `msg_id` and
+/// `step_found` when the step does not exist, `error` set when the result's
+/// subtransaction was rolled back.
+#[derive(sqlx::FromRow)]
+struct ProcessRow {
+    msg_id: i64,
+    step_found: Option<bool>,
+    is_current: Option<bool>,
+    namespace: Option<String>,
+    step_state: Option<String>,
+    step_attempts: Option<i32>,
+    task_before: Option<String>,
+    task_state: Option<String>,
+    enqueued: Option<i32>,
+    error: Option<String>,
+}
+
+/// What to do with the result if it is the current attempt's.
+struct Decision {
+    /// The step's next state.
+    to: StepState,
+    event: &'static str,
+    reason: Option<String>,
+    retry_at: Option<DateTime<Utc>>,
+}
+
+impl Decision {
+    fn success() -> Decision {
+        Decision {
+            to: StepState::Complete,
+            event: "succeeded",
+            reason: None,
+            retry_at: None,
+        }
+    }
+}
+
+/// Success → complete; a retryable failure with attempts left → waiting for
+/// retry at the step's own backoff (or the handler's retry-after, if later);
+/// anything else → error.
+fn decide(msg: &StepResultMessage, retry: &Value) -> Result<Decision, StoreError> {
+    let Outcome::Failure(err) = &msg.outcome else {
+        return Ok(Decision::success());
+    };
+    let policy: RetryPolicy =
+        serde_json::from_value(retry.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    if err.retryable && policy.has_attempts_left(msg.attempt) {
+        let delay = policy
+            .delay_after(msg.attempt)
+            .max(std::time::Duration::from_millis(
+                err.retry_after_ms.unwrap_or(0),
+            ));
+        let at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+        return Ok(Decision {
+            to: StepState::WaitingForRetry,
+            event: "retryable_failure",
+            reason: Some(format!("{}: {}", err.kind, err.message)),
+            retry_at: Some(at),
+        });
+    }
+    let reason = if err.retryable {
+        format!("attempts exhausted ({}): {}", msg.attempt, err.message)
+    } else {
+        format!("{}: {}", err.kind, err.message)
+    };
+    Ok(Decision {
+        to: StepState::Error,
+        event: "failed",
+        reason: Some(reason),
+        retry_at: None,
+    })
+}
+
+/// One message taken from the results queue by [`take_batch`].
+#[derive(Debug)]
+pub enum Taken {
+    /// A step result, and what processing it did.
+    Result {
+        msg_id: i64,
+        msg: Box<StepResultMessage>,
+        outcome: Result<Processed, StoreError>,
+    },
+    /// Not a step result (it stays in the queue: the caller dead-letters it).
+    Unreadable { msg_id: i64, error: String },
+}
+
+/// Reads up to `qty` results from [`queue::RESULTS_QUEUE`] and processes them:
+/// the orchestrator's one call per batch. `tasker.take_step_results`
+/// (migration 6) reads the batch and applies every success in the same
+/// statement and commit, as a set; the failures it hands back are decided
+/// here (they need the step's retry policy) and applied by [`process_batch`]
+/// in a second statement. Returns every message read, in queue order; an
+/// empty vector when the queue had nothing visible.
+pub async fn take_batch(
+    pool: &PgPool,
+    lease_seconds: i32,
+    qty: i32,
+    processor_id: &str,
+) -> Result<Vec<Taken>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    take_batch_on(pool, &mut conn, lease_seconds, qty, processor_id).await
+}
+
+/// [`take_batch`] with its statement on `conn` (a connection the caller keeps
+/// between batches); failures and hints still use `pool`.
+pub async fn take_batch_on(
+    pool: &PgPool,
+    conn: &mut sqlx::PgConnection,
+    lease_seconds: i32,
+    qty: i32,
+    processor_id: &str,
+) -> Result<Vec<Taken>, StoreError> {
+    let rows: Vec<TakenRow> = sqlx::query_as(
+        "SELECT msg_id, message, applied, step_found, is_current, namespace, step_state,
+                step_attempts, task_before, task_state, enqueued, error
+           FROM tasker.take_step_results($1, $2, $3)",
+    )
+    .bind(lease_seconds)
+    .bind(qty)
+    .bind(processor_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut left = Vec::new();
+    for row in rows {
+        let msg_id = row.msg_id;
+        let msg = match serde_json::from_value::<StepResultMessage>(row.message) {
+            Ok(msg) => msg,
+            Err(e) if row.applied => {
+                // Applied by the database, though not in the shape tasker writes.
+                tracing::warn!(msg_id, error = %e, "an applied result message is not readable here");
+                continue;
+            }
+            Err(e) => {
+                out.push(Taken::Unreadable {
+                    msg_id,
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        if !row.applied {
+            left.push((msg_id, msg));
+            continue;
+        }
+        let outcome = processed(pool, &msg, &Decision::success(), row.process);
+        out.push(Taken::Result {
+            msg_id,
+            msg: Box::new(msg),
+            outcome,
+        });
+    }
+    if !left.is_empty() {
+        let outcomes = match process_batch(pool, &left, processor_id).await {
+            Ok(o) => o,
+            // The successes above are committed; these stay in the queue.
+            Err(e) => {
+                let reason = e.to_string();
+                left.iter()
+                    .map(|(_, m)| {
+                        Err(StoreError::ResultRolledBack {
+                            step: m.step_id,
+                            reason: reason.clone(),
+                        })
+                    })
+                    .collect()
+            }
+        };
+        for ((msg_id, msg), outcome) in left.into_iter().zip(outcomes) {
+            out.push(Taken::Result {
+                msg_id,
+                msg: Box::new(msg),
+                outcome,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// One row of `tasker.take_step_results`.
+#[derive(sqlx::FromRow)]
+struct TakenRow {
+    msg_id: i64,
+    message: Value,
+    applied: bool,
+    #[sqlx(flatten)]
+    process: ProcessRow,
+}
+
+/// Reads a batch from the results queue without processing it (a lease only:
+/// it commits asynchronously, see `tasker.read_results`). The orchestrator uses
+/// [`take_batch`]; this is for tools and tests that hold results back.
+pub async fn read_batch(
+    pool: &PgPool,
+    lease_seconds: i32,
+    qty: i32,
+) -> Result<Vec<queue::Message>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT msg_id, read_ct, message FROM tasker.read_results($1, $2)")
+            .bind(lease_seconds)
+            .bind(qty)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
+/// Counts one more parent done for each child of `step_id`; returns the
+/// children that have no parent left to wait for and are still pending.
+pub(crate) async fn release_children(
+    conn: &mut PgConnection,
+    step_id: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(sqlx::query_scalar("SELECT tasker.release_children($1)")
+        .bind(step_id)
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// Steps waiting for retry whose time has come, by task, oldest due first.
+pub async fn due_retries(pool: &PgPool, limit: i64) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT task_id, id FROM tasker.steps
+          WHERE state = 'waiting_for_retry' AND next_retry_at <= now()
+          ORDER BY next_retry_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// Enqueues the due retries of one task (one transaction, task lock held).
+pub async fn enqueue_due_retries(
+    pool: &PgPool,
+    task_id: Uuid,
+    processor_id: &str,
+) -> Result<usize, StoreError> {
+    let mut tx = pool.begin().await?;
+    let (task_state, namespace) = lock_task(&mut tx, task_id).await?;
+    if task_state.is_terminal() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    let due: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM tasker.steps WHERE task_id = $1 AND state = 'waiting_for_retry' AND next_retry_at <= now()",
+    )
+    .bind(task_id)
+    .fetch_all(&mut *tx)
+    .await?;
+    let n = enqueue_steps(
+        &mut tx,
+        &namespace,
+        &due,
+        StepState::WaitingForRetry,
+        "retry_due",
+        processor_id,
+    )
+    .await?;
+    let after = evaluate_task(&mut tx, task_id, task_state, processor_id).await?;
+    tx.commit().await?;
+    announce(pool, &namespace, task_id, task_state, after, n > 0);
+    Ok(n)
+}

@@ -1,0 +1,384 @@
+//! Creating tasks and reading them back.
+//!
+//! Creation is one statement, so one transaction and one round trip: the task,
+//! its steps, edges, the first transitions and a queue message for every root
+//! step commit together or not at all.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::template::TemplateCache;
+use super::StoreError;
+use crate::queue::{self, StepMessage};
+use tasker_model::state::StepState;
+
+/// A request to create a task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    pub namespace: String,
+    pub name: String,
+    /// Template version; `None` means the highest registered version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The task's input; must satisfy the template's `input_schema`.
+    #[serde(default = "empty_object")]
+    pub context: Value,
+    #[serde(default)]
+    pub priority: i32,
+    /// Creating twice with the same key (per namespace) returns the first task.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+/// The outcome of [`create`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Created {
+    pub task_id: Uuid,
+    /// False when an earlier task with the same idempotency key was returned.
+    pub created: bool,
+}
+
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Creates a task from a registered template, as described in the module docs.
+pub async fn create(
+    pool: &PgPool,
+    templates: &TemplateCache,
+    req: &NewTask,
+    processor_id: &str,
+) -> Result<Created, StoreError> {
+    if let Some(key) = &req.idempotency_key {
+        if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
+            return Err(StoreError::InvalidRequest {
+                field: "idempotency_key".into(),
+                reason: format!("must be 1..={MAX_IDEMPOTENCY_KEY} bytes"),
+            });
+        }
+    }
+    let loaded = templates
+        .get(pool, &req.namespace, &req.name, req.version.as_deref())
+        .await?;
+    let template = &loaded.template;
+    loaded
+        .input
+        .validate(&req.context)
+        .map_err(|source| StoreError::InputRejected {
+            key: template.key(),
+            source,
+        })?;
+    let queue_name = queue::step_queue(&template.namespace)?;
+
+    let task_id = Uuid::now_v7();
+    let ids: Vec<Uuid> = template.steps.iter().map(|_| Uuid::now_v7()).collect();
+    let index = |name: &str| template.steps.iter().position(|s| s.name == name);
+    let states: Vec<&str> = template
+        .steps
+        .iter()
+        .map(|s| {
+            if s.depends_on.is_empty() {
+                StepState::Enqueued.as_str()
+            } else {
+                StepState::Pending.as_str()
+            }
+        })
+        .collect();
+    let retry: Vec<Value> = template
+        .steps
+        .iter()
+        .map(|s| serde_json::to_value(&s.retry))
+        .collect::<Result<_, _>>()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let mut parents = Vec::new();
+    let mut children = Vec::new();
+    for (i, step) in template.steps.iter().enumerate() {
+        for dep in &step.depends_on {
+            let p = index(dep)
+                .ok_or_else(|| StoreError::Corrupt(format!("unknown dependency {dep}")))?;
+            parents.push(ids[p]);
+            children.push(ids[i]);
+        }
+    }
+    let roots: Vec<Uuid> = ids
+        .iter()
+        .zip(&states)
+        .filter(|(_, s)| **s == StepState::Enqueued.as_str())
+        .map(|(id, _)| *id)
+        .collect();
+    let messages: Vec<Value> = roots
+        .iter()
+        .map(|id| {
+            serde_json::json!(StepMessage {
+                step_id: *id,
+                task_id
+            })
+        })
+        .collect();
+
+    // One statement, so one round trip and one (durable) commit: the task, the
+    // creation path recorded as the transitions it is made of, the steps,
+    // edges and their audit (every step is created pending; roots move on to
+    // enqueued at once), and the roots' messages, sent on PGMQ's table (static
+    // SQL per queue). Every part reads `task`, which is empty when the
+    // idempotency key exists already: then nothing at all is written.
+    let sql = format!(
+        "WITH task AS (
+             INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state)
+             VALUES ($1, $2, $3, $4, $5, $6, 'steps_in_process')
+             ON CONFLICT (namespace, idempotency_key) DO NOTHING
+             RETURNING id),
+         task_audit AS (
+             INSERT INTO tasker.task_transitions (task_id, from_state, to_state, event, processor_id)
+             SELECT task.id, f, t, e, $7
+               FROM task, unnest(ARRAY[NULL, 'pending', 'initializing', 'enqueuing_steps']::text[],
+                                 ARRAY['pending', 'initializing', 'enqueuing_steps', 'steps_in_process'],
+                                 ARRAY['create', 'initialize', 'enqueue_steps', 'steps_enqueued'])
+                    AS x(f, t, e)),
+         steps AS (
+             INSERT INTO tasker.steps (id, task_id, name, handler_name, handler_version, handler_config,
+                                       retry, max_attempts, timeout_seconds, pending_parents, state)
+             SELECT x.id, task.id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state
+               FROM task, unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[],
+                                 $14::int[], $15::int[], $16::int[], $17::text[])
+                    AS x(id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state)),
+         edges AS (
+             INSERT INTO tasker.step_edges (task_id, parent_id, child_id)
+             SELECT task.id, p, c FROM task, unnest($18::uuid[], $19::uuid[]) AS x(p, c)),
+         step_audit AS (
+             INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
+             SELECT x.id, task.id, NULL, 'pending', 'create', 0, $7 FROM task, unnest($8::uuid[]) AS x(id)
+             UNION ALL
+             SELECT y.id, task.id, 'pending', 'enqueued', 'dependencies_met', 0, $7
+               FROM task, unnest($20::uuid[]) AS y(id)),
+         sent AS (
+             INSERT INTO {queue_table} (vt, message)
+             SELECT clock_timestamp(), m FROM task, unnest($21::jsonb[]) AS x(m))
+         SELECT id FROM task",
+        queue_table = queue::table(&queue_name)?,
+    );
+    let inserted: Option<Uuid> = sqlx::query_scalar(&sql)
+        .bind(task_id)
+        .bind(loaded.id)
+        .bind(&template.namespace)
+        .bind(&req.context)
+        .bind(req.priority)
+        .bind(&req.idempotency_key)
+        .bind(processor_id)
+        .bind(&ids)
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.handler.name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.handler.version.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| &s.handler.config)
+                .collect::<Vec<_>>(),
+        )
+        .bind(&retry)
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.retry.max_attempts as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.timeout_seconds as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.depends_on.len() as i32)
+                .collect::<Vec<_>>(),
+        )
+        .bind(&states)
+        .bind(&parents)
+        .bind(&children)
+        .bind(&roots)
+        .bind(&messages)
+        .fetch_optional(pool)
+        .await?;
+    if inserted.is_none() {
+        let existing: Uuid = sqlx::query_scalar(
+            "SELECT id FROM tasker.tasks WHERE namespace = $1 AND idempotency_key = $2",
+        )
+        .bind(&template.namespace)
+        .bind(&req.idempotency_key)
+        .fetch_one(pool)
+        .await?;
+        return Ok(Created {
+            task_id: existing,
+            created: false,
+        });
+    }
+    tasker_notify::wake::hint(pool, &queue_name);
+    Ok(Created {
+        task_id,
+        created: true,
+    })
+}
+
+/// A task row.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: Uuid,
+    pub namespace: String,
+    pub template_name: String,
+    pub template_version: String,
+    pub context: Value,
+    pub priority: i32,
+    pub idempotency_key: Option<String>,
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A step row, as shown to users.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct StepRow {
+    pub id: Uuid,
+    pub task_id: Uuid,
+    pub name: String,
+    pub handler_name: String,
+    pub state: String,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub result: Option<Value>,
+    pub last_error: Option<Value>,
+    pub next_retry_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A task with its steps and edges.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskDetail {
+    #[serde(flatten)]
+    pub task: TaskRow,
+    pub steps: Vec<StepRow>,
+    /// `(parent step name, child step name)`.
+    pub edges: Vec<(String, String)>,
+}
+
+/// Filters of a task listing ([`list`]); `cursor` is the last id of the
+/// previous page.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub namespace: Option<String>,
+    pub state: Option<String>,
+    pub template: Option<String>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+    pub cursor: Option<Uuid>,
+}
+
+/// Up to `limit` tasks matching `filter`, newest first (UUIDv7 order, so
+/// `id < cursor` continues a listing without duplicates).
+pub async fn list(
+    pool: &PgPool,
+    filter: &TaskFilter,
+    limit: i64,
+) -> Result<Vec<TaskRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT t.id, t.namespace, tp.name AS template_name, tp.version AS template_version, t.context,
+                t.priority, t.idempotency_key, t.state, t.created_at, t.updated_at, t.completed_at
+           FROM tasker.tasks t JOIN tasker.templates tp ON tp.id = t.template_id
+          WHERE ($1::text IS NULL OR t.namespace = $1)
+            AND ($2::text IS NULL OR t.state = $2)
+            AND ($3::text IS NULL OR tp.name = $3)
+            AND ($4::timestamptz IS NULL OR t.created_at >= $4)
+            AND ($5::timestamptz IS NULL OR t.created_at < $5)
+            AND ($6::uuid IS NULL OR t.id < $6)
+          ORDER BY t.id DESC
+          LIMIT $7",
+    )
+    .bind(&filter.namespace)
+    .bind(&filter.state)
+    .bind(&filter.template)
+    .bind(filter.created_after)
+    .bind(filter.created_before)
+    .bind(filter.cursor)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// The task's current state name, `None` when there is no such task.
+pub async fn state(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Reads one task row.
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<TaskRow, StoreError> {
+    sqlx::query_as(
+        "SELECT t.id, t.namespace, tp.name AS template_name, tp.version AS template_version, t.context,
+                t.priority, t.idempotency_key, t.state, t.created_at, t.updated_at, t.completed_at
+           FROM tasker.tasks t JOIN tasker.templates tp ON tp.id = t.template_id
+          WHERE t.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(StoreError::TaskNotFound(id))
+}
+
+/// Reads a task with its steps (in creation order) and edges.
+pub async fn detail(pool: &PgPool, id: Uuid) -> Result<TaskDetail, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let task = get(&mut conn, id).await?;
+    let steps = sqlx::query_as(
+        "SELECT id, task_id, name, handler_name, state, attempts, max_attempts, result, last_error,
+                next_retry_at, created_at, started_at, completed_at
+           FROM tasker.steps WHERE task_id = $1 ORDER BY id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let edges = sqlx::query_as(
+        "SELECT p.name, c.name FROM tasker.step_edges e
+           JOIN tasker.steps p ON p.id = e.parent_id
+           JOIN tasker.steps c ON c.id = e.child_id
+          WHERE e.task_id = $1 ORDER BY p.id, c.id",
+    )
+    .bind(id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(TaskDetail { task, steps, edges })
+}

@@ -1,0 +1,1 @@
+//! tasker-testkit: see the crate description.

@@ -1,0 +1,810 @@
+//! Operator actions (cancel, retry, resolve, complete manually), stale results
+//! and recovery of tasks that lost their step messages.
+//!
+//! Every test gets a fresh database from `#[sqlx::test]` and migrates it itself.
+//! Run with `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use tasker_config::{StaleTaskAction, TaskerConfig};
+use tasker_worker::handler::rust::handler_fn;
+use tasker_worker::handler::HandlerRegistry;
+use tasker_orchestrator::{self as orchestration, Orchestrator, OrchestratorSettings};
+use tasker_store::queue::{self, RESULTS_QUEUE};
+use tasker_model::state::{TaskState, TransitionError};
+use tasker_model::step::{Outcome, StepError, StepResultMessage};
+use tasker_store::operator::{self, Actor};
+use tasker_store::result::{self, Processed};
+use tasker_store::task::{self, NewTask, StepRow};
+use tasker_store::template::{self as templates, TemplateCache};
+use tasker_store::{recovery, step as store_step, StoreError, StoreTransitionError};
+use tasker_model::template::Template;
+use tasker_notify::watch::TaskWatcher;
+use tasker_worker::{self as worker, WorkerSettings};
+
+const WAIT: Duration = Duration::from_secs(15);
+
+const OPERATOR: Actor<'static> = Actor {
+    processor_id: "test-operator",
+    reason: Some("test"),
+};
+
+// ---------------------------------------------------------------- fixtures
+
+async fn migrated(pool: &PgPool) {
+    tasker_store::migrate::migrate(pool).await.unwrap();
+}
+
+async fn register_inline(pool: &PgPool, yaml: &str) -> Template {
+    let tpl = Template::from_yaml_str(yaml, "<inline>").unwrap();
+    templates::register(pool, &tpl).await.unwrap();
+    tpl
+}
+
+fn orchestrator_settings() -> OrchestratorSettings {
+    let mut config = TaskerConfig::from_toml_str("").unwrap();
+    config.orchestration.retry_sweep_interval_ms = 50;
+    config.orchestration.fallback_poll_interval_ms = 200;
+    OrchestratorSettings::from_config(&config)
+}
+
+fn worker_settings() -> WorkerSettings {
+    WorkerSettings {
+        namespaces: vec!["demo".into()],
+        poll_interval: Duration::from_millis(200),
+        lease_seconds: 5,
+        heartbeat_interval: Duration::from_millis(300),
+        shutdown_grace: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+/// One orchestrator and one worker on one shutdown token.
+struct Harness {
+    pool: PgPool,
+    orchestrator: Orchestrator,
+    watcher: TaskWatcher,
+    shutdown: CancellationToken,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Harness {
+    async fn start(pool: &PgPool, registry: HandlerRegistry) -> Harness {
+        let shutdown = CancellationToken::new();
+        let (orchestrator, handle) = orchestration::start(
+            pool.clone(),
+            TemplateCache::default(),
+            orchestrator_settings(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let mut handles = vec![handle];
+        let (p, registry, s) = (pool.clone(), Arc::new(registry), shutdown.clone());
+        handles.push(tokio::spawn(async move {
+            worker::run(p, registry, worker_settings(), s)
+                .await
+                .unwrap();
+        }));
+        let watcher = TaskWatcher::start(pool).await.unwrap();
+        Harness {
+            pool: pool.clone(),
+            orchestrator,
+            watcher,
+            shutdown,
+            handles,
+        }
+    }
+
+    async fn create(&self, name: &str) -> Uuid {
+        self.orchestrator
+            .create_task(new_task(name))
+            .await
+            .unwrap()
+            .task_id
+    }
+
+    async fn wait(&self, task_id: Uuid) -> TaskState {
+        self.watcher.wait(task_id, WAIT).await.unwrap()
+    }
+
+    async fn steps(&self, task_id: Uuid) -> BTreeMap<String, StepRow> {
+        steps_of(&self.pool, task_id).await
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for h in self.handles {
+            tokio::time::timeout(Duration::from_secs(10), h)
+                .await
+                .expect("component did not stop")
+                .unwrap();
+        }
+    }
+}
+
+fn new_task(name: &str) -> NewTask {
+    NewTask {
+        namespace: "demo".into(),
+        name: name.into(),
+        version: None,
+        context: json!({}),
+        priority: 0,
+        idempotency_key: None,
+    }
+}
+
+/// Creates a task through the store only (no orchestrator, no worker).
+async fn create_direct(pool: &PgPool, name: &str) -> Uuid {
+    task::create(pool, &TemplateCache::default(), &new_task(name), "test")
+        .await
+        .unwrap()
+        .task_id
+}
+
+async fn steps_of(pool: &PgPool, task_id: Uuid) -> BTreeMap<String, StepRow> {
+    task::detail(pool, task_id)
+        .await
+        .unwrap()
+        .steps
+        .into_iter()
+        .map(|s| (s.name.clone(), s))
+        .collect()
+}
+
+async fn task_state(pool: &PgPool, task_id: Uuid) -> String {
+    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
+        .bind(task_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn task_path(pool: &PgPool, task_id: Uuid) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT to_state FROM tasker.task_transitions WHERE task_id = $1 ORDER BY id",
+    )
+    .bind(task_id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn count(pool: &PgPool, sql: &str, id: Uuid) -> i64 {
+    sqlx::query_scalar(sql)
+        .bind(id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn task_transition_count(pool: &PgPool, task_id: Uuid) -> i64 {
+    count(
+        pool,
+        "SELECT count(*) FROM tasker.task_transitions WHERE task_id = $1",
+        task_id,
+    )
+    .await
+}
+
+async fn step_transition_count(pool: &PgPool, task_id: Uuid) -> i64 {
+    count(
+        pool,
+        "SELECT count(*) FROM tasker.step_transitions WHERE task_id = $1",
+        task_id,
+    )
+    .await
+}
+
+/// `(attempt, outcome, stale)` of every recorded result of a step.
+async fn results_of(pool: &PgPool, step_id: Uuid) -> Vec<(i32, String, bool)> {
+    sqlx::query_as(
+        "SELECT attempt, outcome, stale FROM tasker.step_results WHERE step_id = $1 ORDER BY id",
+    )
+    .bind(step_id)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+async fn queue_len(pool: &PgPool, queue: &str) -> i64 {
+    sqlx::query_scalar(&format!("SELECT count(*) FROM pgmq.q_{queue}"))
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+/// Polls `check` every 50 ms until it holds or `within` passes.
+async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn is_refused(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Transition(StoreTransitionError::Transition(
+            TransitionError::Illegal { .. } | TransitionError::StateChanged { .. }
+        ))
+    )
+}
+
+/// Reports the step and its parents' results as they were handed to it.
+fn echo() -> Arc<dyn tasker_worker::handler::Handler> {
+    handler_fn(|ctx, _| async move {
+        Ok(json!({ "step": ctx.step_name, "parents": ctx.parent_results }))
+    })
+}
+
+// ---------------------------------------------------------------- cancel
+
+#[sqlx::test(migrations = false)]
+async fn cancel_while_running_stops_handler_and_records_stale_result(pool: PgPool) {
+    migrated(&pool).await;
+    register_inline(
+        &pool,
+        "namespace: demo\nname: cancellable\nversion: 1.0.0\nsteps:
+  - name: slow
+    handler: { name: test.wait_for_cancel }
+  - name: after
+    handler: { name: test.echo }
+    depends_on: [slow]\n",
+    )
+    .await;
+    let observed = Arc::new(AtomicBool::new(false));
+    let reg = HandlerRegistry::new();
+    reg.register("test.echo", echo());
+    let obs = observed.clone();
+    reg.register(
+        "test.wait_for_cancel",
+        handler_fn(move |_, cancel| {
+            let obs = obs.clone();
+            async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => {
+                        obs.store(true, Ordering::SeqCst);
+                        Err(StepError::retryable("stopped"))
+                    }
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => Ok(json!({ "slept": true })),
+                }
+            }
+        }),
+    );
+    let h = Harness::start(&pool, reg).await;
+    let id = h.create("cancellable").await;
+
+    let running = eventually(Duration::from_secs(10), || async {
+        h.steps(id).await["slow"].state == "in_progress"
+    })
+    .await;
+    assert!(running, "slow never started");
+
+    assert_eq!(
+        operator::cancel_task(&pool, id, OPERATOR).await.unwrap(),
+        TaskState::Cancelled
+    );
+    let cancelled_at = Instant::now();
+    assert_eq!(task_state(&pool, id).await, "cancelled");
+    let steps = h.steps(id).await;
+    assert_eq!(steps["slow"].state, "cancelled");
+    assert_eq!(steps["after"].state, "cancelled");
+    let task_transitions = task_transition_count(&pool, id).await;
+    let step_transitions = step_transition_count(&pool, id).await;
+
+    // The heartbeat (300 ms) tells the handler to stop.
+    let stopped = eventually(Duration::from_secs(2), || async {
+        observed.load(Ordering::SeqCst)
+    })
+    .await;
+    assert!(
+        stopped,
+        "handler not cancelled after {:?}",
+        cancelled_at.elapsed()
+    );
+
+    // Its late result is recorded as stale and changes nothing.
+    let slow = steps["slow"].id;
+    let recorded = eventually(Duration::from_secs(5), || async {
+        !results_of(&pool, slow).await.is_empty()
+    })
+    .await;
+    assert!(recorded, "late result never recorded");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        results_of(&pool, slow).await,
+        vec![(1, "retryable_error".to_string(), true)]
+    );
+    assert_eq!(task_state(&pool, id).await, "cancelled");
+    let steps = h.steps(id).await;
+    assert_eq!(steps["slow"].state, "cancelled");
+    assert_eq!(steps["slow"].attempts, 1);
+    assert_eq!(steps["after"].state, "cancelled");
+    assert_eq!(steps["after"].attempts, 0);
+    assert_eq!(task_transition_count(&pool, id).await, task_transitions);
+    assert_eq!(step_transition_count(&pool, id).await, step_transitions);
+    assert_eq!(task_path(&pool, id).await.last().unwrap(), "cancelled");
+    assert_eq!(queue_len(&pool, RESULTS_QUEUE).await, 0);
+
+    // Cancelling again is refused, not a panic.
+    let err = operator::cancel_task(&pool, id, OPERATOR)
+        .await
+        .unwrap_err();
+    assert!(is_refused(&err), "{err:?}");
+    assert_eq!(task_transition_count(&pool, id).await, task_transitions);
+
+    // The stale attempt's report left the step message alone; once its lease
+    // (5 s) runs out a worker reads it, finds the step cancelled and discards it.
+    let q = queue::step_queue("demo").unwrap();
+    let drained = eventually(Duration::from_secs(10), || async {
+        queue_len(&pool, &q).await == 0
+    })
+    .await;
+    assert!(drained, "the cancelled step's message was never discarded");
+    assert_eq!(h.steps(id).await["slow"].attempts, 1, "not run again");
+    assert_eq!(step_transition_count(&pool, id).await, step_transitions);
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------- retry
+
+#[sqlx::test(migrations = false)]
+async fn manual_retry_of_failed_step_completes_task(pool: PgPool) {
+    migrated(&pool).await;
+    register_inline(
+        &pool,
+        "namespace: demo\nname: fail_once\nversion: 1.0.0\nsteps:
+  - name: first
+    handler: { name: test.echo }
+  - name: second
+    handler: { name: test.fail_once }
+    depends_on: [first]
+    retry: { max_attempts: 3, backoff: none }\n",
+    )
+    .await;
+    let runs = Arc::new(AtomicU32::new(0));
+    let reg = HandlerRegistry::new();
+    reg.register("test.echo", echo());
+    let r = runs.clone();
+    reg.register(
+        "test.fail_once",
+        handler_fn(move |ctx, _| {
+            let n = r.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if n == 1 {
+                    Err(StepError::permanent("first run fails"))
+                } else {
+                    Ok(json!({ "run": n, "attempt": ctx.attempt }))
+                }
+            }
+        }),
+    );
+    let h = Harness::start(&pool, reg).await;
+    let id = h.create("fail_once").await;
+    assert_eq!(h.wait(id).await, TaskState::BlockedByFailures);
+    let steps = h.steps(id).await;
+    assert_eq!(steps["second"].state, "error");
+    assert_eq!(steps["second"].attempts, 1);
+
+    // Only a failed step may be retried.
+    let err = operator::retry_step(&pool, id, steps["first"].id, OPERATOR)
+        .await
+        .unwrap_err();
+    assert!(is_refused(&err), "{err:?}");
+    assert_eq!(task_state(&pool, id).await, "blocked_by_failures");
+
+    let next = operator::retry_step(&pool, id, steps["second"].id, OPERATOR)
+        .await
+        .unwrap();
+    assert_eq!(next, TaskState::StepsInProcess);
+    assert_eq!(h.wait(id).await, TaskState::Complete);
+
+    let steps = h.steps(id).await;
+    let second = &steps["second"];
+    assert_eq!(second.state, "complete");
+    assert_eq!(second.attempts, 1, "attempts restart at 0 after a retry");
+    assert_eq!(second.result, Some(json!({ "run": 2, "attempt": 1 })));
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        results_of(&pool, second.id).await,
+        vec![
+            (1, "permanent_error".to_string(), false),
+            (1, "success".to_string(), false)
+        ]
+    );
+
+    let path = task_path(&pool, id).await;
+    let blocked = path
+        .iter()
+        .position(|s| s == "blocked_by_failures")
+        .unwrap();
+    assert_eq!(
+        &path[blocked..],
+        [
+            "blocked_by_failures",
+            "enqueuing_steps",
+            "steps_in_process",
+            "evaluating_results",
+            "complete"
+        ]
+    );
+    let retry_audit = count(
+        &pool,
+        "SELECT count(*) FROM tasker.step_transitions
+          WHERE step_id = $1 AND event = 'operator_retry' AND from_state = 'error'
+            AND to_state = 'enqueued' AND attempt = 0",
+        second.id,
+    )
+    .await;
+    assert_eq!(retry_audit, 1);
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------- resolve / complete a step
+
+const DIAMOND_LEFT_FAILS: &str = "namespace: demo\nname: diamond_fail\nversion: 1.0.0\nsteps:
+  - name: start
+    handler: { name: test.echo }
+  - name: left
+    handler: { name: test.broken }
+    depends_on: [start]
+    retry: { max_attempts: 1 }
+  - name: right
+    handler: { name: test.echo }
+    depends_on: [start]
+  - name: join
+    handler: { name: test.echo }
+    depends_on: [left, right]\n";
+
+/// A diamond whose `left` failed for good: the task is blocked, `join` pending.
+async fn blocked_diamond(pool: &PgPool) -> (Harness, Uuid, BTreeMap<String, StepRow>) {
+    migrated(pool).await;
+    register_inline(pool, DIAMOND_LEFT_FAILS).await;
+    let reg = HandlerRegistry::new();
+    reg.register("test.echo", echo());
+    reg.register(
+        "test.broken",
+        handler_fn(|_, _| async move { Err(StepError::permanent("left broke")) }),
+    );
+    let h = Harness::start(pool, reg).await;
+    let id = h.create("diamond_fail").await;
+    assert_eq!(h.wait(id).await, TaskState::BlockedByFailures);
+    let steps = h.steps(id).await;
+    assert_eq!(steps["start"].state, "complete");
+    assert_eq!(steps["left"].state, "error");
+    assert_eq!(steps["right"].state, "complete");
+    assert_eq!(steps["join"].state, "pending");
+    (h, id, steps)
+}
+
+#[sqlx::test(migrations = false)]
+async fn resolving_a_failed_step_lets_children_run(pool: PgPool) {
+    let (h, id, steps) = blocked_diamond(&pool).await;
+    let next = operator::finish_step(&pool, id, steps["left"].id, None, OPERATOR)
+        .await
+        .unwrap();
+    assert_eq!(next, TaskState::StepsInProcess);
+    assert_eq!(h.wait(id).await, TaskState::Complete);
+
+    let steps = h.steps(id).await;
+    assert_eq!(steps["left"].state, "resolved_manually");
+    assert_eq!(steps["left"].result, None);
+    let join = &steps["join"];
+    assert_eq!(join.state, "complete");
+    assert_eq!(join.attempts, 1);
+    let parents = join.result.as_ref().unwrap()["parents"]
+        .as_object()
+        .unwrap();
+    let mut names: Vec<&String> = parents.keys().collect();
+    names.sort();
+    assert_eq!(names, ["left", "right"]);
+    // A resolved parent is handed over with a null result.
+    assert_eq!(parents["left"], Value::Null);
+    assert_eq!(parents["right"]["step"], "right");
+    assert_eq!(task_state(&pool, id).await, "complete");
+    h.stop().await;
+}
+
+#[sqlx::test(migrations = false)]
+async fn completing_a_failed_step_with_a_result_feeds_children(pool: PgPool) {
+    let (h, id, steps) = blocked_diamond(&pool).await;
+    let next = operator::finish_step(
+        &pool,
+        id,
+        steps["left"].id,
+        Some(json!({ "value": 42 })),
+        OPERATOR,
+    )
+    .await
+    .unwrap();
+    assert_eq!(next, TaskState::StepsInProcess);
+    assert_eq!(h.wait(id).await, TaskState::Complete);
+
+    let steps = h.steps(id).await;
+    assert_eq!(steps["left"].state, "complete");
+    assert_eq!(steps["left"].result, Some(json!({ "value": 42 })));
+    let join = steps["join"].result.as_ref().unwrap();
+    assert_eq!(join["parents"]["left"], json!({ "value": 42 }));
+    assert_eq!(join["parents"]["right"]["step"], "right");
+
+    // A finished task refuses further operator changes to its steps.
+    let err = operator::finish_step(&pool, id, steps["left"].id, None, OPERATOR)
+        .await
+        .unwrap_err();
+    assert!(is_refused(&err), "{err:?}");
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------- resolve a task
+
+#[sqlx::test(migrations = false)]
+async fn resolving_a_blocked_task_cancels_unfinished_steps(pool: PgPool) {
+    let (h, id, _) = blocked_diamond(&pool).await;
+    assert_eq!(
+        operator::resolve_task(&pool, id, OPERATOR).await.unwrap(),
+        TaskState::ResolvedManually
+    );
+    assert_eq!(task_state(&pool, id).await, "resolved_manually");
+    let steps = h.steps(id).await;
+    assert_eq!(steps["start"].state, "complete");
+    assert_eq!(steps["right"].state, "complete");
+    assert_eq!(
+        steps["left"].state, "error",
+        "finished steps keep their state"
+    );
+    assert_eq!(steps["join"].state, "cancelled");
+    assert_eq!(steps["join"].attempts, 0);
+    let path = task_path(&pool, id).await;
+    assert_eq!(
+        &path[path.len() - 2..],
+        ["blocked_by_failures", "resolved_manually"]
+    );
+    let err = operator::resolve_task(&pool, id, OPERATOR)
+        .await
+        .unwrap_err();
+    assert!(is_refused(&err), "{err:?}");
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------- stale results
+
+#[sqlx::test(migrations = false)]
+async fn result_of_a_non_current_attempt_is_stale(pool: PgPool) {
+    migrated(&pool).await;
+    register_inline(
+        &pool,
+        "namespace: demo\nname: single\nversion: 1.0.0\nsteps:
+  - name: only
+    handler: { name: test.echo }\n",
+    )
+    .await;
+    let id = create_direct(&pool, "single").await;
+    let q = queue::step_queue("demo").unwrap();
+
+    // A worker claims the step (attempt 1) and reports it.
+    let claimed = store_step::claim_batch(&pool, &q, 30, 1, "w1")
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let ctx = claimed[0].step.clone().unwrap();
+    assert_eq!(ctx.attempt, 1);
+    let now = Utc::now();
+    let current = StepResultMessage {
+        step_id: ctx.step_id,
+        task_id: id,
+        attempt: 1,
+        outcome: Outcome::success(json!({ "ok": true })),
+        worker_id: "w1".into(),
+        started_at: now,
+        finished_at: now,
+    };
+    store_step::report(&pool, &q, claimed[0].msg_id, &current, "w1")
+        .await
+        .unwrap();
+    assert_eq!(
+        steps_of(&pool, id).await["only"].state,
+        "enqueued_for_orchestration"
+    );
+
+    // A result for attempt 7 arrives.
+    let stale = StepResultMessage {
+        attempt: 7,
+        outcome: Outcome::success(json!({ "ok": "late" })),
+        worker_id: "w7".into(),
+        ..current.clone()
+    };
+    let mut conn = pool.acquire().await.unwrap();
+    let stale_msg = queue::send(
+        &mut conn,
+        RESULTS_QUEUE,
+        &serde_json::to_value(&stale).unwrap(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let task_before = task_state(&pool, id).await;
+    let (tt, st) = (
+        task_transition_count(&pool, id).await,
+        step_transition_count(&pool, id).await,
+    );
+
+    let processed = result::process(&pool, stale_msg, &stale, "orch")
+        .await
+        .unwrap();
+    assert_eq!(processed, Processed::Stale);
+    assert_eq!(processed.task_state(), None);
+    assert_eq!(
+        results_of(&pool, ctx.step_id).await,
+        vec![(7, "success".to_string(), true)]
+    );
+    let only = &steps_of(&pool, id).await["only"];
+    assert_eq!(only.state, "enqueued_for_orchestration");
+    assert_eq!(only.attempts, 1);
+    assert_eq!(only.result, None);
+    assert_eq!(task_state(&pool, id).await, task_before);
+    assert_eq!(task_transition_count(&pool, id).await, tt);
+    assert_eq!(step_transition_count(&pool, id).await, st);
+    let left: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pgmq.q_orchestration_results WHERE msg_id = $1")
+            .bind(stale_msg)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(left, 0, "stale result message not deleted");
+    // The current attempt's result is still waiting and still counts.
+    assert_eq!(queue_len(&pool, RESULTS_QUEUE).await, 1);
+
+    let batch = result::read_batch(&pool, 30, 10).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    let msg: StepResultMessage = serde_json::from_value(batch[0].message.clone()).unwrap();
+    assert_eq!(msg, current);
+    let processed = result::process(&pool, batch[0].msg_id, &msg, "orch")
+        .await
+        .unwrap();
+    assert_eq!(
+        processed,
+        Processed::Completed {
+            enqueued: 0,
+            task: TaskState::Complete
+        }
+    );
+    // A duplicate delivery of that same result is stale too.
+    let again = result::process(&pool, batch[0].msg_id, &msg, "orch")
+        .await
+        .unwrap();
+    assert_eq!(again, Processed::Stale);
+    assert_eq!(task_state(&pool, id).await, "complete");
+    assert_eq!(
+        results_of(&pool, ctx.step_id).await,
+        vec![
+            (7, "success".to_string(), true),
+            (1, "success".to_string(), false),
+            (1, "success".to_string(), true)
+        ]
+    );
+    assert_eq!(queue_len(&pool, RESULTS_QUEUE).await, 0);
+}
+
+// ---------------------------------------------------------------- recovery
+
+#[sqlx::test(migrations = false)]
+async fn stale_task_is_reevaluated_or_failed(pool: PgPool) {
+    migrated(&pool).await;
+    register_inline(
+        &pool,
+        "namespace: demo\nname: pair\nversion: 1.0.0\nsteps:
+  - name: root
+    handler: { name: test.echo }
+  - name: child
+    handler: { name: test.echo }
+    depends_on: [root]\n",
+    )
+    .await;
+    let q = queue::step_queue("demo").unwrap();
+    let first = create_direct(&pool, "pair").await;
+    let second = create_direct(&pool, "pair").await;
+    assert_eq!(queue_len(&pool, &q).await, 2);
+    assert_eq!(task_state(&pool, first).await, "steps_in_process");
+
+    // Nothing is stale while it is fresh.
+    assert!(recovery::stale_tasks(&pool, Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The step messages are lost and nothing has moved for an hour.
+    sqlx::query(&format!("DELETE FROM pgmq.q_{q}"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tasker.tasks SET updated_at = now() - interval '1 hour'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE tasker.steps SET updated_at = now() - interval '1 hour'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut stale = recovery::stale_tasks(&pool, Duration::from_secs(60), 10)
+        .await
+        .unwrap();
+    stale.sort();
+    let mut both = vec![first, second];
+    both.sort();
+    assert_eq!(stale, both);
+
+    // Re-evaluation re-sends the root step's message.
+    let next = recovery::recover(&pool, first, StaleTaskAction::Reevaluate, "orch")
+        .await
+        .unwrap();
+    assert_eq!(next, TaskState::StepsInProcess);
+    assert_eq!(queue_len(&pool, &q).await, 1);
+    let body: Value = sqlx::query_scalar(&format!("SELECT message FROM pgmq.q_{q}"))
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let steps = steps_of(&pool, first).await;
+    assert_eq!(
+        body,
+        json!({ "step_id": steps["root"].id, "task_id": first })
+    );
+    assert_eq!(steps["root"].state, "enqueued");
+    assert_eq!(steps["child"].state, "pending");
+    assert_eq!(
+        recovery::stale_tasks(&pool, Duration::from_secs(60), 10)
+            .await
+            .unwrap(),
+        vec![second],
+        "a recovered task is fresh again"
+    );
+    // Re-evaluating again does not send a second message.
+    recovery::recover(&pool, first, StaleTaskAction::Reevaluate, "orch")
+        .await
+        .unwrap();
+    assert_eq!(queue_len(&pool, &q).await, 1);
+
+    // The `error` action fails the task instead.
+    let next = recovery::recover(&pool, second, StaleTaskAction::Error, "orch")
+        .await
+        .unwrap();
+    assert_eq!(next, TaskState::Error);
+    assert_eq!(task_state(&pool, second).await, "error");
+    let path = task_path(&pool, second).await;
+    assert_eq!(
+        &path[path.len() - 3..],
+        ["steps_in_process", "evaluating_results", "error"]
+    );
+    assert_eq!(queue_len(&pool, &q).await, 1);
+    assert!(recovery::stale_tasks(&pool, Duration::from_secs(60), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    // A finished task is left alone.
+    assert_eq!(
+        recovery::recover(&pool, second, StaleTaskAction::Reevaluate, "orch")
+            .await
+            .unwrap(),
+        TaskState::Error
+    );
+}

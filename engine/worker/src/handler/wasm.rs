@@ -1,0 +1,300 @@
+//! The WASM backend: steps whose handler is an uploaded component.
+//!
+//! [`WasmSource`] answers every handler name the registry does not know with a
+//! [`WasmHandler`] that, per attempt, looks up the step's component in
+//! `tasker.handler_components` (the template's `handler.version`, else the
+//! highest version: a new upload is used by the next step, no restart), gets
+//! it from the host's caches (memory, then disk) or loads and compiles the
+//! bytes from the database, and runs it on a blocking thread in a fresh
+//! instance (`tasker-wasm-host`).
+//!
+//! Outcomes: the guest's `step-error` as it says (kind `handler`); a deadline
+//! hit is kind `timeout` (retryable, as the step's policy says); a trap is
+//! `wasm_trap`, a limit hit `wasm_limit`, an oversized result
+//! `wasm_result_too_large` (all permanent: the same input fails the same
+//! way); no free instance slot is `wasm_capacity` (retryable); no component
+//! is `no_handler`.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use tasker_wasm_host::{
+    CallError, CallInput, GuestResult, HostConfig, LoadError, LoadedFrom, WasmHost,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{Handler, HandlerFuture, HandlerSource};
+use tasker_config::WasmConfig;
+use tasker_model::step::{Outcome, StepContext, StepError};
+
+/// The host settings from `[wasm]`.
+pub fn host_config(c: &WasmConfig) -> HostConfig {
+    let cache_dir = match c.cache_dir.as_os_str().is_empty() {
+        true => None,
+        false => Some(
+            match (c.cache_dir.strip_prefix("~"), std::env::var_os("HOME")) {
+                (Ok(rest), Some(home)) => PathBuf::from(home).join(rest),
+                _ => c.cache_dir.clone(),
+            },
+        ),
+    };
+    let size = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+    HostConfig {
+        memory_limit_bytes: size(c.memory_limit_bytes),
+        table_elements_limit: c.table_elements_limit as usize,
+        instances_limit: c.instances_limit as usize,
+        tables_limit: c.tables_limit as usize,
+        memories_limit: c.memories_limit as usize,
+        max_result_bytes: size(c.max_result_bytes),
+        max_output_bytes: size(c.max_output_bytes),
+        epoch_tick: Duration::from_millis(c.epoch_tick_ms),
+        max_concurrent_calls: c.max_concurrent_calls,
+        cache_dir,
+    }
+}
+
+/// Resolves unregistered handler names to uploaded components.
+pub struct WasmSource {
+    handler: Arc<WasmHandler>,
+}
+
+impl WasmSource {
+    pub fn new(pool: PgPool, host: Arc<WasmHost>) -> WasmSource {
+        WasmSource {
+            handler: Arc::new(WasmHandler { pool, host }),
+        }
+    }
+}
+
+impl HandlerSource for WasmSource {
+    fn resolve(&self, _name: &str, _version: Option<&str>) -> Option<Arc<dyn Handler>> {
+        // Which component (if any) is decided per attempt, from the step row.
+        Some(self.handler.clone())
+    }
+}
+
+/// Runs a step's component (see the module docs).
+pub struct WasmHandler {
+    pool: PgPool,
+    host: Arc<WasmHost>,
+}
+
+impl Handler for WasmHandler {
+    fn call(&self, ctx: StepContext, cancel: CancellationToken) -> HandlerFuture {
+        let (pool, host) = (self.pool.clone(), self.host.clone());
+        Box::pin(async move { run(pool, host, ctx, cancel).await })
+    }
+
+    fn backend(&self) -> &'static str {
+        "wasm"
+    }
+}
+
+/// How the component was found (for logs and the benchmark).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Memory,
+    Disk,
+    Database,
+}
+
+/// Gets the prepared component `(name, version, sha256)`: from the host's
+/// caches, else its bytes from the database, compiled.
+pub async fn prepare(
+    pool: &PgPool,
+    host: &Arc<WasmHost>,
+    name: &str,
+    version: &str,
+    sha256: &str,
+) -> Result<(Arc<tasker_wasm_host::Prepared>, Source), StepError> {
+    let internal = |e: &dyn std::fmt::Display| {
+        StepError::retryable(format!("loading WASM handler {name}@{version}: {e}"))
+            .with_kind("wasm_load")
+    };
+    let cached = {
+        let (h, sha) = (host.clone(), sha256.to_string());
+        tokio::task::spawn_blocking(move || h.cached(&sha))
+            .await
+            .map_err(|e| internal(&e))?
+    };
+    if let Some((p, from)) = cached {
+        let source = match from {
+            LoadedFrom::Disk => Source::Disk,
+            _ => Source::Memory,
+        };
+        return Ok((p, source));
+    }
+    let bytes = tasker_store::component::bytes(pool, name, version, sha256)
+        .await
+        .map_err(|e| internal(&e))?
+        .ok_or_else(|| {
+            StepError::retryable(format!(
+                "WASM handler {name}@{version} changed or was deleted while loading"
+            ))
+            .with_kind("wasm_load")
+        })?;
+    let (h, sha) = (host.clone(), sha256.to_string());
+    let loaded = tokio::task::spawn_blocking(move || h.load(&sha, &bytes))
+        .await
+        .map_err(|e| internal(&e))?;
+    match loaded {
+        Ok((p, _)) => Ok((p, Source::Database)),
+        Err(e @ LoadError::Host(_)) => Err(internal(&e)),
+        Err(e) => Err(StepError::permanent(format!(
+            "WASM handler {name}@{version} cannot be loaded: {e}"
+        ))
+        .with_kind("wasm_load")),
+    }
+}
+
+async fn run(
+    pool: PgPool,
+    host: Arc<WasmHost>,
+    ctx: StepContext,
+    cancel: CancellationToken,
+) -> Outcome {
+    let found = match tasker_store::component::for_step(&pool, ctx.step_id).await {
+        Ok(found) => found,
+        Err(e) => {
+            return Outcome::failure(
+                "wasm_load",
+                format!("looking up the WASM handler: {e}"),
+                true,
+            )
+        }
+    };
+    let Some((name, version, sha256)) = found else {
+        let pinned = tasker_store::component::pinned_version(&pool, ctx.step_id)
+            .await
+            .ok()
+            .flatten();
+        let version = pinned
+            .map(|v| format!(" with version {v}"))
+            .unwrap_or_default();
+        return Outcome::failure(
+            "no_handler",
+            format!(
+                "no handler named '{}' is registered on this worker, and no WASM component of that name{version} is uploaded",
+                ctx.handler
+            ),
+            false,
+        );
+    };
+    let (prepared, source) = match prepare(&pool, &host, &name, &version, &sha256).await {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failure(e),
+    };
+    let clock = Instant::now();
+    let input = CallInput {
+        task_id: ctx.task_id.to_string(),
+        step_id: ctx.step_id.to_string(),
+        namespace: ctx.namespace.clone(),
+        template_name: ctx.template.clone(),
+        step_name: ctx.step_name.clone(),
+        attempt: ctx.attempt,
+        max_attempts: ctx.max_attempts,
+        input: ctx.input.to_string(),
+        parent_results: serde_json::to_string(&ctx.parent_results).unwrap_or_default(),
+        config: ctx.config.to_string(),
+    };
+    let timeout = Duration::from_secs(u64::from(ctx.timeout_seconds.max(1)));
+    let stop = Arc::new(AtomicBool::new(false));
+    // The guest sees cancellation (task cancelled, shutdown, the worker's own
+    // timeout) at its next epoch tick.
+    let watcher = {
+        let (stop, cancel) = (stop.clone(), cancel.clone());
+        tokio::spawn(async move {
+            cancel.cancelled().await;
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        })
+    };
+    let call = {
+        let (h, p, stop) = (host.clone(), prepared.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || h.call(&p, &input, timeout, stop))
+    };
+    // If this future is dropped (the worker's timeout), the guest stops too.
+    let _stop_on_drop = StopOnDrop(stop);
+    let result = call.await;
+    watcher.abort();
+    let step_id = ctx.step_id;
+    let elapsed_us = clock.elapsed().as_micros() as u64;
+    match result {
+        Err(join) => Outcome::failure("panic", format!("WASM call failed: {join}"), true),
+        Ok(Err(e)) => {
+            tracing::warn!(%step_id, handler = %name, %version, error = %e, "WASM handler failed");
+            call_error(e, &name, &version)
+        }
+        Ok(Ok(out)) => {
+            if !out.stdout.is_empty() || !out.stderr.is_empty() || out.output_dropped > 0 {
+                tracing::info!(target: "tasker::wasm::guest", %step_id, handler = %name, %version,
+                    stdout = %out.stdout, stderr = %out.stderr, dropped_bytes = out.output_dropped,
+                    "guest output");
+            }
+            tracing::debug!(%step_id, handler = %name, %version, ?source, elapsed_us, "WASM handler ran");
+            match out.result {
+                GuestResult::Ok(json) => match serde_json::from_str(&json) {
+                    Ok(value) => Outcome::success(value),
+                    Err(e) => Outcome::failure(
+                        "wasm_bad_result",
+                        format!(
+                            "WASM handler {name}@{version} returned text that is not JSON: {e}"
+                        ),
+                        false,
+                    ),
+                },
+                GuestResult::Err {
+                    retryable,
+                    message,
+                    retry_after_ms,
+                } => Outcome::Failure(StepError {
+                    message,
+                    retryable,
+                    retry_after_ms: retry_after_ms.filter(|_| retryable),
+                    kind: "handler".into(),
+                }),
+            }
+        }
+    }
+}
+
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The outcome of a call that did not return.
+pub fn call_error(e: CallError, name: &str, version: &str) -> Outcome {
+    let message = format!("WASM handler {name}@{version}: {e}");
+    match e {
+        CallError::Deadline(_) => Outcome::failure("timeout", message, true),
+        CallError::Cancelled => Outcome::failure("cancelled", message, true),
+        CallError::Limit { .. } => Outcome::failure("wasm_limit", message, false),
+        CallError::ResultTooLarge { .. } => {
+            Outcome::failure("wasm_result_too_large", message, false)
+        }
+        CallError::Trap(_) => Outcome::failure("wasm_trap", message, false),
+        CallError::Capacity(_) => Outcome::failure("wasm_capacity", message, true),
+    }
+}
+
+/// Makes a host from `[wasm]` and adds its [`WasmSource`] to `registry`.
+/// Returns the host (shared with callers that want to warm it).
+pub async fn install(
+    registry: &super::HandlerRegistry,
+    pool: PgPool,
+    config: &WasmConfig,
+) -> Result<Arc<WasmHost>, LoadError> {
+    let host_config = host_config(config);
+    let host = tokio::task::spawn_blocking(move || WasmHost::new(host_config))
+        .await
+        .map_err(|e| LoadError::Host(e.to_string()))??;
+    let host = Arc::new(host);
+    registry.add_source(Arc::new(WasmSource::new(pool, host.clone())));
+    Ok(host)
+}

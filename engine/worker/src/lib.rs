@@ -1,0 +1,269 @@
+//! The generic worker host: serves the step queues of one or more namespaces.
+//!
+//! Per namespace a reader waits for a wake-up (a NOTIFY from PGMQ's insert
+//! trigger, or the fallback poll), reads and claims a batch no larger than the
+//! free concurrency, and runs each step on its own tokio task: heartbeat (the
+//! PGMQ visibility timeout is the lease), timeout, handler, report. See
+//! [`run_step`].
+
+pub mod handler;
+mod run;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::handler::HandlerRegistry;
+pub use run::run_step;
+use tasker_notify::wake::{Mode, Wake};
+use tasker_store::db::HeldConnection;
+use tasker_store::queue;
+
+/// How a worker host behaves.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub namespaces: Vec<String>,
+    /// Steps running at once, over all namespaces.
+    pub concurrency: usize,
+    /// Most messages read per queue read.
+    pub batch_size: usize,
+    /// The lease: how long a read step stays invisible to other workers.
+    pub lease_seconds: u32,
+    /// How often a running step's lease is extended.
+    pub heartbeat_interval: Duration,
+    /// Fallback poll interval (polling and hybrid modes).
+    pub poll_interval: Duration,
+    pub mode: Mode,
+    /// How long shutdown waits for running steps before releasing them.
+    pub shutdown_grace: Duration,
+    /// Identifies this worker in audit rows and results.
+    pub worker_id: String,
+    /// Outcomes waiting to be reported (`channels.worker_results`).
+    pub results_buffer: usize,
+    /// Fill level (percent) at which a channel warns (`channels.saturation_warn_percent`).
+    pub saturation_warn_percent: u8,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            namespaces: vec![],
+            concurrency: 16,
+            batch_size: 16,
+            lease_seconds: 30,
+            heartbeat_interval: Duration::from_secs(10),
+            poll_interval: Duration::from_millis(500),
+            mode: Mode::Hybrid,
+            shutdown_grace: Duration::from_secs(30),
+            worker_id: format!("worker-{}", uuid::Uuid::now_v7()),
+            results_buffer: 500,
+            saturation_warn_percent: 80,
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// The settings `config` describes (`[worker]`, `[queues]`, `[channels]`),
+    /// serving `namespaces`, or `worker.namespaces` when that is empty.
+    pub fn from_config(config: &tasker_config::TaskerConfig, namespaces: Vec<String>) -> Self {
+        let w = &config.worker;
+        WorkerSettings {
+            namespaces: if namespaces.is_empty() {
+                w.namespaces.clone()
+            } else {
+                namespaces
+            },
+            concurrency: w.concurrency as usize,
+            batch_size: w.batch_size as usize,
+            lease_seconds: config.queues.visibility_timeout_seconds,
+            heartbeat_interval: Duration::from_secs(u64::from(w.heartbeat_interval_seconds)),
+            poll_interval: Duration::from_millis(config.queues.poll_interval_ms),
+            mode: w.mode,
+            shutdown_grace: Duration::from_secs(u64::from(w.shutdown_grace_seconds)),
+            results_buffer: config.channels.worker_results,
+            saturation_warn_percent: config.channels.saturation_warn_percent,
+            ..WorkerSettings::default()
+        }
+    }
+}
+
+/// What stopped a worker host.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("the worker serves no namespaces")]
+    NoNamespaces,
+    #[error(transparent)]
+    Queue(#[from] queue::QueueError),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// Runs the worker host until `shutdown` fires, then gives running steps
+/// `shutdown_grace` to finish; those still running are told to stop and their
+/// messages released (visible again at once) for another worker.
+pub async fn run(
+    pool: PgPool,
+    registry: Arc<HandlerRegistry>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    if settings.namespaces.is_empty() {
+        return Err(WorkerError::NoNamespaces);
+    }
+    let settings = Arc::new(settings);
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    // Outcomes go to one reporter; a full channel makes finished jobs wait.
+    let (reports, report_inbox) = tasker_model::channel::bounded(
+        "worker.results",
+        settings.results_buffer,
+        settings.saturation_warn_percent,
+    );
+    let reporter = tokio::spawn(run::report_outcomes(
+        pool.clone(),
+        report_inbox,
+        settings.worker_id.clone(),
+    ));
+    let steps = TaskTracker::new();
+    let steps_cancel = CancellationToken::new();
+    let mut readers = JoinSet::new();
+    for ns in &settings.namespaces {
+        let queue_name = queue::step_queue(ns)?;
+        // A worker may start before any template of its namespace is
+        // registered: make sure its queue exists rather than fail every read.
+        queue::ensure(&mut *pool.acquire().await?, &queue_name).await?;
+        let wake = Wake::start(
+            &pool,
+            &queue_name,
+            settings.mode,
+            settings.poll_interval,
+            shutdown.clone(),
+        )
+        .await?;
+        let reader = Reader {
+            pool: pool.clone(),
+            registry: registry.clone(),
+            settings: settings.clone(),
+            permits: permits.clone(),
+            steps: steps.clone(),
+            steps_cancel: steps_cancel.clone(),
+            queue: queue_name,
+            reports: reports.clone(),
+        };
+        readers.spawn(reader.run(wake, shutdown.clone()));
+    }
+    tracing::info!(worker = %settings.worker_id, namespaces = ?settings.namespaces, "worker started");
+    while let Some(joined) = readers.join_next().await {
+        if let Err(e) = joined {
+            tracing::error!(error = %e, "a queue reader stopped abnormally");
+        }
+    }
+    steps.close();
+    if tokio::time::timeout(settings.shutdown_grace, steps.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown grace ran out; releasing the steps still running");
+        steps_cancel.cancel();
+        steps.wait().await;
+    }
+    // Every job has handed over its outcome; let the reporter finish them.
+    drop(reports);
+    let _ = reporter.await;
+    tracing::info!(worker = %settings.worker_id, "worker stopped");
+    Ok(())
+}
+
+/// Reads one namespace queue and starts its steps.
+struct Reader {
+    pool: PgPool,
+    registry: Arc<HandlerRegistry>,
+    settings: Arc<WorkerSettings>,
+    permits: Arc<Semaphore>,
+    steps: TaskTracker,
+    steps_cancel: CancellationToken,
+    queue: String,
+    reports: tasker_model::channel::Sender<run::Report>,
+}
+
+impl Reader {
+    async fn run(self, mut wake: Wake, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        let mut conn = HeldConnection::new(self.pool.clone());
+        loop {
+            // Wait for at least one free slot before reading.
+            let first = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let free = 1 + self.permits.available_permits();
+            let qty = free.min(self.settings.batch_size).max(1) as i32;
+            let claimed = match async {
+                tasker_store::step::claim_batch(
+                    conn.get().await?,
+                    &self.queue,
+                    self.settings.lease_seconds as i32,
+                    qty,
+                    &self.settings.worker_id,
+                )
+                .await
+            }
+            .await
+            {
+                Ok(c) => {
+                    backoff = Duration::from_millis(100);
+                    c
+                }
+                Err(e) => {
+                    conn.release();
+                    drop(first);
+                    tracing::warn!(queue = %self.queue, error = %e, "reading the step queue failed; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let full = claimed.len() as i32 == qty;
+            let mut first = Some(first);
+            for c in claimed {
+                let permit = match first.take() {
+                    Some(p) => p,
+                    None => match self.permits.clone().try_acquire_owned() {
+                        Ok(p) => p,
+                        Err(_) => match self.permits.clone().acquire_owned().await {
+                            Ok(p) => p,
+                            Err(_) => break,
+                        },
+                    },
+                };
+                let job = run::Job {
+                    pool: self.pool.clone(),
+                    registry: self.registry.clone(),
+                    settings: self.settings.clone(),
+                    queue: self.queue.clone(),
+                    cancel: self.steps_cancel.child_token(),
+                    reports: self.reports.clone(),
+                };
+                self.steps.spawn(async move {
+                    job.run(c).await;
+                    drop(permit);
+                });
+            }
+            drop(first);
+            if full {
+                continue; // more may be waiting: read again at once
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = conn.wait_idle(wake.wait()) => {}
+            }
+        }
+    }
+}

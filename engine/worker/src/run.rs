@@ -1,0 +1,266 @@
+//! One step's run on a worker: heartbeat, timeout, handler, report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+
+use super::WorkerSettings;
+use crate::handler::HandlerRegistry;
+use tasker_model::channel::Sender;
+use tasker_model::step::{Outcome, StepContext, StepResultMessage};
+use tasker_store::db::HeldConnection;
+use tasker_store::step::Claimed;
+
+/// Everything a step's run needs from its worker.
+pub(super) struct Job {
+    pub pool: PgPool,
+    pub registry: Arc<HandlerRegistry>,
+    pub settings: Arc<WorkerSettings>,
+    pub queue: String,
+    /// Fires when the worker gives up waiting at shutdown.
+    pub cancel: CancellationToken,
+    /// The worker's reporter (see [`report_outcomes`]).
+    pub reports: Sender<Report>,
+}
+
+/// An outcome waiting to be reported.
+pub(super) struct Report {
+    pub queue: String,
+    pub msg_id: i64,
+    pub result: StepResultMessage,
+}
+
+impl Job {
+    pub async fn run(self, claimed: Claimed) {
+        let Some(ctx) = claimed.step else {
+            // The step finished, was cancelled or resolved meanwhile: nothing to run.
+            if let Err(e) =
+                tasker_store::step::discard(&self.pool, &self.queue, claimed.msg_id).await
+            {
+                tracing::warn!(error = %e, msg_id = claimed.msg_id, "discarding a step message failed");
+            }
+            return;
+        };
+        if claimed.read_ct > 1 {
+            tasker_model::telemetry::record_lease_expired(&ctx.namespace);
+        }
+        let started_at = Utc::now();
+        let step_cancel = self.cancel.child_token();
+        let heartbeat = tokio::spawn(heartbeat(
+            self.pool.clone(),
+            self.queue.clone(),
+            claimed.msg_id,
+            ctx.task_id,
+            self.settings.clone(),
+            step_cancel.clone(),
+        ));
+        let (attempt, max_attempts) = (ctx.attempt, ctx.max_attempts);
+        let (step_id, task_id) = (ctx.step_id, ctx.task_id);
+        let (namespace, handler) = (ctx.namespace.clone(), ctx.handler.clone());
+        let clock = std::time::Instant::now();
+        let outcome = run_step(&self.registry, ctx, step_cancel.clone()).await;
+        let seconds = clock.elapsed().as_secs_f64();
+        heartbeat.abort();
+        if self.cancel.is_cancelled() {
+            // Shutdown gave up on this step: release it at once for another worker.
+            if let Ok(mut conn) = self.pool.acquire().await {
+                let _ =
+                    tasker_store::queue::extend_lease(&mut conn, &self.queue, claimed.msg_id, 0)
+                        .await;
+                tasker_notify::wake::hint(&self.pool, &self.queue);
+            }
+            return;
+        }
+        tasker_model::telemetry::record_step(
+            &namespace,
+            &handler,
+            &outcome,
+            attempt,
+            max_attempts,
+            seconds,
+        );
+        let result = StepResultMessage {
+            step_id,
+            task_id,
+            attempt,
+            outcome,
+            worker_id: self.settings.worker_id.clone(),
+            started_at,
+            finished_at: Utc::now(),
+        };
+        let report = Report {
+            queue: self.queue.clone(),
+            msg_id: claimed.msg_id,
+            result,
+        };
+        if let Err(unsent) = self.reports.send(report).await {
+            // The reporter is gone (it never stops before the steps): report here.
+            let r = unsent.0;
+            report_with_retries(
+                &mut HeldConnection::new(self.pool.clone()),
+                &self.pool,
+                &r.queue,
+                &[(r.msg_id, r.result)],
+                &self.settings.worker_id,
+            )
+            .await;
+        }
+    }
+}
+
+/// The worker's reporter: takes the first outcome, then whatever else has
+/// piled up (up to `MAX_REPORT_BATCH`), and reports them one statement per
+/// queue. Under load this turns many small commits into a few; when idle a
+/// batch is one outcome and nothing waits. Ends when every sender is gone.
+pub(super) async fn report_outcomes(
+    pool: PgPool,
+    mut inbox: tokio::sync::mpsc::Receiver<Report>,
+    worker_id: String,
+) {
+    const MAX_REPORT_BATCH: usize = 64;
+    let mut conn = HeldConnection::new(pool.clone());
+    while let Some(first) = conn.wait_idle(inbox.recv()).await {
+        let mut by_queue: std::collections::BTreeMap<String, Vec<(i64, StepResultMessage)>> =
+            Default::default();
+        by_queue
+            .entry(first.queue)
+            .or_default()
+            .push((first.msg_id, first.result));
+        let mut n = 1;
+        while n < MAX_REPORT_BATCH {
+            let Ok(more) = inbox.try_recv() else { break };
+            by_queue
+                .entry(more.queue)
+                .or_default()
+                .push((more.msg_id, more.result));
+            n += 1;
+        }
+        for (queue, outcomes) in by_queue {
+            report_with_retries(&mut conn, &pool, &queue, &outcomes, &worker_id).await;
+        }
+    }
+}
+
+/// Runs a handler for `ctx` as the step's policy says: the handler comes from
+/// `registry`, runs on its own task (a panic becomes a failed attempt) and is
+/// stopped at the step's timeout.
+pub async fn run_step(
+    registry: &HandlerRegistry,
+    ctx: StepContext,
+    cancel: CancellationToken,
+) -> Outcome {
+    if ctx.attempt > ctx.max_attempts {
+        return Outcome::failure(
+            "attempts_exhausted",
+            format!(
+                "attempt {} exceeds max_attempts {} (an earlier attempt's lease expired)",
+                ctx.attempt, ctx.max_attempts
+            ),
+            false,
+        );
+    }
+    let Some(handler) = registry.resolve(&ctx.handler, None) else {
+        return Outcome::failure(
+            "no_handler",
+            format!(
+                "no handler named '{}' is registered on this worker (it has: {})",
+                ctx.handler,
+                registry.names().join(", ")
+            ),
+            false,
+        );
+    };
+    let timeout = Duration::from_secs(u64::from(ctx.timeout_seconds));
+    let task = tokio::spawn(handler.call(ctx, cancel.clone()));
+    let abort = task.abort_handle();
+    match tokio::time::timeout(timeout, task).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(join)) if join.is_panic() => {
+            let payload = join.into_panic();
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".into());
+            Outcome::failure("panic", format!("handler panicked: {msg}"), true)
+        }
+        Ok(Err(_)) => Outcome::failure("cancelled", "handler was cancelled", true),
+        Err(_) => {
+            cancel.cancel();
+            abort.abort();
+            Outcome::failure(
+                "timeout",
+                format!("timed out after {}s", timeout.as_secs()),
+                true,
+            )
+        }
+    }
+}
+
+/// Extends the lease every `heartbeat_interval`; cancels the step when its task
+/// is no longer live (cancelled or resolved by an operator).
+async fn heartbeat(
+    pool: PgPool,
+    queue: String,
+    msg_id: i64,
+    task_id: uuid::Uuid,
+    settings: Arc<WorkerSettings>,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(settings.heartbeat_interval);
+    tick.tick().await; // the first tick is immediate
+    loop {
+        tick.tick().await;
+        match tasker_store::step::heartbeat(
+            &pool,
+            &queue,
+            msg_id,
+            settings.lease_seconds as i32,
+            task_id,
+        )
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(%task_id, "task is no longer live; telling the handler to stop");
+                cancel.cancel();
+                return;
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed; the lease may expire"),
+        }
+    }
+}
+
+/// Reports with a few retries; if it still fails the lease runs out and the
+/// step runs again elsewhere (at-least-once).
+async fn report_with_retries(
+    conn: &mut HeldConnection,
+    pool: &PgPool,
+    queue: &str,
+    outcomes: &[(i64, StepResultMessage)],
+    worker_id: &str,
+) {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=5 {
+        let reported = match conn.get().await {
+            Ok(c) => tasker_store::step::report_batch_on(pool, c, queue, outcomes, worker_id).await,
+            Err(e) => Err(e.into()),
+        };
+        match reported {
+            Ok(()) => return,
+            Err(e) => {
+                conn.release();
+                tracing::warn!(error = %e, attempt, outcomes = outcomes.len(), "reporting step outcomes failed");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    tracing::error!(
+        outcomes = outcomes.len(),
+        "giving up reporting; those steps will run again after their lease"
+    );
+}
