@@ -11,9 +11,10 @@ Gem::Specification.new do |s|
   s.authors = ["tasker developers"]
   s.license = "Apache-2.0"
   s.required_ruby_version = ">= 3.0"
-  # Build with scripts/build-gem.sh: it first vendors the Rust crates the
-  # extension needs into ext/tasker/vendor/ (scripts/vendor.sh).
-  raise "run scripts/vendor.sh first (or use scripts/build-gem.sh)" unless File.directory?(File.join(__dir__, "ext/tasker/vendor/abi"))
+  # Build with scripts/build-gem.sh: it stages the Rust crates the extension
+  # needs into ext/tasker/vendor/ of a copy of this directory (the repository
+  # itself vendors nothing).
+  raise "build the gem with scripts/build-gem.sh" unless File.directory?(File.join(__dir__, "ext/tasker/vendor/abi"))
 
   s.files = Dir.chdir(__dir__) do
     Dir[

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: formatting-independent, against a real PostgreSQL.
-# Each database test creates (and drops) its own database through #[sqlx::test],
-# so DATABASE_URL must point at a server where the user may CREATE DATABASE.
+# Runs the whole test suite against a real PostgreSQL, after installing what it
+# needs (scripts/setup.sh: Debian packages, rustup components, the WASM target,
+# PostgreSQL started). Each database test creates (and drops) its own
+# database, so DATABASE_URL must point at a server where the user may CREATE
+# DATABASE (default: postgres://postgres@127.0.0.1:5432/postgres).
+#
+# Order: set-up, formatting, one clippy over the whole workspace (the Python
+# and Ruby extensions included), then the suites: Rust (unit, integration,
+# multi-process, doc), the CLI, libtasker from C under valgrind, the API fuzz
+# run, the Python package, the Ruby gem. .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -12,12 +19,19 @@ t0=$(date +%s)
 stage() { echo "== test.sh [$(( $(date +%s) - t0 )) s] $*"; }
 # TASKER_* variables are configuration keys; keep the caller's out of the tests.
 unset TASKER_ENV TASKER_CONFIG_DIR
-# The Rust WASM guests the tests upload (seconds; .ci/run builds the Python and
-# JS ones too, see scripts/build-wasm-examples.sh).
-./scripts/build-wasm-examples.sh rust
+stage "set-up"
+./scripts/setup.sh
+stage "fmt"
+cargo fmt --all -- --check
+stage "clippy (the whole workspace, the language extensions included)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+stage "WASM guest examples (Rust; Python and JavaScript unless QUICK=1)"
+if [ "${QUICK:-0}" = 1 ]; then ./scripts/build-wasm-examples.sh rust; else ./scripts/build-wasm-examples.sh; fi
 stage "cargo test"
-cargo test --workspace --all-targets --locked
-cargo test --workspace --doc --locked
+# The default members: everything but the language extensions, which the
+# Python and Ruby suites below build and test as their users install them.
+cargo test --all-targets --locked
+cargo test --doc --locked
 stage "the CLI"
 # The CLI against a fresh database: migrate, validate the examples and the config.
 tasker="${CARGO_TARGET_DIR:-target}/debug/tasker"

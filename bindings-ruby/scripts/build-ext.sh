@@ -4,8 +4,7 @@
 # lib/tasker/tasker_rb.so.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
-"$here/scripts/vendor.sh"
-target="${CARGO_TARGET_DIR:-$here/ext/tasker/target}"
+target="${CARGO_TARGET_DIR:-$here/../target}"
 RUBY="$(ruby -e 'print RbConfig.ruby')" CARGO_TARGET_DIR="$target" \
   cargo build --release --locked --manifest-path "$here/ext/tasker/Cargo.toml"
 cp "$target/release/libtasker_rb.so" "$here/lib/tasker/tasker_rb.so"

@@ -3,7 +3,7 @@
 # test (gem build, gem install --local, a workflow), then the rspec suite (unit
 # specs, and integration specs against fresh databases) on the extension that
 # `gem install` compiled (one release build of the extension, not two; the
-# gem's sources are the repository's, copied by scripts/vendor.sh).
+# gem is staged from the repository by scripts/build-gem.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 "$here/scripts/smoke-gem.sh" "$here/lib/tasker/tasker_rb.so"

@@ -17,6 +17,9 @@ abort "tasker: cargo (Rust) is needed to build this gem; install it with rustup"
 
 target_dir = ENV.fetch("CARGO_TARGET_DIR", nil)
 target_dir = File.join(here, "target") if target_dir.nil? || target_dir.empty?
+# TASKER_CARGO_FEATURES=wasm turns on WASM component handlers (wasmtime).
+features = ENV.fetch("TASKER_CARGO_FEATURES", "").strip
+feature_args = features.empty? ? "" : " --features #{Shellwords.escape(features)}"
 target_dir = File.expand_path(target_dir, here)
 built = File.join(target_dir, "release", "libtasker_rb.#{RbConfig::CONFIG['SOEXT'] || 'so'}")
 sitearchdir = RbConfig::CONFIG["sitearchdir"]
@@ -33,7 +36,7 @@ File.write(File.join(here, "Makefile"), <<~MAKE)
   all: #{dl}
 
   #{dl}: FORCE
-  \tenv RUBY=#{q[RbConfig.ruby]} CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --release --locked --manifest-path #{q[File.join(here, 'Cargo.toml')]}
+  \tenv RUBY=#{q[RbConfig.ruby]} CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --release --locked#{feature_args} --manifest-path #{q[File.join(here, 'Cargo.toml')]}
   \tcp #{q[built]} #{dl}
 
   install: #{dl}
