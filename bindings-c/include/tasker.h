@@ -95,7 +95,7 @@ typedef struct TaskerStep TaskerStep;
 typedef struct TaskerWorker TaskerWorker;
 
 // Receives one log line: its level (`TASKER_LOG_*`), its target (the engine
-// module, e.g. `tasker_engine::worker`) and the message with its fields
+// module, e.g. `tasker_worker`) and the message with its fields
 // (`key=value`). Both strings are valid only during the call. Called from any
 // thread, possibly concurrently.
 typedef void (*TaskerLogFn)(int32_t level, const char *target, const char *message, void *user_data);

@@ -310,7 +310,7 @@ impl Default for ClientConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
-    /// A `tracing` filter: a level (`info`) or directives (`info,tasker_engine=debug`).
+    /// A `tracing` filter: a level (`info`) or directives (`info,tasker_worker=debug,tasker_orchestrator=debug`).
     pub log_level: String,
     /// Log line format.
     pub log_format: LogFormat,

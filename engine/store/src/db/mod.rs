@@ -6,14 +6,20 @@
 //! answers, a private cluster started under a data directory with the system's
 //! PostgreSQL binaries, stopped again when the returned [`Database`] is dropped.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod cluster;
+mod held;
+
+pub use held::{HeldConnection, IDLE_RELEASE};
+use cluster::PrivateCluster;
+#[cfg(test)]
+use cluster::find_pg_bin_dir;
+
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
+use sqlx::{ConnectOptions, Connection, PgPool};
 
 /// What went wrong while finding or starting a database.
 #[derive(Debug, thiserror::Error)]
@@ -246,225 +252,6 @@ async fn ensure_database(
 }
 
 pub use tasker_config::redact_url;
-
-/// A PostgreSQL cluster this process initialised and started, stopped on drop.
-struct PrivateCluster {
-    bin_dir: PathBuf,
-    data_dir: PathBuf,
-    run_as_postgres: bool,
-    stopped: bool,
-}
-
-impl PrivateCluster {
-    fn start(data_dir: &Path, port: u16) -> Result<PrivateCluster, DbError> {
-        let bin_dir = find_pg_bin_dir()?;
-        let fail = |step: &'static str, detail: String| DbError::PrivateCluster {
-            data_dir: data_dir.display().to_string(),
-            step,
-            detail,
-        };
-        std::fs::create_dir_all(data_dir).map_err(|e| fail("create data dir", e.to_string()))?;
-        let data_dir = data_dir
-            .canonicalize()
-            .map_err(|e| fail("resolve data dir", e.to_string()))?;
-        // PostgreSQL refuses to run as root: hand the directory to `postgres`.
-        let run_as_postgres = is_root();
-        if run_as_postgres {
-            run(Command::new("chown")
-                .arg("-R")
-                .arg("postgres")
-                .arg(&data_dir))
-            .map_err(|e| fail("chown data dir to postgres", e))?;
-        }
-        let cluster = PrivateCluster {
-            bin_dir,
-            data_dir,
-            run_as_postgres,
-            stopped: false,
-        };
-        if !cluster.data_dir.join("PG_VERSION").exists() {
-            run(&mut cluster.pg_command(
-                "initdb",
-                &[
-                    "-D",
-                    &cluster.data_dir.display().to_string(),
-                    "-U",
-                    "postgres",
-                    "--auth=trust",
-                    "--no-sync",
-                ],
-            ))
-            .map_err(|e| fail("initdb", e))?;
-        }
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-            cluster.data_dir.display()
-        );
-        run(&mut cluster.pg_command(
-            "pg_ctl",
-            &[
-                "-D",
-                &cluster.data_dir.display().to_string(),
-                "-o",
-                &opts,
-                "-l",
-                &cluster.data_dir.join("server.log").display().to_string(),
-                "-w",
-                "start",
-            ],
-        ))
-        .map_err(|e| fail("pg_ctl start", e))?;
-        Ok(cluster)
-    }
-
-    fn pg_command(&self, program: &str, args: &[&str]) -> Command {
-        let exe = self.bin_dir.join(program);
-        if self.run_as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(exe).args(args);
-            c
-        } else {
-            let mut c = Command::new(exe);
-            c.args(args);
-            c
-        }
-    }
-
-    fn stop(mut self) {
-        self.stop_now();
-    }
-
-    fn stop_now(&mut self) {
-        if self.stopped {
-            return;
-        }
-        self.stopped = true;
-        let dir = self.data_dir.display().to_string();
-        if let Err(e) =
-            run(&mut self.pg_command("pg_ctl", &["-D", &dir, "-m", "fast", "-w", "stop"]))
-        {
-            tracing::warn!(error = %e, "stopping the private PostgreSQL cluster failed");
-        }
-    }
-}
-
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        self.stop_now();
-    }
-}
-
-fn run(cmd: &mut Command) -> Result<(), String> {
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{cmd:?} exited with {}: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// The newest `/usr/lib/postgresql/<v>/bin` with `initdb`, or `initdb` on PATH.
-fn find_pg_bin_dir() -> Result<PathBuf, DbError> {
-    let root = Path::new("/usr/lib/postgresql");
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return Ok(bin);
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if dir.join("initdb").exists() && dir.join("pg_ctl").exists() {
-                return Ok(dir);
-            }
-        }
-    }
-    Err(DbError::NoPostgres {
-        searched: "/usr/lib/postgresql/*/bin and PATH".into(),
-    })
-}
-
-/// A hot loop idle this long gives its [`HeldConnection`] back to the pool.
-pub const IDLE_RELEASE: Duration = Duration::from_millis(20);
-
-/// A pooled connection a hot loop keeps between its statements.
-///
-/// The pool hands out the connection idle the longest, so consecutive
-/// statements of one loop would each wake a different backend, whose caches
-/// have gone cold meanwhile; one loop on one backend keeps its plans and
-/// catalog entries warm. The loop gives the connection back after a short
-/// idle while, at once when the pool has no other idle connection
-/// ([`HeldConnection::keep_while_idle`]), and after an error, so neither a
-/// small pool nor a closing one is kept waiting and a broken connection is
-/// never reused.
-pub struct HeldConnection {
-    pool: PgPool,
-    conn: Option<PoolConnection<Postgres>>,
-}
-
-impl HeldConnection {
-    pub fn new(pool: PgPool) -> HeldConnection {
-        HeldConnection { pool, conn: None }
-    }
-
-    /// The held connection, acquired from the pool first if there is none.
-    pub async fn get(&mut self) -> Result<&mut PgConnection, sqlx::Error> {
-        let conn = match self.conn.take() {
-            Some(c) => c,
-            None => self.pool.acquire().await?,
-        };
-        Ok(&mut **self.conn.insert(conn))
-    }
-
-    /// Gives the connection back to the pool.
-    pub fn release(&mut self) {
-        self.conn = None;
-    }
-
-    /// Called when the loop goes idle: keeps the connection only while the
-    /// pool has another idle one for everybody else, and says whether it is
-    /// still held.
-    pub fn keep_while_idle(&mut self) -> bool {
-        if self.conn.is_some() && self.pool.num_idle() == 0 {
-            self.conn = None;
-        }
-        self.conn.is_some()
-    }
-
-    /// Waits for `woken` (the loop's next work) while idle: the connection
-    /// is kept for [`IDLE_RELEASE`] at most (see [`Self::keep_while_idle`]),
-    /// then given back, and the wait goes on.
-    pub async fn wait_idle<F: std::future::Future>(&mut self, woken: F) -> F::Output {
-        let mut woken = std::pin::pin!(woken);
-        if self.keep_while_idle() {
-            tokio::select! {
-                out = &mut woken => return out,
-                _ = tokio::time::sleep(IDLE_RELEASE) => self.release(),
-            }
-        }
-        woken.await
-    }
-}
 
 #[cfg(test)]
 mod tests {
