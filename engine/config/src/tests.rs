@@ -4,7 +4,7 @@ use super::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn repo_config_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tasker")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/tasker")
 }
 
 fn load_repo(env: &str) -> Result<TaskerConfig, ConfigError> {
@@ -668,7 +668,7 @@ fn leaf_keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
 #[test]
 fn readme_documents_every_key() {
     let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/README.md"))
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/README.md"))
             .unwrap();
     let mut config = TaskerConfig::default();
     config.database.url = Some(Secret::new("postgres://localhost/tasker"));

@@ -167,6 +167,12 @@ impl TaskState {
                 | TaskState::ResolvedManually
         )
     }
+
+    /// The terminal states as a SQL list (see [`sql_list`]):
+    /// `'complete', 'error', 'cancelled', 'resolved_manually'`.
+    pub fn terminal_sql_list() -> String {
+        sql_list(Self::ALL.iter().filter(|s| s.is_terminal()))
+    }
 }
 
 impl StepState {
@@ -223,10 +229,28 @@ impl StepState {
         )
     }
 
+    /// The terminal states as a SQL list (see [`sql_list`]):
+    /// `'complete', 'error', 'cancelled', 'resolved_manually'`.
+    pub fn terminal_sql_list() -> String {
+        sql_list(Self::ALL.iter().filter(|s| s.is_terminal()))
+    }
+
     /// Whether children may treat this step as done.
     pub fn satisfies_dependents(self) -> bool {
         matches!(self, StepState::Complete | StepState::ResolvedManually)
     }
+}
+
+/// States as the items of a SQL list, `'complete', 'error'`, for
+/// `state [NOT] IN (...)` in SQL text (a literal list, not a parameter, so a
+/// partial index with the same predicate can serve the query). State names are
+/// plain snake_case words: nothing to escape.
+pub fn sql_list<S: fmt::Display>(states: impl IntoIterator<Item = S>) -> String {
+    states
+        .into_iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Refuses an illegal task transition.
@@ -309,6 +333,14 @@ mod tests {
         ] {
             assert!(check_step(from, to).is_ok(), "{from} -> {to}");
         }
+    }
+
+    #[test]
+    fn terminal_sql_lists() {
+        let sql = "'complete', 'error', 'cancelled', 'resolved_manually'";
+        assert_eq!(TaskState::terminal_sql_list(), sql);
+        assert_eq!(StepState::terminal_sql_list(), sql);
+        assert_eq!(sql_list([TaskState::Pending]), "'pending'");
     }
 
     #[test]

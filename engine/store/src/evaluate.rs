@@ -2,6 +2,8 @@
 //! with their queue messages. Both run inside the caller's transaction, which
 //! must hold the task row lock (`lock_task`).
 
+use std::sync::LazyLock;
+
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -62,18 +64,22 @@ pub(crate) async fn settle_open_steps(
     processor_id: &str,
     reason: Option<&str>,
 ) -> Result<u64, StoreError> {
-    let n = sqlx::query(
-        "WITH moved AS (
-             SELECT id, state AS from_state FROM tasker.steps
-              WHERE task_id = $1 AND state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually')
-                FOR UPDATE),
-         upd AS (
-             UPDATE tasker.steps s SET state = $2, updated_at = now(), completed_at = now()
-               FROM moved WHERE s.id = moved.id
-          RETURNING s.id, s.attempts, moved.from_state)
-         INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, reason, attempt, processor_id)
-         SELECT id, $1, from_state, $2, $3, $4, attempts, $5 FROM upd",
-    )
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH moved AS (
+                 SELECT id, state AS from_state FROM tasker.steps
+                  WHERE task_id = $1 AND state NOT IN ({})
+                    FOR UPDATE),
+             upd AS (
+                 UPDATE tasker.steps s SET state = $2, updated_at = now(), completed_at = now()
+                   FROM moved WHERE s.id = moved.id
+              RETURNING s.id, s.attempts, moved.from_state)
+             INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, reason, attempt, processor_id)
+             SELECT id, $1, from_state, $2, $3, $4, attempts, $5 FROM upd",
+            StepState::terminal_sql_list()
+        )
+    });
+    let n = sqlx::query(SQL.as_str())
     .bind(task_id)
     .bind(to.as_str())
     .bind(event)

@@ -1,12 +1,61 @@
 //! Bringing a database up to the current schema: PGMQ's SQL, then ours.
 //!
-//! Idempotent and safe to run from several processes at once: the whole run
-//! holds a PostgreSQL advisory lock.
+//! Under one PostgreSQL advisory lock, so idempotent and safe to run from
+//! several processes at once:
+//!
+//! 1. PGMQ's SQL (the pgmq crate's embedded scripts);
+//! 2. a database migrated by the pre-release history is adopted or refused
+//!    ([`OLD_HISTORY`]);
+//! 3. the sqlx migrations in `migrations/` ([`MIGRATOR`]): the baseline and
+//!    later append-only schema changes;
+//! 4. the functions, `migrations/functions/<name>.sql` ([`FUNCTIONS`]), each
+//!    the current definition of one function (`CREATE OR REPLACE`). A file is
+//!    applied when its text changed since it was last applied here (its sha256
+//!    is recorded in `_tasker_functions`, next to sqlx's `_sqlx_migrations`),
+//!    when its function is missing, or — all of them — when a migration ran in
+//!    this call; so a second run changes nothing. A tasker older than the one
+//!    that applied them refuses to replace them ([`MigrateError::NewerFunctions`],
+//!    as sqlx refuses a database with migrations it does not know);
+//! 5. the legal transitions of `tasker_model::state`, and the results queue.
+//!
+//! `migrations/README.md` has the rules for changing either kind of file.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
-/// Our migrations, embedded in the binary at build time.
+/// Our migrations (baseline + later schema changes), embedded at build time.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// One file of `migrations/functions/`, embedded at build time by `build.rs`.
+#[derive(Debug, Clone, Copy)]
+pub struct FunctionFile {
+    /// The file name without `.sql`: the name of the function it defines.
+    pub name: &'static str,
+    /// sha256 of `sql`, hex.
+    pub sha256: &'static str,
+    pub sql: &'static str,
+}
+
+/// Every function file, sorted by name.
+pub static FUNCTIONS: &[FunctionFile] = include!(concat!(env!("OUT_DIR"), "/functions.rs"));
+
+/// The pre-release migration history (0.1.0 squashed it into the baseline):
+/// versions and sqlx checksums (sha384 of each file) as a database migrated by
+/// it records them. A database that lists exactly these has the baseline's
+/// schema (the `squashed_history` test compares `pg_dump --schema-only` of both)
+/// and is adopted; one that lists only some of them, or other checksums, is
+/// refused with [`MigrateError::PreReleaseHistory`].
+pub const OLD_HISTORY: [(i64, &str); 7] = [
+    (20261126000001, "cf4a0fb3ed6555a00f6403144660520566caeead551a1c1558ee8a0c832cdea6a1d74c635774ac0917ff710a8cb2c909"),
+    (20261126000002, "07972fa24ccb9d3804e4aed3a24f178f19f2566c5d742890e76ae320977d074aa4032260fbee9fe9e7e52b8098ceea52"),
+    (20261126000003, "b766928fceafd9631fcaa6f4332ae0ac896a85cb7b10145c49be9b25992442997bafb7f671d253ef5ea5fefd6e2c0e35"),
+    (20261126000004, "9f20c63d0e7d3ee8a480e9378974c29c0de05da02cd7629fce33619440428c618cd3bf30c7e97d33f510e26eb410e751"),
+    (20261126000005, "8e95f57b559fb9f7daeec0dbb8786c8ed3f897b91681ab28bea52605d0804f8cda6fdcf2793961e0bccc9e7e383d1e52"),
+    (20261126000006, "453a7ed6d69e7e518d0c7bb3576281ce36303ee6bd0cf78cb1fc4292e13e2c490212cd6ff97a98ffe0979a7c13cea0e1"),
+    (20261127000007, "fa42ddd2bb0c3abc9bbbfbb6fea64d519e4859675545dc9a507690ec5d9589eee417c691372dbb740046dbf50fa2bfa4"),
+];
+
+/// The migration the old history was squashed into.
+pub const BASELINE_VERSION: i64 = 20261205000001;
 
 /// Advisory lock key serialising concurrent migration runs ("tasker" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7461_736b_6572;
@@ -18,14 +67,47 @@ pub enum MigrateError {
     Pgmq(#[from] pgmq::PgmqError),
     #[error("applying tasker migrations failed: {0}")]
     Schema(#[from] sqlx::migrate::MigrateError),
+    #[error(
+        "database {database} was migrated by tasker's pre-release migration history \
+         (versions 20261126000001–20261127000007), which was squashed into a baseline in 0.1.0; \
+         it records {found}, not exactly that history's last state, so it cannot be upgraded in \
+         place: export what you need and drop it, or create a new database, then run `tasker migrate`"
+    )]
+    PreReleaseHistory {
+        database: String,
+        /// The versions (and checksum mismatches) the database records.
+        found: String,
+    },
+    #[error(
+        "migrations/functions/{file}.sql: {message}. CREATE OR REPLACE cannot change a function's \
+         argument types, argument names or return type: begin the file with \
+         `DROP FUNCTION IF EXISTS tasker.{file}(<the old argument types>);` (see migrations/README.md)"
+    )]
+    FunctionSignature { file: &'static str, message: String },
+    #[error("applying migrations/functions/{file}.sql failed: {source}")]
+    Function {
+        file: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error(
+        "database {database} has functions applied by tasker {theirs}, newer than this tasker \
+         ({ours}); run `tasker migrate` with tasker {theirs} or later"
+    )]
+    NewerFunctions {
+        database: String,
+        theirs: String,
+        ours: &'static str,
+    },
     #[error("creating the results queue failed: {0}")]
     Queue(#[from] crate::queue::QueueError),
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }
 
-/// Installs PGMQ (embedded SQL, no extension needed) and applies every pending
-/// tasker migration. Returns the number of tasker migrations applied now.
+/// Installs PGMQ (embedded SQL, no extension needed), applies every pending
+/// tasker migration, then the function files that changed. Returns the number
+/// of tasker migrations applied now.
 pub async fn migrate(pool: &PgPool) -> Result<usize, MigrateError> {
     let mut lock = pool.acquire().await?;
     sqlx::query("SELECT pg_advisory_lock($1)")
@@ -42,17 +124,223 @@ pub async fn migrate(pool: &PgPool) -> Result<usize, MigrateError> {
 
 async fn run(pool: &PgPool) -> Result<usize, MigrateError> {
     pgmq::install::install_sql_from_embedded(pool).await?;
-    let before = applied_count(pool).await?;
-    MIGRATOR.run(pool).await?;
-    write_legal_transitions(pool).await?;
     let mut conn = pool.acquire().await?;
+    adopt_pre_release_history(&mut conn).await?;
+    let applied = applied_versions(&mut conn).await?;
+    let pending = MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count();
+    MIGRATOR.run(&mut *conn).await?;
+    let functions = apply_functions(&mut conn, pending > 0).await?;
+    if functions > 0 {
+        tracing::info!(functions, "applied function files");
+    }
+    write_legal_transitions(&mut conn).await?;
     crate::queue::ensure(&mut conn, crate::queue::RESULTS_QUEUE).await?;
-    Ok(applied_count(pool).await? - before)
+    Ok(pending)
 }
 
-/// Mirrors the state machines of `state.rs` into the tables the audit rows
-/// reference, so the database refuses illegal transitions too.
-async fn write_legal_transitions(pool: &PgPool) -> Result<(), sqlx::Error> {
+/// A database migrated by the pre-release history lists [`OLD_HISTORY`] in
+/// `_sqlx_migrations`. Exactly that (every version, successful, same
+/// checksums, nothing else): its schema is the baseline's, so the baseline is
+/// recorded as applied in their place (the function files are applied next,
+/// as after any migration). Anything else with an old version in it: refused.
+async fn adopt_pre_release_history(conn: &mut PgConnection) -> Result<(), MigrateError> {
+    if !sqlx_table_exists(conn).await? {
+        return Ok(());
+    }
+    let rows: Vec<(i64, bool, String)> = sqlx::query_as(
+        "SELECT version, success, encode(checksum, 'hex') FROM _sqlx_migrations ORDER BY version",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if !rows
+        .iter()
+        .any(|(v, _, _)| OLD_HISTORY.iter().any(|(o, _)| o == v))
+    {
+        return Ok(());
+    }
+    let exact = rows.len() == OLD_HISTORY.len()
+        && rows
+            .iter()
+            .zip(OLD_HISTORY)
+            .all(|((v, ok, sum), (ov, osum))| *v == ov && *ok && sum == osum);
+    if !exact {
+        let found = rows
+            .iter()
+            .map(|(v, ok, sum)| {
+                let expected = OLD_HISTORY.iter().find(|(o, _)| o == v).map(|(_, s)| *s);
+                match (ok, expected) {
+                    (false, _) => format!("{v} (failed)"),
+                    (true, Some(s)) if s != sum => format!("{v} (other checksum)"),
+                    _ => v.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let database: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&mut *conn)
+            .await?;
+        return Err(MigrateError::PreReleaseHistory {
+            database,
+            found: format!("versions {found}"),
+        });
+    }
+    let baseline = MIGRATOR
+        .iter()
+        .find(|m| m.version == BASELINE_VERSION)
+        .expect("the baseline migration is embedded");
+    let old: Vec<i64> = OLD_HISTORY.iter().map(|(v, _)| *v).collect();
+    sqlx::query(
+        "WITH gone AS (DELETE FROM _sqlx_migrations WHERE version = ANY ($1))
+         INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES ($2, $3, true, $4, 0)",
+    )
+    .bind(&old)
+    .bind(baseline.version)
+    .bind(&*baseline.description)
+    .bind(&*baseline.checksum)
+    .execute(&mut *conn)
+    .await?;
+    tracing::info!(
+        "adopted a database migrated by the pre-release history: recorded the baseline migration in its place"
+    );
+    Ok(())
+}
+
+/// Applies the function files whose text changed since they were last applied
+/// (or whose function is missing; every file when `all`), in name order, in
+/// one transaction. Returns how many were applied.
+async fn apply_functions(conn: &mut PgConnection, all: bool) -> Result<usize, MigrateError> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_tasker_functions') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS _tasker_functions (
+                 name            text PRIMARY KEY,
+                 sha256          text NOT NULL,
+                 tasker_version  text NOT NULL,
+                 applied_at      timestamptz NOT NULL DEFAULT now())",
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    let versions: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT tasker_version FROM _tasker_functions")
+            .fetch_all(&mut *conn)
+            .await?;
+    if let Some(theirs) = versions.into_iter().find(|v| is_newer(v)) {
+        let database: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&mut *conn)
+            .await?;
+        return Err(MigrateError::NewerFunctions {
+            database,
+            theirs,
+            ours: TASKER_VERSION,
+        });
+    }
+    let names: Vec<&str> = FUNCTIONS.iter().map(|f| f.name).collect();
+    let hashes: Vec<&str> = FUNCTIONS.iter().map(|f| f.sha256).collect();
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT f.name FROM unnest($1::text[], $2::text[]) AS f(name, sha256)
+           LEFT JOIN _tasker_functions a ON a.name = f.name
+          WHERE $3 OR a.sha256 IS DISTINCT FROM f.sha256
+             OR NOT EXISTS (SELECT 1 FROM pg_proc p
+                             WHERE p.pronamespace = 'tasker'::regnamespace AND p.proname = f.name)
+          ORDER BY f.name",
+    )
+    .bind(&names)
+    .bind(&hashes)
+    .bind(all)
+    .fetch_all(&mut *conn)
+    .await?;
+    let forgotten: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM _tasker_functions WHERE name <> ALL ($1::text[]))",
+    )
+    .bind(&names)
+    .fetch_one(&mut *conn)
+    .await?;
+    if stale.is_empty() && !forgotten {
+        return Ok(0);
+    }
+    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+    for file in FUNCTIONS.iter().filter(|f| stale.iter().any(|s| s == f.name)) {
+        sqlx::raw_sql(file.sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| function_error(file.name, e))?;
+        // A change of argument types creates an overload instead of replacing.
+        let count: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_proc
+              WHERE pronamespace = 'tasker'::regnamespace AND proname = $1",
+        )
+        .bind(file.name)
+        .fetch_one(&mut *tx)
+        .await?;
+        if count != 1 {
+            return Err(MigrateError::FunctionSignature {
+                file: file.name,
+                message: format!(
+                    "the schema now has {count} functions named tasker.{} (it must define exactly one, \
+                     named as the file; an argument type changed?)",
+                    file.name
+                ),
+            });
+        }
+        sqlx::query(
+            "INSERT INTO _tasker_functions (name, sha256, tasker_version) VALUES ($1, $2, $3)
+             ON CONFLICT (name) DO UPDATE
+                SET sha256 = excluded.sha256, tasker_version = excluded.tasker_version,
+                    applied_at = now()",
+        )
+        .bind(file.name)
+        .bind(file.sha256)
+        .bind(TASKER_VERSION)
+        .execute(&mut *tx)
+        .await?;
+    }
+    // A function whose file was deleted is dropped by a migration, not here.
+    sqlx::query("DELETE FROM _tasker_functions WHERE name <> ALL ($1::text[])")
+        .bind(&names)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(stale.len())
+}
+
+/// The version recorded with the function files this build applies.
+const TASKER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Whether `version` (recorded in `_tasker_functions`) is newer than this build.
+fn is_newer(version: &str) -> bool {
+    match (
+        semver::Version::parse(version),
+        semver::Version::parse(TASKER_VERSION),
+    ) {
+        (Ok(theirs), Ok(ours)) => theirs > ours,
+        _ => false,
+    }
+}
+
+fn function_error(file: &'static str, e: sqlx::Error) -> MigrateError {
+    match &e {
+        // invalid_function_definition: "cannot change return type of existing
+        // function", "cannot change name of input parameter", ...
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("42P13") => {
+            MigrateError::FunctionSignature {
+                file,
+                message: db.message().to_owned(),
+            }
+        }
+        _ => MigrateError::Function { file, source: e },
+    }
+}
+
+/// Mirrors the state machines of `tasker_model::state` into the tables the
+/// transition functions check, so the database refuses illegal transitions too.
+async fn write_legal_transitions(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     use tasker_model::state::{StepState, TaskState};
     let (tf, tt): (Vec<&str>, Vec<&str>) = TaskState::LEGAL
         .iter()
@@ -72,48 +360,214 @@ async fn write_legal_transitions(pool: &PgPool) -> Result<(), sqlx::Error> {
     .bind(&tt)
     .bind(&sf)
     .bind(&st)
-    .execute(pool)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }
 
-async fn applied_count(pool: &PgPool) -> Result<usize, sqlx::Error> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
-            .fetch_one(pool)
-            .await?;
-    if !exists {
-        return Ok(0);
-    }
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
-        .fetch_one(pool)
-        .await?;
-    Ok(n as usize)
+async fn sqlx_table_exists(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
 }
 
-/// True when every embedded migration is applied (for readiness checks).
+/// The versions of the successfully applied tasker migrations.
+async fn applied_versions(conn: &mut PgConnection) -> Result<Vec<i64>, sqlx::Error> {
+    if !sqlx_table_exists(conn).await? {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(&mut *conn)
+        .await
+}
+
+/// True when nothing is pending for this build (for readiness checks): every
+/// embedded migration is applied and every function file is applied as
+/// embedded (or a newer tasker applied its own).
 pub async fn is_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
-    Ok(applied_count(pool).await? >= MIGRATOR.iter().count())
+    let mut conn = pool.acquire().await?;
+    let applied = applied_versions(&mut conn).await?;
+    if !MIGRATOR.iter().all(|m| applied.contains(&m.version)) {
+        return Ok(false);
+    }
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_tasker_functions') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(false);
+    }
+    let names: Vec<&str> = FUNCTIONS.iter().map(|f| f.name).collect();
+    let hashes: Vec<&str> = FUNCTIONS.iter().map(|f| f.sha256).collect();
+    let differing: Vec<Option<String>> = sqlx::query_scalar(
+        "SELECT a.tasker_version FROM unnest($1::text[], $2::text[]) AS f(name, sha256)
+           LEFT JOIN _tasker_functions a ON a.name = f.name
+          WHERE a.sha256 IS DISTINCT FROM f.sha256",
+    )
+    .bind(&names)
+    .bind(&hashes)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(differing
+        .iter()
+        .all(|v| v.as_deref().is_some_and(is_newer)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The tasker functions in the database with their row versions: a run
+    /// that rewrites none leaves these unchanged.
+    async fn function_rows(pool: &PgPool) -> Vec<(String, String)> {
+        sqlx::query_as(
+            "SELECT proname::text, xmin::text FROM pg_proc
+              WHERE pronamespace = 'tasker'::regnamespace ORDER BY proname",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+
     #[sqlx::test(migrations = false)]
     async fn applies_to_empty_database_then_is_a_no_op(pool: PgPool) {
         let first = migrate(&pool).await.expect("first run");
         assert_eq!(first, MIGRATOR.iter().count());
         assert!(is_current(&pool).await.unwrap());
+        let functions = function_rows(&pool).await;
         let second = migrate(&pool).await.expect("second run");
         assert_eq!(second, 0);
+        assert_eq!(function_rows(&pool).await, functions, "a second run rewrote functions");
         let tables: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'tasker'",
         )
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(tables, 12); // 11 + handler_components (migration 4)
+        assert_eq!(tables, 12);
+        let triggers: Vec<String> = sqlx::query_scalar(
+            "SELECT tgname::text FROM pg_trigger
+              WHERE tgrelid IN ('tasker.tasks'::regclass, 'tasker.steps'::regclass)
+                AND NOT tgisinternal ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(triggers, ["steps_history_deleted", "tasks_history_deleted"]);
+    }
+
+    /// Every function file defines one function, named as the file, and the
+    /// database ends up with exactly those functions, each defined once.
+    #[sqlx::test(migrations = false)]
+    async fn the_functions_are_exactly_the_function_files(pool: PgPool) {
+        migrate(&pool).await.unwrap();
+        let in_db: Vec<String> = sqlx::query_scalar(
+            "SELECT proname::text FROM pg_proc
+              WHERE pronamespace = 'tasker'::regnamespace ORDER BY proname",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let files: Vec<&str> = FUNCTIONS.iter().map(|f| f.name).collect();
+        assert_eq!(in_db, files);
+    }
+
+    #[test]
+    fn function_files_define_their_function_and_migrations_define_none() {
+        assert!(!FUNCTIONS.is_empty());
+        for f in FUNCTIONS {
+            let sql = f.sql.to_ascii_lowercase();
+            let defs = sql.matches("create or replace function ").count();
+            assert_eq!(defs, 1, "{}.sql must define exactly one function", f.name);
+            assert!(
+                sql.contains(&format!("create or replace function tasker.{}(", f.name)),
+                "{0}.sql must define tasker.{0}",
+                f.name
+            );
+            assert!(!sql.contains("create function "), "{}.sql: use CREATE OR REPLACE", f.name);
+        }
+        for m in MIGRATOR.iter() {
+            let sql = m.sql.to_ascii_lowercase();
+            assert!(
+                !sql.contains("create function ") && !sql.contains("create or replace function "),
+                "migration {} defines a function: functions live in migrations/functions/",
+                m.version
+            );
+        }
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_changed_or_missing_function_is_applied_again(pool: PgPool) {
+        migrate(&pool).await.unwrap();
+        // As if an older build had applied another text, and someone dropped a function.
+        sqlx::query("UPDATE _tasker_functions SET sha256 = 'old' WHERE name = 'decide_task_state'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        sqlx::query("DROP FUNCTION tasker.release_children(uuid)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert!(!is_current(&pool).await.unwrap());
+        let before = function_rows(&pool).await;
+        assert_eq!(migrate(&pool).await.unwrap(), 0);
+        let after = function_rows(&pool).await;
+        let changed: Vec<&str> = after
+            .iter()
+            .filter(|row| !before.contains(row))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(changed, ["decide_task_state", "release_children"]);
+        assert!(is_current(&pool).await.unwrap());
+    }
+
+    #[sqlx::test(migrations = false)]
+    async fn a_signature_change_without_a_drop_is_a_clear_error(pool: PgPool) {
+        migrate(&pool).await.unwrap();
+        // An old definition with another return type: the file's CREATE OR REPLACE fails.
+        sqlx::raw_sql(
+            "DROP FUNCTION tasker.decide_task_state(uuid);
+             CREATE FUNCTION tasker.decide_task_state(p_task uuid) RETURNS integer
+             LANGUAGE sql AS 'SELECT 1';
+             UPDATE _tasker_functions SET sha256 = 'old' WHERE name = 'decide_task_state'",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        let err = migrate(&pool).await.unwrap_err();
+        assert!(
+            matches!(err, MigrateError::FunctionSignature { file: "decide_task_state", .. }),
+            "{err:?}"
+        );
+        let text = err.to_string();
+        assert!(text.contains("DROP FUNCTION IF EXISTS tasker.decide_task_state("), "{text}");
+        // Nothing of the failed run was kept.
+        let returns: String = sqlx::query_scalar(
+            "SELECT pg_get_function_result('tasker.decide_task_state'::regproc)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(returns, "integer");
+    }
+
+    /// An older tasker does not replace what a newer one applied (as sqlx
+    /// refuses a database with migrations it does not know).
+    #[sqlx::test(migrations = false)]
+    async fn functions_of_a_newer_tasker_are_not_replaced(pool: PgPool) {
+        migrate(&pool).await.unwrap();
+        sqlx::query(
+            "UPDATE _tasker_functions SET sha256 = 'newer', tasker_version = '999.0.0'
+              WHERE name = 'decide_task_state'",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        assert!(is_current(&pool).await.unwrap(), "nothing is pending for this build");
+        let before = function_rows(&pool).await;
+        let err = migrate(&pool).await.unwrap_err();
+        assert!(matches!(err, MigrateError::NewerFunctions { .. }), "{err:?}");
+        assert!(err.to_string().contains("tasker 999.0.0"), "{err}");
+        assert_eq!(function_rows(&pool).await, before);
     }
 
     #[sqlx::test(migrations = false)]

@@ -1,6 +1,7 @@
 //! Recovery of tasks that made no progress: any orchestrator may re-evaluate
 //! them; none owns them.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::PgPool;
@@ -11,7 +12,7 @@ use super::transition::{self, Cause};
 use super::StoreError;
 use crate::queue;
 use tasker_config::StaleTaskAction;
-use tasker_model::state::{StepState, TaskState};
+use tasker_model::state::{sql_list, StepState, TaskState};
 
 /// Non-terminal tasks whose task row and steps have not changed for `older_than`.
 /// Tasks waiting on purpose (retry backoff, blocked awaiting an operator) are not stale.
@@ -20,15 +21,25 @@ pub async fn stale_tasks(
     older_than: Duration,
     limit: i64,
 ) -> Result<Vec<Uuid>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT t.id FROM tasker.tasks t
-          WHERE t.state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually',
-                                'waiting_for_retry', 'blocked_by_failures')
-            AND t.updated_at < now() - make_interval(secs => $1)
-            AND NOT EXISTS (SELECT 1 FROM tasker.steps s
-                             WHERE s.task_id = t.id AND s.updated_at >= now() - make_interval(secs => $1))
-          ORDER BY t.updated_at LIMIT $2",
-    )
+    // A literal list, so the partial index tasks_active_updated_at (non-terminal
+    // tasks) serves the scan.
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let waiting_on_purpose = [TaskState::WaitingForRetry, TaskState::BlockedByFailures];
+        format!(
+            "SELECT t.id FROM tasker.tasks t
+              WHERE t.state NOT IN ({})
+                AND t.updated_at < now() - make_interval(secs => $1)
+                AND NOT EXISTS (SELECT 1 FROM tasker.steps s
+                                 WHERE s.task_id = t.id AND s.updated_at >= now() - make_interval(secs => $1))
+              ORDER BY t.updated_at LIMIT $2",
+            sql_list(
+                TaskState::ALL
+                    .iter()
+                    .filter(|s| s.is_terminal() || waiting_on_purpose.contains(s))
+            )
+        )
+    });
+    Ok(sqlx::query_scalar(SQL.as_str())
     .bind(older_than.as_secs_f64())
     .bind(limit)
     .fetch_all(pool)

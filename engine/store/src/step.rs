@@ -3,6 +3,7 @@
 //! reading one step and its transition history back.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -12,6 +13,7 @@ use uuid::Uuid;
 use super::task::StepRow;
 use super::StoreError;
 use crate::queue::RESULTS_QUEUE;
+use tasker_model::state::TaskState;
 use tasker_model::step::{StepContext, StepResultMessage};
 
 /// One message read from a step queue.
@@ -257,11 +259,15 @@ pub async fn heartbeat(
     lease_seconds: i32,
     task_id: Uuid,
 ) -> Result<bool, StoreError> {
-    let live: Option<bool> = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM pgmq.set_vt($1, $2::bigint, $3::integer))
-                AND state NOT IN ('cancelled', 'resolved_manually', 'complete', 'error')
-           FROM tasker.tasks WHERE id = $4",
-    )
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM pgmq.set_vt($1, $2::bigint, $3::integer))
+                    AND state NOT IN ({})
+               FROM tasker.tasks WHERE id = $4",
+            TaskState::terminal_sql_list()
+        )
+    });
+    let live: Option<bool> = sqlx::query_scalar(SQL.as_str())
     .bind(queue)
     .bind(msg_id)
     .bind(lease_seconds)
@@ -288,7 +294,12 @@ pub async fn find(pool: &PgPool, task_id: Uuid, step: &str) -> Result<Option<Ste
 }
 
 /// One row of a step's transition history.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(as = StepTransition)
+)]
 pub struct TransitionRow {
     pub id: i64,
     pub from_state: Option<String>,

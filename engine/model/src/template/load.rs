@@ -88,7 +88,7 @@ mod tests {
     use super::{load_file, load_paths};
 
     fn examples_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/templates")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/templates")
     }
 
     fn small(namespace: &str, name: &str) -> String {
@@ -202,7 +202,7 @@ mod example_tests {
 
     fn example(name: &str) -> Template {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/templates")
+            .join("../../examples/templates")
             .join(format!("{name}.yaml"));
         load_file(&path).unwrap_or_else(|e| panic!("{e}"))
     }

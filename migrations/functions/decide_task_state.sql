@@ -1,0 +1,18 @@
+-- The task state its steps call for.
+CREATE OR REPLACE FUNCTION tasker.decide_task_state(p_task uuid)
+RETURNS text LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_state text;
+BEGIN
+    SELECT CASE
+        WHEN count(*) FILTER (WHERE state NOT IN ('complete', 'resolved_manually')) = 0 THEN 'complete'
+        WHEN count(*) FILTER (WHERE state IN ('enqueued', 'in_progress', 'enqueued_for_orchestration')) > 0
+            THEN 'steps_in_process'
+        WHEN count(*) FILTER (WHERE state = 'waiting_for_retry') > 0 THEN 'waiting_for_retry'
+        WHEN count(*) FILTER (WHERE state IN ('error', 'cancelled')) > 0 THEN 'blocked_by_failures'
+        ELSE 'waiting_for_dependencies'
+    END INTO v_state
+    FROM tasker.steps WHERE task_id = p_task;
+    RETURN v_state;
+END;
+$$;
