@@ -27,6 +27,7 @@
 //! them. A program built against major `M` works with any library of major `M`
 //! and a minor at least the one it was built with.
 
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
 pub mod client;

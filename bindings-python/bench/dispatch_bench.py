@@ -10,8 +10,9 @@ with `PullQueue::next` and completed by
 - rust: a Rust thread with a no-op Rust handler.
 
 One step at a time, so each figure is a full round trip (queue, wake the
-serving thread, run, complete, wake the caller). Build the extension in
-release (`pip install ./bindings-python` does).
+serving thread, run, complete, wake the caller). The script builds the
+package with the extension's `bench` feature first (release, into its own
+directory: see `_bench_build.py`; the installed package has no benchmark hooks).
 
     python bindings-python/bench/dispatch_bench.py [steps]
 """
@@ -23,8 +24,12 @@ import statistics
 import sys
 import threading
 
-from tasker import _tasker
-from tasker._worker import execute
+from _bench_build import use_bench_build
+
+use_bench_build()
+
+from tasker import _tasker  # noqa: E402
+from tasker._worker import execute  # noqa: E402
 
 
 def noop(ctx):

@@ -5,7 +5,9 @@ serving no-op steps with a Python handler, then with a Rust one.
 - throughput: many diamond tasks (4 steps each) created at once, steps/s.
 
 Each backend gets a fresh database on the server of DATABASE_URL (default
-postgres://postgres@127.0.0.1:5432/postgres). Build in release (pip install does).
+postgres://postgres@127.0.0.1:5432/postgres). The script builds the package
+with the extension's `bench` feature first (release, into its own directory:
+see `_bench_build.py`; the Rust baseline's handler exists only in that build).
 
     python bindings-python/bench/e2e_bench.py [linear_tasks] [diamond_tasks]
 """
@@ -19,7 +21,11 @@ import sys
 import time
 import uuid
 
-import tasker
+from _bench_build import use_bench_build
+
+use_bench_build()
+
+import tasker  # noqa: E402
 
 ADMIN = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 

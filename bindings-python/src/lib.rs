@@ -138,7 +138,8 @@ impl PyWorker {
     }
 
     /// Serves handler `name` with a no-op Rust handler (returns `{}`): the
-    /// baseline of the end-to-end benchmark.
+    /// baseline of the end-to-end benchmark (`bench` feature only).
+    #[cfg(feature = "bench")]
     fn register_rust_noop(&self, name: &str) -> PyResult<()> {
         self.inner
             .register_push(name, Arc::new(bench::RustNoop))
@@ -332,6 +333,7 @@ fn _tasker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyClient>()?;
     m.add_class::<bench::BenchQueue>()?;
     m.add_function(wrap_pyfunction!(abi_version, m)?)?;
+    #[cfg(feature = "bench")]
     m.add_function(wrap_pyfunction!(bench::bench_rust_dispatch, m)?)?;
     m.add("TaskerError", py.get_type::<TaskerError>())?;
     m.add("TaskTimeoutError", py.get_type::<TaskTimeoutError>())?;

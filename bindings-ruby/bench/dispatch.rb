@@ -6,9 +6,34 @@
 # outcome is back. The consumer is either a Rust thread that completes at once
 # (the floor), or a Ruby thread running the gem's real dispatch path
 # (next_step without the GVL, JSON context -> Tasker::Context, handler,
-# JSON result, complete). Build the extension in release first
-# (scripts/build-ext.sh). N=20000 by default.
+# JSON result, complete). N=20000 by default.
+#
+# Tasker::Native::Bench exists only in an extension built with the cargo
+# feature `bench` (the gem and scripts/build-ext.sh build without it), so this
+# script builds one first: release, cargo's output in $CARGO_TARGET_DIR (else
+# target/), the library copied to <target>/ruby-bench/tasker/tasker_rb.so and
+# loaded from there (lib/tasker and installed gems stay as they are).
+# TASKER_BENCH_NO_BUILD=1 skips the build and uses the last one.
+require "fileutils"
+require "rbconfig"
+
+gem_root = File.expand_path("..", __dir__)
+target = File.expand_path(ENV.fetch("CARGO_TARGET_DIR", "") == "" ? File.join(gem_root, "..", "target") : ENV["CARGO_TARGET_DIR"])
+bench_lib = File.join(target, "ruby-bench")
+unless ENV["TASKER_BENCH_NO_BUILD"]
+  warn "building the extension with --features bench into #{bench_lib} ..."
+  system({ "RUBY" => RbConfig.ruby, "CARGO_TARGET_DIR" => target },
+         "cargo", "build", "--release", "--locked", "--features", "bench",
+         "--manifest-path", File.join(gem_root, "ext/tasker/Cargo.toml"), exception: true)
+  FileUtils.mkdir_p(File.join(bench_lib, "tasker"))
+  FileUtils.cp(File.join(target, "release", "libtasker_rb.#{RbConfig::CONFIG['SOEXT'] || 'so'}"),
+               File.join(bench_lib, "tasker", "tasker_rb.#{RbConfig::CONFIG['DLEXT']}"))
+end
+# The extension from bench_lib, everything else from this checkout's lib/.
+$LOAD_PATH.unshift(File.join(gem_root, "lib"))
+$LOAD_PATH.unshift(bench_lib)
 require "tasker"
+abort "#{bench_lib}: the extension has no Tasker::Native::Bench" unless defined?(Tasker::Native::Bench)
 
 N = Integer(ENV.fetch("N", "20000"))
 

@@ -58,6 +58,14 @@ for line in root.splitlines():
         line = f'{m.group(1)} = {{ path = "vendor/{m.group(2)}" }}'
     lines.append(line)
 members = ", ".join(f'"vendor/{c}"' for c in crates)
+# The vendored crates ship without their tests: drop their dev-dependencies
+# (the test kit is not in the gem).
+import os
+for c in crates:
+    path = os.path.join(os.path.dirname(dest), "vendor", c, "Cargo.toml")
+    text = open(path).read()
+    text = re.sub(r'^\[dev-dependencies\]\n(?:(?!^\[).*\n)*', '', text, flags=re.M)
+    open(path, "w").write(text)
 ext = open(ext_manifest).read()
 open(dest, "w").write(
     ext

@@ -1,10 +1,13 @@
 //! `Tasker::Native::Bench`: the per-step dispatch overhead of pulled handlers,
-//! in process and without a database. A Rust producer thread hands steps to a
-//! `PullHandler` (exactly what the worker host does) and times each round trip
-//! until the outcome comes back (`tasker::bench::pull_round_trips`); a
+//! in process and without a database. A Rust producer thread hands steps to
+//! a `PullHandler` (exactly what the worker host does) and times each round
+//! trip until the outcome comes back (`tasker::bench::pull_round_trips`); a
 //! consumer takes them from the `PullQueue` (Ruby threads through
 //! `Tasker::Worker`'s dispatch, or a Rust thread for the baseline) and
 //! completes them.
+//!
+//! Built only with the `bench` feature (and tasker-abi's `bench` hooks):
+//! `bench/dispatch.rb` builds the extension with it; the gem goes without.
 
 use std::sync::atomic::Ordering;
 use std::sync::Mutex;

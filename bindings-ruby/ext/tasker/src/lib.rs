@@ -5,13 +5,15 @@
 //!   Ruby threads take steps with `next_step` and complete them;
 //! - `Tasker::Native::Step`: one pulled step (context JSON, succeed, fail);
 //! - `Tasker::Native::Client`: templates and tasks;
-//! - `Tasker::Native::Bench`: an in-process pull queue for the dispatch benchmark.
+//! - `Tasker::Native::Bench`: an in-process pull queue for the dispatch benchmark
+//!   (only with the `bench` feature, which `bench/dispatch.rb` builds with).
 //!
 //! Every call that blocks (connecting, waiting for a step, stopping, any
 //! database call) runs without the GVL ([`nogvl`]). JSON crosses as strings;
 //! `lib/tasker/*.rb` builds the Ruby API on top. Library errors become
 //! `Tasker::Error` subclasses carrying the abi error's message.
 
+#[cfg(feature = "bench")]
 mod bench;
 mod client;
 mod nogvl;
@@ -69,6 +71,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.const_set("ABI_VERSION", tasker::TASKER_ABI_VERSION)?;
     worker::define(ruby, native)?;
     client::define(ruby, native)?;
+    #[cfg(feature = "bench")]
     bench::define(ruby, native)?;
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! `tasker handler upload|list|delete`: WASM handler components over the
-//! admin API. `tasker bench wasm` lives in `bench_wasm.rs`.
+//! admin API. `tasker bench wasm` lives in the tasker-bench crate.
 
 use std::path::PathBuf;
 

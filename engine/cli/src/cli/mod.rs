@@ -4,7 +4,6 @@
 mod admin;
 mod apikey;
 mod bench;
-mod bench_wasm;
 mod component;
 mod demo;
 mod remote;
@@ -68,7 +67,7 @@ enum Command {
     Worker(serve::WorkerArgs),
     /// Run the example workflows end to end in one process, with live progress.
     Demo(demo::DemoArgs),
-    /// Measure latency and throughput against the raw PGMQ floor (use --release).
+    /// Measure latency and throughput against the raw PGMQ floor, in a scratch database (use --release).
     Bench(bench::BenchArgs),
 }
 
