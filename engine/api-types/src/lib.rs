@@ -1,5 +1,7 @@
-//! Request and response bodies of the API, documented for OpenAPI. They mirror
-//! the store's types (which know nothing of HTTP) field for field.
+//! Request and response bodies of the API, documented for OpenAPI. Where a
+//! body is exactly a store row, the row itself is the body (re-exported here
+//! under its API name; the store derives its schema behind its `openapi`
+//! feature); the other bodies are defined here.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -8,7 +10,20 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use tasker_store::component::ComponentMeta;
-use tasker_store::task::{NewTask, StepRow, TaskDetail, TaskRow};
+use tasker_store::task::NewTask;
+
+/// One row of a step's transition history.
+pub use tasker_store::step::TransitionRow as StepTransition;
+/// The outcome of creating a task.
+pub use tasker_store::task::Created as CreatedTask;
+/// A step of a task.
+pub use tasker_store::task::StepRow as Step;
+/// A task with its steps and the DAG's edges.
+pub use tasker_store::task::TaskDetail as TaskDetailBody;
+/// A task.
+pub use tasker_store::task::TaskRow as Task;
+/// A registered template version.
+pub use tasker_store::template::TemplateRow as TemplateSummary;
 
 /// `POST /v1/tasks`: a task to create from a registered template.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -47,110 +62,6 @@ impl From<CreateTaskRequest> for NewTask {
             context: r.context,
             priority: r.priority,
             idempotency_key: r.idempotency_key,
-        }
-    }
-}
-
-/// The outcome of creating a task.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct CreatedTask {
-    pub task_id: Uuid,
-    /// False when an earlier task with the same idempotency key was returned.
-    pub created: bool,
-}
-
-/// A task.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Task {
-    pub id: Uuid,
-    pub namespace: String,
-    pub template_name: String,
-    pub template_version: String,
-    #[schema(value_type = Object)]
-    pub context: Value,
-    pub priority: i32,
-    pub idempotency_key: Option<String>,
-    pub state: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-impl From<TaskRow> for Task {
-    fn from(t: TaskRow) -> Self {
-        Task {
-            id: t.id,
-            namespace: t.namespace,
-            template_name: t.template_name,
-            template_version: t.template_version,
-            context: t.context,
-            priority: t.priority,
-            idempotency_key: t.idempotency_key,
-            state: t.state,
-            created_at: t.created_at,
-            updated_at: t.updated_at,
-            completed_at: t.completed_at,
-        }
-    }
-}
-
-/// A step of a task.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Step {
-    pub id: Uuid,
-    pub task_id: Uuid,
-    pub name: String,
-    pub handler_name: String,
-    pub state: String,
-    pub attempts: i32,
-    pub max_attempts: i32,
-    #[schema(value_type = Option<Object>)]
-    pub result: Option<Value>,
-    #[schema(value_type = Option<Object>)]
-    pub last_error: Option<Value>,
-    pub next_retry_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-impl From<StepRow> for Step {
-    fn from(s: StepRow) -> Self {
-        Step {
-            id: s.id,
-            task_id: s.task_id,
-            name: s.name,
-            handler_name: s.handler_name,
-            state: s.state,
-            attempts: s.attempts,
-            max_attempts: s.max_attempts,
-            result: s.result,
-            last_error: s.last_error,
-            next_retry_at: s.next_retry_at,
-            created_at: s.created_at,
-            started_at: s.started_at,
-            completed_at: s.completed_at,
-        }
-    }
-}
-
-/// A task with its steps and the DAG's edges.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct TaskDetailBody {
-    #[serde(flatten)]
-    pub task: Task,
-    pub steps: Vec<Step>,
-    /// `[parent step name, child step name]` pairs.
-    #[schema(value_type = Vec<Vec<String>>)]
-    pub edges: Vec<(String, String)>,
-}
-
-impl From<TaskDetail> for TaskDetailBody {
-    fn from(d: TaskDetail) -> Self {
-        TaskDetailBody {
-            task: d.task.into(),
-            steps: d.steps.into_iter().map(Into::into).collect(),
-            edges: d.edges,
         }
     }
 }
@@ -214,44 +125,6 @@ pub struct ActionResult {
     pub step_id: Option<Uuid>,
     /// The task's state after the action.
     pub task_state: String,
-}
-
-/// One row of a step's transition history.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct StepTransition {
-    pub id: i64,
-    pub from_state: Option<String>,
-    pub to_state: String,
-    pub event: String,
-    pub reason: Option<String>,
-    pub attempt: i32,
-    pub processor_id: Option<String>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<tasker_store::step::TransitionRow> for StepTransition {
-    fn from(r: tasker_store::step::TransitionRow) -> Self {
-        StepTransition {
-            id: r.id,
-            from_state: r.from_state,
-            to_state: r.to_state,
-            event: r.event,
-            reason: r.reason,
-            attempt: r.attempt,
-            processor_id: r.processor_id,
-            created_at: r.created_at,
-        }
-    }
-}
-
-/// A registered template version.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct TemplateSummary {
-    pub id: i64,
-    pub namespace: String,
-    pub name: String,
-    pub version: String,
-    pub created_at: DateTime<Utc>,
 }
 
 /// The registered templates.
@@ -329,4 +202,127 @@ pub struct HandlerAccepted {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HandlerList {
     pub handlers: Vec<ComponentMeta>,
+}
+
+/// Data of a `state` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TaskStateEvent {
+    pub task_id: Uuid,
+    pub state: String,
+    /// The previous state; absent in the first event (the current state).
+    pub from_state: Option<String>,
+    /// When the transition happened; absent in the first event.
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// Data of a `step` event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct StepStateEvent {
+    pub task_id: Uuid,
+    pub step: String,
+    pub from_state: Option<String>,
+    pub state: String,
+    pub attempt: Option<i32>,
+    pub at: DateTime<Utc>,
+}
+
+/// One event of `GET /v1/tasks/{id}/events`. On the wire the SSE event name
+/// is [`TaskEvent::name`] and its data [`TaskEvent::data`] (JSON, or plain
+/// text for `error`); [`TaskEvent::from_sse`] reads them back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", content = "data", rename_all = "snake_case")]
+pub enum TaskEvent {
+    /// The task's state (first the current one, then each change).
+    State(TaskStateEvent),
+    /// A step's transition.
+    Step(StepStateEvent),
+    /// The server could not continue the stream.
+    Error(String),
+}
+
+impl TaskEvent {
+    /// The SSE event name: `state`, `step` or `error`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskEvent::State(_) => "state",
+            TaskEvent::Step(_) => "step",
+            TaskEvent::Error(_) => "error",
+        }
+    }
+
+    /// The SSE data: the event as JSON, or the message of an `error`.
+    pub fn data(&self) -> Result<String, serde_json::Error> {
+        match self {
+            TaskEvent::State(e) => serde_json::to_string(e),
+            TaskEvent::Step(e) => serde_json::to_string(e),
+            TaskEvent::Error(m) => Ok(m.clone()),
+        }
+    }
+
+    /// The event named `event` with data `data`; an unknown name or data of
+    /// the wrong shape is an error saying so.
+    pub fn from_sse(event: &str, data: &str) -> Result<TaskEvent, String> {
+        let json = |e: serde_json::Error| e.to_string();
+        match event {
+            "state" => serde_json::from_str(data)
+                .map(TaskEvent::State)
+                .map_err(json),
+            "step" => serde_json::from_str(data)
+                .map(TaskEvent::Step)
+                .map_err(json),
+            "error" => Ok(TaskEvent::Error(data.to_string())),
+            other => Err(format!("unknown event `{other}`")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_events_round_trip_through_their_wire_form() {
+        let task_id = Uuid::nil();
+        let at = DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let cases = [
+            (
+                TaskEvent::State(TaskStateEvent {
+                    task_id,
+                    state: "pending".into(),
+                    from_state: None,
+                    at: None,
+                }),
+                "state",
+                r#"{"task_id":"00000000-0000-0000-0000-000000000000","state":"pending","from_state":null,"at":null}"#,
+            ),
+            (
+                TaskEvent::Step(StepStateEvent {
+                    task_id,
+                    step: "a".into(),
+                    from_state: Some("in_progress".into()),
+                    state: "complete".into(),
+                    attempt: Some(1),
+                    at,
+                }),
+                "step",
+                r#"{"task_id":"00000000-0000-0000-0000-000000000000","step":"a","from_state":"in_progress","state":"complete","attempt":1,"at":"2026-01-02T03:04:05Z"}"#,
+            ),
+            (
+                TaskEvent::Error("history unavailable".into()),
+                "error",
+                "history unavailable",
+            ),
+        ];
+        for (ev, name, data) in cases {
+            assert_eq!(ev.name(), name);
+            assert_eq!(ev.data().unwrap(), data);
+            assert_eq!(TaskEvent::from_sse(name, data).unwrap(), ev);
+        }
+        assert!(TaskEvent::from_sse("other", "{}")
+            .unwrap_err()
+            .contains("unknown event `other`"));
+        assert!(TaskEvent::from_sse("state", "{}").is_err());
+    }
 }

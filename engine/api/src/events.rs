@@ -18,14 +18,13 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
-use serde::Serialize;
 use sqlx::PgPool;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::error::{ErrorBody, HttpError};
 use super::extract::ApiPath;
 use super::ApiState;
+pub use tasker_api_types::{StepStateEvent, TaskEvent, TaskStateEvent};
 use tasker_model::state::TaskState;
 use tasker_notify::watch::{settled, Subscription};
 use tasker_store::analytics::{self, HistoryEntry};
@@ -36,28 +35,6 @@ const FALLBACK: Duration = Duration::from_secs(30);
 /// Keep-alive comment interval.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// Data of a `state` event.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TaskStateEvent {
-    pub task_id: Uuid,
-    pub state: String,
-    /// The previous state; absent in the first event (the current state).
-    pub from_state: Option<String>,
-    /// When the transition happened; absent in the first event.
-    pub at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// Data of a `step` event.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct StepStateEvent {
-    pub task_id: Uuid,
-    pub step: String,
-    pub from_state: Option<String>,
-    pub state: String,
-    pub attempt: Option<i32>,
-    pub at: chrono::DateTime<chrono::Utc>,
-}
-
 struct Follow {
     pool: PgPool,
     task_id: Uuid,
@@ -67,11 +44,12 @@ struct Follow {
     done: bool,
 }
 
-fn json_event(name: &str, data: &impl Serialize) -> Event {
-    Event::default()
-        .event(name)
-        .json_data(data)
-        .unwrap_or_else(|_| Event::default().event("error").data("unserializable event"))
+/// `ev` as an SSE event (its wire form is [`TaskEvent`]'s).
+fn sse_event(ev: &TaskEvent) -> Event {
+    match ev.data() {
+        Ok(data) => Event::default().event(ev.name()).data(data),
+        Err(_) => Event::default().event("error").data("unserializable event"),
+    }
 }
 
 impl Follow {
@@ -85,27 +63,23 @@ impl Follow {
                 if h.to_state.parse::<TaskState>().is_ok_and(settled) {
                     self.done = true;
                 }
-                self.pending.push_back(json_event(
-                    "state",
-                    &TaskStateEvent {
+                self.pending
+                    .push_back(sse_event(&TaskEvent::State(TaskStateEvent {
                         task_id: self.task_id,
                         state: h.to_state,
                         from_state: h.from_state,
                         at: Some(h.created_at),
-                    },
-                ));
+                    })));
             } else {
-                self.pending.push_back(json_event(
-                    "step",
-                    &StepStateEvent {
+                self.pending
+                    .push_back(sse_event(&TaskEvent::Step(StepStateEvent {
                         task_id: self.task_id,
                         step: h.step_name.unwrap_or_default(),
                         from_state: h.from_state,
                         state: h.to_state,
                         attempt: h.attempt,
                         at: h.created_at,
-                    },
-                ));
+                    })));
             }
         }
     }
@@ -129,7 +103,7 @@ impl Follow {
                     tracing::warn!(task_id = %self.task_id, error = %e, "reading task history for an event stream failed");
                     self.done = true;
                     self.pending
-                        .push_back(Event::default().event("error").data("history unavailable"));
+                        .push_back(sse_event(&TaskEvent::Error("history unavailable".into())));
                 }
             }
         }
@@ -146,8 +120,6 @@ impl Follow {
     responses(
         (status = 200, description = "An event stream of `state` and `step` events", content_type = "text/event-stream", body = String),
         (status = 400, description = "Invalid task id", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
@@ -174,15 +146,14 @@ pub async fn task_events(
         pending: VecDeque::new(),
         done: current.parse::<TaskState>().is_ok_and(settled),
     };
-    follow.pending.push_back(json_event(
-        "state",
-        &TaskStateEvent {
+    follow
+        .pending
+        .push_back(sse_event(&TaskEvent::State(TaskStateEvent {
             task_id: id,
             state: current,
             from_state: None,
             at: None,
-        },
-    ));
+        })));
     let stream = futures::stream::unfold(follow, Follow::next);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE)))
 }

@@ -1,8 +1,9 @@
 //! The HTTP admin API (axum): tasks, steps, templates, queues, health, the
 //! OpenAPI spec at `/openapi.json` and its docs page at `/docs`.
 //!
-//! Every route is listed once, in [`routes`], with the permission it needs;
-//! the router and the OpenAPI completeness test both read that list. Every
+//! Every route is listed once, in [`routes()`], with the permission it needs;
+//! the router, the spec's 401 and 403 responses ([`ApiDoc`]) and the OpenAPI
+//! completeness test all read that list. Every
 //! error is `{"error": code, "message": ..., "details": ...}` ([`error`]).
 
 pub mod error;
@@ -288,7 +289,7 @@ pub fn routes() -> Vec<Route> {
     ),
     components(schemas(ErrorBody, Permission, events::TaskStateEvent, events::StepStateEvent,
         wasm::ComponentBytes, wasm::HandlerAccepted, wasm::HandlerList, tasker_store::component::ComponentMeta)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &AuthResponses),
     tags(
         (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "analytics"), (name = "health"), (name = "handlers"),
     )
@@ -304,6 +305,53 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
         );
+    }
+}
+
+/// Documents the 401 and 403 of every protected route from the route table,
+/// so no `#[utoipa::path]` repeats them.
+struct AuthResponses;
+
+impl Modify for AuthResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        use utoipa::ToSchema;
+        let response = |description: String| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(ErrorBody::name())))
+                        .build(),
+                )
+                .build()
+        };
+        for r in routes() {
+            let Some(needed) = r.permission else {
+                continue;
+            };
+            let Some(item) = openapi.paths.paths.get_mut(r.path) else {
+                continue;
+            };
+            let op = match r.method {
+                Method::GET => item.get.as_mut(),
+                Method::POST => item.post.as_mut(),
+                Method::PUT => item.put.as_mut(),
+                Method::DELETE => item.delete.as_mut(),
+                Method::PATCH => item.patch.as_mut(),
+                _ => None,
+            };
+            let Some(op) = op else {
+                continue;
+            };
+            let responses = &mut op.responses.responses;
+            responses.insert("401".into(), response("No valid API key".into()).into());
+            responses.insert(
+                "403".into(),
+                response(format!("Missing permission {needed}")).into(),
+            );
+        }
     }
 }
 

@@ -63,8 +63,6 @@ pub struct Analytics {
     responses(
         (status = 200, description = "The window's numbers", body = Analytics),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 422, description = "`since` is in the future", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
@@ -164,8 +162,6 @@ async fn known_queue(state: &ApiState, queue: &str) -> Result<(), HttpError> {
     responses(
         (status = 200, description = "A page of archived messages", body = ArchivePage),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 404, description = "No such queue", body = ErrorBody),
         (status = 422, description = "Not a tasker queue name, or limit out of range", body = ErrorBody),
     ),
@@ -214,8 +210,6 @@ pub async fn list_archive(
     responses(
         (status = 200, description = "Requeued", body = Requeued),
         (status = 400, description = "Invalid message id", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission admin", body = ErrorBody),
         (status = 404, description = "No such queue or archived message", body = ErrorBody),
         (status = 422, description = "Not a tasker queue name", body = ErrorBody),
     ),

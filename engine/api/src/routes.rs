@@ -88,8 +88,6 @@ fn nul_path(v: &serde_json::Value, at: &str) -> Option<String> {
         (status = 201, description = "Task created", body = CreatedTask),
         (status = 200, description = "A task with this idempotency key already exists", body = CreatedTask),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:create", body = ErrorBody),
         (status = 404, description = "Template not registered", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
@@ -114,13 +112,7 @@ pub async fn create_task(
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(CreatedTask {
-            task_id: created.task_id,
-            created: created.created,
-        }),
-    ))
+    Ok((status, Json(created)))
 }
 
 /// Lists tasks, newest first, with filters and cursor pagination.
@@ -129,8 +121,6 @@ pub async fn create_task(
     responses(
         (status = 200, description = "A page of tasks", body = TaskPage),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 422, description = "Invalid filter value", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
@@ -168,7 +158,7 @@ pub async fn list_tasks(
         None
     };
     Ok(Json(TaskPage {
-        tasks: rows.into_iter().map(Into::into).collect(),
+        tasks: rows,
         next_cursor,
     }))
 }
@@ -179,8 +169,6 @@ pub async fn list_tasks(
     responses(
         (status = 200, description = "The task", body = TaskDetailBody),
         (status = 400, description = "Invalid task id", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
@@ -188,7 +176,7 @@ pub async fn get_task(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<TaskDetailBody>, HttpError> {
-    Ok(Json(task::detail(&state.pool, id).await?.into()))
+    Ok(Json(task::detail(&state.pool, id).await?))
 }
 
 /// The steps of a task, in creation order.
@@ -197,8 +185,6 @@ pub async fn get_task(
     responses(
         (status = 200, description = "The task's steps", body = Vec<Step>),
         (status = 400, description = "Invalid task id", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
@@ -206,8 +192,7 @@ pub async fn list_steps(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<Step>>, HttpError> {
-    let detail = task::detail(&state.pool, id).await?;
-    Ok(Json(detail.steps.into_iter().map(Into::into).collect()))
+    Ok(Json(task::detail(&state.pool, id).await?.steps))
 }
 
 /// Cancels a task and every unfinished step.
@@ -217,8 +202,6 @@ pub async fn list_steps(
     responses(
         (status = 200, description = "Cancelled", body = ActionResult),
         (status = 400, description = "Invalid task id or malformed JSON", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:cancel", body = ErrorBody),
         (status = 404, description = "No such task", body = ErrorBody),
         (status = 409, description = "The task has already finished", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -251,7 +234,6 @@ async fn resolve_step(state: &ApiState, task_id: Uuid, step: &str) -> Result<Ste
     }
     sstore::find(&state.pool, task_id, step)
         .await?
-        .map(Into::into)
         .ok_or_else(|| HttpError::not_found(format!("task {task_id} has no step '{step}'")))
 }
 
@@ -262,8 +244,6 @@ async fn resolve_step(state: &ApiState, task_id: Uuid, step: &str) -> Result<Ste
     responses(
         (status = 200, description = "The step", body = Step),
         (status = 400, description = "Invalid task id", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 404, description = "No such task or step", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
@@ -281,8 +261,6 @@ pub async fn get_step(
     responses(
         (status = 200, description = "The transitions", body = Vec<StepTransition>),
         (status = 400, description = "Invalid task id", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 404, description = "No such task or step", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
@@ -291,8 +269,7 @@ pub async fn step_transitions(
     ApiPath((id, step)): ApiPath<(Uuid, String)>,
 ) -> Result<Json<Vec<StepTransition>>, HttpError> {
     let step = resolve_step(&state, id, &step).await?;
-    let rows = sstore::transitions(&state.pool, step.id).await?;
-    Ok(Json(rows.into_iter().map(Into::into).collect()))
+    Ok(Json(sstore::transitions(&state.pool, step.id).await?))
 }
 
 /// Retries a failed step: its attempts restart and it is enqueued again.
@@ -303,8 +280,6 @@ pub async fn step_transitions(
     responses(
         (status = 200, description = "Re-enqueued", body = ActionResult),
         (status = 400, description = "Invalid task id or malformed JSON", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission steps:resolve", body = ErrorBody),
         (status = 404, description = "No such task or step", body = ErrorBody),
         (status = 409, description = "The step has not failed, or the task has finished", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -340,8 +315,6 @@ pub async fn retry_step(
     responses(
         (status = 200, description = "Resolved", body = ActionResult),
         (status = 400, description = "Invalid task id or malformed JSON", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission steps:resolve", body = ErrorBody),
         (status = 404, description = "No such task or step", body = ErrorBody),
         (status = 409, description = "The step cannot be resolved from its state", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -366,8 +339,6 @@ pub async fn resolve_step_manually(
     responses(
         (status = 200, description = "Completed", body = ActionResult),
         (status = 400, description = "Invalid task id or malformed JSON", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission steps:resolve", body = ErrorBody),
         (status = 404, description = "No such task or step", body = ErrorBody),
         (status = 409, description = "The step cannot be completed from its state", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
@@ -465,8 +436,6 @@ fn levels(t: &Template) -> Vec<StepLevel> {
         (status = 201, description = "Registered", body = TemplateAccepted),
         (status = 200, description = "The identical definition was already registered", body = TemplateAccepted),
         (status = 400, description = "Malformed JSON or non-UTF-8 YAML", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission templates:write", body = ErrorBody),
         (status = 409, description = "This version is registered with a different definition", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "The template is invalid; the message names the problem", body = ErrorBody),
@@ -503,8 +472,6 @@ pub async fn register_template(
     responses(
         (status = 200, description = "Valid", body = TemplateAccepted),
         (status = 400, description = "Malformed JSON or non-UTF-8 YAML", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 422, description = "The template is invalid; the message names the problem", body = ErrorBody),
     ),
@@ -525,25 +492,13 @@ pub async fn validate_template(
 #[utoipa::path(get, path = "/v1/templates", tag = "templates",
     responses(
         (status = 200, description = "The templates", body = TemplateList),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_templates(
     State(state): State<ApiState>,
 ) -> Result<Json<TemplateList>, HttpError> {
-    let rows = tstore::list(&state.pool).await?;
     Ok(Json(TemplateList {
-        templates: rows
-            .into_iter()
-            .map(|r| TemplateSummary {
-                id: r.id,
-                namespace: r.namespace,
-                name: r.name,
-                version: r.version,
-                created_at: r.created_at,
-            })
-            .collect(),
+        templates: tstore::list(&state.pool).await?,
     }))
 }
 
@@ -554,8 +509,6 @@ pub async fn list_templates(
     responses(
         (status = 200, description = "The template definition", body = Object),
         (status = 400, description = "Invalid path parameter", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 404, description = "Not registered", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
@@ -576,8 +529,6 @@ pub async fn get_template(
 #[utoipa::path(get, path = "/v1/queues", tag = "queues",
     responses(
         (status = 200, description = "The queues", body = QueueList),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_queues(State(state): State<ApiState>) -> Result<Json<QueueList>, HttpError> {

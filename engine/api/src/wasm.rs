@@ -95,8 +95,6 @@ fn check_version(version: &str) -> Result<(), HttpError> {
         (status = 201, description = "Stored", body = HandlerAccepted),
         (status = 200, description = "The identical component was already stored", body = HandlerAccepted),
         (status = 400, description = "Malformed path parameter", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission handlers:write", body = ErrorBody),
         (status = 409, description = "This version is stored with different bytes", body = ErrorBody),
         (status = 413, description = "Larger than wasm.max_component_bytes", body = ErrorBody),
         (status = 422, description = "Bad name or version, or not an acceptable component; the message names the reason", body = ErrorBody),
@@ -180,8 +178,6 @@ fn reason_code(e: &tasker_wasm_host::LoadError) -> &'static str {
 #[utoipa::path(get, path = "/v1/handlers", tag = "handlers",
     responses(
         (status = 200, description = "The components", body = HandlerList),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_handlers(State(state): State<ApiState>) -> Result<Json<HandlerList>, HttpError> {
@@ -199,8 +195,6 @@ pub async fn list_handlers(State(state): State<ApiState>) -> Result<Json<Handler
     responses(
         (status = 200, description = "The component's metadata", body = ComponentMeta),
         (status = 400, description = "Malformed path parameter", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission tasks:read", body = ErrorBody),
         (status = 404, description = "No such component", body = ErrorBody),
         (status = 422, description = "Bad name or version", body = ErrorBody),
     ),
@@ -239,8 +233,6 @@ pub async fn get_handler(
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "Malformed path parameter", body = ErrorBody),
-        (status = 401, description = "No valid API key", body = ErrorBody),
-        (status = 403, description = "Missing permission handlers:write", body = ErrorBody),
         (status = 404, description = "No such component", body = ErrorBody),
         (status = 422, description = "Bad name or version", body = ErrorBody),
     ),

@@ -1,4 +1,4 @@
-//! A typed Rust client of the HTTP admin API ([`tasker_api`]), used by the CLI
+//! A typed Rust client of the HTTP admin API (served by the `tasker-api` crate), used by the CLI
 //! and the end-to-end tests. Requests and responses are the API's own types
 //! ([`tasker_api_types`]); every error response decodes into
 //! [`ClientError::Api`] with the API's `{"error","message","details"}` shape.
@@ -12,7 +12,7 @@ use futures::stream::{BoxStream, StreamExt};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -23,6 +23,7 @@ use tasker_api_types::{
     ListTasksParams, QueueList, Step, StepTransition, TaskDetailBody, TaskPage, TemplateAccepted,
     TemplateList,
 };
+pub use tasker_api_types::{StepStateEvent, TaskEvent, TaskStateEvent};
 
 /// Time limit of one ordinary request (not of an event stream).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -75,38 +76,6 @@ impl ClientError {
     pub fn is_connect(&self) -> bool {
         matches!(self, ClientError::Http(e) if e.is_connect())
     }
-}
-
-/// Data of a `state` event: the task's state (first the current one, then each change).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskStateChange {
-    pub task_id: Uuid,
-    pub state: String,
-    pub from_state: Option<String>,
-    pub at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-/// Data of a `step` event: one step transition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepStateChange {
-    pub task_id: Uuid,
-    pub step: String,
-    pub from_state: Option<String>,
-    pub state: String,
-    pub attempt: Option<i32>,
-    pub at: chrono::DateTime<chrono::Utc>,
-}
-
-/// One event of `GET /v1/tasks/{id}/events`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", content = "data", rename_all = "snake_case")]
-pub enum TaskEvent {
-    /// The task's state.
-    State(TaskStateChange),
-    /// A step's transition.
-    Step(StepStateChange),
-    /// The server could not continue the stream.
-    Error(String),
 }
 
 /// A client of one tasker API.
@@ -450,19 +419,8 @@ impl Client {
 
 /// One SSE event as a [`TaskEvent`]; unknown event names are a decode error.
 fn decode_event(ev: &sse::SseEvent) -> Result<TaskEvent, ClientError> {
-    let bad = |e: &dyn std::fmt::Display| {
-        ClientError::Decode(format!("`{}` event `{}`: {e}", ev.event, ev.data))
-    };
-    match ev.event.as_str() {
-        "state" => serde_json::from_str(&ev.data)
-            .map(TaskEvent::State)
-            .map_err(|e| bad(&e)),
-        "step" => serde_json::from_str(&ev.data)
-            .map(TaskEvent::Step)
-            .map_err(|e| bad(&e)),
-        "error" => Ok(TaskEvent::Error(ev.data.clone())),
-        other => Err(bad(&format!("unknown event `{other}`"))),
-    }
+    TaskEvent::from_sse(&ev.event, &ev.data)
+        .map_err(|e| ClientError::Decode(format!("`{}` event `{}`: {e}", ev.event, ev.data)))
 }
 
 #[cfg(test)]

@@ -39,7 +39,12 @@ fn empty_object() -> Value {
 }
 
 /// The outcome of [`create`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(as = CreatedTask, description = "The outcome of creating a task.")
+)]
 pub struct Created {
     pub task_id: Uuid,
     /// False when an earlier task with the same idempotency key was returned.
@@ -251,12 +256,18 @@ pub async fn create(
 }
 
 /// A task row.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(as = Task, description = "A task.")
+)]
 pub struct TaskRow {
     pub id: Uuid,
     pub namespace: String,
     pub template_name: String,
     pub template_version: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub context: Value,
     pub priority: i32,
     pub idempotency_key: Option<String>,
@@ -267,7 +278,12 @@ pub struct TaskRow {
 }
 
 /// A step row, as shown to users.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(as = Step, description = "A step of a task.")
+)]
 pub struct StepRow {
     pub id: Uuid,
     pub task_id: Uuid,
@@ -276,7 +292,9 @@ pub struct StepRow {
     pub state: String,
     pub attempts: i32,
     pub max_attempts: i32,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<Value>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub last_error: Option<Value>,
     pub next_retry_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -285,12 +303,18 @@ pub struct StepRow {
 }
 
 /// A task with its steps and edges.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(as = TaskDetailBody, description = "A task with its steps and the DAG's edges.")
+)]
 pub struct TaskDetail {
     #[serde(flatten)]
     pub task: TaskRow,
     pub steps: Vec<StepRow>,
-    /// `(parent step name, child step name)`.
+    /// `[parent step name, child step name]` pairs.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub edges: Vec<(String, String)>,
 }
 

@@ -74,7 +74,12 @@ pub async fn register(pool: &PgPool, template: &Template) -> Result<Registered, 
 }
 
 /// Summary row of a registered template.
-#[derive(Debug, Clone, serde::Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, sqlx::FromRow)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(as = TemplateSummary, description = "A registered template version.")
+)]
 pub struct TemplateRow {
     pub id: i64,
     pub namespace: String,
