@@ -17,8 +17,8 @@ fn main() {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap())
         .join("../../migrations/functions");
     let mut files: Vec<(String, String)> = Vec::new();
-    for entry in std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+    for entry in
+        std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
     {
         let path = entry.unwrap().path();
         if path.extension().and_then(|e| e.to_str()) != Some("sql") || !path.is_file() {

@@ -11,8 +11,8 @@ use tasker_model::state::TaskState;
 use tasker_model::template::Template;
 use tasker_notify::watch::TaskWatcher;
 use tasker_store as store;
-use tasker_store::task::NewTask;
 use tasker_store::template::TemplateCache;
+use tasker_testkit::{eventually, examples_dir, migrated, new_task, register_inline, steps};
 use uuid::Uuid;
 
 /// The `tasker` binary of this build (cargo builds it before running tests).
@@ -84,28 +84,20 @@ impl Drop for Proc {
     }
 }
 
+/// Migrates the test's database and registers the template `yaml`.
 async fn setup(pool: &PgPool, yaml: &str) -> Template {
-    tasker_store::migrate::migrate(pool).await.unwrap();
-    let t = Template::from_yaml_str(yaml, "<test>").unwrap();
-    store::template::register(pool, &t).await.unwrap();
-    t
+    migrated(pool).await;
+    register_inline(pool, yaml).await
 }
 
+/// Creates a task of `proc/<name>` through the store.
 async fn create(
     pool: &PgPool,
     cache: &TemplateCache,
     name: &str,
     context: serde_json::Value,
 ) -> Uuid {
-    let req = NewTask {
-        namespace: "proc".into(),
-        name: name.into(),
-        version: None,
-        context,
-        priority: 0,
-        idempotency_key: None,
-    };
-    store::task::create(pool, cache, &req, "test")
+    store::task::create(pool, cache, &new_task("proc", name, context), "test")
         .await
         .unwrap()
         .task_id
@@ -113,18 +105,14 @@ async fn create(
 
 /// Waits (up to 20 s) until `step` of `task` is in progress.
 async fn wait_until_running(pool: &PgPool, task: Uuid, step: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let d = store::task::detail(pool, task).await.unwrap();
-        if d.steps
-            .iter()
-            .any(|s| s.name == step && s.state == "in_progress")
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "step {step} never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let running = eventually(Duration::from_secs(20), || async {
+        steps(pool, task)
+            .await
+            .get(step)
+            .is_some_and(|s| s.state == "in_progress")
+    })
+    .await;
+    assert!(running, "step {step} never started");
 }
 
 const DIAMOND: &str = r#"
@@ -344,7 +332,7 @@ fn cli(env: &[(&str, &str)], args: &[&str]) -> String {
 /// the example templates, a task created, watched to the end, listed, shown.
 #[sqlx::test(migrations = false)]
 async fn the_cli_flow_of_the_readme(pool: PgPool) {
-    tasker_store::migrate::migrate(&pool).await.unwrap();
+    migrated(&pool).await;
     let port = 20000 + (std::process::id() % 20000) as u16;
     let url = format!("http://127.0.0.1:{port}");
     let bind = format!("127.0.0.1:{port}");
@@ -376,9 +364,7 @@ async fn the_cli_flow_of_the_readme(pool: PgPool) {
         assert!(Instant::now() < deadline, "the API never came up on {url}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let root = std::env::current_dir()
-        .unwrap()
-        .join("../examples/templates");
+    let root = examples_dir();
     let applied = cli(&env, &["template", "apply", root.to_str().unwrap()]);
     assert!(applied.contains("demo/diamond/1.0.0"), "{applied}");
     let id = cli(

@@ -667,9 +667,10 @@ fn leaf_keys(prefix: &str, value: &toml::Value, out: &mut Vec<String>) {
 
 #[test]
 fn readme_documents_every_key() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/README.md"))
-            .unwrap();
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/README.md"),
+    )
+    .unwrap();
     let mut config = TaskerConfig::default();
     config.database.url = Some(Secret::new("postgres://localhost/tasker"));
     config.web.auth.bootstrap_key = Some(Secret::new("key"));

@@ -80,13 +80,13 @@ pub(crate) async fn settle_open_steps(
         )
     });
     let n = sqlx::query(SQL.as_str())
-    .bind(task_id)
-    .bind(to.as_str())
-    .bind(event)
-    .bind(reason)
-    .bind(processor_id)
-    .execute(&mut *conn)
-    .await?;
+        .bind(task_id)
+        .bind(to.as_str())
+        .bind(event)
+        .bind(reason)
+        .bind(processor_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(n.rows_affected())
 }
 

@@ -266,7 +266,10 @@ async fn apply_functions(conn: &mut PgConnection, all: bool) -> Result<usize, Mi
         return Ok(0);
     }
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    for file in FUNCTIONS.iter().filter(|f| stale.iter().any(|s| s == f.name)) {
+    for file in FUNCTIONS
+        .iter()
+        .filter(|f| stale.iter().any(|s| s == f.name))
+    {
         sqlx::raw_sql(file.sql)
             .execute(&mut *tx)
             .await
@@ -407,9 +410,7 @@ pub async fn is_current(pool: &PgPool) -> Result<bool, sqlx::Error> {
     .bind(&hashes)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(differing
-        .iter()
-        .all(|v| v.as_deref().is_some_and(is_newer)))
+    Ok(differing.iter().all(|v| v.as_deref().is_some_and(is_newer)))
 }
 
 #[cfg(test)]
@@ -436,7 +437,11 @@ mod tests {
         let functions = function_rows(&pool).await;
         let second = migrate(&pool).await.expect("second run");
         assert_eq!(second, 0);
-        assert_eq!(function_rows(&pool).await, functions, "a second run rewrote functions");
+        assert_eq!(
+            function_rows(&pool).await,
+            functions,
+            "a second run rewrote functions"
+        );
         let tables: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'tasker'",
         )
@@ -483,7 +488,11 @@ mod tests {
                 "{0}.sql must define tasker.{0}",
                 f.name
             );
-            assert!(!sql.contains("create function "), "{}.sql: use CREATE OR REPLACE", f.name);
+            assert!(
+                !sql.contains("create function "),
+                "{}.sql: use CREATE OR REPLACE",
+                f.name
+            );
         }
         for m in MIGRATOR.iter() {
             let sql = m.sql.to_ascii_lowercase();
@@ -535,11 +544,20 @@ mod tests {
         .unwrap();
         let err = migrate(&pool).await.unwrap_err();
         assert!(
-            matches!(err, MigrateError::FunctionSignature { file: "decide_task_state", .. }),
+            matches!(
+                err,
+                MigrateError::FunctionSignature {
+                    file: "decide_task_state",
+                    ..
+                }
+            ),
             "{err:?}"
         );
         let text = err.to_string();
-        assert!(text.contains("DROP FUNCTION IF EXISTS tasker.decide_task_state("), "{text}");
+        assert!(
+            text.contains("DROP FUNCTION IF EXISTS tasker.decide_task_state("),
+            "{text}"
+        );
         // Nothing of the failed run was kept.
         let returns: String = sqlx::query_scalar(
             "SELECT pg_get_function_result('tasker.decide_task_state'::regproc)",
@@ -562,10 +580,16 @@ mod tests {
         .execute(&pool)
         .await
         .unwrap();
-        assert!(is_current(&pool).await.unwrap(), "nothing is pending for this build");
+        assert!(
+            is_current(&pool).await.unwrap(),
+            "nothing is pending for this build"
+        );
         let before = function_rows(&pool).await;
         let err = migrate(&pool).await.unwrap_err();
-        assert!(matches!(err, MigrateError::NewerFunctions { .. }), "{err:?}");
+        assert!(
+            matches!(err, MigrateError::NewerFunctions { .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("tasker 999.0.0"), "{err}");
         assert_eq!(function_rows(&pool).await, before);
     }

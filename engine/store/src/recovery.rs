@@ -40,10 +40,10 @@ pub async fn stale_tasks(
         )
     });
     Ok(sqlx::query_scalar(SQL.as_str())
-    .bind(older_than.as_secs_f64())
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
+        .bind(older_than.as_secs_f64())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?)
 }
 
 /// Re-evaluates a stale task (one transaction, task lock held):

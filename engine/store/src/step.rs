@@ -268,12 +268,12 @@ pub async fn heartbeat(
         )
     });
     let live: Option<bool> = sqlx::query_scalar(SQL.as_str())
-    .bind(queue)
-    .bind(msg_id)
-    .bind(lease_seconds)
-    .bind(task_id)
-    .fetch_optional(pool)
-    .await?;
+        .bind(queue)
+        .bind(msg_id)
+        .bind(lease_seconds)
+        .bind(task_id)
+        .fetch_optional(pool)
+        .await?;
     Ok(live.unwrap_or(false))
 }
 

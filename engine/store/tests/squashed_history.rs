@@ -23,7 +23,9 @@ static OLD_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("tests/fixtures/ol
 /// results queue. (Its legal transition rows are data, not schema; the
 /// current `migrate` writes the same ones.)
 async fn migrate_with_old_history(pool: &PgPool) {
-    pgmq::install::install_sql_from_embedded(pool).await.unwrap();
+    pgmq::install::install_sql_from_embedded(pool)
+        .await
+        .unwrap();
     OLD_MIGRATOR.run(pool).await.unwrap();
     let mut conn = pool.acquire().await.unwrap();
     tasker_store::queue::ensure(&mut conn, tasker_store::queue::RESULTS_QUEUE)
@@ -81,7 +83,8 @@ fn schema_dump(db: &str) -> String {
         })
         .collect();
     assert!(
-        kept.iter().any(|l| l.starts_with("CREATE TABLE tasker.steps")),
+        kept.iter()
+            .any(|l| l.starts_with("CREATE TABLE tasker.steps")),
         "the dump of {db} has no tasker schema"
     );
     kept.join("\n")
@@ -174,7 +177,11 @@ async fn old_history_has_the_baseline_schema_and_is_adopted(pool: PgPool) {
 
     // The old history's schema is the new layout's.
     let old_schema = schema_dump(&old_db);
-    assert_same_schema(&old_schema, &new_schema, "old history vs baseline + functions");
+    assert_same_schema(
+        &old_schema,
+        &new_schema,
+        "old history vs baseline + functions",
+    );
 
     // Adopted: nothing to apply, the baseline recorded in place of the old
     // versions exactly as a new database records it, the schema unchanged.
@@ -185,10 +192,11 @@ async fn old_history_has_the_baseline_schema_and_is_adopted(pool: PgPool) {
     assert_eq!(recorded, new_recorded);
     assert_eq!(recorded[0].0, BASELINE_VERSION);
     assert_same_schema(&schema_dump(&old_db), &new_schema, "adopted vs new");
-    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.namespaces WHERE name = 'kept'")
-        .fetch_one(&pool)
-        .await
-        .unwrap();
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tasker.namespaces WHERE name = 'kept'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(kept, 1);
 
     // A second run changes nothing.
@@ -202,7 +210,10 @@ async fn assert_refused(pool: &PgPool, mention: &str) {
     let before = recorded_migrations(pool).await;
     let err = migrate(pool).await.unwrap_err();
     let text = err.to_string();
-    assert!(matches!(err, MigrateError::PreReleaseHistory { .. }), "{err:?}");
+    assert!(
+        matches!(err, MigrateError::PreReleaseHistory { .. }),
+        "{err:?}"
+    );
     for needle in [
         database_name(pool).await.as_str(),
         "pre-release migration history",
@@ -213,7 +224,11 @@ async fn assert_refused(pool: &PgPool, mention: &str) {
     ] {
         assert!(text.contains(needle), "{needle:?} not in: {text}");
     }
-    assert_eq!(recorded_migrations(pool).await, before, "a refused database was changed");
+    assert_eq!(
+        recorded_migrations(pool).await,
+        before,
+        "a refused database was changed"
+    );
 }
 
 #[sqlx::test(migrations = false)]

@@ -9,10 +9,10 @@
 mod cluster;
 mod held;
 
-pub use held::{HeldConnection, IDLE_RELEASE};
-use cluster::PrivateCluster;
 #[cfg(test)]
 use cluster::find_pg_bin_dir;
+use cluster::PrivateCluster;
+pub use held::{HeldConnection, IDLE_RELEASE};
 
 use std::path::PathBuf;
 use std::str::FromStr;

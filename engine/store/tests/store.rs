@@ -5,58 +5,25 @@
 //! Every test gets a fresh database from `#[sqlx::test]` and migrates it itself.
 //! Run with `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use tasker_store::queue::{self, StepMessage, RESULTS_QUEUE};
 use tasker_model::state::{StepState, TaskState, TransitionError};
 use tasker_model::step::{Outcome, StepResultMessage};
+use tasker_store::queue::{self, StepMessage, RESULTS_QUEUE};
 use tasker_store::step::{claim_batch, heartbeat, report, Claimed};
-use tasker_store::task::{self, NewTask};
+use tasker_store::task;
 use tasker_store::template::{self as templates, TemplateCache};
 use tasker_store::{transition, Cause, StoreError, StoreTransitionError};
-use tasker_model::template::{load_file, Template};
+use tasker_testkit::{example, migrated, new_task, register_example};
 
 const STEP_QUEUE: &str = "steps_demo";
 const PROCESSOR: &str = "test-processor";
 
 // ---------------------------------------------------------------- fixtures
-
-/// Installs PGMQ and the tasker schema into the test's fresh database.
-async fn migrated(pool: &PgPool) {
-    tasker_store::migrate::migrate(pool).await.unwrap();
-}
-
-/// One of the example templates in `examples/templates/`.
-fn example(name: &str) -> Template {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/templates")
-        .join(format!("{name}.yaml"));
-    load_file(&path).unwrap()
-}
-
-/// Registers an example template and returns it.
-async fn register_example(pool: &PgPool, name: &str) -> Template {
-    let tpl = example(name);
-    templates::register(pool, &tpl).await.unwrap();
-    tpl
-}
-
-/// A creation request for the latest version of `namespace/name`.
-fn new_task(namespace: &str, name: &str, context: Value) -> NewTask {
-    NewTask {
-        namespace: namespace.into(),
-        name: name.into(),
-        version: None,
-        context,
-        priority: 0,
-        idempotency_key: None,
-    }
-}
 
 /// Registers `demo/diamond` and creates one task with `{"value": 3}`.
 async fn create_diamond(pool: &PgPool) -> Uuid {

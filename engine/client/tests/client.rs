@@ -3,100 +3,34 @@
 //!
 //! Run with `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use tasker_api_types::{CreateTaskRequest, ListTasksParams};
 use tasker_client::{Client, ClientError, TaskEvent};
-use tasker_config::{Secret, TaskerConfig};
-use tasker_worker::handler::{examples, HandlerRegistry};
-use tasker_orchestrator::{self as orchestration, OrchestratorSettings};
-use tasker_store::template::TemplateCache;
-use tasker_worker::{self as worker, WorkerSettings};
+use tasker_testkit::{migrated, Stack, BOOTSTRAP_KEY as BOOT, DIAMOND_YAML as DIAMOND};
 
-const BOOT: &str = "client-test-bootstrap-key";
-const DIAMOND: &str = include_str!("../../examples/templates/diamond.yaml");
 const WAIT: Duration = Duration::from_secs(30);
 
-/// The API, one orchestrator and one worker on one shutdown token.
-struct Stack {
-    base: String,
-    stop: CancellationToken,
-    handles: Vec<JoinHandle<()>>,
+/// The API, one orchestrator and one worker (example handlers).
+async fn start(pool: &PgPool) -> Stack {
+    migrated(pool).await;
+    Stack::builder(pool).api().start().await
 }
 
-impl Stack {
-    async fn start(pool: &PgPool) -> Stack {
-        tasker_store::migrate::migrate(pool).await.unwrap();
-        let stop = CancellationToken::new();
-        let mut config = TaskerConfig::from_toml_str("").unwrap();
-        config.web.bind = "127.0.0.1:0".into();
-        config.web.auth.bootstrap_key = Some(Secret::new(BOOT));
-        config.orchestration.retry_sweep_interval_ms = 50;
-        config.orchestration.fallback_poll_interval_ms = 200;
-        let (addr, api) = tasker_api::serve(pool.clone(), &config, stop.clone())
-            .await
-            .unwrap();
-        let (_orch, orch) = orchestration::start(
-            pool.clone(),
-            TemplateCache::default(),
-            OrchestratorSettings::from_config(&config),
-            stop.clone(),
-        )
-        .await
-        .unwrap();
-        let registry = HandlerRegistry::new();
-        examples::register(&registry);
-        let settings = WorkerSettings {
-            namespaces: vec!["demo".into()],
-            poll_interval: Duration::from_millis(200),
-            lease_seconds: 5,
-            heartbeat_interval: Duration::from_secs(1),
-            shutdown_grace: Duration::from_secs(2),
-            ..Default::default()
-        };
-        let (wpool, wstop) = (pool.clone(), stop.clone());
-        let worker = tokio::spawn(async move {
-            worker::run(wpool, Arc::new(registry), settings, wstop)
-                .await
-                .unwrap();
-        });
-        let api = tokio::spawn(async move {
-            let _ = api.await;
-        });
-        Stack {
-            base: format!("http://{addr}"),
-            stop,
-            handles: vec![orch, worker, api],
-        }
-    }
-
-    fn client(&self, key: Option<&str>) -> Client {
-        Client::new(&self.base, key.map(String::from)).unwrap()
-    }
-
-    async fn stop(self) {
-        self.stop.cancel();
-        for h in self.handles {
-            tokio::time::timeout(Duration::from_secs(10), h)
-                .await
-                .expect("component did not stop")
-                .unwrap();
-        }
-    }
+/// A client of `stack`'s API with `key`.
+fn client(stack: &Stack, key: Option<&str>) -> Client {
+    Client::new(&stack.base_url(), key.map(String::from)).unwrap()
 }
 
 #[sqlx::test(migrations = false)]
 async fn diamond_through_the_client(pool: PgPool) {
-    let stack = Stack::start(&pool).await;
-    let c = stack.client(Some(BOOT));
+    let stack = start(&pool).await;
+    let c = client(&stack, Some(BOOT));
 
     let validated = c.validate_template(DIAMOND).await.unwrap();
     assert!(!validated.created);
@@ -189,14 +123,14 @@ async fn diamond_through_the_client(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn api_errors_decode_into_client_errors(pool: PgPool) {
-    let stack = Stack::start(&pool).await;
+    let stack = start(&pool).await;
 
-    let anonymous = stack.client(None);
+    let anonymous = client(&stack, None);
     let err = anonymous.list_templates().await.unwrap_err();
     assert_eq!(err.status(), Some(StatusCode::UNAUTHORIZED));
     assert_eq!(err.code(), Some("unauthorized"));
 
-    let c = stack.client(Some(BOOT));
+    let c = client(&stack, Some(BOOT));
     let err = c.register_template("name: [unclosed").await.unwrap_err();
     assert_eq!(
         err.status(),

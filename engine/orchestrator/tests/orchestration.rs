@@ -5,179 +5,23 @@
 //! Run with `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Value};
+use serde_json::json;
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use tasker_config::TaskerConfig;
-use tasker_worker::handler::rust::handler_fn;
-use tasker_worker::handler::{examples, HandlerRegistry};
-use tasker_orchestrator::{self as orchestration, Orchestrator, OrchestratorSettings};
 use tasker_model::state::TaskState;
 use tasker_model::step::StepError;
-use tasker_store::task::{self, NewTask, StepRow};
-use tasker_store::template::{self as templates, TemplateCache};
-use tasker_model::template::{load_file, Template};
-use tasker_notify::watch::TaskWatcher;
-use tasker_worker::{self as worker, WorkerSettings};
-
-const WAIT: Duration = Duration::from_secs(20);
+use tasker_model::template::Template;
+use tasker_store::task::StepRow;
+use tasker_store::template as templates;
+use tasker_testkit::{example, migrated, new_task, register_inline, registry, task_state, Stack};
+use tasker_worker::handler::rust::handler_fn;
+use tasker_worker::handler::HandlerRegistry;
 
 // ---------------------------------------------------------------- fixtures
-
-/// Installs PGMQ and the tasker schema into the test's fresh database.
-async fn migrated(pool: &PgPool) {
-    tasker_store::migrate::migrate(pool).await.unwrap();
-}
-
-/// One of the example templates in `examples/templates/`.
-fn example(name: &str) -> Template {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/templates")
-        .join(format!("{name}.yaml"));
-    load_file(&path).unwrap()
-}
-
-/// Parses and registers an inline template.
-async fn register_inline(pool: &PgPool, yaml: &str) -> Template {
-    let tpl = Template::from_yaml_str(yaml, "<inline>").unwrap();
-    templates::register(pool, &tpl).await.unwrap();
-    tpl
-}
-
-/// A registry with the example handlers (`math.compute`, ...).
-fn registry() -> HandlerRegistry {
-    let r = HandlerRegistry::new();
-    examples::register(&r);
-    r
-}
-
-fn orchestrator_settings() -> OrchestratorSettings {
-    let mut config = TaskerConfig::from_toml_str("").unwrap();
-    config.orchestration.retry_sweep_interval_ms = 50;
-    config.orchestration.fallback_poll_interval_ms = 200;
-    OrchestratorSettings::from_config(&config)
-}
-
-fn worker_settings() -> WorkerSettings {
-    WorkerSettings {
-        namespaces: vec!["demo".into()],
-        poll_interval: Duration::from_millis(200),
-        lease_seconds: 5,
-        heartbeat_interval: Duration::from_secs(1),
-        shutdown_grace: Duration::from_secs(2),
-        ..Default::default()
-    }
-}
-
-/// Orchestrators and workers running on one shutdown token.
-struct Harness {
-    pool: PgPool,
-    orchestrators: Vec<Orchestrator>,
-    watcher: TaskWatcher,
-    shutdown: CancellationToken,
-    handles: Vec<JoinHandle<()>>,
-}
-
-impl Harness {
-    /// One orchestrator and one worker.
-    async fn start(pool: &PgPool, registry: HandlerRegistry) -> Harness {
-        Harness::start_n(pool, registry, 1, 1).await
-    }
-
-    /// `orchestrators` orchestrators and `workers` workers, each on its own
-    /// tokio task with its own processor / worker id.
-    async fn start_n(
-        pool: &PgPool,
-        registry: HandlerRegistry,
-        orchestrators: usize,
-        workers: usize,
-    ) -> Harness {
-        let shutdown = CancellationToken::new();
-        let registry = Arc::new(registry);
-        let mut handles = Vec::new();
-        let mut orchs = Vec::new();
-        for _ in 0..orchestrators {
-            let (orch, handle) = orchestration::start(
-                pool.clone(),
-                TemplateCache::default(),
-                orchestrator_settings(),
-                shutdown.clone(),
-            )
-            .await
-            .unwrap();
-            orchs.push(orch);
-            handles.push(handle);
-        }
-        for _ in 0..workers {
-            let (pool, registry, shutdown) = (pool.clone(), registry.clone(), shutdown.clone());
-            handles.push(tokio::spawn(async move {
-                worker::run(pool, registry, worker_settings(), shutdown)
-                    .await
-                    .unwrap();
-            }));
-        }
-        let watcher = TaskWatcher::start(pool).await.unwrap();
-        Harness {
-            pool: pool.clone(),
-            orchestrators: orchs,
-            watcher,
-            shutdown,
-            handles,
-        }
-    }
-
-    /// Creates a task through the first orchestrator.
-    async fn create(&self, name: &str, context: Value) -> Uuid {
-        create_via(&self.orchestrators[0], name, context).await
-    }
-
-    async fn wait(&self, task_id: Uuid) -> TaskState {
-        self.watcher.wait(task_id, WAIT).await.unwrap()
-    }
-
-    /// Steps of a task by name.
-    async fn steps(&self, task_id: Uuid) -> BTreeMap<String, StepRow> {
-        task::detail(&self.pool, task_id)
-            .await
-            .unwrap()
-            .steps
-            .into_iter()
-            .map(|s| (s.name.clone(), s))
-            .collect()
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        for h in self.handles {
-            tokio::time::timeout(Duration::from_secs(10), h)
-                .await
-                .expect("component did not stop")
-                .unwrap();
-        }
-    }
-}
-
-async fn create_via(orch: &Orchestrator, name: &str, context: Value) -> Uuid {
-    orch.create_task(NewTask {
-        namespace: "demo".into(),
-        name: name.into(),
-        version: None,
-        context,
-        priority: 0,
-        idempotency_key: None,
-    })
-    .await
-    .unwrap()
-    .task_id
-}
 
 /// The `value` each step of a `math.compute` template must produce, computed
 /// from the template's ops (same rule as the handler: a root uses the input,
@@ -229,14 +73,6 @@ async fn attempts_of(
     .unwrap()
 }
 
-async fn task_state(pool: &PgPool, task_id: Uuid) -> String {
-    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
-        .bind(task_id)
-        .fetch_one(pool)
-        .await
-        .unwrap()
-}
-
 /// A one-step template in `demo` with the given handler and step options.
 fn one_step(name: &str, handler: &str, options: &str) -> String {
     format!(
@@ -247,7 +83,7 @@ fn one_step(name: &str, handler: &str, options: &str) -> String {
 /// Runs a one-step task whose handler fails and returns the step row.
 async fn run_failing(pool: &PgPool, registry: HandlerRegistry, yaml: &str) -> (Uuid, StepRow) {
     let tpl = register_inline(pool, yaml).await;
-    let h = Harness::start(pool, registry).await;
+    let h = Stack::start(pool, registry).await;
     let id = h.create(&tpl.name, json!({})).await;
     assert_eq!(h.wait(id).await, TaskState::BlockedByFailures);
     let step = h.steps(id).await.remove("only").unwrap();
@@ -279,7 +115,7 @@ async fn check_example(pool: PgPool, name: &str, input: i64, documented_leaf: Op
         }),
     );
 
-    let h = Harness::start(&pool, reg).await;
+    let h = Stack::start(&pool, reg).await;
     let id = h.create(name, json!({ "value": input })).await;
     let probe_id = h.create(&probe.name, json!({ "value": input })).await;
     assert_eq!(h.wait(id).await, TaskState::Complete);
@@ -359,7 +195,7 @@ async fn retry_with_linear_backoff_then_success(pool: PgPool) {
             }
         }),
     );
-    let h = Harness::start(&pool, reg).await;
+    let h = Stack::start(&pool, reg).await;
     let id = h.create(&tpl.name, json!({})).await;
     assert_eq!(h.wait(id).await, TaskState::Complete);
     let step = h.steps(id).await.remove("only").unwrap();
@@ -500,20 +336,28 @@ async fn two_orchestrators_two_workers_exactly_once(test_pool: PgPool) {
     migrated(&pool).await;
     let tpl = example("diamond");
     templates::register(&pool, &tpl).await.unwrap();
-    let h = Harness::start_n(&pool, registry(), 2, 2).await;
+    let h = Stack::builder(&pool)
+        .orchestrators(2)
+        .workers(2)
+        .start()
+        .await;
 
     let creates = (0..100i64).map(|i| {
-        let orch = h.orchestrators[i as usize % 2].clone();
-        tokio::spawn(async move { (i, create_via(&orch, "diamond", json!({ "value": i })).await) })
+        let orch = h.orchestrators()[i as usize % 2].clone();
+        tokio::spawn(async move {
+            let req = new_task("demo", "diamond", json!({ "value": i }));
+            (i, orch.create_task(req).await.unwrap().task_id)
+        })
     });
     let ids: Vec<(i64, Uuid)> = futures::future::join_all(creates)
         .await
         .into_iter()
         .map(|r| r.unwrap())
         .collect();
+    let watcher = h.watcher().await;
     let waits = ids
         .iter()
-        .map(|(_, id)| h.watcher.wait(*id, Duration::from_secs(40)));
+        .map(|(_, id)| watcher.wait(*id, Duration::from_secs(40)));
     for state in futures::future::join_all(waits).await {
         assert_eq!(state.unwrap(), TaskState::Complete);
     }

@@ -12,27 +12,22 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use tasker_config::{StaleTaskAction, TaskerConfig};
-use tasker_worker::handler::rust::handler_fn;
-use tasker_worker::handler::HandlerRegistry;
-use tasker_orchestrator::{self as orchestration, Orchestrator, OrchestratorSettings};
-use tasker_store::queue::{self, RESULTS_QUEUE};
+use tasker_config::StaleTaskAction;
 use tasker_model::state::{TaskState, TransitionError};
 use tasker_model::step::{Outcome, StepError, StepResultMessage};
 use tasker_store::operator::{self, Actor};
+use tasker_store::queue::{self, RESULTS_QUEUE};
 use tasker_store::result::{self, Processed};
-use tasker_store::task::{self, NewTask, StepRow};
-use tasker_store::template::{self as templates, TemplateCache};
+use tasker_store::task::{self, StepRow};
+use tasker_store::template::TemplateCache;
 use tasker_store::{recovery, step as store_step, StoreError, StoreTransitionError};
-use tasker_model::template::Template;
-use tasker_notify::watch::TaskWatcher;
-use tasker_worker::{self as worker, WorkerSettings};
-
-const WAIT: Duration = Duration::from_secs(15);
+use tasker_testkit::{
+    eventually, migrated, new_task, register_inline, steps as steps_of, task_state, Stack,
+};
+use tasker_worker::handler::rust::handler_fn;
+use tasker_worker::handler::HandlerRegistry;
 
 const OPERATOR: Actor<'static> = Actor {
     processor_id: "test-operator",
@@ -41,133 +36,27 @@ const OPERATOR: Actor<'static> = Actor {
 
 // ---------------------------------------------------------------- fixtures
 
-async fn migrated(pool: &PgPool) {
-    tasker_store::migrate::migrate(pool).await.unwrap();
-}
-
-async fn register_inline(pool: &PgPool, yaml: &str) -> Template {
-    let tpl = Template::from_yaml_str(yaml, "<inline>").unwrap();
-    templates::register(pool, &tpl).await.unwrap();
-    tpl
-}
-
-fn orchestrator_settings() -> OrchestratorSettings {
-    let mut config = TaskerConfig::from_toml_str("").unwrap();
-    config.orchestration.retry_sweep_interval_ms = 50;
-    config.orchestration.fallback_poll_interval_ms = 200;
-    OrchestratorSettings::from_config(&config)
-}
-
-fn worker_settings() -> WorkerSettings {
-    WorkerSettings {
-        namespaces: vec!["demo".into()],
-        poll_interval: Duration::from_millis(200),
-        lease_seconds: 5,
-        heartbeat_interval: Duration::from_millis(300),
-        shutdown_grace: Duration::from_secs(2),
-        ..Default::default()
-    }
-}
-
-/// One orchestrator and one worker on one shutdown token.
-struct Harness {
-    pool: PgPool,
-    orchestrator: Orchestrator,
-    watcher: TaskWatcher,
-    shutdown: CancellationToken,
-    handles: Vec<JoinHandle<()>>,
-}
-
-impl Harness {
-    async fn start(pool: &PgPool, registry: HandlerRegistry) -> Harness {
-        let shutdown = CancellationToken::new();
-        let (orchestrator, handle) = orchestration::start(
-            pool.clone(),
-            TemplateCache::default(),
-            orchestrator_settings(),
-            shutdown.clone(),
-        )
+/// One orchestrator and one worker running `registry`, heartbeating every
+/// 300 ms (so a cancelled step hears of it quickly).
+async fn start(pool: &PgPool, registry: HandlerRegistry) -> Stack {
+    Stack::builder(pool)
+        .registry(registry)
+        .worker(|w| w.heartbeat_interval = Duration::from_millis(300))
+        .start()
         .await
-        .unwrap();
-        let mut handles = vec![handle];
-        let (p, registry, s) = (pool.clone(), Arc::new(registry), shutdown.clone());
-        handles.push(tokio::spawn(async move {
-            worker::run(p, registry, worker_settings(), s)
-                .await
-                .unwrap();
-        }));
-        let watcher = TaskWatcher::start(pool).await.unwrap();
-        Harness {
-            pool: pool.clone(),
-            orchestrator,
-            watcher,
-            shutdown,
-            handles,
-        }
-    }
-
-    async fn create(&self, name: &str) -> Uuid {
-        self.orchestrator
-            .create_task(new_task(name))
-            .await
-            .unwrap()
-            .task_id
-    }
-
-    async fn wait(&self, task_id: Uuid) -> TaskState {
-        self.watcher.wait(task_id, WAIT).await.unwrap()
-    }
-
-    async fn steps(&self, task_id: Uuid) -> BTreeMap<String, StepRow> {
-        steps_of(&self.pool, task_id).await
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        for h in self.handles {
-            tokio::time::timeout(Duration::from_secs(10), h)
-                .await
-                .expect("component did not stop")
-                .unwrap();
-        }
-    }
-}
-
-fn new_task(name: &str) -> NewTask {
-    NewTask {
-        namespace: "demo".into(),
-        name: name.into(),
-        version: None,
-        context: json!({}),
-        priority: 0,
-        idempotency_key: None,
-    }
 }
 
 /// Creates a task through the store only (no orchestrator, no worker).
 async fn create_direct(pool: &PgPool, name: &str) -> Uuid {
-    task::create(pool, &TemplateCache::default(), &new_task(name), "test")
-        .await
-        .unwrap()
-        .task_id
-}
-
-async fn steps_of(pool: &PgPool, task_id: Uuid) -> BTreeMap<String, StepRow> {
-    task::detail(pool, task_id)
-        .await
-        .unwrap()
-        .steps
-        .into_iter()
-        .map(|s| (s.name.clone(), s))
-        .collect()
-}
-
-async fn task_state(pool: &PgPool, task_id: Uuid) -> String {
-    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
-        .bind(task_id)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+    task::create(
+        pool,
+        &TemplateCache::default(),
+        &new_task("demo", name, json!({})),
+        "test",
+    )
+    .await
+    .unwrap()
+    .task_id
 }
 
 async fn task_path(pool: &PgPool, task_id: Uuid) -> Vec<String> {
@@ -224,24 +113,6 @@ async fn queue_len(pool: &PgPool, queue: &str) -> i64 {
         .unwrap()
 }
 
-/// Polls `check` every 50 ms until it holds or `within` passes.
-async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 fn is_refused(e: &StoreError) -> bool {
     matches!(
         e,
@@ -292,8 +163,8 @@ async fn cancel_while_running_stops_handler_and_records_stale_result(pool: PgPoo
             }
         }),
     );
-    let h = Harness::start(&pool, reg).await;
-    let id = h.create("cancellable").await;
+    let h = start(&pool, reg).await;
+    let id = h.create("cancellable", json!({})).await;
 
     let running = eventually(Duration::from_secs(10), || async {
         h.steps(id).await["slow"].state == "in_progress"
@@ -400,8 +271,8 @@ async fn manual_retry_of_failed_step_completes_task(pool: PgPool) {
             }
         }),
     );
-    let h = Harness::start(&pool, reg).await;
-    let id = h.create("fail_once").await;
+    let h = start(&pool, reg).await;
+    let id = h.create("fail_once", json!({})).await;
     assert_eq!(h.wait(id).await, TaskState::BlockedByFailures);
     let steps = h.steps(id).await;
     assert_eq!(steps["second"].state, "error");
@@ -478,7 +349,7 @@ const DIAMOND_LEFT_FAILS: &str = "namespace: demo\nname: diamond_fail\nversion: 
     depends_on: [left, right]\n";
 
 /// A diamond whose `left` failed for good: the task is blocked, `join` pending.
-async fn blocked_diamond(pool: &PgPool) -> (Harness, Uuid, BTreeMap<String, StepRow>) {
+async fn blocked_diamond(pool: &PgPool) -> (Stack, Uuid, BTreeMap<String, StepRow>) {
     migrated(pool).await;
     register_inline(pool, DIAMOND_LEFT_FAILS).await;
     let reg = HandlerRegistry::new();
@@ -487,8 +358,8 @@ async fn blocked_diamond(pool: &PgPool) -> (Harness, Uuid, BTreeMap<String, Step
         "test.broken",
         handler_fn(|_, _| async move { Err(StepError::permanent("left broke")) }),
     );
-    let h = Harness::start(pool, reg).await;
-    let id = h.create("diamond_fail").await;
+    let h = start(pool, reg).await;
+    let id = h.create("diamond_fail", json!({})).await;
     assert_eq!(h.wait(id).await, TaskState::BlockedByFailures);
     let steps = h.steps(id).await;
     assert_eq!(steps["start"].state, "complete");
