@@ -19,7 +19,7 @@ use tasker_worker::handler::Handler;
 use tokio_util::sync::CancellationToken;
 
 use crate::ffi::{self, TaskerStep};
-use crate::step::{PullHandler, PullQueue};
+use crate::handler::{PullHandler, PullQueue};
 
 /// Serves `queue` as a C program's pull loop does: each step gets a handle
 /// (as `tasker_worker_next_step` hands it out), is completed with

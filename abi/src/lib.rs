@@ -2,7 +2,7 @@
 //!
 //! Two layers live here:
 //!
-//! - a small safe Rust API ([`Worker`], [`StepHandle`], [`Client`]) that the Ruby
+//! - a small safe Rust API ([`Worker`], [`StepHandle`], [`DatabaseClient`]) that the Ruby
 //!   and Python extensions use directly (this crate is also an rlib);
 //! - the `extern "C"` functions in [`ffi`], a thin layer over that API, from
 //!   which cbindgen generates `bindings-c/include/tasker.h`.
@@ -30,18 +30,18 @@
 #[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod bench;
-pub mod client;
+pub mod database_client;
 pub mod error;
 pub mod ffi;
+pub mod handler;
 mod handles;
 pub mod log;
 mod runtime;
-pub mod step;
 pub mod worker;
 
-pub use client::Client;
+pub use database_client::DatabaseClient;
 pub use error::{AbiError, TaskerStatus};
-pub use step::StepHandle;
+pub use handler::StepHandle;
 pub use worker::Worker;
 
 /// The ABI version this header describes: `MAJOR * 10000 + MINOR * 100 + PATCH`.

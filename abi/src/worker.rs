@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use tasker_config::TaskerConfig;
+use tasker_notify::Wakeups;
 use tasker_orchestrator::{self as orchestration, OrchestratorSettings};
 use tasker_store::db::{Database, DbSettings};
 use tasker_store::template::TemplateCache;
@@ -15,7 +16,7 @@ use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::AbiError;
-use crate::step::{PullHandler, PullQueue, StepHandle};
+use crate::handler::{PullHandler, PullQueue, StepHandle};
 
 /// Loads a configuration: a TOML text on top of the built-in defaults (`None`:
 /// the defaults alone), and a database URL that wins over `database.url`. With
@@ -174,11 +175,15 @@ impl Worker {
         let runtime = crate::runtime::build("tasker-worker", threads)?;
         let db = runtime.block_on(open_database(&self.config))?;
         let shutdown = CancellationToken::new();
+        // One Wakeups for this worker and its orchestrator: each wakes the
+        // other directly.
+        let wakeups = Wakeups::new(&db.pool);
         let orchestrator = if setup.orchestrate {
             let settings = OrchestratorSettings::from_config(&self.config);
             let (_orch, done) = runtime
                 .block_on(orchestration::start(
                     db.pool.clone(),
+                    wakeups.clone(),
                     TemplateCache::default(),
                     settings,
                     shutdown.clone(),
@@ -191,6 +196,7 @@ impl Worker {
         let settings = WorkerSettings::from_config(&self.config, setup.namespaces.clone());
         let worker = runtime.spawn(worker::run(
             db.pool.clone(),
+            wakeups,
             self.registry.clone(),
             settings,
             shutdown.clone(),

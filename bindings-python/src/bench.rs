@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use pyo3::prelude::*;
-use tasker::step::{PullHandler, PullQueue};
+use tasker::handler::{PullHandler, PullQueue};
 use tasker_model::step::{Outcome, StepContext};
 use tasker_worker::handler::Handler;
 use tokio_util::sync::CancellationToken;

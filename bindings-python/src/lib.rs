@@ -245,7 +245,7 @@ impl PyStep {
 /// A client over the database: templates, tasks, waiting.
 #[pyclass(frozen, module = "tasker._tasker", name = "Client")]
 struct PyClient {
-    inner: Arc<tasker::Client>,
+    inner: Arc<tasker::DatabaseClient>,
 }
 
 #[pymethods]
@@ -255,7 +255,7 @@ impl PyClient {
     fn new(py: Python<'_>, config: Option<String>, database_url: Option<String>) -> PyResult<Self> {
         let config = load_config(config.as_deref(), database_url.as_deref(), None)?;
         let inner = py
-            .detach(move || tasker::Client::new(&config))
+            .detach(move || tasker::DatabaseClient::new(&config))
             .map_err(to_py)?;
         Ok(PyClient {
             inner: Arc::new(inner),

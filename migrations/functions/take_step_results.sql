@@ -16,7 +16,7 @@
 -- namespace, in one subtransaction:
 --
 --   1. read a batch and parse its successes (plain casts: a message they
---      cannot read raises, and the batch takes the one-by-one path below);
+--      cannot read raises, and the batch is handed back for the one-by-one path);
 --   2. lock the batch's tasks (id order; every writer of a task's steps holds
 --      its task's lock, so the steps need no lock of their own here);
 --   3. record every result, complete the current steps, audit, delete the
@@ -28,10 +28,10 @@
 --      tasks that change through tasker.evaluate_task;
 --   7. answer.
 --
--- Anything raised in 1-6 rolls the subtransaction back, and the batch is read
--- again and applied one result at a time (tasker.parse_success,
--- tasker.process_step_results), so a bad message or a conflict costs only
--- itself. The transitions applied here (enqueued_for_orchestration -> complete,
+-- Anything raised in 1-6 rolls the subtransaction back; the batch is read
+-- again and returned unapplied, and the caller applies it one result at a
+-- time (in Rust: tasker_store::result::take_batch_on), so a bad message or a
+-- conflict costs only itself. The transitions applied here (enqueued_for_orchestration -> complete,
 -- pending -> enqueued) are checked against engine/model/src/state.rs by the
 -- tests rather than on every call. Audit rows are stamped with
 -- clock_timestamp() (see transition_task.sql).
@@ -275,50 +275,16 @@ BEGIN
                                                 ord)) r;
         END IF;
     EXCEPTION WHEN OTHERS THEN
-        -- The one-by-one path: read again (the read above was rolled back
-        -- with the rest), parse each message on its own, apply each result in
-        -- its own subtransaction.
+        -- The set path failed: the batch is read again (the read above was
+        -- rolled back with the rest) and handed back unapplied; the caller
+        -- applies each result on its own (tasker_store::result::take_batch_on,
+        -- through tasker.process_step_results), so a bad message or a
+        -- conflict costs only itself.
         v_rows := NULL;
-        WITH taken AS (
-            UPDATE pgmq.q_orchestration_results m
-               SET last_read_at = clock_timestamp(),
-                   vt = clock_timestamp() + make_interval(secs => p_lease_seconds),
-                   read_ct = m.read_ct + 1
-             WHERE m.msg_id = ANY (ARRAY(
-                       SELECT q.msg_id FROM pgmq.q_orchestration_results q
-                        WHERE q.vt <= clock_timestamp()
-                        ORDER BY q.msg_id LIMIT p_qty
-                          FOR UPDATE SKIP LOCKED))
-            RETURNING m.msg_id, m.read_ct, m.message)
-        SELECT array_agg(t.msg_id ORDER BY t.msg_id), array_agg(t.read_ct ORDER BY t.msg_id),
-               array_agg(t.message ORDER BY t.msg_id)
+        SELECT array_agg(r.msg_id ORDER BY r.msg_id), array_agg(r.read_ct ORDER BY r.msg_id),
+               array_agg(r.message ORDER BY r.msg_id)
           INTO v_ids, v_cts, v_msgs
-          FROM taken t;
-        IF v_ids IS NULL THEN
-            RETURN;
-        END IF;
-        SELECT array_agg(x.msg_id ORDER BY p.task_id, p.step_id, x.msg_id),
-               array_agg(p.task_id ORDER BY p.task_id, p.step_id, x.msg_id),
-               array_agg(p.step_id ORDER BY p.task_id, p.step_id, x.msg_id),
-               array_agg(p.attempt ORDER BY p.task_id, p.step_id, x.msg_id),
-               array_agg(p.result ORDER BY p.task_id, p.step_id, x.msg_id),
-               array_agg(p.worker_id ORDER BY p.task_id, p.step_id, x.msg_id),
-               array_agg(p.started_at ORDER BY p.task_id, p.step_id, x.msg_id),
-               array_agg(p.finished_at ORDER BY p.task_id, p.step_id, x.msg_id)
-          INTO s_ids, s_tasks, s_steps, s_attempts, s_results, s_workers, s_started, s_finished
-          FROM unnest(v_ids, v_msgs) AS x(msg_id, message)
-         CROSS JOIN LATERAL tasker.parse_success(x.message) p
-         WHERE p.task_id IS NOT NULL;
-        IF s_ids IS NOT NULL THEN
-            n := cardinality(s_ids);
-            SELECT array_agg(ROW(c.*)::tasker.applied_result) INTO v_rows
-              FROM tasker.process_step_results(
-                       s_ids, s_tasks, s_steps, s_attempts, array_fill('success'::text, ARRAY[n]),
-                       s_results, array_fill(NULL::jsonb, ARRAY[n]), s_workers, s_started,
-                       s_finished, array_fill('complete'::text, ARRAY[n]),
-                       array_fill('succeeded'::text, ARRAY[n]), array_fill(NULL::text, ARRAY[n]),
-                       array_fill(NULL::timestamptz, ARRAY[n]), p_processor) c;
-        END IF;
+          FROM tasker.read_results(p_lease_seconds, p_qty) r;
     END;
 
     RETURN QUERY

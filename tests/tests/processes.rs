@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tasker_model::state::TaskState;
 use tasker_model::template::Template;
-use tasker_notify::watch::TaskWatcher;
+use tasker_notify::Wakeups;
 use tasker_store as store;
 use tasker_store::template::TemplateCache;
 use tasker_testkit::{eventually, examples_dir, migrated, new_task, register_inline, steps};
@@ -90,17 +90,24 @@ async fn setup(pool: &PgPool, yaml: &str) -> Template {
     register_inline(pool, yaml).await
 }
 
-/// Creates a task of `proc/<name>` through the store.
+/// Creates a task of `proc/<name>` through the store and announces it (the
+/// workers, in other processes, hear a NOTIFY).
 async fn create(
-    pool: &PgPool,
+    wakeups: &Wakeups,
     cache: &TemplateCache,
     name: &str,
     context: serde_json::Value,
 ) -> Uuid {
-    store::task::create(pool, cache, &new_task("proc", name, context), "test")
-        .await
-        .unwrap()
-        .task_id
+    let (created, changed) = store::task::create(
+        wakeups.pool(),
+        cache,
+        &new_task("proc", name, context),
+        "test",
+    )
+    .await
+    .unwrap();
+    wakeups.announce(&changed);
+    created.task_id
 }
 
 /// Waits (up to 20 s) until `step` of `task` is in progress.
@@ -135,13 +142,14 @@ async fn two_orchestrator_and_two_worker_processes_finish_200_diamonds_exactly_o
         Proc::start(&pool, &["worker", "--namespace", "proc"]),
         Proc::start(&pool, &["worker", "--namespace", "proc"]),
     ];
-    let watcher = TaskWatcher::start(&pool).await.unwrap();
+    let wakeups = Wakeups::new(&pool);
+    let watcher = wakeups.watcher().await.unwrap();
     let cache = TemplateCache::default();
     let mut ids = Vec::new();
     for i in 0..200i64 {
         ids.push((
             i,
-            create(&pool, &cache, "diamond", json!({ "value": i % 50 })).await,
+            create(&wakeups, &cache, "diamond", json!({ "value": i % 50 })).await,
         ));
     }
     for (_, id) in &ids {
@@ -205,7 +213,8 @@ async fn a_sigkilled_workers_step_runs_again_after_its_lease(pool: PgPool) {
     let _server = Proc::start(&pool, &["server"]);
     let mut doomed = Proc::start(&pool, &["worker", "--namespace", "proc"]);
     let cache = TemplateCache::default();
-    let task = create(&pool, &cache, "slow", json!({ "value": 1 })).await;
+    let wakeups = Wakeups::new(&pool);
+    let task = create(&wakeups, &cache, "slow", json!({ "value": 1 })).await;
 
     // Wait until the doomed worker runs the sleeping step, then kill it.
     wait_until_running(&pool, task, "nap").await;
@@ -213,7 +222,8 @@ async fn a_sigkilled_workers_step_runs_again_after_its_lease(pool: PgPool) {
     doomed.sigkill();
     let _rescuer = Proc::start(&pool, &["worker", "--namespace", "proc"]);
 
-    let watcher = TaskWatcher::start(&pool).await.unwrap();
+    let wakeups = Wakeups::new(&pool);
+    let watcher = wakeups.watcher().await.unwrap();
     let state = watcher.wait(task, Duration::from_secs(60)).await.unwrap();
     let d = store::task::detail(&pool, task).await.unwrap();
     assert_eq!(state, TaskState::Complete, "{:#?}", d.steps);
@@ -241,7 +251,8 @@ async fn sigterm_lets_a_worker_finish_its_running_step(pool: PgPool) {
     let _server = Proc::start(&pool, &["server"]);
     let mut worker = Proc::start(&pool, &["worker", "--namespace", "proc"]);
     let cache = TemplateCache::default();
-    let task = create(&pool, &cache, "slow", json!({ "value": 1 })).await;
+    let wakeups = Wakeups::new(&pool);
+    let task = create(&wakeups, &cache, "slow", json!({ "value": 1 })).await;
     wait_until_running(&pool, task, "nap").await;
     worker.sigterm(); // graceful: the 2.5 s step is within the 5 s grace
     let d = store::task::detail(&pool, task).await.unwrap();
@@ -265,12 +276,13 @@ async fn linear_in_mode(pool: &PgPool, mode: &str) -> Duration {
     ];
     let _server = Proc::start_with(pool, &["server"], &env);
     let _worker = Proc::start_with(pool, &["worker", "--namespace", "proc"], &env);
-    let watcher = TaskWatcher::start(pool).await.unwrap();
+    let wakeups = Wakeups::new(pool);
+    let watcher = wakeups.watcher().await.unwrap();
     let cache = TemplateCache::default();
     // Let both processes start listening before the task exists.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let started = Instant::now();
-    let task = create(pool, &cache, "linear", json!({ "value": 2 })).await;
+    let task = create(&wakeups, &cache, "linear", json!({ "value": 2 })).await;
     assert_eq!(
         watcher.wait(task, Duration::from_secs(30)).await.unwrap(),
         TaskState::Complete

@@ -11,9 +11,9 @@ use super::common::*;
 use super::{TaskerClient, CLIENTS};
 use crate::error::{AbiError, TaskerStatus};
 use crate::worker::load_config;
-use crate::Client;
+use crate::DatabaseClient;
 
-fn client(c: *const TaskerClient) -> Result<Arc<Client>, AbiError> {
+fn client(c: *const TaskerClient) -> Result<Arc<DatabaseClient>, AbiError> {
     if c.is_null() {
         return Err(AbiError::NullArgument("client"));
     }
@@ -44,7 +44,7 @@ pub unsafe extern "C" fn tasker_client_new(
         // SAFETY: per the function's contract.
         let url = unsafe { opt_str_arg(database_url, "database_url") }?;
         let config = load_config(toml, url)?;
-        let c = Client::new(&config)?;
+        let c = DatabaseClient::new(&config)?;
         let handle = CLIENTS.insert(Arc::new(c));
         // SAFETY: checked above.
         unsafe { write_out(out, pointer_of(handle)) };

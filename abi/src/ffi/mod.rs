@@ -43,7 +43,7 @@ pub struct TaskerClient {
 
 pub(crate) static WORKERS: Table<crate::Worker> = Table::new("TaskerWorker");
 pub(crate) static STEPS: Table<crate::StepHandle> = Table::new("TaskerStep");
-pub(crate) static CLIENTS: Table<crate::Client> = Table::new("TaskerClient");
+pub(crate) static CLIENTS: Table<crate::DatabaseClient> = Table::new("TaskerClient");
 
 #[cfg(test)]
 mod tests;

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::error::TaskerStatus::{self, *};
-use crate::step::{PullHandler, PullQueue, PushHandler};
+use crate::handler::{PullHandler, PullQueue, PushHandler};
 
 fn last_error() -> String {
     // SAFETY: tasker_last_error never returns NULL and is NUL-terminated.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::common::*;
 use super::{TaskerStep, TaskerWorker, STEPS, WORKERS};
 use crate::error::{AbiError, TaskerStatus};
-use crate::step::{PushHandler, TaskerFreeFn, TaskerHandlerFn};
+use crate::handler::{PushHandler, TaskerFreeFn, TaskerHandlerFn};
 use crate::worker::{load_config, Worker};
 
 /// Flag for `tasker_worker_register_handler`: the callback may block (I/O,

@@ -219,11 +219,11 @@ pub async fn requeue(
     ApiPath((queue, msg_id)): ApiPath<(String, i64)>,
 ) -> Result<Json<Requeued>, HttpError> {
     known_queue(&state, &queue).await?;
-    let new_id = dlq::requeue(&state.pool, &queue, msg_id)
-        .await?
-        .ok_or_else(|| {
-            HttpError::not_found(format!("queue '{queue}' has no archived message {msg_id}"))
-        })?;
+    let (new_id, changed) = dlq::requeue(&state.pool, &queue, msg_id).await?;
+    state.wakeups.announce(&changed);
+    let new_id = new_id.ok_or_else(|| {
+        HttpError::not_found(format!("queue '{queue}' has no archived message {msg_id}"))
+    })?;
     Ok(Json(Requeued {
         queue,
         archived_msg_id: msg_id,

@@ -14,7 +14,7 @@ use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
 use tasker::ffi::{self, TaskerStep};
-use tasker::step::{PullHandler, PullQueue, PushHandler};
+use tasker::handler::{PullHandler, PullQueue, PushHandler};
 use tasker_worker::handler::rust::handler_fn;
 use tasker_worker::handler::Handler;
 use tokio_util::sync::CancellationToken;

@@ -14,7 +14,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tasker_config::TaskerConfig;
 use tasker_model::template::Template;
-use tasker_notify::watch::TaskWatcher;
+use tasker_notify::Wakeups;
 use tasker_orchestrator::{self as orchestration, OrchestratorSettings};
 use tasker_store::queue;
 use tasker_store::task::NewTask;
@@ -168,8 +168,12 @@ async fn measure(options: Options, config: TaskerConfig, db: BenchDb) -> anyhow:
     .await?;
 
     let shutdown = db.interrupted.child_token();
+    // One Wakeups for the orchestrator, the worker and the watcher, as in
+    // `tasker server` with a worker.
+    let wakeups = Wakeups::new(&pool);
     let (orch, orch_done) = orchestration::start(
         pool.clone(),
+        wakeups.clone(),
         TemplateCache::default(),
         OrchestratorSettings::from_config(&config),
         shutdown.clone(),
@@ -182,11 +186,12 @@ async fn measure(options: Options, config: TaskerConfig, db: BenchDb) -> anyhow:
     ws.concurrency = (options.batch as usize * 2).max(ws.concurrency);
     let worker = tokio::spawn(tasker_worker::run(
         pool.clone(),
+        wakeups.clone(),
         registry,
         ws,
         shutdown.clone(),
     ));
-    let watcher = TaskWatcher::start(&pool).await?;
+    let watcher = wakeups.watcher().await?;
     let req = |name: &str| NewTask {
         namespace: NAMESPACE.into(),
         name: name.into(),
@@ -385,7 +390,9 @@ async fn creation_rate(pool: &PgPool, n: usize) -> anyhow::Result<f64> {
                     idempotency_key: None,
                 };
                 for _ in 0..n / 4 {
-                    tasker_store::task::create(&pool, &cache, &req, "bench").await?;
+                    // Nobody reads the idle namespace: nothing to announce.
+                    let (_created, _unread) =
+                        tasker_store::task::create(&pool, &cache, &req, "bench").await?;
                 }
                 Ok::<_, anyhow::Error>(())
             })

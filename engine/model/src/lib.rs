@@ -9,6 +9,7 @@
 //! handed; no database, no network, no process-wide state but the metrics
 //! facade and the channel saturation gauges.
 
+pub mod change;
 pub mod channel;
 pub mod state;
 pub mod step;

@@ -1,12 +1,19 @@
 //! tasker-notify: who gets woken when something changes.
 //!
-//! Queue readers wait on [`wake::Wake`]; writers announce what they committed
-//! with [`wake::hint`] and [`wake::task_event`]. Task watchers
-//! ([`watch::TaskWatcher`]) follow task state changes across processes.
+//! One [`Wakeups`] value per process and database is passed to whatever reads
+//! or writes there (no process-wide state). Writers announce what they
+//! committed ([`Wakeups::announce`] of the
+//! [`Changed`](tasker_model::change::Changed) a store write returns); queue
+//! readers wait on a [`wake::Wake`] ([`Wakeups::listen`]); task watchers
+//! ([`watch::TaskWatcher`], from [`Wakeups::watcher`]) follow task state
+//! changes across processes.
 //!
 //! Invariant: nothing here changes tasker's data (its only statements are
 //! LISTEN, NOTIFY and reads); a lost wake-up costs at most one poll interval,
 //! never a step.
 
 pub mod wake;
+mod wakeups;
 pub mod watch;
+
+pub use wakeups::{Wakeups, TASK_EVENTS};

@@ -1,9 +1,10 @@
 //! Waiting for tasks to finish, fed by the `tasker_task_events` NOTIFY channel
 //! (one LISTEN connection per watcher, however many tasks are awaited) and,
-//! for changes made in this process, directly by [`crate::wake::task_event`].
+//! for changes announced through the same [`Wakeups`], directly by
+//! [`Wakeups::task_event`].
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -12,7 +13,8 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::wake::TASK_EVENTS;
+use crate::wakeups::SEEN_AFTER;
+use crate::{Wakeups, TASK_EVENTS};
 use tasker_model::state::TaskState;
 
 #[derive(Deserialize)]
@@ -24,39 +26,15 @@ struct Event {
     origin: Option<String>,
 }
 
-type WaiterMap = HashMap<Uuid, watch::Sender<Option<TaskState>>>;
+pub(crate) type WaiterMap = HashMap<Uuid, watch::Sender<Option<TaskState>>>;
 type Waiters = Arc<Mutex<WaiterMap>>;
-type Watchers = Mutex<HashMap<String, Vec<Weak<Mutex<WaiterMap>>>>>;
-
-/// This process's watchers, by database.
-fn local_watchers() -> &'static Watchers {
-    static L: OnceLock<Watchers> = OnceLock::new();
-    L.get_or_init(Default::default)
-}
 
 /// Tells whoever follows `task_id` here its new state.
-fn deliver(waiters: &Mutex<WaiterMap>, task_id: Uuid, state: TaskState) {
+pub(crate) fn deliver(waiters: &Mutex<WaiterMap>, task_id: Uuid, state: TaskState) {
     if let Ok(m) = waiters.lock() {
         if let Some(tx) = m.get(&task_id) {
             let _ = tx.send(Some(state));
         }
-    }
-}
-
-/// Delivers a task state change made in this process to this process's
-/// watchers of `database`, without the round trip through PostgreSQL.
-pub(crate) fn deliver_locally(database: &str, task_id: Uuid, state: TaskState) {
-    let Ok(mut all) = local_watchers().lock() else {
-        return;
-    };
-    if let Some(watchers) = all.get_mut(database) {
-        watchers.retain(|w| match w.upgrade() {
-            Some(waiters) => {
-                deliver(&waiters, task_id, state);
-                true
-            }
-            None => false,
-        });
     }
 }
 
@@ -72,7 +50,7 @@ fn wake_all(waiters: &Mutex<WaiterMap>) {
 /// Delivers task state changes to whoever waits for them.
 #[derive(Clone)]
 pub struct TaskWatcher {
-    pool: PgPool,
+    wakeups: Wakeups,
     waiters: Waiters,
 }
 
@@ -100,28 +78,27 @@ pub enum WaitError {
 }
 
 impl TaskWatcher {
-    /// Starts listening. The listener task lives until the pool is closed.
-    pub async fn start(pool: &PgPool) -> Result<TaskWatcher, sqlx::Error> {
-        let mut listener = PgListener::connect_with(pool).await?;
+    /// Starts listening ([`Wakeups::watcher`]). The listener task lives until
+    /// the pool is closed.
+    pub(crate) async fn start(wakeups: &Wakeups) -> Result<TaskWatcher, sqlx::Error> {
+        let mut listener = PgListener::connect_with(wakeups.pool()).await?;
         listener.listen(TASK_EVENTS).await?;
         let waiters: Waiters = Arc::default();
-        if let Ok(mut all) = local_watchers().lock() {
-            let here = all.entry(crate::wake::database_of(pool)).or_default();
-            // Only live watchers are kept: the registry never outgrows them.
-            here.retain(|w| w.strong_count() > 0);
-            here.push(Arc::downgrade(&waiters));
-        }
-        marked(&mut listener, &waiters).await;
+        wakeups.add_watcher(&waiters);
+        marked(wakeups, &mut listener, &waiters).await;
         let w = waiters.clone();
+        let wakeups_here = wakeups.clone();
         tokio::spawn(async move {
+            let wakeups = wakeups_here;
             loop {
                 match listener.try_recv().await {
                     Ok(Some(n)) => {
                         let Ok(ev) = serde_json::from_str::<Event>(n.payload()) else {
                             continue;
                         };
-                        // This process's own changes were delivered directly.
-                        if ev.origin.as_deref() == Some(crate::wake::process_token()) {
+                        // Changes announced through our own Wakeups were
+                        // delivered directly.
+                        if ev.origin.as_deref() == Some(wakeups.token()) {
                             continue;
                         }
                         let Ok(state) = ev.state.parse::<TaskState>() else {
@@ -132,7 +109,7 @@ impl TaskWatcher {
                     // Reconnected: wake every waiter so it re-reads the state.
                     Ok(None) => {
                         wake_all(&w);
-                        marked(&mut listener, &w).await;
+                        marked(&wakeups, &mut listener, &w).await;
                     }
                     // The pool was closed: nobody can wait any more. Ending
                     // here drops the LISTEN connection (held until now, it
@@ -143,7 +120,7 @@ impl TaskWatcher {
             }
         });
         Ok(TaskWatcher {
-            pool: pool.clone(),
+            wakeups: wakeups.clone(),
             waiters,
         })
     }
@@ -177,7 +154,7 @@ impl TaskWatcher {
         let result = tokio::time::timeout(timeout, async {
             loop {
                 // Read after subscribing, so a change between the two is not missed.
-                let state = task_state(&self.pool, task_id).await?;
+                let state = task_state(self.wakeups.pool(), task_id).await?;
                 let state: TaskState = state
                     .ok_or(WaitError::NotFound(task_id))?
                     .parse()
@@ -200,7 +177,7 @@ impl TaskWatcher {
         match result {
             Ok(r) => r,
             Err(_) => {
-                let state = task_state(&self.pool, task_id).await?;
+                let state = task_state(self.wakeups.pool(), task_id).await?;
                 Err(WaitError::Timeout {
                     task_id,
                     state: state.unwrap_or_default(),
@@ -214,11 +191,11 @@ impl TaskWatcher {
 /// Marks the watcher's listening session, so other processes announce their
 /// changes to it, and wakes every follower once other processes have seen
 /// the mark: until then they may have announced a change to nobody.
-async fn marked(listener: &mut PgListener, waiters: &Waiters) {
-    crate::wake::mark_listener(listener).await;
+async fn marked(wakeups: &Wakeups, listener: &mut PgListener, waiters: &Waiters) {
+    wakeups.mark_listener(listener).await;
     let waiters = Arc::downgrade(waiters);
     tokio::spawn(async move {
-        tokio::time::sleep(crate::wake::SEEN_AFTER).await;
+        tokio::time::sleep(SEEN_AFTER).await;
         if let Some(w) = waiters.upgrade() {
             wake_all(&w);
         }
@@ -277,12 +254,13 @@ mod tests {
 
     #[sqlx::test(migrations = false)]
     async fn changes_made_here_arrive_directly_and_other_processes_by_notify(pool: PgPool) {
-        let watcher = TaskWatcher::start(&pool).await.unwrap();
+        let wakeups = Wakeups::new(&pool);
+        let watcher = wakeups.watcher().await.unwrap();
         let task = Uuid::now_v7();
         let mut sub = watcher.subscribe(task);
 
-        // Made in this process (no other process listens, so no NOTIFY either).
-        crate::wake::task_event(&pool, task, TaskState::StepsInProcess);
+        // Announced through the same Wakeups (no other listener, so no NOTIFY either).
+        wakeups.task_event(task, TaskState::StepsInProcess);
         assert_eq!(next_state(&mut sub).await, Some(TaskState::StepsInProcess));
 
         // Another process's announcement arrives through the channel.
@@ -290,7 +268,7 @@ mod tests {
         assert_eq!(next_state(&mut sub).await, Some(TaskState::Complete));
 
         // This process's own NOTIFY is skipped: it was delivered directly.
-        announce_as(&pool, crate::wake::process_token(), task, "error").await;
+        announce_as(&pool, wakeups.token(), task, "error").await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert_eq!(*sub.rx.borrow(), Some(TaskState::Complete));
         drop(sub);

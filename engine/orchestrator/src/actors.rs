@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{Command, OrchestratorSettings};
 use tasker_model::channel::{self, Sender};
 use tasker_model::state::TaskState;
+use tasker_notify::Wakeups;
 use tasker_store::db::HeldConnection;
 use tasker_store::queue::{self, RESULTS_QUEUE};
 use tasker_store::result::{Processed, Taken};
@@ -35,6 +36,7 @@ pub(super) struct Actors {
 impl Actors {
     pub fn spawn(
         pool: PgPool,
+        wakeups: Wakeups,
         templates: TemplateCache,
         settings: &OrchestratorSettings,
         commands: Sender<Command>,
@@ -53,19 +55,27 @@ impl Actors {
         let settings = Arc::new(settings.clone());
         tokio::spawn(task_request_actor(
             pool.clone(),
+            wakeups.clone(),
             templates,
             settings.clone(),
             req_rx,
         ));
         tokio::spawn(result_actor(
             pool.clone(),
+            wakeups.clone(),
             settings.clone(),
             res_rx,
             commands,
             finalizer,
             shutdown.clone(),
         ));
-        tokio::spawn(enqueuer_actor(pool.clone(), settings, enq_rx, shutdown));
+        tokio::spawn(enqueuer_actor(
+            pool.clone(),
+            wakeups,
+            settings,
+            enq_rx,
+            shutdown,
+        ));
         tokio::spawn(finalizer_actor(pool, fin_rx));
         Actors {
             task_requests,
@@ -105,6 +115,7 @@ pub(super) async fn route(
 
 async fn task_request_actor(
     pool: PgPool,
+    wakeups: Wakeups,
     templates: TemplateCache,
     settings: Arc<OrchestratorSettings>,
     mut inbox: Receiver<Command>,
@@ -117,9 +128,14 @@ async fn task_request_actor(
                 return;
             };
             let (pool, templates, settings) = (pool.clone(), templates.clone(), settings.clone());
+            let wakeups = wakeups.clone();
             tokio::spawn(async move {
-                let created =
-                    store::task::create(&pool, &templates, &req, &settings.processor_id).await;
+                let created = store::task::create(&pool, &templates, &req, &settings.processor_id)
+                    .await
+                    .map(|(created, changed)| {
+                        wakeups.announce(&changed);
+                        created
+                    });
                 let _ = reply.send(created);
                 drop(permit);
             });
@@ -133,6 +149,7 @@ async fn task_request_actor(
 /// them costs one extra read, not one each.
 async fn result_actor(
     pool: PgPool,
+    wakeups: Wakeups,
     settings: Arc<OrchestratorSettings>,
     mut inbox: Receiver<()>,
     commands: Sender<Command>,
@@ -151,6 +168,7 @@ async fn result_actor(
     for i in 0..RESULT_BATCHES_IN_FLIGHT {
         let batches = BatchLoop {
             pool: pool.clone(),
+            wakeups: wakeups.clone(),
             settings: settings.clone(),
             wake: if i == 0 { ready.clone() } else { help.clone() },
             help: help.clone(),
@@ -173,6 +191,7 @@ async fn result_actor(
 /// helper.
 struct BatchLoop {
     pool: PgPool,
+    wakeups: Wakeups,
     settings: Arc<OrchestratorSettings>,
     /// What wakes this loop: the actor's wake-ups (leader) or `help`.
     wake: Arc<Notify>,
@@ -215,7 +234,10 @@ impl BatchLoop {
                 }
                 .await
                 {
-                    Ok(t) => t,
+                    Ok((taken, changed)) => {
+                        self.wakeups.announce(&changed);
+                        taken
+                    }
                     Err(e) => {
                         conn.release();
                         // Left in the queue: the next wake-up or poll takes them again.
@@ -301,6 +323,7 @@ async fn dead_letter(pool: &PgPool, msg_id: i64) {
 
 async fn enqueuer_actor(
     pool: PgPool,
+    wakeups: Wakeups,
     settings: Arc<OrchestratorSettings>,
     mut inbox: Receiver<Command>,
     shutdown: CancellationToken,
@@ -323,11 +346,13 @@ async fn enqueuer_actor(
                     *by_task.entry(task).or_default() += 1;
                 }
                 for task in by_task.keys() {
-                    if let Err(e) =
-                        store::result::enqueue_due_retries(&pool, *task, &settings.processor_id)
-                            .await
+                    match store::result::enqueue_due_retries(&pool, *task, &settings.processor_id)
+                        .await
                     {
-                        tracing::warn!(task_id = %task, error = %e, "enqueueing due retries failed");
+                        Ok((_, changed)) => wakeups.announce(&changed),
+                        Err(e) => {
+                            tracing::warn!(task_id = %task, error = %e, "enqueueing due retries failed")
+                        }
                     }
                 }
             }
@@ -348,7 +373,7 @@ async fn enqueuer_actor(
                     .await
                     .unwrap_or_default();
                 for task in stale {
-                    if let Err(e) = store::recovery::recover(
+                    match store::recovery::recover(
                         &pool,
                         task,
                         settings.stale_action,
@@ -356,7 +381,10 @@ async fn enqueuer_actor(
                     )
                     .await
                     {
-                        tracing::warn!(task_id = %task, error = %e, "re-evaluating a stale task failed");
+                        Ok((_, changed)) => wakeups.announce(&changed),
+                        Err(e) => {
+                            tracing::warn!(task_id = %task, error = %e, "re-evaluating a stale task failed")
+                        }
                     }
                 }
             }

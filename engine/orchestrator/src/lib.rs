@@ -34,6 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tasker_config::{ChannelConfig, StaleTaskAction, TaskerConfig};
 use tasker_model::channel;
 use tasker_notify::wake::{Mode, Wake};
+use tasker_notify::Wakeups;
 use tasker_store::queue::{self, RESULTS_QUEUE};
 use tasker_store::task::{Created, NewTask};
 use tasker_store::template::TemplateCache;
@@ -113,8 +114,13 @@ impl Orchestrator {
 
 /// Starts an orchestrator's actors, its results listener and its sweeps; they
 /// stop when `shutdown` fires. The returned join handle ends when all have.
+///
+/// `wakeups` is this process's [`Wakeups`] on `pool`'s database: the results
+/// listener waits on it and every change the orchestrator commits is
+/// announced through it.
 pub async fn start(
     pool: PgPool,
+    wakeups: Wakeups,
     templates: TemplateCache,
     settings: OrchestratorSettings,
     shutdown: CancellationToken,
@@ -129,17 +135,18 @@ pub async fn start(
         settings.channels.command_buffer,
         warn,
     );
-    let wake = Wake::start(
-        &pool,
-        RESULTS_QUEUE,
-        settings.mode,
-        settings.poll_interval,
-        shutdown.clone(),
-    )
-    .await
-    .map_err(queue::QueueError::Sql)?;
+    let wake = wakeups
+        .listen(
+            RESULTS_QUEUE,
+            settings.mode,
+            settings.poll_interval,
+            shutdown.clone(),
+        )
+        .await
+        .map_err(queue::QueueError::Sql)?;
     let actors = actors::Actors::spawn(
         pool.clone(),
+        wakeups.clone(),
         templates,
         &settings,
         cmd_tx.clone(),

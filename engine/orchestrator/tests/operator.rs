@@ -46,17 +46,18 @@ async fn start(pool: &PgPool, registry: HandlerRegistry) -> Stack {
         .await
 }
 
-/// Creates a task through the store only (no orchestrator, no worker).
+/// Creates a task through the store only (no orchestrator, no worker, so
+/// nobody to announce it to).
 async fn create_direct(pool: &PgPool, name: &str) -> Uuid {
-    task::create(
+    let (created, _changed) = task::create(
         pool,
         &TemplateCache::default(),
         &new_task("demo", name, json!({})),
         "test",
     )
     .await
-    .unwrap()
-    .task_id
+    .unwrap();
+    created.task_id
 }
 
 async fn task_path(pool: &PgPool, task_id: Uuid) -> Vec<String> {
@@ -172,10 +173,10 @@ async fn cancel_while_running_stops_handler_and_records_stale_result(pool: PgPoo
     .await;
     assert!(running, "slow never started");
 
-    assert_eq!(
-        operator::cancel_task(&pool, id, OPERATOR).await.unwrap(),
-        TaskState::Cancelled
-    );
+    let (cancelled, changed) = operator::cancel_task(&pool, id, OPERATOR).await.unwrap();
+    h.wakeups().announce(&changed);
+    assert_eq!(cancelled, TaskState::Cancelled);
+    assert_eq!(changed.tasks, vec![(id, TaskState::Cancelled)]);
     let cancelled_at = Instant::now();
     assert_eq!(task_state(&pool, id).await, "cancelled");
     let steps = h.steps(id).await;
@@ -285,10 +286,16 @@ async fn manual_retry_of_failed_step_completes_task(pool: PgPool) {
     assert!(is_refused(&err), "{err:?}");
     assert_eq!(task_state(&pool, id).await, "blocked_by_failures");
 
-    let next = operator::retry_step(&pool, id, steps["second"].id, OPERATOR)
+    let (next, changed) = operator::retry_step(&pool, id, steps["second"].id, OPERATOR)
         .await
         .unwrap();
+    h.wakeups().announce(&changed);
     assert_eq!(next, TaskState::StepsInProcess);
+    assert_eq!(
+        changed.queues,
+        vec![queue::step_queue("demo").unwrap()],
+        "the retried step was enqueued"
+    );
     assert_eq!(h.wait(id).await, TaskState::Complete);
 
     let steps = h.steps(id).await;
@@ -372,9 +379,10 @@ async fn blocked_diamond(pool: &PgPool) -> (Stack, Uuid, BTreeMap<String, StepRo
 #[sqlx::test(migrations = false)]
 async fn resolving_a_failed_step_lets_children_run(pool: PgPool) {
     let (h, id, steps) = blocked_diamond(&pool).await;
-    let next = operator::finish_step(&pool, id, steps["left"].id, None, OPERATOR)
+    let (next, changed) = operator::finish_step(&pool, id, steps["left"].id, None, OPERATOR)
         .await
         .unwrap();
+    h.wakeups().announce(&changed);
     assert_eq!(next, TaskState::StepsInProcess);
     assert_eq!(h.wait(id).await, TaskState::Complete);
 
@@ -400,7 +408,7 @@ async fn resolving_a_failed_step_lets_children_run(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn completing_a_failed_step_with_a_result_feeds_children(pool: PgPool) {
     let (h, id, steps) = blocked_diamond(&pool).await;
-    let next = operator::finish_step(
+    let (next, changed) = operator::finish_step(
         &pool,
         id,
         steps["left"].id,
@@ -409,6 +417,7 @@ async fn completing_a_failed_step_with_a_result_feeds_children(pool: PgPool) {
     )
     .await
     .unwrap();
+    h.wakeups().announce(&changed);
     assert_eq!(next, TaskState::StepsInProcess);
     assert_eq!(h.wait(id).await, TaskState::Complete);
 
@@ -432,10 +441,9 @@ async fn completing_a_failed_step_with_a_result_feeds_children(pool: PgPool) {
 #[sqlx::test(migrations = false)]
 async fn resolving_a_blocked_task_cancels_unfinished_steps(pool: PgPool) {
     let (h, id, _) = blocked_diamond(&pool).await;
-    assert_eq!(
-        operator::resolve_task(&pool, id, OPERATOR).await.unwrap(),
-        TaskState::ResolvedManually
-    );
+    let (resolved, changed) = operator::resolve_task(&pool, id, OPERATOR).await.unwrap();
+    h.wakeups().announce(&changed);
+    assert_eq!(resolved, TaskState::ResolvedManually);
     assert_eq!(task_state(&pool, id).await, "resolved_manually");
     let steps = h.steps(id).await;
     assert_eq!(steps["start"].state, "complete");
@@ -490,7 +498,7 @@ async fn result_of_a_non_current_attempt_is_stale(pool: PgPool) {
         started_at: now,
         finished_at: now,
     };
-    store_step::report(&pool, &q, claimed[0].msg_id, &current, "w1")
+    let _changed = store_step::report(&pool, &q, claimed[0].msg_id, &current, "w1")
         .await
         .unwrap();
     assert_eq!(
@@ -520,7 +528,7 @@ async fn result_of_a_non_current_attempt_is_stale(pool: PgPool) {
         step_transition_count(&pool, id).await,
     );
 
-    let processed = result::process(&pool, stale_msg, &stale, "orch")
+    let (processed, _changed) = result::process(&pool, stale_msg, &stale, "orch")
         .await
         .unwrap();
     assert_eq!(processed, Processed::Stale);
@@ -550,7 +558,7 @@ async fn result_of_a_non_current_attempt_is_stale(pool: PgPool) {
     assert_eq!(batch.len(), 1);
     let msg: StepResultMessage = serde_json::from_value(batch[0].message.clone()).unwrap();
     assert_eq!(msg, current);
-    let processed = result::process(&pool, batch[0].msg_id, &msg, "orch")
+    let (processed, _changed) = result::process(&pool, batch[0].msg_id, &msg, "orch")
         .await
         .unwrap();
     assert_eq!(
@@ -561,7 +569,7 @@ async fn result_of_a_non_current_attempt_is_stale(pool: PgPool) {
         }
     );
     // A duplicate delivery of that same result is stale too.
-    let again = result::process(&pool, batch[0].msg_id, &msg, "orch")
+    let (again, _changed) = result::process(&pool, batch[0].msg_id, &msg, "orch")
         .await
         .unwrap();
     assert_eq!(again, Processed::Stale);
@@ -626,10 +634,11 @@ async fn stale_task_is_reevaluated_or_failed(pool: PgPool) {
     assert_eq!(stale, both);
 
     // Re-evaluation re-sends the root step's message.
-    let next = recovery::recover(&pool, first, StaleTaskAction::Reevaluate, "orch")
+    let (next, changed) = recovery::recover(&pool, first, StaleTaskAction::Reevaluate, "orch")
         .await
         .unwrap();
     assert_eq!(next, TaskState::StepsInProcess);
+    assert_eq!(changed.queues, vec![q.clone()], "the root was sent again");
     assert_eq!(queue_len(&pool, &q).await, 1);
     let body: Value = sqlx::query_scalar(&format!("SELECT message FROM pgmq.q_{q}"))
         .fetch_one(&pool)
@@ -650,13 +659,14 @@ async fn stale_task_is_reevaluated_or_failed(pool: PgPool) {
         "a recovered task is fresh again"
     );
     // Re-evaluating again does not send a second message.
-    recovery::recover(&pool, first, StaleTaskAction::Reevaluate, "orch")
+    let (_, changed) = recovery::recover(&pool, first, StaleTaskAction::Reevaluate, "orch")
         .await
         .unwrap();
+    assert!(changed.queues.is_empty(), "{changed:?}");
     assert_eq!(queue_len(&pool, &q).await, 1);
 
     // The `error` action fails the task instead.
-    let next = recovery::recover(&pool, second, StaleTaskAction::Error, "orch")
+    let (next, _changed) = recovery::recover(&pool, second, StaleTaskAction::Error, "orch")
         .await
         .unwrap();
     assert_eq!(next, TaskState::Error);
@@ -672,10 +682,9 @@ async fn stale_task_is_reevaluated_or_failed(pool: PgPool) {
         .unwrap()
         .is_empty());
     // A finished task is left alone.
-    assert_eq!(
+    let (left_alone, _changed) =
         recovery::recover(&pool, second, StaleTaskAction::Reevaluate, "orch")
             .await
-            .unwrap(),
-        TaskState::Error
-    );
+            .unwrap();
+    assert_eq!(left_alone, TaskState::Error);
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use super::StoreError;
+use tasker_model::change::Changed;
 
 /// One archived message.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -67,8 +68,12 @@ pub async fn list(
 
 /// Sends archived message `msg_id` back to `queue` and deletes it from the
 /// archive, in one transaction. Returns the new message id, or `None` when
-/// the archive holds no such message.
-pub async fn requeue(pool: &PgPool, queue: &str, msg_id: i64) -> Result<Option<i64>, StoreError> {
+/// the archive holds no such message; and what changed.
+pub async fn requeue(
+    pool: &PgPool,
+    queue: &str,
+    msg_id: i64,
+) -> Result<(Option<i64>, Changed), StoreError> {
     let q = checked(queue)?;
     let mut tx = pool.begin().await?;
     let body: Option<Value> = sqlx::query_scalar(&format!(
@@ -78,10 +83,9 @@ pub async fn requeue(pool: &PgPool, queue: &str, msg_id: i64) -> Result<Option<i
     .fetch_optional(&mut *tx)
     .await?;
     let Some(body) = body else {
-        return Ok(None);
+        return Ok((None, Changed::none()));
     };
     let new_id = crate::queue::send(&mut tx, q, &body).await?;
     tx.commit().await?;
-    tasker_notify::wake::hint(pool, q);
-    Ok(Some(new_id))
+    Ok((Some(new_id), Changed::queue(q)))
 }

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use super::StoreError;
 use crate::queue;
+use tasker_model::change::Changed;
 use tasker_model::state::{StepState, TaskState};
 
 /// Locks the task row for the rest of the transaction and returns its state and
@@ -90,24 +91,25 @@ pub(crate) async fn settle_open_steps(
     Ok(n.rows_affected())
 }
 
-/// After a commit: wakes the namespace's workers when steps were enqueued and
-/// announces the task's new state when it changed.
-pub(crate) fn announce(
-    pool: &sqlx::PgPool,
+/// What a committed change of one task means for others: the namespace's
+/// queue when steps were enqueued, the task's new state when it changed.
+pub(crate) fn changed(
     namespace: &str,
     task_id: Uuid,
     before: TaskState,
     after: TaskState,
     enqueued: bool,
-) {
+) -> Changed {
+    let mut changed = Changed::none();
     if enqueued {
         if let Ok(q) = queue::step_queue(namespace) {
-            tasker_notify::wake::hint(pool, &q);
+            changed = changed.with_queue(q);
         }
     }
     if after != before {
-        tasker_notify::wake::task_event(pool, task_id, after);
+        changed = changed.with_task(task_id, after);
     }
+    changed
 }
 
 /// Re-decides the task's state from its steps (`tasker.evaluate_task`:

@@ -3,9 +3,10 @@
 //! statement that reads or writes tasker's tables.
 //!
 //! Invariants: SQL lives here and nowhere else; every multi-row change is one
-//! transaction, and a state change commits with the messages it causes.
-//! Wake-ups ([`tasker_notify::wake`]) go out only after the commit they
-//! announce.
+//! transaction, and a state change commits with the messages it causes. The
+//! store never wakes anyone: a write that sent messages or moved a task
+//! returns a [`Changed`](tasker_model::change::Changed) saying so, and the
+//! caller announces it after the commit (`tasker_notify::Wakeups::announce`).
 
 pub mod analytics;
 pub mod api_key;

@@ -6,10 +6,11 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task, settle_open_steps};
+use super::evaluate::{changed, enqueue_steps, evaluate_task, lock_task, settle_open_steps};
 use super::result::release_children;
 use super::transition::{self, Cause};
 use super::StoreError;
+use tasker_model::change::Changed;
 use tasker_model::state::{StepState, TaskState, TransitionError};
 
 /// Who acts and why, for the audit trail.
@@ -25,7 +26,7 @@ pub async fn cancel_task(
     pool: &PgPool,
     task_id: Uuid,
     actor: Actor<'_>,
-) -> Result<TaskState, StoreError> {
+) -> Result<(TaskState, Changed), StoreError> {
     end_task(
         pool,
         task_id,
@@ -42,7 +43,7 @@ pub async fn resolve_task(
     pool: &PgPool,
     task_id: Uuid,
     actor: Actor<'_>,
-) -> Result<TaskState, StoreError> {
+) -> Result<(TaskState, Changed), StoreError> {
     end_task(
         pool,
         task_id,
@@ -61,7 +62,7 @@ async fn end_task(
     to: TaskState,
     (task_event, step_event): (&str, &str),
     actor: Actor<'_>,
-) -> Result<TaskState, StoreError> {
+) -> Result<(TaskState, Changed), StoreError> {
     let mut tx = pool.begin().await?;
     let (state, namespace) = lock_task(&mut tx, task_id).await?;
     let cause = Cause {
@@ -80,8 +81,7 @@ async fn end_task(
     )
     .await?;
     tx.commit().await?;
-    announce(pool, &namespace, task_id, state, to, false);
-    Ok(to)
+    Ok((to, changed(&namespace, task_id, state, to, false)))
 }
 
 async fn lock_step(
@@ -119,7 +119,7 @@ pub async fn retry_step(
     task_id: Uuid,
     step_id: Uuid,
     actor: Actor<'_>,
-) -> Result<TaskState, StoreError> {
+) -> Result<(TaskState, Changed), StoreError> {
     let mut tx = pool.begin().await?;
     let (task_state, namespace) = lock_task(&mut tx, task_id).await?;
     refuse_if_finished(task_id, task_state)?;
@@ -148,8 +148,7 @@ pub async fn retry_step(
     .await?;
     let next = evaluate_task(&mut tx, task_id, task_state, actor.processor_id).await?;
     tx.commit().await?;
-    announce(pool, &namespace, task_id, task_state, next, true);
-    Ok(next)
+    Ok((next, changed(&namespace, task_id, task_state, next, true)))
 }
 
 /// Resolves a step manually (`resolved_manually`, which satisfies its
@@ -161,7 +160,7 @@ pub async fn finish_step(
     step_id: Uuid,
     result: Option<Value>,
     actor: Actor<'_>,
-) -> Result<TaskState, StoreError> {
+) -> Result<(TaskState, Changed), StoreError> {
     let mut tx = pool.begin().await?;
     let (task_state, namespace) = lock_task(&mut tx, task_id).await?;
     refuse_if_finished(task_id, task_state)?;
@@ -201,6 +200,5 @@ pub async fn finish_step(
     .await?;
     let next = evaluate_task(&mut tx, task_id, task_state, actor.processor_id).await?;
     tx.commit().await?;
-    announce(pool, &namespace, task_id, task_state, next, n > 0);
-    Ok(next)
+    Ok((next, changed(&namespace, task_id, task_state, next, n > 0)))
 }

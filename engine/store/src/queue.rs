@@ -53,8 +53,6 @@ pub fn table(queue: &str) -> Result<String, QueueError> {
     Ok(format!("pgmq.q_{queue}"))
 }
 
-pub use tasker_notify::wake::notify_channel;
-
 /// A message as read from a queue.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Message {

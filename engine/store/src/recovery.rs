@@ -7,11 +7,12 @@ use std::time::Duration;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task, settle_open_steps};
+use super::evaluate::{changed, enqueue_steps, evaluate_task, lock_task, settle_open_steps};
 use super::transition::{self, Cause};
 use super::StoreError;
 use crate::queue;
 use tasker_config::StaleTaskAction;
+use tasker_model::change::Changed;
 use tasker_model::state::{sql_list, StepState, TaskState};
 
 /// Non-terminal tasks whose task row and steps have not changed for `older_than`.
@@ -55,11 +56,11 @@ pub async fn recover(
     task_id: Uuid,
     action: StaleTaskAction,
     processor_id: &str,
-) -> Result<TaskState, StoreError> {
+) -> Result<(TaskState, Changed), StoreError> {
     let mut tx = pool.begin().await?;
     let (state, namespace) = lock_task(&mut tx, task_id).await?;
     if state.is_terminal() {
-        return Ok(state);
+        return Ok((state, Changed::none()));
     }
     if action == StaleTaskAction::Error {
         let reason = "no progress within orchestration.stale_task_after_seconds";
@@ -85,8 +86,8 @@ pub async fn recover(
         )
         .await?;
         tx.commit().await?;
-        announce(pool, &namespace, task_id, state, TaskState::Error, false);
-        return Ok(TaskState::Error);
+        let changed = changed(&namespace, task_id, state, TaskState::Error, false);
+        return Ok((TaskState::Error, changed));
     }
     let ready: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM tasker.steps WHERE task_id = $1 AND state = 'pending' AND pending_parents = 0",
@@ -129,8 +130,7 @@ pub async fn recover(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    announce(
-        pool,
+    let changed = changed(
         &namespace,
         task_id,
         state,
@@ -140,5 +140,5 @@ pub async fn recover(
     if !ready.is_empty() || !orphaned.is_empty() {
         tracing::warn!(%task_id, ready = ready.len(), resent = orphaned.len(), "recovered a stale task");
     }
-    Ok(next)
+    Ok((next, changed))
 }

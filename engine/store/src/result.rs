@@ -12,9 +12,10 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::evaluate::{announce, enqueue_steps, evaluate_task, lock_task};
+use super::evaluate::{changed, enqueue_steps, evaluate_task, lock_task};
 use super::StoreError;
 use crate::queue;
+use tasker_model::change::Changed;
 use tasker_model::state::{StepState, TaskState};
 use tasker_model::step::{Outcome, StepResultMessage};
 use tasker_model::template::RetryPolicy;
@@ -52,17 +53,18 @@ pub async fn process(
     msg_id: i64,
     msg: &StepResultMessage,
     processor_id: &str,
-) -> Result<Processed, StoreError> {
+) -> Result<(Processed, Changed), StoreError> {
     let batch = [(msg_id, msg.clone())];
-    process_batch(pool, &batch, processor_id)
-        .await?
+    let (mut outcomes, changed) = process_batch(pool, &batch, processor_id).await?;
+    let processed = outcomes
         .pop()
-        .unwrap_or(Err(StoreError::StepNotFound(msg.step_id)))
+        .unwrap_or(Err(StoreError::StepNotFound(msg.step_id)))?;
+    Ok((processed, changed))
 }
 
 /// Processes result messages (`(msg_id, message)` as read from
 /// [`queue::RESULTS_QUEUE`]) in one round trip and one commit:
-/// `tasker.process_step_results` (migration 5) runs, for each result in its
+/// `tasker.process_step_results` (`migrations/functions/`) runs, for each result in its
 /// own subtransaction, `tasker.process_step_result`: lock the task and step,
 /// check that this attempt is still the current one, apply the decision made
 /// here (or record the result as stale). Results are passed sorted by task and
@@ -72,12 +74,13 @@ pub async fn process(
 /// never changes after creation, so it is read beforehand, without a lock.
 /// Returns one outcome per input, in input order: a result whose processing
 /// failed was rolled back alone (`ResultRolledBack`; its message stays in the
-/// queue and comes back after its lease), an unknown step is `StepNotFound`.
+/// queue and comes back after its lease), an unknown step is `StepNotFound`;
+/// and what the batch changed.
 pub async fn process_batch(
     pool: &PgPool,
     results: &[(i64, StepResultMessage)],
     processor_id: &str,
-) -> Result<Vec<Result<Processed, StoreError>>, StoreError> {
+) -> Result<(Vec<Result<Processed, StoreError>>, Changed), StoreError> {
     let failed: Vec<Uuid> = results
         .iter()
         .filter(|(_, m)| matches!(m.outcome, Outcome::Failure(_)))
@@ -110,18 +113,20 @@ pub async fn process_batch(
         }
     }
     decided.sort_by_key(|(i, _)| (results[*i].1.task_id, results[*i].1.step_id));
+    let mut all = Changed::none();
     if !decided.is_empty() {
         let rows = apply(pool, results, &decided, processor_id).await?;
         for ((i, decision), row) in decided.iter().zip(rows) {
             let msg = &results[*i].1;
-            out[*i] = Some(processed(pool, msg, decision, row));
+            out[*i] = Some(processed(msg, decision, row, &mut all));
         }
     }
-    Ok(out
+    let out = out
         .into_iter()
         .zip(results)
         .map(|(o, (_, m))| o.unwrap_or(Err(StoreError::StepNotFound(m.step_id))))
-        .collect())
+        .collect();
+    Ok((out, all))
 }
 
 /// One call of `tasker.process_step_results` for the decided results, in the
@@ -238,12 +243,12 @@ impl ApplyArrays {
     }
 }
 
-/// What one result did, from its row; announces the task's change.
+/// What one result did, from its row; adds what it changed to `all`.
 fn processed(
-    pool: &PgPool,
     msg: &StepResultMessage,
     decision: &Decision,
     row: ProcessRow,
+    all: &mut Changed,
 ) -> Result<Processed, StoreError> {
     if let Some(reason) = row.error {
         return Err(StoreError::ResultRolledBack {
@@ -263,7 +268,13 @@ fn processed(
     let before: TaskState = before.parse()?;
     let after: TaskState = after.parse()?;
     let enqueued = row.enqueued.unwrap_or(0);
-    announce(pool, &namespace, msg.task_id, before, after, enqueued > 0);
+    all.merge(changed(
+        &namespace,
+        msg.task_id,
+        before,
+        after,
+        enqueued > 0,
+    ));
     if !current {
         tracing::info!(
             step_id = %msg.step_id,
@@ -374,32 +385,43 @@ pub enum Taken {
     Unreadable { msg_id: i64, error: String },
 }
 
+impl Taken {
+    /// The message's id in the results queue.
+    pub fn msg_id(&self) -> i64 {
+        match self {
+            Taken::Result { msg_id, .. } | Taken::Unreadable { msg_id, .. } => *msg_id,
+        }
+    }
+}
+
 /// Reads up to `qty` results from [`queue::RESULTS_QUEUE`] and processes them:
 /// the orchestrator's one call per batch. `tasker.take_step_results`
-/// (migration 6) reads the batch and applies every success in the same
-/// statement and commit, as a set; the failures it hands back are decided
-/// here (they need the step's retry policy) and applied by [`process_batch`]
-/// in a second statement. Returns every message read, in queue order; an
-/// empty vector when the queue had nothing visible.
+/// (`migrations/functions/take_step_results.sql`) reads the batch and applies
+/// every success in the same statement and commit, as a set; what it hands
+/// back unapplied (failures, which need the step's retry policy, or the whole
+/// batch when the set path failed) is decided here and applied by
+/// [`process_batch`], one result per subtransaction, in a second statement.
+/// Returns every message read, in queue order (an empty vector when the queue
+/// had nothing visible), and what the batch changed.
 pub async fn take_batch(
     pool: &PgPool,
     lease_seconds: i32,
     qty: i32,
     processor_id: &str,
-) -> Result<Vec<Taken>, StoreError> {
+) -> Result<(Vec<Taken>, Changed), StoreError> {
     let mut conn = pool.acquire().await?;
     take_batch_on(pool, &mut conn, lease_seconds, qty, processor_id).await
 }
 
 /// [`take_batch`] with its statement on `conn` (a connection the caller keeps
-/// between batches); failures and hints still use `pool`.
+/// between batches); what the set path left still uses `pool`.
 pub async fn take_batch_on(
     pool: &PgPool,
     conn: &mut sqlx::PgConnection,
     lease_seconds: i32,
     qty: i32,
     processor_id: &str,
-) -> Result<Vec<Taken>, StoreError> {
+) -> Result<(Vec<Taken>, Changed), StoreError> {
     let rows: Vec<TakenRow> = sqlx::query_as(
         "SELECT msg_id, message, applied, step_found, is_current, namespace, step_state,
                 step_attempts, task_before, task_state, enqueued, error
@@ -411,6 +433,7 @@ pub async fn take_batch_on(
     .fetch_all(&mut *conn)
     .await?;
     let mut out = Vec::with_capacity(rows.len());
+    let mut all = Changed::none();
     let mut left = Vec::new();
     for row in rows {
         let msg_id = row.msg_id;
@@ -433,7 +456,7 @@ pub async fn take_batch_on(
             left.push((msg_id, msg));
             continue;
         }
-        let outcome = processed(pool, &msg, &Decision::success(), row.process);
+        let outcome = processed(&msg, &Decision::success(), row.process, &mut all);
         out.push(Taken::Result {
             msg_id,
             msg: Box::new(msg),
@@ -442,7 +465,10 @@ pub async fn take_batch_on(
     }
     if !left.is_empty() {
         let outcomes = match process_batch(pool, &left, processor_id).await {
-            Ok(o) => o,
+            Ok((o, changed)) => {
+                all.merge(changed);
+                o
+            }
             // The successes above are committed; these stay in the queue.
             Err(e) => {
                 let reason = e.to_string();
@@ -463,8 +489,10 @@ pub async fn take_batch_on(
                 outcome,
             });
         }
+        // What was applied one by one goes back in its place.
+        out.sort_by_key(Taken::msg_id);
     }
-    Ok(out)
+    Ok((out, all))
 }
 
 /// One row of `tasker.take_step_results`.
@@ -523,12 +551,12 @@ pub async fn enqueue_due_retries(
     pool: &PgPool,
     task_id: Uuid,
     processor_id: &str,
-) -> Result<usize, StoreError> {
+) -> Result<(usize, Changed), StoreError> {
     let mut tx = pool.begin().await?;
     let (task_state, namespace) = lock_task(&mut tx, task_id).await?;
     if task_state.is_terminal() {
         tx.rollback().await?;
-        return Ok(0);
+        return Ok((0, Changed::none()));
     }
     let due: Vec<Uuid> = sqlx::query_scalar(
         "SELECT id FROM tasker.steps WHERE task_id = $1 AND state = 'waiting_for_retry' AND next_retry_at <= now()",
@@ -547,6 +575,5 @@ pub async fn enqueue_due_retries(
     .await?;
     let after = evaluate_task(&mut tx, task_id, task_state, processor_id).await?;
     tx.commit().await?;
-    announce(pool, &namespace, task_id, task_state, after, n > 0);
-    Ok(n)
+    Ok((n, changed(&namespace, task_id, task_state, after, n > 0)))
 }

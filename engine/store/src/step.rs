@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::task::StepRow;
 use super::StoreError;
 use crate::queue::RESULTS_QUEUE;
+use tasker_model::change::Changed;
 use tasker_model::state::TaskState;
 use tasker_model::step::{StepContext, StepResultMessage};
 
@@ -163,7 +164,7 @@ pub async fn report(
     msg_id: i64,
     result: &StepResultMessage,
     processor_id: &str,
-) -> Result<(), StoreError> {
+) -> Result<Changed, StoreError> {
     report_batch(pool, queue, &[(msg_id, result.clone())], processor_id).await
 }
 
@@ -176,22 +177,21 @@ pub async fn report_batch(
     queue: &str,
     outcomes: &[(i64, StepResultMessage)],
     processor_id: &str,
-) -> Result<(), StoreError> {
+) -> Result<Changed, StoreError> {
     let mut conn = pool.acquire().await?;
-    report_batch_on(pool, &mut conn, queue, outcomes, processor_id).await
+    report_batch_on(&mut conn, queue, outcomes, processor_id).await
 }
 
 /// [`report_batch`] with its statement on `conn` (a connection the caller
-/// keeps between reports); the wake-up hint uses `pool`.
+/// keeps between reports).
 pub async fn report_batch_on(
-    pool: &PgPool,
     conn: &mut sqlx::PgConnection,
     queue: &str,
     outcomes: &[(i64, StepResultMessage)],
     processor_id: &str,
-) -> Result<(), StoreError> {
+) -> Result<Changed, StoreError> {
     if outcomes.is_empty() {
-        return Ok(());
+        return Ok(Changed::none());
     }
     let mut msg_ids = Vec::with_capacity(outcomes.len());
     let mut step_ids = Vec::with_capacity(outcomes.len());
@@ -203,8 +203,8 @@ pub async fn report_batch_on(
         attempts.push(r.attempt as i32);
         bodies.push(serde_json::to_value(r).map_err(|e| StoreError::Corrupt(e.to_string()))?);
     }
-    // PGMQ's send and delete, on its tables directly (see migration 2): one
-    // statement, prepared once per queue.
+    // PGMQ's send and delete, on its tables directly: one statement,
+    // prepared once per queue.
     let sql = format!(
         "WITH input AS (
              SELECT * FROM unnest($1::uuid[], $2::int[], $3::jsonb[], $4::bigint[])
@@ -238,8 +238,7 @@ pub async fn report_batch_on(
         .bind(processor_id)
         .execute(&mut *conn)
         .await?;
-    tasker_notify::wake::hint(pool, RESULTS_QUEUE);
-    Ok(())
+    Ok(Changed::queue(RESULTS_QUEUE))
 }
 
 /// Deletes a step message whose step cannot run (already finished elsewhere).

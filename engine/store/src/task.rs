@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::template::TemplateCache;
 use super::StoreError;
 use crate::queue::{self, StepMessage};
+use tasker_model::change::Changed;
 use tasker_model::state::StepState;
 
 /// A request to create a task.
@@ -54,13 +55,14 @@ pub struct Created {
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
-/// Creates a task from a registered template, as described in the module docs.
+/// Creates a task from a registered template, as described in the module docs;
+/// returns it and what changed (its root steps' queue).
 pub async fn create(
     pool: &PgPool,
     templates: &TemplateCache,
     req: &NewTask,
     processor_id: &str,
-) -> Result<Created, StoreError> {
+) -> Result<(Created, Changed), StoreError> {
     if let Some(key) = &req.idempotency_key {
         if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY {
             return Err(StoreError::InvalidRequest {
@@ -243,16 +245,17 @@ pub async fn create(
         .bind(&req.idempotency_key)
         .fetch_one(pool)
         .await?;
-        return Ok(Created {
+        let created = Created {
             task_id: existing,
             created: false,
-        });
+        };
+        return Ok((created, Changed::none()));
     }
-    tasker_notify::wake::hint(pool, &queue_name);
-    Ok(Created {
+    let created = Created {
         task_id,
         created: true,
-    })
+    };
+    Ok((created, Changed::queue(queue_name)))
 }
 
 /// A task row.

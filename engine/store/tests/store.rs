@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+use tasker_model::change::Changed;
 use tasker_model::state::{StepState, TaskState, TransitionError};
 use tasker_model::step::{Outcome, StepResultMessage};
 use tasker_store::queue::{self, StepMessage, RESULTS_QUEUE};
@@ -29,10 +30,15 @@ const PROCESSOR: &str = "test-processor";
 async fn create_diamond(pool: &PgPool) -> Uuid {
     register_example(pool, "diamond").await;
     let req = new_task("demo", "diamond", json!({"value": 3}));
-    let created = task::create(pool, &TemplateCache::default(), &req, PROCESSOR)
+    let (created, changed) = task::create(pool, &TemplateCache::default(), &req, PROCESSOR)
         .await
         .unwrap();
     assert!(created.created);
+    assert_eq!(
+        changed.queues,
+        vec![STEP_QUEUE.to_string()],
+        "creation names the namespace's step queue, where the root went"
+    );
     created.task_id
 }
 
@@ -594,10 +600,14 @@ async fn same_idempotency_key_returns_the_first_task(pool: PgPool) {
     let mut req = new_task("demo", "diamond", json!({"value": 3}));
     req.idempotency_key = Some("order-42".into());
 
-    let first = task::create(&pool, &cache, &req, PROCESSOR).await.unwrap();
-    let second = task::create(&pool, &cache, &req, PROCESSOR).await.unwrap();
+    let (first, _changed) = task::create(&pool, &cache, &req, PROCESSOR).await.unwrap();
+    let (second, second_changed) = task::create(&pool, &cache, &req, PROCESSOR).await.unwrap();
     assert!(first.created);
     assert!(!second.created);
+    assert!(
+        second_changed.is_empty(),
+        "a repeated request sends nothing: {second_changed:?}"
+    );
     assert_eq!(first.task_id, second.task_id);
     assert_eq!(count(&pool, "SELECT count(*) FROM tasker.tasks").await, 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM tasker.steps").await, 4);
@@ -608,7 +618,7 @@ async fn same_idempotency_key_returns_the_first_task(pool: PgPool) {
     assert_eq!(queue_bodies(&pool, STEP_QUEUE).await.len(), 1);
 
     req.idempotency_key = Some("order-43".into());
-    let third = task::create(&pool, &cache, &req, PROCESSOR).await.unwrap();
+    let (third, _changed) = task::create(&pool, &cache, &req, PROCESSOR).await.unwrap();
     assert!(third.created);
     assert_ne!(third.task_id, first.task_id);
     assert_eq!(count(&pool, "SELECT count(*) FROM tasker.tasks").await, 2);
@@ -626,7 +636,7 @@ async fn concurrent_creations_with_one_key_make_one_task(pool: PgPool) {
         task::create(&pool, &cache, &req, PROCESSOR),
         task::create(&pool, &cache, &req, PROCESSOR)
     );
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let ((a, _), (b, _)) = (a.unwrap(), b.unwrap());
     assert_eq!(a.task_id, b.task_id);
     assert_eq!([a.created, b.created].iter().filter(|c| **c).count(), 1);
     assert_eq!(count(&pool, "SELECT count(*) FROM tasker.tasks").await, 1);
@@ -904,9 +914,14 @@ async fn claim_then_report_moves_the_step_and_the_messages(pool: PgPool) {
     );
 
     let result = success_for(c, 1, json!({"value": 9}));
-    report(&pool, STEP_QUEUE, c.msg_id, &result, "w1")
+    let changed = report(&pool, STEP_QUEUE, c.msg_id, &result, "w1")
         .await
         .unwrap();
+    assert_eq!(
+        changed,
+        Changed::queue(RESULTS_QUEUE),
+        "a report sends to the results queue"
+    );
     assert_eq!(
         step_row(&pool, start).await,
         ("enqueued_for_orchestration".to_string(), 1)
@@ -930,7 +945,7 @@ async fn claim_then_report_moves_the_step_and_the_messages(pool: PgPool) {
 
     // A late report for an attempt that is not current changes no state.
     let stale = success_for(c, 7, json!({"value": -1}));
-    report(&pool, STEP_QUEUE, c.msg_id, &stale, "w1")
+    let _changed = report(&pool, STEP_QUEUE, c.msg_id, &stale, "w1")
         .await
         .unwrap();
     assert_eq!(
@@ -954,7 +969,7 @@ async fn report_for_an_attempt_that_is_not_current_changes_no_step_state(pool: P
     let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1").await.unwrap();
 
     let stale = success_for(&claimed[0], 7, json!({"value": 9}));
-    report(&pool, STEP_QUEUE, claimed[0].msg_id, &stale, "w1")
+    let _changed = report(&pool, STEP_QUEUE, claimed[0].msg_id, &stale, "w1")
         .await
         .unwrap();
     assert_eq!(step_row(&pool, start).await, ("in_progress".to_string(), 1));
@@ -974,7 +989,7 @@ async fn report_works_on_a_freshly_migrated_database(pool: PgPool) {
     create_diamond(&pool).await;
     let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1").await.unwrap();
     let result = success_for(&claimed[0], 1, json!({"value": 9}));
-    report(&pool, STEP_QUEUE, claimed[0].msg_id, &result, "w1")
+    let _changed = report(&pool, STEP_QUEUE, claimed[0].msg_id, &result, "w1")
         .await
         .expect("report must not depend on a queue nobody creates");
     assert_eq!(queue_bodies(&pool, RESULTS_QUEUE).await.len(), 1);
@@ -1029,7 +1044,7 @@ async fn stale_report_after_reclaim_leaves_the_current_attempts_message(pool: Pg
 
     // w1 wakes up and reports its (no longer current) attempt 1.
     let late = success_for(&first[0], 1, json!({"value": 9}));
-    report(&pool, STEP_QUEUE, first[0].msg_id, &late, "w1")
+    let _changed = report(&pool, STEP_QUEUE, first[0].msg_id, &late, "w1")
         .await
         .unwrap();
     assert_eq!(step_row(&pool, start).await, ("in_progress".to_string(), 2));
@@ -1108,14 +1123,14 @@ async fn a_result_that_fails_in_a_batch_is_rolled_back_alone(pool: PgPool) {
     ensure_results_queue(&pool).await;
     let first = create_diamond(&pool).await;
     let req = new_task("demo", "diamond", json!({"value": 4}));
-    let second = task::create(&pool, &TemplateCache::default(), &req, PROCESSOR)
+    let (second, _changed) = task::create(&pool, &TemplateCache::default(), &req, PROCESSOR)
         .await
-        .unwrap()
-        .task_id;
+        .unwrap();
+    let second = second.task_id;
     let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1").await.unwrap();
     assert_eq!(claimed.len(), 2);
     for c in &claimed {
-        report(
+        let _changed = report(
             &pool,
             STEP_QUEUE,
             c.msg_id,
@@ -1141,7 +1156,7 @@ async fn a_result_that_fails_in_a_batch_is_rolled_back_alone(pool: PgPool) {
         ..batch[0].1.clone()
     };
     batch.push((i64::MAX, unknown));
-    let outcomes = process_batch(&pool, &batch, PROCESSOR).await.unwrap();
+    let (outcomes, _changed) = process_batch(&pool, &batch, PROCESSOR).await.unwrap();
     assert_eq!(outcomes.len(), 3);
     let unknown_step = batch[2].1.step_id;
     for ((_, msg), outcome) in batch.iter().zip(&outcomes) {
@@ -1190,7 +1205,7 @@ async fn diamonds_with_reported_roots(
     let mut tasks = Vec::new();
     for _ in 0..n {
         let req = new_task("demo", "diamond", json!({"value": 2}));
-        let created = task::create(pool, &TemplateCache::default(), &req, PROCESSOR)
+        let (created, _changed) = task::create(pool, &TemplateCache::default(), &req, PROCESSOR)
             .await
             .unwrap();
         tasks.push(created.task_id);
@@ -1200,7 +1215,7 @@ async fn diamonds_with_reported_roots(
     for c in &claimed {
         let task = c.step.as_ref().unwrap().task_id;
         let i = tasks.iter().position(|t| *t == task).unwrap();
-        report(pool, STEP_QUEUE, c.msg_id, &outcome(i, c), "w1")
+        let _changed = report(pool, STEP_QUEUE, c.msg_id, &outcome(i, c), "w1")
             .await
             .unwrap();
     }
@@ -1237,8 +1252,13 @@ async fn taking_results_applies_successes_and_decides_failures_by_policy(pool: P
         msg
     })
     .await;
-    let taken = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
+    let (taken, changed) = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
     assert_eq!(taken.len(), 2);
+    assert_eq!(
+        changed.queues,
+        vec![STEP_QUEUE.to_string()],
+        "the success enqueued its children"
+    );
     let by_task = outcomes_by_task(taken);
     assert_eq!(
         by_task[&tasks[0]],
@@ -1282,10 +1302,9 @@ async fn taking_results_applies_successes_and_decides_failures_by_policy(pool: P
         2
     );
     // Nothing left: an empty batch.
-    assert!(take_batch(&pool, 30, 10, PROCESSOR)
-        .await
-        .unwrap()
-        .is_empty());
+    let (taken, changed) = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
+    assert!(taken.is_empty());
+    assert!(changed.is_empty(), "{changed:?}");
 }
 
 #[sqlx::test(migrations = false)]
@@ -1295,7 +1314,8 @@ async fn a_batch_that_raises_is_applied_one_by_one_and_only_the_failing_result_s
     let tasks = diamonds_with_reported_roots(&pool, 3, |_, c| success_for(c, 1, json!(4))).await;
     let doomed = step_id(&pool, tasks[1], "start").await;
     fail_recording_results_of(&pool, doomed).await;
-    let by_task = outcomes_by_task(take_batch(&pool, 30, 10, PROCESSOR).await.unwrap());
+    let (taken, _changed) = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
+    let by_task = outcomes_by_task(taken);
     for (i, task) in tasks.iter().enumerate() {
         if i == 1 {
             let err = by_task[task][0].as_ref().unwrap_err();
@@ -1329,13 +1349,12 @@ async fn two_results_for_one_step_in_a_batch_complete_it_once(pool: PgPool) {
     let msg = success_for(&claimed[0], 1, json!(9));
     // The same outcome reported twice (a worker retrying its report).
     for _ in 0..2 {
-        report(&pool, STEP_QUEUE, claimed[0].msg_id, &msg, "w1")
+        let _changed = report(&pool, STEP_QUEUE, claimed[0].msg_id, &msg, "w1")
             .await
             .unwrap();
     }
-    let mut outcomes = outcomes_by_task(take_batch(&pool, 30, 10, PROCESSOR).await.unwrap())
-        .remove(&task)
-        .unwrap();
+    let (taken, _changed) = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
+    let mut outcomes = outcomes_by_task(taken).remove(&task).unwrap();
     outcomes.sort_by_key(|o| matches!(o, Ok(Processed::Stale)));
     assert_eq!(
         outcomes,
@@ -1368,7 +1387,7 @@ async fn an_unreadable_result_is_handed_back_and_a_deleted_task_takes_its_histor
     queue::send(&mut conn, RESULTS_QUEUE, &json!({"not": "a result"}))
         .await
         .unwrap();
-    let taken = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
+    let (taken, _changed) = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
     assert_eq!(taken.len(), 2);
     assert!(matches!(taken[1], Taken::Unreadable { .. }), "{taken:?}");
     assert_eq!(
@@ -1403,7 +1422,7 @@ async fn a_success_the_set_path_cannot_parse_sends_its_batch_one_by_one(pool: Pg
     });
     let mut conn = pool.acquire().await.unwrap();
     queue::send(&mut conn, RESULTS_QUEUE, &bad).await.unwrap();
-    let taken = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
+    let (taken, _changed) = take_batch(&pool, 30, 10, PROCESSOR).await.unwrap();
     assert_eq!(taken.len(), 2, "{taken:?}");
     assert!(
         matches!(

@@ -56,6 +56,7 @@ use tasker_config::{Secret, TaskerConfig};
 use tasker_model::state::TaskState;
 use tasker_model::template::{load_file, Template};
 use tasker_notify::watch::TaskWatcher;
+use tasker_notify::Wakeups;
 use tasker_orchestrator::{Orchestrator, OrchestratorSettings};
 use tasker_store::task::{NewTask, StepRow};
 use tasker_store::template::TemplateCache;
@@ -266,6 +267,8 @@ pub fn optional_wasm_guest(file: &str) -> Option<Vec<u8>> {
 /// larger pool of their own.
 pub struct Stack {
     pool: PgPool,
+    /// Shared by everything in the stack, as in one `tasker` process.
+    wakeups: Wakeups,
     orchestrators: Vec<Orchestrator>,
     /// Started on first use: its LISTEN connection holds one of the five
     /// connections a `#[sqlx::test]` pool has.
@@ -355,6 +358,7 @@ impl StackBuilder {
         #[allow(unused_mut)]
         let mut config = self.config;
         let pool = self.pool;
+        let wakeups = Wakeups::new(&pool);
         let shutdown = CancellationToken::new();
         let mut handles = Vec::new();
 
@@ -375,9 +379,10 @@ impl StackBuilder {
 
         #[cfg(feature = "api")]
         let api = if self.api {
-            let (addr, server) = tasker_api::serve(pool.clone(), &config, shutdown.clone())
-                .await
-                .unwrap_or_else(|e| panic!("starting the API: {e}"));
+            let (addr, server) =
+                tasker_api::serve(pool.clone(), wakeups.clone(), &config, shutdown.clone())
+                    .await
+                    .unwrap_or_else(|e| panic!("starting the API: {e}"));
             handles.push(tokio::spawn(async move {
                 server
                     .await
@@ -393,6 +398,7 @@ impl StackBuilder {
         for _ in 0..self.orchestrators {
             let (orch, handle) = tasker_orchestrator::start(
                 pool.clone(),
+                wakeups.clone(),
                 TemplateCache::default(),
                 OrchestratorSettings::from_config(&config),
                 shutdown.clone(),
@@ -408,8 +414,9 @@ impl StackBuilder {
             let mut settings = self.worker.clone();
             settings.worker_id = format!("{}-{i}", self.worker.worker_id);
             let (pool, registry, shutdown) = (pool.clone(), registry.clone(), shutdown.clone());
+            let wakeups = wakeups.clone();
             handles.push(tokio::spawn(async move {
-                tasker_worker::run(pool, registry, settings, shutdown)
+                tasker_worker::run(pool, wakeups, registry, settings, shutdown)
                     .await
                     .unwrap_or_else(|e| panic!("worker {i} failed: {e}"));
             }));
@@ -417,6 +424,7 @@ impl StackBuilder {
 
         Stack {
             pool,
+            wakeups,
             orchestrators,
             watcher: OnceCell::new(),
             shutdown,
@@ -459,6 +467,12 @@ impl Stack {
         &self.pool
     }
 
+    /// The [`Wakeups`] everything in the stack shares: announce through it
+    /// what a test writes with the store directly.
+    pub fn wakeups(&self) -> &Wakeups {
+        &self.wakeups
+    }
+
     /// The first orchestrator.
     pub fn orchestrator(&self) -> &Orchestrator {
         self.orchestrators
@@ -475,7 +489,8 @@ impl Stack {
     pub async fn watcher(&self) -> &TaskWatcher {
         self.watcher
             .get_or_init(|| async {
-                TaskWatcher::start(&self.pool)
+                self.wakeups
+                    .watcher()
                     .await
                     .unwrap_or_else(|e| panic!("starting the task watcher: {e}"))
             })

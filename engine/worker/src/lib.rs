@@ -21,6 +21,7 @@ use tokio_util::task::TaskTracker;
 use crate::handler::HandlerRegistry;
 pub use run::run_step;
 use tasker_notify::wake::{Mode, Wake};
+use tasker_notify::Wakeups;
 use tasker_store::db::HeldConnection;
 use tasker_store::queue;
 
@@ -106,8 +107,12 @@ pub enum WorkerError {
 /// Runs the worker host until `shutdown` fires, then gives running steps
 /// `shutdown_grace` to finish; those still running are told to stop and their
 /// messages released (visible again at once) for another worker.
+///
+/// `wakeups` is this process's [`Wakeups`] on `pool`'s database: the readers
+/// wait on it and the reports announce through it.
 pub async fn run(
     pool: PgPool,
+    wakeups: Wakeups,
     registry: Arc<HandlerRegistry>,
     settings: WorkerSettings,
     shutdown: CancellationToken,
@@ -125,6 +130,7 @@ pub async fn run(
     );
     let reporter = tokio::spawn(run::report_outcomes(
         pool.clone(),
+        wakeups.clone(),
         report_inbox,
         settings.worker_id.clone(),
     ));
@@ -136,16 +142,17 @@ pub async fn run(
         // A worker may start before any template of its namespace is
         // registered: make sure its queue exists rather than fail every read.
         queue::ensure(&mut *pool.acquire().await?, &queue_name).await?;
-        let wake = Wake::start(
-            &pool,
-            &queue_name,
-            settings.mode,
-            settings.poll_interval,
-            shutdown.clone(),
-        )
-        .await?;
+        let wake = wakeups
+            .listen(
+                &queue_name,
+                settings.mode,
+                settings.poll_interval,
+                shutdown.clone(),
+            )
+            .await?;
         let reader = Reader {
             pool: pool.clone(),
+            wakeups: wakeups.clone(),
             registry: registry.clone(),
             settings: settings.clone(),
             permits: permits.clone(),
@@ -181,6 +188,7 @@ pub async fn run(
 /// Reads one namespace queue and starts its steps.
 struct Reader {
     pool: PgPool,
+    wakeups: Wakeups,
     registry: Arc<HandlerRegistry>,
     settings: Arc<WorkerSettings>,
     permits: Arc<Semaphore>,
@@ -245,6 +253,7 @@ impl Reader {
                 };
                 let job = run::Job {
                     pool: self.pool.clone(),
+                    wakeups: self.wakeups.clone(),
                     registry: self.registry.clone(),
                     settings: self.settings.clone(),
                     queue: self.queue.clone(),

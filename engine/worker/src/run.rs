@@ -11,12 +11,14 @@ use super::WorkerSettings;
 use crate::handler::HandlerRegistry;
 use tasker_model::channel::Sender;
 use tasker_model::step::{Outcome, StepContext, StepResultMessage};
+use tasker_notify::Wakeups;
 use tasker_store::db::HeldConnection;
 use tasker_store::step::Claimed;
 
 /// Everything a step's run needs from its worker.
 pub(super) struct Job {
     pub pool: PgPool,
+    pub wakeups: Wakeups,
     pub registry: Arc<HandlerRegistry>,
     pub settings: Arc<WorkerSettings>,
     pub queue: String,
@@ -70,7 +72,7 @@ impl Job {
                 let _ =
                     tasker_store::queue::extend_lease(&mut conn, &self.queue, claimed.msg_id, 0)
                         .await;
-                tasker_notify::wake::hint(&self.pool, &self.queue);
+                self.wakeups.hint(&self.queue);
             }
             return;
         }
@@ -101,7 +103,7 @@ impl Job {
             let r = unsent.0;
             report_with_retries(
                 &mut HeldConnection::new(self.pool.clone()),
-                &self.pool,
+                &self.wakeups,
                 &r.queue,
                 &[(r.msg_id, r.result)],
                 &self.settings.worker_id,
@@ -117,6 +119,7 @@ impl Job {
 /// batch is one outcome and nothing waits. Ends when every sender is gone.
 pub(super) async fn report_outcomes(
     pool: PgPool,
+    wakeups: Wakeups,
     mut inbox: tokio::sync::mpsc::Receiver<Report>,
     worker_id: String,
 ) {
@@ -139,7 +142,7 @@ pub(super) async fn report_outcomes(
             n += 1;
         }
         for (queue, outcomes) in by_queue {
-            report_with_retries(&mut conn, &pool, &queue, &outcomes, &worker_id).await;
+            report_with_retries(&mut conn, &wakeups, &queue, &outcomes, &worker_id).await;
         }
     }
 }
@@ -238,7 +241,7 @@ async fn heartbeat(
 /// step runs again elsewhere (at-least-once).
 async fn report_with_retries(
     conn: &mut HeldConnection,
-    pool: &PgPool,
+    wakeups: &Wakeups,
     queue: &str,
     outcomes: &[(i64, StepResultMessage)],
     worker_id: &str,
@@ -246,11 +249,14 @@ async fn report_with_retries(
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
         let reported = match conn.get().await {
-            Ok(c) => tasker_store::step::report_batch_on(pool, c, queue, outcomes, worker_id).await,
+            Ok(c) => tasker_store::step::report_batch_on(c, queue, outcomes, worker_id).await,
             Err(e) => Err(e.into()),
         };
         match reported {
-            Ok(()) => return,
+            Ok(changed) => {
+                wakeups.announce(&changed);
+                return;
+            }
             Err(e) => {
                 conn.release();
                 tracing::warn!(error = %e, attempt, outcomes = outcomes.len(), "reporting step outcomes failed");

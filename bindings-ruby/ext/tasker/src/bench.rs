@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use magnus::prelude::*;
 use magnus::{function, method, Error, RModule, Ruby};
-use tasker::step::PullQueue;
+use tasker::handler::PullQueue;
 
 use crate::nogvl::{self, POLL};
 use crate::worker::{seconds, RbStep};

@@ -14,7 +14,7 @@ use crate::worker::{config, seconds};
 use crate::{abi_error, invalid};
 
 #[magnus::wrap(class = "Tasker::Native::Client", free_immediately, size)]
-pub struct RbClient(Option<tasker::Client>);
+pub struct RbClient(Option<tasker::DatabaseClient>);
 
 impl Drop for RbClient {
     fn drop(&mut self) {
@@ -34,12 +34,12 @@ fn task_id(ruby: &Ruby, id: &str) -> Result<Uuid, Error> {
 impl RbClient {
     fn new(ruby: &Ruby, toml: Option<String>, database_url: Option<String>) -> Result<Self, Error> {
         let config = config(ruby, toml, database_url)?;
-        let client = nogvl::blocking(ruby, move |_| tasker::Client::new(&config))?
+        let client = nogvl::blocking(ruby, move |_| tasker::DatabaseClient::new(&config))?
             .map_err(|e| abi_error(ruby, e))?;
         Ok(RbClient(Some(client)))
     }
 
-    fn client(&self, ruby: &Ruby) -> Result<&tasker::Client, Error> {
+    fn client(&self, ruby: &Ruby) -> Result<&tasker::DatabaseClient, Error> {
         // Only `Drop` takes it, so this always finds it.
         self.0
             .as_ref()

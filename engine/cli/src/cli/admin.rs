@@ -203,7 +203,11 @@ pub async fn task_resolve(
         processor_id: "cli",
         reason: reason.as_deref(),
     };
-    let s = tasker_store::operator::resolve_task(&db.pool, id, actor).await?;
+    let (s, changed) = tasker_store::operator::resolve_task(&db.pool, id, actor).await?;
+    // Watchers in other processes (the API's event streams) hear it now.
+    tasker_notify::Wakeups::new(&db.pool)
+        .announce_now(&changed)
+        .await;
     println!("task {id} {s}");
     db.close().await;
     Ok(())

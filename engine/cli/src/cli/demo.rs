@@ -9,7 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 use tasker_config::TaskerConfig;
 use tasker_model::template::Template;
-use tasker_notify::watch::TaskWatcher;
+use tasker_notify::Wakeups;
 use tasker_orchestrator::{self as orchestration, OrchestratorSettings};
 use tasker_store::task::NewTask;
 use tasker_store::template::TemplateCache;
@@ -107,8 +107,10 @@ pub async fn run(args: DemoArgs, config: &TaskerConfig) -> anyhow::Result<()> {
     );
 
     let shutdown = CancellationToken::new();
+    let wakeups = Wakeups::new(&pool);
     let (orch, orch_done) = orchestration::start(
         pool.clone(),
+        wakeups.clone(),
         TemplateCache::default(),
         OrchestratorSettings::from_config(config),
         shutdown.clone(),
@@ -120,11 +122,12 @@ pub async fn run(args: DemoArgs, config: &TaskerConfig) -> anyhow::Result<()> {
         tasker_worker::WorkerSettings::from_config(config, vec!["demo".into(), "ecommerce".into()]);
     let worker = tokio::spawn(tasker_worker::run(
         pool.clone(),
+        wakeups.clone(),
         registry,
         settings,
         shutdown.clone(),
     ));
-    let watcher = TaskWatcher::start(&pool).await?;
+    let watcher = wakeups.watcher().await?;
 
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:>34} [{bar:20}] {pos}/{len} steps  {msg}")?

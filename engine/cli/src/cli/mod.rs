@@ -8,6 +8,8 @@ mod component;
 mod demo;
 mod remote;
 mod serve;
+mod task_watch;
+mod templates_queues;
 
 use std::path::PathBuf;
 

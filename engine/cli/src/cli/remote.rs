@@ -1,24 +1,24 @@
 //! The commands that drive a running `tasker server` through its admin API
-//! (`tasker_client`): `task create|get|list|cancel|watch`,
-//! `step retry|resolve|complete`, `template apply|list`, `queue stats`.
+//! (`tasker_client`), and what they share: the client for `--api` /
+//! `--api-key`, error explanations, output helpers. The task commands
+//! `task create|get|list|cancel` and `step retry|resolve|complete` are here;
+//! `task watch` is in `task_watch.rs`, `template apply|list` and `queue stats`
+//! in `templates_queues.rs`, both re-exported here.
 
-use std::collections::{BTreeMap, HashMap};
-use std::io::IsTerminal;
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use clap::Subcommand;
 use comfy_table::Table;
-use futures::StreamExt;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Serialize;
 use uuid::Uuid;
 
 use tasker_api_types::{ActionResult, CreateTaskRequest, ListTasksParams, Task};
-use tasker_client::{Client, ClientError, TaskEvent};
+use tasker_client::{Client, ClientError};
 use tasker_config::TaskerConfig;
-use tasker_model::template::load_paths;
+
+pub use super::task_watch::task_watch;
+pub use super::templates_queues::{queue, template_apply, template_list, QueueCmd};
 
 /// `--api` / `--api-key` over `[client]`.
 pub struct Target {
@@ -83,17 +83,7 @@ pub fn explain(client: &Client, e: ClientError) -> anyhow::Error {
         other => anyhow!(other),
     }
 }
-
-#[derive(Subcommand)]
-pub enum QueueCmd {
-    /// Depth and age of every namespace queue and of the results queue.
-    Stats {
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
+pub(super) fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -106,7 +96,7 @@ fn print_action(r: &ActionResult, json: bool, what: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn opt<T: ToString>(v: &Option<T>) -> String {
+pub(super) fn opt<T: ToString>(v: &Option<T>) -> String {
     v.as_ref().map(ToString::to_string).unwrap_or_default()
 }
 
@@ -223,12 +213,12 @@ pub async fn task_get(c: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn secs(d: chrono::TimeDelta) -> f64 {
+pub(super) fn secs(d: chrono::TimeDelta) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
 }
 
 /// Each step's DAG level (roots 0) from the task's edges.
-fn levels(steps: &[String], edges: &[(String, String)]) -> HashMap<String, usize> {
+pub(super) fn levels(steps: &[String], edges: &[(String, String)]) -> HashMap<String, usize> {
     let mut parents: HashMap<&str, Vec<&str>> = HashMap::new();
     for (p, c) in edges {
         parents.entry(c.as_str()).or_default().push(p.as_str());
@@ -328,112 +318,6 @@ pub async fn task_cancel(
     let r = c.cancel_task(id, reason).await.map_err(|e| explain(c, e))?;
     print_action(&r, json, "cancelled")
 }
-
-/// A finished task's state is a failure for the exit code.
-fn failed(state: &str) -> bool {
-    matches!(state, "error" | "blocked_by_failures")
-}
-
-fn step_line(name: &str, level: usize, state: &str, width: usize) -> String {
-    format!("L{level}  {name:<width$}  {state}")
-}
-
-/// Follows a task's event stream: one line per step, until the task ends.
-pub async fn task_watch(c: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
-    // Subscribe first, then read the steps: no change falls between the two.
-    let mut events = c.task_events(id).await.map_err(|e| explain(c, e))?;
-    let detail = c.get_task(id).await.map_err(|e| explain(c, e))?;
-    let mut last_state = detail.task.state.clone();
-    let live = std::io::stderr().is_terminal();
-    if json || !live {
-        // One line per event: JSON, or plain text when there is no terminal to redraw.
-        while let Some(ev) = events.next().await {
-            let ev = ev.map_err(|e| explain(c, e))?;
-            if let TaskEvent::State(s) = &ev {
-                last_state = s.state.clone();
-            }
-            if json {
-                println!("{}", serde_json::to_string(&ev)?);
-                continue;
-            }
-            match ev {
-                TaskEvent::State(s) => println!("task  {}", s.state),
-                TaskEvent::Step(s) => println!("step  {}  {}", s.step, s.state),
-                TaskEvent::Error(m) => bail!("the event stream of task {id} failed: {m}"),
-            }
-        }
-    } else {
-        let names: Vec<String> = detail.steps.iter().map(|s| s.name.clone()).collect();
-        let levels = levels(&names, &detail.edges);
-        let width = names.iter().map(String::len).max().unwrap_or(0);
-        let multi = MultiProgress::new();
-        let style = ProgressStyle::with_template("{spinner} {msg}").expect("valid template");
-        let header = multi.add(ProgressBar::new_spinner().with_style(style.clone()));
-        let title = format!(
-            "task {id}  {}/{}/{}",
-            detail.task.namespace, detail.task.template_name, detail.task.template_version
-        );
-        header.set_message(format!("{title}  {last_state}"));
-        header.enable_steady_tick(Duration::from_millis(120));
-        let mut steps: Vec<_> = detail.steps.iter().collect();
-        steps.sort_by_key(|s| (levels.get(&s.name).copied().unwrap_or(0), s.name.clone()));
-        let mut bars: BTreeMap<String, (ProgressBar, usize)> = BTreeMap::new();
-        for s in steps {
-            let level = levels.get(&s.name).copied().unwrap_or(0);
-            let bar = multi.add(ProgressBar::new_spinner().with_style(style.clone()));
-            bar.set_message(step_line(&s.name, level, &s.state, width));
-            bars.insert(s.name.clone(), (bar, level));
-        }
-        while let Some(ev) = events.next().await {
-            match ev.map_err(|e| explain(c, e))? {
-                TaskEvent::State(s) => {
-                    last_state = s.state;
-                    header.set_message(format!("{title}  {last_state}"));
-                }
-                TaskEvent::Step(s) => {
-                    if let Some((bar, level)) = bars.get(&s.step) {
-                        let attempt = s
-                            .attempt
-                            .filter(|a| *a > 1)
-                            .map(|a| format!(" (attempt {a})"))
-                            .unwrap_or_default();
-                        bar.set_message(format!(
-                            "{}{attempt}",
-                            step_line(&s.step, *level, &s.state, width)
-                        ));
-                        if matches!(
-                            s.state.as_str(),
-                            "complete" | "error" | "cancelled" | "resolved_manually"
-                        ) {
-                            bar.tick();
-                        }
-                    }
-                }
-                TaskEvent::Error(m) => {
-                    header.abandon_with_message(format!("{title}  stream error: {m}"));
-                    bail!("the event stream of task {id} failed: {m}");
-                }
-            }
-        }
-        for (bar, _) in bars.values() {
-            bar.finish();
-        }
-        header.finish_with_message(format!("{title}  {last_state}"));
-    }
-    if !json && !live {
-        let t = c.get_task(id).await.map_err(|e| explain(c, e))?.task;
-        let took = t
-            .completed_at
-            .map(|e| format!(" in {:.3}s", secs(e - t.created_at)))
-            .unwrap_or_default();
-        println!("task {id} {}{took}", t.state);
-    }
-    if failed(&last_state) {
-        bail!("task {id} ended {last_state}; see `tasker task get {id}`");
-    }
-    Ok(())
-}
-
 // ------------------------------------------------------------------ steps
 
 pub enum StepAction {
@@ -461,94 +345,6 @@ pub async fn step(
     let r = r.map_err(|e| explain(c, e))?;
     print_action(&r, json, &format!("step {step} {what}"))
 }
-
-// ------------------------------------------------------------------ templates
-
-pub async fn template_apply(c: &Client, paths: &[PathBuf], json: bool) -> anyhow::Result<()> {
-    // Validate every file here first: errors name the file, nothing is sent
-    // unless all are good.
-    let templates = load_paths(paths)?;
-    if templates.is_empty() {
-        bail!("no template files (*.yaml, *.yml) under the given paths");
-    }
-    let mut out = Vec::new();
-    for t in &templates {
-        // JSON is YAML: the server parses it as it would the file.
-        let body = serde_json::to_string(t)?;
-        let r = c
-            .register_template(&body)
-            .await
-            .map_err(|e| explain(c, e).context(format!("registering {}", t.key())))?;
-        if !json {
-            let levels: Vec<String> = r
-                .levels
-                .iter()
-                .map(|l| format!("{}@{}", l.step, l.level))
-                .collect();
-            println!(
-                "{}  {}  levels: {}",
-                if r.created {
-                    "registered"
-                } else {
-                    "unchanged "
-                },
-                r.key,
-                levels.join(" ")
-            );
-        }
-        out.push(r);
-    }
-    if json {
-        print_json(&out)?;
-    }
-    Ok(())
-}
-
-pub async fn template_list(c: &Client, json: bool) -> anyhow::Result<()> {
-    let list = c.list_templates().await.map_err(|e| explain(c, e))?;
-    if json {
-        return print_json(&list);
-    }
-    let mut table = Table::new();
-    table.set_header(["namespace", "name", "version", "registered"]);
-    for t in list.templates {
-        table.add_row([t.namespace, t.name, t.version, t.created_at.to_rfc3339()]);
-    }
-    println!("{table}");
-    Ok(())
-}
-
-// ------------------------------------------------------------------ queues
-
-pub async fn queue(c: &Client, cmd: QueueCmd) -> anyhow::Result<()> {
-    let QueueCmd::Stats { json } = cmd;
-    let list = c.queues().await.map_err(|e| explain(c, e))?;
-    if json {
-        return print_json(&list);
-    }
-    let mut table = Table::new();
-    table.set_header([
-        "queue",
-        "namespace",
-        "depth",
-        "oldest (s)",
-        "newest (s)",
-        "total sent",
-    ]);
-    for q in list.queues {
-        table.add_row([
-            q.queue_name,
-            q.namespace.unwrap_or_else(|| "(results)".into()),
-            q.queue_length.to_string(),
-            opt(&q.oldest_msg_age_sec),
-            opt(&q.newest_msg_age_sec),
-            q.total_messages.to_string(),
-        ]);
-    }
-    println!("{table}");
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

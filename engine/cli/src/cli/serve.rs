@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 use tasker_config::TaskerConfig;
+use tasker_notify::Wakeups;
 use tasker_orchestrator::{self as orchestration, OrchestratorSettings};
 use tasker_store::template::TemplateCache;
 use tasker_worker::handler::{examples, HandlerRegistry};
@@ -52,14 +53,18 @@ pub fn shutdown_signal() -> CancellationToken {
 pub async fn server(config: &TaskerConfig) -> anyhow::Result<()> {
     let db = super::open_db(config).await?;
     let shutdown = shutdown_signal();
+    // The orchestrator and the API share one Wakeups: a task created over
+    // the API wakes the orchestrator directly.
+    let wakeups = Wakeups::new(&db.pool);
     let (_orch, done) = orchestration::start(
         db.pool.clone(),
+        wakeups.clone(),
         TemplateCache::default(),
         OrchestratorSettings::from_config(config),
         shutdown.clone(),
     )
     .await?;
-    let (addr, api) = tasker_api::serve(db.pool.clone(), config, shutdown.clone()).await?;
+    let (addr, api) = tasker_api::serve(db.pool.clone(), wakeups, config, shutdown.clone()).await?;
     tracing::info!(%addr, "admin API listening (docs at /docs, spec at /openapi.json)");
     shutdown.cancelled().await;
     let _ = tokio::time::timeout(Duration::from_secs(10), async {
@@ -82,7 +87,15 @@ pub async fn worker(args: WorkerArgs, config: &TaskerConfig) -> anyhow::Result<(
     if let Some(c) = args.concurrency {
         settings.concurrency = c;
     }
-    worker::run(db.pool.clone(), registry, settings, shutdown_signal()).await?;
+    let wakeups = Wakeups::new(&db.pool);
+    worker::run(
+        db.pool.clone(),
+        wakeups,
+        registry,
+        settings,
+        shutdown_signal(),
+    )
+    .await?;
     db.close().await;
     Ok(())
 }

@@ -8,6 +8,7 @@ use tasker_config::TaskerConfig;
 use tasker_model::state::TaskState;
 use tasker_model::template::Template;
 use tasker_notify::watch::{TaskWatcher, WaitError};
+use tasker_notify::Wakeups;
 use tasker_store::db::Database;
 use tasker_store::task::{Created, NewTask};
 use tasker_store::template::TemplateCache;
@@ -16,25 +17,28 @@ use uuid::Uuid;
 
 use crate::error::AbiError;
 
-/// A client. All methods block the calling thread and are thread-safe.
-pub struct Client {
+/// A client of the database (not of the HTTP API: that is `tasker_client`).
+/// All methods block the calling thread and are thread-safe.
+pub struct DatabaseClient {
     /// Always `Some` until dropped; dropped inside the runtime, before it.
     db: Option<Database>,
     pool: sqlx::PgPool,
+    wakeups: Wakeups,
     templates: TemplateCache,
     watcher: tokio::sync::OnceCell<TaskWatcher>,
     id: String,
     runtime: Runtime,
 }
 
-impl Client {
+impl DatabaseClient {
     /// Connects to the database of `config` (see [`crate::worker::load_config`])
     /// and migrates it.
-    pub fn new(config: &TaskerConfig) -> Result<Client, AbiError> {
+    pub fn new(config: &TaskerConfig) -> Result<DatabaseClient, AbiError> {
         let runtime = crate::runtime::build("tasker-client", 1)?;
         let db = runtime.block_on(crate::worker::open_database(config))?;
-        Ok(Client {
+        Ok(DatabaseClient {
             pool: db.pool.clone(),
+            wakeups: Wakeups::new(&db.pool),
             db: Some(db),
             templates: TemplateCache::default(),
             watcher: tokio::sync::OnceCell::new(),
@@ -55,12 +59,15 @@ impl Client {
 
     /// Creates a task (one transaction; its root steps are enqueued with it).
     pub fn create_task(&self, request: &NewTask) -> Result<Created, AbiError> {
-        Ok(self.block_on(tasker_store::task::create(
+        let (created, changed) = self.block_on(tasker_store::task::create(
             &self.pool,
             &self.templates,
             request,
             &self.id,
-        ))?)
+        ))?;
+        // Announced from inside the runtime: the NOTIFY goes out from a task.
+        self.block_on(async { self.wakeups.announce(&changed) });
+        Ok(created)
     }
 
     /// A task with its steps and edges, as JSON (the shape of `GET /v1/tasks/{id}`).
@@ -76,7 +83,7 @@ impl Client {
         self.block_on(async {
             let watcher = self
                 .watcher
-                .get_or_try_init(|| TaskWatcher::start(&self.pool))
+                .get_or_try_init(|| self.wakeups.watcher())
                 .await
                 .map_err(|e| AbiError::Database(e.to_string()))?;
             watcher.wait(task_id, timeout).await.map_err(|e| match e {
@@ -93,7 +100,7 @@ impl Client {
     }
 }
 
-impl Drop for Client {
+impl Drop for DatabaseClient {
     fn drop(&mut self) {
         // Close the pool and stop the watcher's listener while the runtime runs.
         let db = self.db.take();

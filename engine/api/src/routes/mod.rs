@@ -1,0 +1,26 @@
+//! The route handlers, each annotated for OpenAPI.
+//!
+//! One file per resource: [`tasks`], [`steps`], [`templates`], [`queues`],
+//! [`health`]; [`body`] holds the request-body checks they share. Every
+//! handler is re-exported here (`routes::create_task`, ...).
+
+mod body;
+pub(crate) mod health;
+pub(crate) mod queues;
+pub(crate) mod steps;
+pub(crate) mod tasks;
+pub(crate) mod templates;
+
+pub use health::{live, ready};
+pub use queues::list_queues;
+pub use steps::{
+    complete_step, get_step, list_steps, resolve_step_manually, retry_step, step_transitions,
+};
+pub use tasks::{cancel_task, create_task, get_task, list_tasks, DEFAULT_PAGE, MAX_PAGE};
+pub use templates::{get_template, list_templates, register_template, validate_template};
+
+use crate::keys::Principal;
+
+fn processor_id(p: &Principal) -> String {
+    format!("api:{}", p.name)
+}

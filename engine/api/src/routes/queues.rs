@@ -1,0 +1,41 @@
+//! Queue routes: depth and age of every queue.
+
+use axum::extract::State;
+use axum::Json;
+
+use crate::error::HttpError;
+use crate::types::*;
+use crate::ApiState;
+use tasker_store::queue;
+use tasker_store::template as tstore;
+
+/// Depth and age of every namespace queue and of the results queue.
+#[utoipa::path(get, path = "/v1/queues", tag = "queues",
+    responses(
+        (status = 200, description = "The queues", body = QueueList),
+    ),
+    security(("bearer" = ["tasks:read"])))]
+pub async fn list_queues(State(state): State<ApiState>) -> Result<Json<QueueList>, HttpError> {
+    let mut names: Vec<(Option<String>, String)> = tstore::namespaces(&state.pool)
+        .await?
+        .into_iter()
+        .map(|(ns, q)| (Some(ns), q))
+        .collect();
+    names.push((None, queue::RESULTS_QUEUE.to_string()));
+    let mut conn = state.pool.acquire().await?;
+    let mut queues = Vec::with_capacity(names.len());
+    for (namespace, name) in names {
+        let s = queue::stats(&mut conn, &name)
+            .await
+            .map_err(|e| HttpError::internal(&e))?;
+        queues.push(QueueInfo {
+            queue_name: s.queue_name,
+            namespace,
+            queue_length: s.queue_length,
+            newest_msg_age_sec: s.newest_msg_age_sec,
+            oldest_msg_age_sec: s.oldest_msg_age_sec,
+            total_messages: s.total_messages,
+        });
+    }
+    Ok(Json(QueueList { queues }))
+}

@@ -1,0 +1,158 @@
+//! Task routes: create, list (filters, cursor pages), get, cancel.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use uuid::Uuid;
+
+use super::body::{optional_body, reject_nul};
+use super::processor_id;
+use crate::error::{ErrorBody, HttpError};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::keys::Principal;
+use crate::types::*;
+use crate::ApiState;
+use tasker_model::state::TaskState;
+use tasker_store::operator::{self, Actor};
+use tasker_store::task::{self, TaskFilter};
+
+/// Largest page of `GET /v1/tasks`.
+pub const MAX_PAGE: i64 = 500;
+
+/// Page size when `limit` is absent.
+pub const DEFAULT_PAGE: i64 = 50;
+
+/// Creates a task from a registered template.
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks",
+    request_body = CreateTaskRequest,
+    responses(
+        (status = 201, description = "Task created", body = CreatedTask),
+        (status = 200, description = "A task with this idempotency key already exists", body = CreatedTask),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 404, description = "Template not registered", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid body or input rejected by the template's schema", body = ErrorBody),
+    ),
+    security(("bearer" = ["tasks:create"])))]
+pub async fn create_task(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    ApiJson(req): ApiJson<CreateTaskRequest>,
+) -> Result<impl IntoResponse, HttpError> {
+    reject_nul(&req)?;
+    let (created, changed) = task::create(
+        &state.pool,
+        &state.templates,
+        &req.into(),
+        &processor_id(&who),
+    )
+    .await?;
+    state.wakeups.announce(&changed);
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(created)))
+}
+
+/// Lists tasks, newest first, with filters and cursor pagination.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks",
+    params(ListTasksParams),
+    responses(
+        (status = 200, description = "A page of tasks", body = TaskPage),
+        (status = 400, description = "Invalid query parameter", body = ErrorBody),
+        (status = 422, description = "Invalid filter value", body = ErrorBody),
+    ),
+    security(("bearer" = ["tasks:read"])))]
+pub async fn list_tasks(
+    State(state): State<ApiState>,
+    ApiQuery(params): ApiQuery<ListTasksParams>,
+) -> Result<Json<TaskPage>, HttpError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(
+            HttpError::unprocessable(format!("limit must be 1..={MAX_PAGE}, got {limit}"))
+                .with_details(serde_json::json!({"field": "limit"})),
+        );
+    }
+    if let Some(s) = &params.state {
+        s.parse::<TaskState>().map_err(|e| {
+            HttpError::unprocessable(format!("state: {e}"))
+                .with_details(serde_json::json!({"field": "state"}))
+        })?;
+    }
+    let filter = TaskFilter {
+        namespace: params.namespace,
+        state: params.state,
+        template: params.template,
+        created_after: params.created_after,
+        created_before: params.created_before,
+        cursor: params.cursor,
+    };
+    let mut rows = task::list(&state.pool, &filter, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more {
+        rows.last().map(|t| t.id)
+    } else {
+        None
+    };
+    Ok(Json(TaskPage {
+        tasks: rows,
+        next_cursor,
+    }))
+}
+
+/// A task with its steps and DAG edges.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")),
+    responses(
+        (status = 200, description = "The task", body = TaskDetailBody),
+        (status = 400, description = "Invalid task id", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+    ),
+    security(("bearer" = ["tasks:read"])))]
+pub async fn get_task(
+    State(state): State<ApiState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Json<TaskDetailBody>, HttpError> {
+    Ok(Json(task::detail(&state.pool, id).await?))
+}
+
+/// Cancels a task and every unfinished step.
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks",
+    params(("id" = Uuid, Path, description = "Task id")),
+    request_body(content = Option<ActionRequest>, description = "Optional reason"),
+    responses(
+        (status = 200, description = "Cancelled", body = ActionResult),
+        (status = 400, description = "Invalid task id or malformed JSON", body = ErrorBody),
+        (status = 404, description = "No such task", body = ErrorBody),
+        (status = 409, description = "The task has already finished", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 422, description = "Invalid body", body = ErrorBody),
+    ),
+    security(("bearer" = ["tasks:cancel"])))]
+pub async fn cancel_task(
+    State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    ApiPath(id): ApiPath<Uuid>,
+    body: Bytes,
+) -> Result<Json<ActionResult>, HttpError> {
+    let req: ActionRequest = optional_body(&body)?;
+    let pid = processor_id(&who);
+    let actor = Actor {
+        processor_id: &pid,
+        reason: req.reason.as_deref(),
+    };
+    let (next, changed) = operator::cancel_task(&state.pool, id, actor).await?;
+    state.wakeups.announce(&changed);
+    Ok(Json(ActionResult {
+        task_id: id,
+        step_id: None,
+        task_state: next.to_string(),
+    }))
+}

@@ -1,0 +1,81 @@
+//! What every handler shares: [`ApiState`] (pool, wake-ups, template cache,
+//! auth mode, limits, the task watcher, WASM uploads) built from the
+//! configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tasker_config::TaskerConfig;
+use tasker_notify::watch::TaskWatcher;
+use tasker_notify::Wakeups;
+use tasker_store::template::TemplateCache;
+
+use crate::wasm;
+
+/// How requests are authenticated.
+#[derive(Debug, Clone)]
+pub enum AuthMode {
+    /// No key needed (explicit configuration only; logged as a warning).
+    Disabled,
+    /// `Authorization: Bearer <key>` with a stored key or the bootstrap key.
+    Keys { bootstrap: Option<String> },
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct ApiState {
+    pub pool: PgPool,
+    /// This process's wake-ups: what a route commits is announced here.
+    pub wakeups: Wakeups,
+    pub templates: TemplateCache,
+    pub auth: AuthMode,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Time limit of one request.
+    pub request_timeout: Duration,
+    /// The one task watcher of this server (one LISTEN connection for every
+    /// event stream), started by the first stream.
+    pub watcher: Arc<tokio::sync::OnceCell<TaskWatcher>>,
+    /// WASM component uploads (`[wasm]`).
+    pub wasm: wasm::WasmUploads,
+}
+
+impl ApiState {
+    /// State from the `[web]` configuration.
+    pub fn from_config(pool: PgPool, wakeups: Wakeups, config: &TaskerConfig) -> Self {
+        let web = &config.web;
+        let auth = if web.auth.enabled {
+            AuthMode::Keys {
+                bootstrap: web
+                    .auth
+                    .bootstrap_key
+                    .as_ref()
+                    .map(|s| s.expose().to_string()),
+            }
+        } else {
+            AuthMode::Disabled
+        };
+        ApiState {
+            pool,
+            wakeups,
+            templates: TemplateCache::default(),
+            auth,
+            body_limit_bytes: usize::try_from(web.request_body_limit_bytes).unwrap_or(usize::MAX),
+            request_timeout: Duration::from_millis(web.request_timeout_ms),
+            watcher: Arc::default(),
+            wasm: wasm::WasmUploads::new(
+                config.wasm.enabled,
+                usize::try_from(config.wasm.max_component_bytes).unwrap_or(usize::MAX),
+                tasker_worker::handler::wasm::host_config(&config.wasm),
+            ),
+        }
+    }
+
+    /// The shared task watcher, started on first use.
+    pub async fn watcher(&self) -> Result<&TaskWatcher, sqlx::Error> {
+        self.watcher
+            .get_or_try_init(|| self.wakeups.watcher())
+            .await
+    }
+}

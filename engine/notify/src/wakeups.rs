@@ -1,0 +1,458 @@
+//! [`Wakeups`]: one process's wake-ups on one database, as a value.
+//!
+//! Writers announce what they committed ([`Wakeups::announce`] of the
+//! [`Changed`] a store write returns, or [`Wakeups::hint`] /
+//! [`Wakeups::task_event`]); queue readers wait on a [`Wake`] made by
+//! [`Wakeups::listen`]; task watchers ([`TaskWatcher`]) are made by
+//! [`Wakeups::watcher`]. Everything that shares one `Wakeups` (clones share)
+//! is woken directly, without the round trip through PostgreSQL; everything
+//! else hears a NOTIFY.
+//!
+//! NOTIFY is sent after the commit from a separate, tiny statement, not
+//! inside the data transactions: PostgreSQL serialises the commits of all
+//! notifying transactions on one lock held while the commit flushes, which
+//! capped throughput at a few hundred steps per second (and is why PGMQ's own
+//! `enable_notify_insert` trigger is not used either). Hints are coalesced per
+//! channel: while one NOTIFY is being sent, further hints set a flag that
+//! causes exactly one more, so no commit is left without a wake-up issued
+//! after it. The NOTIFY is skipped altogether while no listening session
+//! other than this value's own exists (listening sessions name themselves in
+//! `application_name`; a sender looks at `pg_stat_activity` at most once a
+//! second, and a new listener wakes its reader once more after that second,
+//! so nothing sent before it was seen waits for a poll).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use tasker_config::Mode;
+use tasker_model::change::Changed;
+use tasker_model::state::TaskState;
+
+use crate::wake::{notify_channel, Wake};
+use crate::watch::{TaskWatcher, WaiterMap};
+
+/// How a listening session names itself (`application_name`).
+pub(crate) const LISTENER_PREFIX: &str = "tasker-wake-";
+
+/// How long an answer of [`Wakeups::others_listen`] is trusted.
+pub(crate) const LISTENERS_SEEN_FOR: Duration = Duration::from_secs(1);
+
+/// Other processes have seen a newly marked listening session by then: a
+/// listener re-checks what it waits for once, this long after it marked its
+/// session, for whatever they sent without a NOTIFY meanwhile.
+pub(crate) const SEEN_AFTER: Duration = Duration::from_millis(1_100);
+
+/// The NOTIFY channel of task state changes: payload `{"task_id", "state",
+/// "origin"}` (`origin`: the announcing [`Wakeups`]' token).
+pub const TASK_EVENTS: &str = "tasker_task_events";
+
+/// One process's wake-ups on one database (see the module doc). Cheap to
+/// clone; clones share everything.
+#[derive(Clone)]
+pub struct Wakeups {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: PgPool,
+    /// Names this value's NOTIFYs (so its own listeners skip them: they were
+    /// woken directly) and its listening sessions (`application_name`, at
+    /// most 52 of the 63 bytes PostgreSQL keeps).
+    token: String,
+    /// Queue readers, by LISTEN channel.
+    readers: Mutex<HashMap<String, Vec<Weak<Notify>>>>,
+    /// The coalescing NOTIFY sender of each channel with hints in flight.
+    senders: Mutex<HashMap<String, Arc<Coalesced>>>,
+    /// Task watchers' waiter maps.
+    watchers: Mutex<Vec<Weak<Mutex<WaiterMap>>>>,
+    /// The last answer of `others_listen`, and when it was asked.
+    others: Mutex<Option<(Instant, bool)>>,
+}
+
+struct Coalesced {
+    dirty: AtomicBool,
+    ping: Notify,
+}
+
+impl Wakeups {
+    /// Wake-ups on `pool`'s database. Make one per process and database, and
+    /// pass clones to whatever reads or writes there.
+    pub fn new(pool: &PgPool) -> Wakeups {
+        Wakeups {
+            inner: Arc::new(Inner {
+                pool: pool.clone(),
+                token: format!(
+                    "{LISTENER_PREFIX}{}-{}",
+                    std::process::id(),
+                    Uuid::now_v7().simple()
+                ),
+                readers: Mutex::default(),
+                senders: Mutex::default(),
+                watchers: Mutex::default(),
+                others: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The pool NOTIFYs and LISTEN sessions use.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// This value's token (see [`TASK_EVENTS`]).
+    pub(crate) fn token(&self) -> &str {
+        &self.inner.token
+    }
+
+    /// Starts waking a reader of `queue` as `mode` says: at every hint
+    /// through this value, every NOTIFY from elsewhere (unless polling), and
+    /// every `poll_interval` (unless event-driven).
+    pub async fn listen(
+        &self,
+        queue: &str,
+        mode: Mode,
+        poll_interval: Duration,
+        shutdown: CancellationToken,
+    ) -> Result<Wake, sqlx::Error> {
+        let notify = Arc::new(Notify::new());
+        let channel = notify_channel(queue);
+        if let Ok(mut readers) = self.inner.readers.lock() {
+            let here = readers.entry(channel.clone()).or_default();
+            here.retain(|r| r.strong_count() > 0);
+            here.push(Arc::downgrade(&notify));
+        }
+        if mode != Mode::Polling {
+            let mut listener = PgListener::connect_with(self.pool()).await?;
+            listener.listen(&channel).await?;
+            self.mark_listener(&mut listener).await;
+            wake_later(&notify);
+            tokio::spawn(listen_loop(
+                self.clone(),
+                listener,
+                notify.clone(),
+                shutdown,
+            ));
+        }
+        let poll = match mode {
+            Mode::EventDriven => None,
+            Mode::Polling | Mode::Hybrid => Some(poll_interval),
+        };
+        Ok(Wake::new(notify, poll))
+    }
+
+    /// Starts a task watcher. Its LISTEN connection lives until the pool is
+    /// closed.
+    pub async fn watcher(&self) -> Result<TaskWatcher, sqlx::Error> {
+        TaskWatcher::start(self).await
+    }
+
+    /// Registers a task watcher's waiters for changes announced here.
+    pub(crate) fn add_watcher(&self, waiters: &Arc<Mutex<WaiterMap>>) {
+        if let Ok(mut all) = self.inner.watchers.lock() {
+            // Only live watchers are kept: the list never outgrows them.
+            all.retain(|w| w.strong_count() > 0);
+            all.push(Arc::downgrade(waiters));
+        }
+    }
+
+    /// Announces everything a committed write changed.
+    pub fn announce(&self, changed: &Changed) {
+        for queue in &changed.queues {
+            self.hint(queue);
+        }
+        for (task_id, state) in &changed.tasks {
+            self.task_event(*task_id, *state);
+        }
+    }
+
+    /// [`announce`](Wakeups::announce), with the NOTIFYs sent before it
+    /// returns: for a short-lived process (a CLI command) that closes its
+    /// pool right after a write.
+    pub async fn announce_now(&self, changed: &Changed) {
+        self.announce(changed);
+        if changed.is_empty() || !self.others_listen().await {
+            return;
+        }
+        for queue in &changed.queues {
+            self.notify(&notify_channel(queue), self.token()).await;
+        }
+        for (task_id, state) in &changed.tasks {
+            self.notify(TASK_EVENTS, &self.task_event_payload(*task_id, *state))
+                .await;
+        }
+    }
+
+    /// One NOTIFY; a failure is logged (readers fall back to polling).
+    async fn notify(&self, channel: &str, payload: &str) {
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(self.pool())
+            .await
+        {
+            tracing::debug!(%channel, error = %e, "NOTIFY failed; readers fall back to polling");
+        }
+    }
+
+    fn task_event_payload(&self, task_id: Uuid, state: TaskState) -> String {
+        serde_json::json!({
+            "task_id": task_id,
+            "state": state.as_str(),
+            "origin": self.token(),
+        })
+        .to_string()
+    }
+
+    /// Wakes the readers of `queue`; call after the transaction that sent to
+    /// it has committed. Never blocks: the NOTIFY goes out from a background
+    /// task.
+    pub fn hint(&self, queue: &str) {
+        let channel = notify_channel(queue);
+        // Readers sharing this value wake at once.
+        if let Ok(mut readers) = self.inner.readers.lock() {
+            if let Some(here) = readers.get_mut(&channel) {
+                here.retain(|r| match r.upgrade() {
+                    Some(n) => {
+                        n.notify_one();
+                        true
+                    }
+                    None => false,
+                });
+            }
+        }
+        // Marked dirty under the map lock: the sender decides to exit under
+        // the same lock, so a hint is never left on a sender that has gone.
+        let (state, spawn) = {
+            let Ok(mut senders) = self.inner.senders.lock() else {
+                return;
+            };
+            let (s, spawn) = match senders.get(&channel) {
+                Some(s) => (s.clone(), false),
+                None => {
+                    let s = Arc::new(Coalesced {
+                        dirty: AtomicBool::new(false),
+                        ping: Notify::new(),
+                    });
+                    senders.insert(channel.clone(), s.clone());
+                    (s, true)
+                }
+            };
+            s.dirty.store(true, Ordering::SeqCst);
+            (s, spawn)
+        };
+        state.ping.notify_one();
+        if spawn {
+            tokio::spawn(send_hints(self.clone(), channel, state));
+        }
+    }
+
+    /// Announces a task's new state (after the commit that made it): to the
+    /// task watchers sharing this value at once, and on [`TASK_EVENTS`] when
+    /// another listening session exists (the payload names this value as its
+    /// `origin`, so its own watchers skip it).
+    pub fn task_event(&self, task_id: Uuid, state: TaskState) {
+        if let Ok(mut all) = self.inner.watchers.lock() {
+            all.retain(|w| match w.upgrade() {
+                Some(waiters) => {
+                    crate::watch::deliver(&waiters, task_id, state);
+                    true
+                }
+                None => false,
+            });
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            if !this.others_listen().await {
+                return;
+            }
+            let payload = this.task_event_payload(task_id, state);
+            this.notify(TASK_EVENTS, &payload).await;
+        });
+    }
+
+    /// Names a listening session after this value, so that other processes
+    /// see it (see [`Wakeups::others_listen`]).
+    pub(crate) async fn mark_listener(&self, listener: &mut PgListener) {
+        if let Err(e) = sqlx::query("SELECT set_config('application_name', $1, false)")
+            .bind(self.token())
+            .execute(&mut *listener)
+            .await
+        {
+            tracing::debug!(error = %e, "marking a listening session failed; other processes may not wake this one");
+        }
+    }
+
+    /// Whether a listening session other than this value's exists on the
+    /// database. A NOTIFY nobody else hears is pure cost: a statement and a
+    /// commit on the database, and a wake-up of every listening session, all
+    /// competing with the step path for the same cores (with orchestrator
+    /// and worker in one process, 8% of the linear latency and 10% of the
+    /// throughput on the 2-core VM). Asked at most once per
+    /// [`LISTENERS_SEEN_FOR`]; an error counts as yes.
+    pub(crate) async fn others_listen(&self) -> bool {
+        if let Ok(others) = self.inner.others.lock() {
+            if let Some((at, yes)) = *others {
+                if at.elapsed() < LISTENERS_SEEN_FOR {
+                    return yes;
+                }
+            }
+        }
+        let yes = sqlx::query_scalar::<_, bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                             WHERE datname = current_database()
+                               AND application_name LIKE $1 || '%'
+                               AND application_name <> $2)",
+        )
+        .bind(LISTENER_PREFIX)
+        .bind(self.token())
+        .fetch_one(self.pool())
+        .await
+        .unwrap_or(true);
+        if let Ok(mut others) = self.inner.others.lock() {
+            *others = Some((Instant::now(), yes));
+        }
+        yes
+    }
+}
+
+/// Wakes a reader once more after [`SEEN_AFTER`]: by then other processes
+/// have seen its newly marked session, and whatever they sent without a
+/// NOTIFY before is read.
+fn wake_later(notify: &Arc<Notify>) {
+    let notify = Arc::downgrade(notify);
+    tokio::spawn(async move {
+        tokio::time::sleep(SEEN_AFTER).await;
+        if let Some(n) = notify.upgrade() {
+            n.notify_one();
+        }
+    });
+}
+
+/// Turns notifications into wake-ups of one reader. A lost connection also
+/// wakes it, since notifications may have been missed.
+async fn listen_loop(
+    wakeups: Wakeups,
+    mut listener: PgListener,
+    notify: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            got = listener.try_recv() => match got {
+                // Our own hints already woke the readers sharing this value.
+                Ok(Some(note)) if note.payload() == wakeups.token() => {}
+                Ok(Some(_)) => notify.notify_one(),
+                // Connection lost: we may have missed some. The next session
+                // needs the listener's mark again.
+                Ok(None) => {
+                    notify.notify_one();
+                    wakeups.mark_listener(&mut listener).await;
+                    wake_later(&notify);
+                }
+                // The process is shutting down: nothing left to wake.
+                Err(sqlx::Error::PoolClosed) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "queue listener failed; retrying");
+                    notify.notify_one();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Sends one NOTIFY per burst of hints; exits after a quiet second (the next
+/// hint starts it again), so an idle pool is not held open.
+async fn send_hints(wakeups: Wakeups, channel: String, state: Arc<Coalesced>) {
+    loop {
+        if tokio::time::timeout(Duration::from_secs(1), state.ping.notified())
+            .await
+            .is_err()
+        {
+            let Ok(mut senders) = wakeups.inner.senders.lock() else {
+                return;
+            };
+            if state.dirty.load(Ordering::SeqCst) {
+                continue; // a hint raced the timeout: go round once more
+            }
+            senders.remove(&channel);
+            return;
+        }
+        if !state.dirty.swap(false, Ordering::SeqCst) {
+            continue;
+        }
+        if !wakeups.others_listen().await {
+            continue;
+        }
+        wakeups.notify(&channel, wakeups.token()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::ConnectOptions;
+
+    /// The value's own listeners do not count; another listening session
+    /// does, once the answer kept for `LISTENERS_SEEN_FOR` has run out.
+    #[sqlx::test(migrations = false)]
+    async fn notify_is_skipped_only_while_no_other_session_listens(pool: PgPool) {
+        let wakeups = Wakeups::new(&pool);
+        let stop = CancellationToken::new();
+        let _wake = wakeups
+            .listen(
+                "steps_t",
+                Mode::EventDriven,
+                Duration::from_secs(1),
+                stop.clone(),
+            )
+            .await
+            .unwrap();
+        assert!(!wakeups.others_listen().await, "only this value listens");
+
+        let other = (*pool.connect_options())
+            .clone()
+            .application_name(&format!("{LISTENER_PREFIX}0-another-process"))
+            .connect()
+            .await
+            .unwrap();
+        assert!(
+            !wakeups.others_listen().await,
+            "the answer is kept for a while"
+        );
+        tokio::time::sleep(LISTENERS_SEEN_FOR + Duration::from_millis(50)).await;
+        assert!(wakeups.others_listen().await, "another session listens");
+        sqlx::Connection::close(other).await.unwrap();
+        stop.cancel();
+    }
+
+    /// A hint wakes a reader sharing the value at once, with no NOTIFY.
+    #[sqlx::test(migrations = false)]
+    async fn a_hint_wakes_a_reader_of_the_same_value_directly(pool: PgPool) {
+        let wakeups = Wakeups::new(&pool);
+        let stop = CancellationToken::new();
+        let mut wake = wakeups
+            .listen(
+                "steps_t",
+                Mode::Polling,
+                Duration::from_secs(60),
+                stop.clone(),
+            )
+            .await
+            .unwrap();
+        wakeups.announce(&Changed::queue("steps_t"));
+        tokio::time::timeout(Duration::from_secs(1), wake.wait())
+            .await
+            .expect("the hint woke the reader");
+        stop.cancel();
+    }
+}
