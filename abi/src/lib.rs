@@ -1,5 +1,10 @@
 //! libtasker: the stable C ABI over the tasker engine.
 //!
+//! Invariants: no panic crosses the FFI boundary (each entry point catches
+//! and returns a status with a thread-local message); every allocation is
+//! freed by the side that made it; WASM handlers only with the `wasm`
+//! feature (off by default: no wasmtime in libtasker or the bindings).
+//!
 //! Two layers live here:
 //!
 //! - a small safe Rust API ([`Worker`], [`StepHandle`], [`DatabaseClient`]) that the Ruby

@@ -45,3 +45,28 @@ impl Default for HostConfig {
         }
     }
 }
+
+impl HostConfig {
+    /// The wasmtime configuration of a host with these limits: epoch
+    /// interruption, and the pooling allocator sized by the limits.
+    pub fn engine_config(&self) -> wasmtime::Config {
+        let mut cfg = wasmtime::Config::new();
+        cfg.epoch_interruption(true);
+        let slots = self.max_concurrent_calls.max(1);
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(slots)
+            .total_core_instances(slots.saturating_mul(self.instances_limit as u32))
+            .total_memories(slots.saturating_mul(self.memories_limit as u32))
+            .total_tables(slots.saturating_mul(self.tables_limit as u32))
+            .total_stacks(slots)
+            .max_core_instances_per_component(self.instances_limit as u32)
+            .max_memories_per_component(self.memories_limit as u32)
+            .max_tables_per_component(self.tables_limit as u32)
+            .max_memory_size(self.memory_limit_bytes)
+            .table_elements(self.table_elements_limit)
+            .max_core_instance_size(16 << 20)
+            .max_component_instance_size(16 << 20);
+        cfg.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        cfg
+    }
+}

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::Engine;
 
 use crate::components::Prepared;
 use crate::config::HostConfig;
@@ -36,24 +36,7 @@ impl WasmHost {
     /// (contract + denying WASI) and starts the epoch ticker thread.
     pub fn new(config: HostConfig) -> Result<WasmHost, LoadError> {
         let host_err = |e: wasmtime::Error| LoadError::Host(format!("{e:#}"));
-        let mut cfg = Config::new();
-        cfg.epoch_interruption(true);
-        let slots = config.max_concurrent_calls.max(1);
-        let mut pool = PoolingAllocationConfig::new();
-        pool.total_component_instances(slots)
-            .total_core_instances(slots.saturating_mul(config.instances_limit as u32))
-            .total_memories(slots.saturating_mul(config.memories_limit as u32))
-            .total_tables(slots.saturating_mul(config.tables_limit as u32))
-            .total_stacks(slots)
-            .max_core_instances_per_component(config.instances_limit as u32)
-            .max_memories_per_component(config.memories_limit as u32)
-            .max_tables_per_component(config.tables_limit as u32)
-            .max_memory_size(config.memory_limit_bytes)
-            .table_elements(config.table_elements_limit)
-            .max_core_instance_size(16 << 20)
-            .max_component_instance_size(16 << 20);
-        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&cfg).map_err(host_err)?;
+        let engine = Engine::new(&config.engine_config()).map_err(host_err)?;
 
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(host_err)?;

@@ -1,4 +1,10 @@
-//! tasker's sandboxed WebAssembly component host.
+//! tasker-wasm-host: tasker's sandboxed WebAssembly component host, and the
+//! only crate that links wasmtime. It knows nothing of PostgreSQL.
+//!
+//! Invariants: a guest gets no ambient capability (it imports only the
+//! contract's `log`); every call runs under memory, instance and time
+//! (epoch) limits, and a guest's trap or exhaustion is an error for that
+//! call only.
 //!
 //! A [`WasmHost`] holds one wasmtime [`Engine`](wasmtime::Engine) (pooling allocator, epoch
 //! interruption driven by a ticker thread) and runs components that implement

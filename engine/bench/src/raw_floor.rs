@@ -10,7 +10,7 @@
 
 use tasker_wasm_host::{CallInput, HostConfig};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 mod bindings {
@@ -47,28 +47,10 @@ impl log::Host for RawState {
     fn log(&mut self, _level: log::Level, _message: String) {}
 }
 
-/// An engine configured as `WasmHost::new` configures its own for `config`
-/// (keep the two in step): epoch interruption, and the pooling allocator
-/// sized by the same limits.
+/// An engine configured exactly as the host's for `config`
+/// ([`HostConfig::engine_config`]).
 pub fn pooling_engine(config: &HostConfig) -> anyhow::Result<Engine> {
-    let mut cfg = Config::new();
-    cfg.epoch_interruption(true);
-    let slots = config.max_concurrent_calls.max(1);
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(slots)
-        .total_core_instances(slots.saturating_mul(config.instances_limit as u32))
-        .total_memories(slots.saturating_mul(config.memories_limit as u32))
-        .total_tables(slots.saturating_mul(config.tables_limit as u32))
-        .total_stacks(slots)
-        .max_core_instances_per_component(config.instances_limit as u32)
-        .max_memories_per_component(config.memories_limit as u32)
-        .max_tables_per_component(config.tables_limit as u32)
-        .max_memory_size(config.memory_limit_bytes)
-        .table_elements(config.table_elements_limit)
-        .max_core_instance_size(16 << 20)
-        .max_component_instance_size(16 << 20);
-    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-    Engine::new(&cfg).map_err(|e| anyhow::anyhow!("making the pooling engine: {e:#}"))
+    Engine::new(&config.engine_config()).map_err(|e| anyhow::anyhow!("making the pooling engine: {e:#}"))
 }
 
 impl RawFloor {

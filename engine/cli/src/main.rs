@@ -1,5 +1,9 @@
 //! `tasker`: the command-line entry point (orchestrator, worker host, demo,
-//! benchmark, and admin commands over the library).
+//! benchmark, and admin commands over the library crates).
+//!
+//! Invariants: the binary holds argument parsing and presentation only (the
+//! work is in the library crates); every error reaches the user as one line
+//! naming what failed, with exit code 1.
 
 mod cli;
 

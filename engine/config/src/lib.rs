@@ -1,5 +1,9 @@
-//! Configuration: typed sections loaded from component TOML files, environment
+//! tasker-config: typed sections loaded from component TOML files, environment
 //! overrides and `TASKER_*` environment variables.
+//!
+//! Invariants: no I/O beyond reading configuration files and the
+//! environment; a bad value is reported with its file (or variable) and
+//! dotted key, never defaulted silently; secrets print redacted.
 //!
 //! Layers, later ones winning:
 //! 1. `<dir>/base/*.toml` (or the copies compiled into the binary);

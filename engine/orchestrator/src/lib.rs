@@ -1,5 +1,12 @@
-//! Orchestration: a command processor that only routes, and one actor per
+//! tasker-orchestrator: task creation, result processing, retries, recovery
+//! and finalization. A command processor that only routes, and one actor per
 //! concern, connected by bounded channels (`[channels]` in config).
+//!
+//! Invariants: every state change goes through the store in one transaction
+//! with the messages it causes, and is announced (through
+//! [`tasker_notify::Wakeups`]) only after that commit; any number of
+//! orchestrators may run at once (finalization happens under the task's row
+//! lock, exactly once).
 //!
 //! ```text
 //!  results listener ─ResultsReady───▶ command processor ──▶ result processor ──▶ finalizer

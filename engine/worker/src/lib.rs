@@ -1,10 +1,18 @@
-//! The generic worker host: serves the step queues of one or more namespaces.
+//! tasker-worker: the generic worker host; serves the step queues of one or
+//! more namespaces with the handlers of a [`handler::HandlerRegistry`] (Rust
+//! functions, WASM components with the `wasm` feature, and the C ABI's push
+//! and pull handlers registered by `tasker-abi`).
 //!
-//! Per namespace a reader waits for a wake-up (a NOTIFY from PGMQ's insert
-//! trigger, or the fallback poll), reads and claims a batch no larger than the
-//! free concurrency, and runs each step on its own tokio task: heartbeat (the
-//! PGMQ visibility timeout is the lease), timeout, handler, report. See
-//! [`run_step`].
+//! Per namespace a reader waits for a wake-up ([`tasker_notify::Wakeups`]: a
+//! hint from this process, a NOTIFY from another, or the fallback poll), reads
+//! and claims a batch no larger than the free concurrency, and runs each step
+//! on its own tokio task: heartbeat (the PGMQ visibility timeout is the
+//! lease), timeout, handler, report. See [`run_step`].
+//!
+//! Invariants: a handler's panic or error becomes a failed attempt, never a
+//! crashed worker; a step's outcome is reported in one statement that sends
+//! the result and deletes the step's message; a worker changes no task state
+//! itself (the orchestrator does).
 
 pub mod handler;
 mod run;
