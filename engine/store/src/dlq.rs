@@ -1,11 +1,12 @@
-//! Dead letters: the messages PGMQ keeps in a queue's archive (`pgmq.a_<queue>`),
-//! listed and sent back to their queue.
+//! Dead letters: the messages PGMQ keeps in a queue's archive table
+//! ([`queue::archive_table`]), listed and sent back to their queue.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::PgPool;
 
 use super::StoreError;
+use crate::queue;
 use tasker_model::change::Changed;
 
 /// One archived message.
@@ -20,22 +21,18 @@ pub struct ArchivedMessage {
 
 /// Whether `queue` is a valid queue name that PGMQ knows.
 pub async fn queue_exists(pool: &PgPool, queue: &str) -> Result<bool, StoreError> {
-    checked(queue)?;
-    Ok(
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = $1)")
-            .bind(queue)
-            .fetch_one(pool)
-            .await?,
-    )
+    let q = checked(queue)?;
+    let mut conn = pool.acquire().await?;
+    Ok(queue::exists(&mut conn, q).await?)
 }
 
-/// A name is formatted into the archive table's identifier only after this
-/// check: the results queue or `steps_<namespace>` with a valid namespace.
+/// Only tasker's queues are listed: the results queue or `steps_<namespace>`
+/// with a valid namespace.
 fn checked(queue: &str) -> Result<&str, StoreError> {
-    let ok = queue == crate::queue::RESULTS_QUEUE
+    let ok = queue == queue::RESULTS_QUEUE
         || queue
             .strip_prefix("steps_")
-            .is_some_and(|ns| crate::queue::step_queue(ns).is_ok());
+            .is_some_and(|ns| queue::step_queue(ns).is_ok());
     if ok {
         Ok(queue)
     } else {
@@ -56,10 +53,11 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<ArchivedMessage>, StoreError> {
     let q = checked(queue)?;
-    Ok(sqlx::query_as(&format!(
-        "SELECT msg_id, read_ct, enqueued_at, archived_at, message FROM pgmq.a_{q} \
-          WHERE msg_id > $1 ORDER BY msg_id LIMIT $2"
-    ))
+    Ok(sqlx::query_as(&queue::substitute(
+        "SELECT msg_id, read_ct, enqueued_at, archived_at, message FROM {archive} \
+          WHERE msg_id > $1 ORDER BY msg_id LIMIT $2",
+        q,
+    )?)
     .bind(after.unwrap_or(0))
     .bind(limit)
     .fetch_all(pool)
@@ -76,16 +74,17 @@ pub async fn requeue(
 ) -> Result<(Option<i64>, Changed), StoreError> {
     let q = checked(queue)?;
     let mut tx = pool.begin().await?;
-    let body: Option<Value> = sqlx::query_scalar(&format!(
-        "DELETE FROM pgmq.a_{q} WHERE msg_id = $1 RETURNING message"
-    ))
+    let body: Option<Value> = sqlx::query_scalar(&queue::substitute(
+        "DELETE FROM {archive} WHERE msg_id = $1 RETURNING message",
+        q,
+    )?)
     .bind(msg_id)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(body) = body else {
         return Ok((None, Changed::none()));
     };
-    let new_id = crate::queue::send(&mut tx, q, &body).await?;
+    let new_id = queue::send(&mut tx, q, &body).await?;
     tx.commit().await?;
     Ok((Some(new_id), Changed::queue(q)))
 }

@@ -1,6 +1,7 @@
 //! tasker-store: tasker's PostgreSQL. The pool and the private cluster
 //! ([`db`]), PGMQ queues ([`queue`]), migrations ([`migrate`]) and every
-//! statement that reads or writes tasker's tables.
+//! statement that reads or writes tasker's tables (those every step runs in
+//! `src/sql/*.sql`, see `sql.rs`).
 //!
 //! Invariants: SQL lives here and nowhere else; every multi-row change is one
 //! transaction, and a state change commits with the messages it causes. The
@@ -19,6 +20,7 @@ pub mod operator;
 pub mod queue;
 pub mod recovery;
 pub mod result;
+mod sql;
 pub mod step;
 pub mod task;
 pub mod template;

@@ -623,14 +623,16 @@ mod tests {
             .await
             .unwrap();
         assert!(archived);
-        let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pgmq.q_smoke")
+        let count = |table: String| format!("SELECT count(*) FROM {table}");
+        let left: i64 = sqlx::query_scalar(&count(crate::queue::table("smoke").unwrap()))
             .fetch_one(&pool)
             .await
             .unwrap();
-        let in_archive: i64 = sqlx::query_scalar("SELECT count(*) FROM pgmq.a_smoke")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+        let in_archive: i64 =
+            sqlx::query_scalar(&count(crate::queue::archive_table("smoke").unwrap()))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         assert_eq!((left, in_archive), (0, 1));
     }
 }

@@ -1,4 +1,8 @@
-//! PGMQ queues: names, creation and the few calls tasker makes.
+//! PGMQ queues: names, creation and the few calls tasker makes. The one
+//! module that knows PGMQ's functions and table names: a statement elsewhere
+//! that works on a queue's table directly (the hot path's, `src/sql/`) names
+//! it by a placeholder, `{steps}`, `{results}` or `{archive}`, that
+//! [`substitute`] replaces.
 //!
 //! Every function takes a connection so that sends can join the caller's
 //! transaction ("a state change and the messages it causes commit together").
@@ -46,11 +50,62 @@ fn check_name(name: &str) -> Result<(), QueueError> {
     }
 }
 
-/// PGMQ's table behind `queue`, for the few hot-path statements that use it
-/// directly (`pgmq.q_<queue>`); the name is validated first.
+/// The prefix of PGMQ's table of a queue, `pgmq.q_<queue>`.
+const TABLE: &str = "pgmq.q_";
+/// The prefix of PGMQ's archive table of a queue, `pgmq.a_<queue>`.
+const ARCHIVE_TABLE: &str = "pgmq.a_";
+
+/// PGMQ's table behind `queue` (`pgmq.q_<queue>`), for the few statements
+/// that use it directly; the name is validated first.
 pub fn table(queue: &str) -> Result<String, QueueError> {
     check_name(queue)?;
-    Ok(format!("pgmq.q_{queue}"))
+    Ok(format!("{TABLE}{queue}"))
+}
+
+/// PGMQ's archive table of `queue` (`pgmq.a_<queue>`), where archived (dead)
+/// messages are kept; the name is validated first.
+pub fn archive_table(queue: &str) -> Result<String, QueueError> {
+    check_name(queue)?;
+    Ok(format!("{ARCHIVE_TABLE}{queue}"))
+}
+
+/// `sql` with its placeholders for PGMQ's tables replaced, `queue` being the
+/// statement's queue (validated first):
+///
+/// * `{steps}` → `queue`'s table ([`table`]),
+/// * `{archive}` → `queue`'s archive table ([`archive_table`]),
+/// * `{results}` → the table of [`RESULTS_QUEUE`].
+///
+/// Any other brace is left as it is (`'{}'::jsonb`, `{36}` in a pattern). One
+/// pass and one allocation, as the `format!` it replaces; the text is the same
+/// for every call with one queue, so the connection's prepared statement is
+/// found again each time.
+pub fn substitute(sql: &str, queue: &str) -> Result<String, QueueError> {
+    check_name(queue)?;
+    let mut out = String::with_capacity(sql.len() + 4 * (TABLE.len() + MAX_QUEUE_NAME));
+    let mut rest = sql;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        rest = if let Some(after) = tail.strip_prefix("{steps}") {
+            out.push_str(TABLE);
+            out.push_str(queue);
+            after
+        } else if let Some(after) = tail.strip_prefix("{archive}") {
+            out.push_str(ARCHIVE_TABLE);
+            out.push_str(queue);
+            after
+        } else if let Some(after) = tail.strip_prefix("{results}") {
+            out.push_str(TABLE);
+            out.push_str(RESULTS_QUEUE);
+            after
+        } else {
+            out.push('{');
+            &tail[1..]
+        };
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// A message as read from a queue.
@@ -68,15 +123,20 @@ pub struct StepMessage {
     pub task_id: Uuid,
 }
 
-/// Creates `queue` if missing. Idempotent.
-pub async fn ensure(conn: &mut PgConnection, queue: &str) -> Result<(), QueueError> {
+/// Whether PGMQ knows `queue` (a valid name).
+pub async fn exists(conn: &mut PgConnection, queue: &str) -> Result<bool, QueueError> {
     check_name(queue)?;
-    let exists: bool =
+    Ok(
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pgmq.meta WHERE queue_name = $1)")
             .bind(queue)
-            .fetch_one(&mut *conn)
-            .await?;
-    if !exists {
+            .fetch_one(conn)
+            .await?,
+    )
+}
+
+/// Creates `queue` if missing. Idempotent.
+pub async fn ensure(conn: &mut PgConnection, queue: &str) -> Result<(), QueueError> {
+    if !exists(&mut *conn, queue).await? {
         sqlx::query("SELECT pgmq.create($1)")
             .bind(queue)
             .execute(&mut *conn)
@@ -221,6 +281,27 @@ mod tests {
         assert!(step_queue("a;drop").is_err());
         assert!(step_queue(&"a".repeat(41)).is_ok());
         assert!(step_queue(&"a".repeat(42)).is_err());
+    }
+
+    #[test]
+    fn tables_and_placeholders() {
+        assert_eq!(table("steps_a").unwrap(), "pgmq.q_steps_a");
+        assert_eq!(archive_table("steps_a").unwrap(), "pgmq.a_steps_a");
+        assert!(table("a;drop").is_err());
+        assert!(archive_table("A").is_err());
+        assert_eq!(
+            substitute(
+                "INSERT INTO {results} SELECT '{}', '{36}', {x} FROM {steps}, {archive} {steps}{",
+                "steps_a"
+            )
+            .unwrap(),
+            "INSERT INTO pgmq.q_orchestration_results SELECT '{}', '{36}', {x} \
+             FROM pgmq.q_steps_a, pgmq.a_steps_a pgmq.q_steps_a{"
+        );
+        assert!(matches!(
+            substitute("SELECT 1 FROM {steps}", "x y"),
+            Err(QueueError::BadName(_))
+        ));
     }
 
     #[sqlx::test(migrations = false)]

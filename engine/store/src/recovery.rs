@@ -104,13 +104,13 @@ pub async fn recover(
         processor_id,
     )
     .await?;
-    // The queue name is a validated identifier (queue::step_queue).
     let q = queue::step_queue(&namespace)?;
-    let orphaned: Vec<Uuid> = sqlx::query_scalar(&format!(
+    let orphaned: Vec<Uuid> = sqlx::query_scalar(&queue::substitute(
         "SELECT s.id FROM tasker.steps s
           WHERE s.task_id = $1 AND s.state = 'enqueued'
-            AND NOT EXISTS (SELECT 1 FROM pgmq.q_{q} m WHERE m.message->>'step_id' = s.id::text)"
-    ))
+            AND NOT EXISTS (SELECT 1 FROM {steps} m WHERE m.message->>'step_id' = s.id::text)",
+        &q,
+    )?)
     .bind(task_id)
     .fetch_all(&mut *tx)
     .await?;

@@ -20,6 +20,11 @@ use tasker_model::state::{StepState, TaskState};
 use tasker_model::step::{Outcome, StepResultMessage};
 use tasker_model::template::RetryPolicy;
 
+/// Takes a batch of results: [`take_batch_on`]'s statement.
+const TAKE_RESULTS: &str = crate::sql::body(include_str!("sql/take_results.sql"));
+/// Applies results one by one: [`process_batch`]'s statement.
+const PROCESS_RESULTS: &str = crate::sql::body(include_str!("sql/process_results.sql"));
+
 /// What processing one result did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Processed {
@@ -172,29 +177,24 @@ async fn apply(
         a.reasons.push(d.reason.clone());
         a.retry_at.push(d.retry_at);
     }
-    let rows: Vec<ProcessRow> = sqlx::query_as(
-        "SELECT msg_id, step_found, is_current, namespace, step_state, step_attempts,
-                task_before, task_state, enqueued, error
-           FROM tasker.process_step_results(
-                $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-    )
-    .bind(&a.msg_ids)
-    .bind(&a.tasks)
-    .bind(&a.steps)
-    .bind(&a.attempts)
-    .bind(&a.outcomes)
-    .bind(&a.results)
-    .bind(&a.errors)
-    .bind(&a.workers)
-    .bind(&a.started)
-    .bind(&a.finished)
-    .bind(&a.to)
-    .bind(&a.events)
-    .bind(&a.reasons)
-    .bind(&a.retry_at)
-    .bind(processor_id)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<ProcessRow> = sqlx::query_as(PROCESS_RESULTS)
+        .bind(&a.msg_ids)
+        .bind(&a.tasks)
+        .bind(&a.steps)
+        .bind(&a.attempts)
+        .bind(&a.outcomes)
+        .bind(&a.results)
+        .bind(&a.errors)
+        .bind(&a.workers)
+        .bind(&a.started)
+        .bind(&a.finished)
+        .bind(&a.to)
+        .bind(&a.events)
+        .bind(&a.reasons)
+        .bind(&a.retry_at)
+        .bind(processor_id)
+        .fetch_all(pool)
+        .await?;
     if rows.len() != n || rows.iter().zip(&a.msg_ids).any(|(r, id)| r.msg_id != *id) {
         return Err(StoreError::Corrupt(format!(
             "tasker.process_step_results answered {} rows for {n} results",
@@ -422,16 +422,12 @@ pub async fn take_batch_on(
     qty: i32,
     processor_id: &str,
 ) -> Result<(Vec<Taken>, Changed), StoreError> {
-    let rows: Vec<TakenRow> = sqlx::query_as(
-        "SELECT msg_id, message, applied, step_found, is_current, namespace, step_state,
-                step_attempts, task_before, task_state, enqueued, error
-           FROM tasker.take_step_results($1, $2, $3)",
-    )
-    .bind(lease_seconds)
-    .bind(qty)
-    .bind(processor_id)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<TakenRow> = sqlx::query_as(TAKE_RESULTS)
+        .bind(lease_seconds)
+        .bind(qty)
+        .bind(processor_id)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     let mut all = Changed::none();
     let mut left = Vec::new();

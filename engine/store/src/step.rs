@@ -17,6 +17,13 @@ use tasker_model::change::Changed;
 use tasker_model::state::TaskState;
 use tasker_model::step::{StepContext, StepResultMessage};
 
+/// Claims a batch: [`claim_batch`]'s statement.
+const CLAIM_STEPS: &str = crate::sql::body(include_str!("sql/claim_steps.sql"));
+/// Reports outcomes: [`report_batch_on`]'s statement.
+const REPORT_OUTCOMES: &str = crate::sql::body(include_str!("sql/report_outcomes.sql"));
+/// Extends a lease: [`heartbeat`]'s statement.
+const HEARTBEAT: &str = crate::sql::body(include_str!("sql/heartbeat.sql"));
+
 /// One message read from a step queue.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -48,8 +55,9 @@ struct ClaimRow {
 
 /// Reads up to `qty` messages from `queue` with a lease of `lease_seconds`,
 /// and claims their steps (→ in_progress, attempt + 1, audited), returning
-/// each step's full context: one statement, PGMQ's read on the queue's table
-/// (static SQL per queue, prepared once per connection) joined to the claim.
+/// each step's full context: one statement (`sql/claim_steps.sql`), PGMQ's
+/// read on the queue's table (static SQL per queue, prepared once per
+/// connection) joined to the claim.
 ///
 /// The read and the step lock name their rows by primary key (`= ANY
 /// (ARRAY(...))`), so the plan stays two index lookups whatever the table
@@ -66,52 +74,7 @@ pub async fn claim_batch<'c>(
     qty: i32,
     processor_id: &str,
 ) -> Result<Vec<Claimed>, StoreError> {
-    let sql = format!(
-        "WITH read AS (
-             UPDATE {q} m
-                SET last_read_at = clock_timestamp(),
-                    vt = clock_timestamp() + make_interval(secs => $2),
-                    read_ct = m.read_ct + 1
-              WHERE m.msg_id = ANY (ARRAY(
-                        SELECT msg_id FROM {q} WHERE vt <= clock_timestamp()
-                         ORDER BY msg_id LIMIT $1 FOR UPDATE SKIP LOCKED))
-          RETURNING m.msg_id, m.read_ct,
-                    CASE WHEN m.message->>'step_id' ~ '^[0-9a-f-]{{36}}$'
-                         THEN (m.message->>'step_id')::uuid END AS step_id),
-         target AS (
-             SELECT s.id, s.state AS old_state
-               FROM tasker.steps s
-              WHERE s.id = ANY (ARRAY(SELECT r.step_id FROM read r))
-                AND s.state IN ('enqueued', 'in_progress')
-                FOR UPDATE OF s),
-         claimed AS (
-             UPDATE tasker.steps s
-                SET state = 'in_progress', attempts = s.attempts + 1, updated_at = now(),
-                    started_at = coalesce(s.started_at, now())
-               FROM target WHERE s.id = target.id
-          RETURNING s.id, s.task_id, s.name, s.handler_name, s.handler_config, s.attempts,
-                    s.max_attempts, s.timeout_seconds, target.old_state),
-         audit AS (
-             INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
-             SELECT c.id, c.task_id, c.old_state, 'in_progress',
-                    CASE WHEN c.old_state = 'in_progress' THEN 'lease_expired_reclaim' ELSE 'claim' END,
-                    c.attempts, $3
-               FROM claimed c),
-         -- Lease bookkeeping only: this transaction's commit need not wait for the disk.
-         lease AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)
-         SELECT r.msg_id, r.read_ct, c.id AS step_id, c.task_id, c.name, c.handler_name,
-                c.handler_config, c.attempts, c.max_attempts, c.timeout_seconds, t.context,
-                t.namespace, tp.name AS template_name,
-                (SELECT coalesce(jsonb_object_agg(p.name, p.result), '{{}}'::jsonb)
-                   FROM tasker.step_edges e JOIN tasker.steps p ON p.id = e.parent_id
-                  WHERE e.child_id = c.id) AS parent_results
-           FROM read r
-           CROSS JOIN lease
-           LEFT JOIN claimed c ON c.id = r.step_id
-           LEFT JOIN tasker.tasks t ON t.id = c.task_id
-           LEFT JOIN tasker.templates tp ON tp.id = t.template_id",
-        q = crate::queue::table(queue)?,
-    );
+    let sql = crate::queue::substitute(CLAIM_STEPS, queue)?;
     let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
         .bind(qty)
         .bind(lease_seconds)
@@ -203,33 +166,9 @@ pub async fn report_batch_on(
         attempts.push(r.attempt as i32);
         bodies.push(serde_json::to_value(r).map_err(|e| StoreError::Corrupt(e.to_string()))?);
     }
-    // PGMQ's send and delete, on its tables directly: one statement,
-    // prepared once per queue.
-    let sql = format!(
-        "WITH input AS (
-             SELECT * FROM unnest($1::uuid[], $2::int[], $3::jsonb[], $4::bigint[])
-                 AS i(step_id, attempt, body, msg_id)),
-         moved AS (
-             UPDATE tasker.steps s SET state = 'enqueued_for_orchestration', updated_at = now()
-               FROM input i
-              WHERE s.id = i.step_id AND s.state = 'in_progress' AND s.attempts = i.attempt
-          RETURNING s.id, s.task_id, s.attempts),
-         audit AS (
-             INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
-             SELECT id, task_id, 'in_progress', 'enqueued_for_orchestration', 'reported', attempts, $5
-               FROM moved),
-         sent AS (
-             INSERT INTO {results} (vt, message)
-             SELECT clock_timestamp(), body FROM input RETURNING msg_id),
-         -- A stale attempt's result is still sent (and recorded as stale), but it
-         -- must not delete the message the current attempt's worker holds.
-         deleted AS (
-             DELETE FROM {steps} q USING input i, moved m
-              WHERE q.msg_id = i.msg_id AND m.id = i.step_id RETURNING q.msg_id)
-         SELECT (SELECT count(*) FROM sent) + (SELECT count(*) FROM deleted)",
-        results = crate::queue::table(RESULTS_QUEUE)?,
-        steps = crate::queue::table(queue)?,
-    );
+    // PGMQ's send and delete, on its tables directly: one statement, the same
+    // text for every report on this queue (prepared once per connection).
+    let sql = crate::queue::substitute(REPORT_OUTCOMES, queue)?;
     sqlx::query(&sql)
         .bind(&step_ids)
         .bind(&attempts)
@@ -258,14 +197,8 @@ pub async fn heartbeat(
     lease_seconds: i32,
     task_id: Uuid,
 ) -> Result<bool, StoreError> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        format!(
-            "SELECT EXISTS (SELECT 1 FROM pgmq.set_vt($1, $2::bigint, $3::integer))
-                    AND state NOT IN ({})
-               FROM tasker.tasks WHERE id = $4",
-            TaskState::terminal_sql_list()
-        )
-    });
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| HEARTBEAT.replace("{terminal_states}", &TaskState::terminal_sql_list()));
     let live: Option<bool> = sqlx::query_scalar(SQL.as_str())
         .bind(queue)
         .bind(msg_id)

@@ -52,6 +52,9 @@ pub struct Created {
     pub created: bool,
 }
 
+/// Creates a task: [`create`]'s statement.
+const CREATE_TASK: &str = crate::sql::body(include_str!("sql/create_task.sql"));
+
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
@@ -134,43 +137,9 @@ pub async fn create(
     // creation path recorded as the transitions it is made of, the steps,
     // edges and their audit (every step is created pending; roots move on to
     // enqueued at once), and the roots' messages, sent on PGMQ's table (static
-    // SQL per queue). Every part reads `task`, which is empty when the
+    // SQL per queue, `sql/create_task.sql`). Every part reads `task`, which is empty when the
     // idempotency key exists already: then nothing at all is written.
-    let sql = format!(
-        "WITH task AS (
-             INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state)
-             VALUES ($1, $2, $3, $4, $5, $6, 'steps_in_process')
-             ON CONFLICT (namespace, idempotency_key) DO NOTHING
-             RETURNING id),
-         task_audit AS (
-             INSERT INTO tasker.task_transitions (task_id, from_state, to_state, event, processor_id)
-             SELECT task.id, f, t, e, $7
-               FROM task, unnest(ARRAY[NULL, 'pending', 'initializing', 'enqueuing_steps']::text[],
-                                 ARRAY['pending', 'initializing', 'enqueuing_steps', 'steps_in_process'],
-                                 ARRAY['create', 'initialize', 'enqueue_steps', 'steps_enqueued'])
-                    AS x(f, t, e)),
-         steps AS (
-             INSERT INTO tasker.steps (id, task_id, name, handler_name, handler_version, handler_config,
-                                       retry, max_attempts, timeout_seconds, pending_parents, state)
-             SELECT x.id, task.id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state
-               FROM task, unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[],
-                                 $14::int[], $15::int[], $16::int[], $17::text[])
-                    AS x(id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state)),
-         edges AS (
-             INSERT INTO tasker.step_edges (task_id, parent_id, child_id)
-             SELECT task.id, p, c FROM task, unnest($18::uuid[], $19::uuid[]) AS x(p, c)),
-         step_audit AS (
-             INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
-             SELECT x.id, task.id, NULL, 'pending', 'create', 0, $7 FROM task, unnest($8::uuid[]) AS x(id)
-             UNION ALL
-             SELECT y.id, task.id, 'pending', 'enqueued', 'dependencies_met', 0, $7
-               FROM task, unnest($20::uuid[]) AS y(id)),
-         sent AS (
-             INSERT INTO {queue_table} (vt, message)
-             SELECT clock_timestamp(), m FROM task, unnest($21::jsonb[]) AS x(m))
-         SELECT id FROM task",
-        queue_table = queue::table(&queue_name)?,
-    );
+    let sql = queue::substitute(CREATE_TASK, &queue_name)?;
     let inserted: Option<Uuid> = sqlx::query_scalar(&sql)
         .bind(task_id)
         .bind(loaded.id)

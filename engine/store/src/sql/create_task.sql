@@ -1,0 +1,55 @@
+-- create_task: a task, created in one statement (tasker_store::task::create).
+-- Inserts the task, the creation path as the transitions it is made of, the
+-- steps (all pending; the roots move on to enqueued at once), the edges, the
+-- steps' audit rows and the roots' messages, sent on PGMQ's table. Every part
+-- reads `task`, which is empty when the idempotency key exists already: then
+-- nothing at all is written. Returns the task's id, or no row in that case.
+--
+-- $1 = task id (uuid)
+-- $2 = template id (bigint)
+-- $3 = namespace (text)
+-- $4 = context (jsonb): the task's input
+-- $5 = priority (int)
+-- $6 = idempotency key (text, NULL for none)
+-- $7 = processor_id (text): recorded in the audit rows
+-- $8 .. $17 = the steps, one array element per step: $8 ids (uuid[]),
+--   $9 names (text[]), $10 handler names (text[]), $11 handler versions
+--   (text[], NULL for any), $12 handler configs (jsonb[]), $13 retry policies
+--   (jsonb[]), $14 max attempts (int[]), $15 timeout seconds (int[]),
+--   $16 number of parents (int[]), $17 initial states (text[])
+-- $18, $19 = the edges: parent step ids (uuid[]), child step ids (uuid[])
+-- $20 = the root steps' ids (uuid[])
+-- $21 = the root steps' messages (jsonb[])
+-- {steps} = the namespace's step queue's PGMQ table (tasker_store::queue::substitute)
+WITH task AS (
+     INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state)
+     VALUES ($1, $2, $3, $4, $5, $6, 'steps_in_process')
+     ON CONFLICT (namespace, idempotency_key) DO NOTHING
+     RETURNING id),
+ task_audit AS (
+     INSERT INTO tasker.task_transitions (task_id, from_state, to_state, event, processor_id)
+     SELECT task.id, f, t, e, $7
+       FROM task, unnest(ARRAY[NULL, 'pending', 'initializing', 'enqueuing_steps']::text[],
+                         ARRAY['pending', 'initializing', 'enqueuing_steps', 'steps_in_process'],
+                         ARRAY['create', 'initialize', 'enqueue_steps', 'steps_enqueued'])
+            AS x(f, t, e)),
+ steps AS (
+     INSERT INTO tasker.steps (id, task_id, name, handler_name, handler_version, handler_config,
+                               retry, max_attempts, timeout_seconds, pending_parents, state)
+     SELECT x.id, task.id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state
+       FROM task, unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[],
+                         $14::int[], $15::int[], $16::int[], $17::text[])
+            AS x(id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state)),
+ edges AS (
+     INSERT INTO tasker.step_edges (task_id, parent_id, child_id)
+     SELECT task.id, p, c FROM task, unnest($18::uuid[], $19::uuid[]) AS x(p, c)),
+ step_audit AS (
+     INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
+     SELECT x.id, task.id, NULL, 'pending', 'create', 0, $7 FROM task, unnest($8::uuid[]) AS x(id)
+     UNION ALL
+     SELECT y.id, task.id, 'pending', 'enqueued', 'dependencies_met', 0, $7
+       FROM task, unnest($20::uuid[]) AS y(id)),
+ sent AS (
+     INSERT INTO {steps} (vt, message)
+     SELECT clock_timestamp(), m FROM task, unnest($21::jsonb[]) AS x(m))
+ SELECT id FROM task
