@@ -12,7 +12,9 @@ use tasker_model::template::Template;
 use tasker_notify::Wakeups;
 use tasker_store as store;
 use tasker_store::template::TemplateCache;
-use tasker_testkit::{eventually, examples_dir, migrated, new_task, register_inline, steps};
+use tasker_testkit::{
+    eventually, examples_dir, migrated, new_task, register_inline, steps, wasm_examples_dir,
+};
 use uuid::Uuid;
 
 /// The `tasker` binary of this build (cargo builds it before running tests).
@@ -341,7 +343,8 @@ fn cli(env: &[(&str, &str)], args: &[&str]) -> String {
 }
 
 /// The README's flow for a new user, through the CLI and the HTTP API: a key,
-/// the example templates, a task created, watched to the end, listed, shown.
+/// the example templates, a task created, watched to the end, listed, shown;
+/// a WASM component uploaded, listed and deleted.
 #[sqlx::test(migrations = false)]
 async fn the_cli_flow_of_the_readme(pool: PgPool) {
     migrated(&pool).await;
@@ -410,4 +413,74 @@ async fn the_cli_flow_of_the_readme(pool: PgPool) {
     let detail: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(detail["state"], "complete");
     assert_eq!(detail["steps"].as_array().unwrap().len(), 4);
+
+    // Components: `tasker component`. A script of before the rename still
+    // works: `--permissions handlers:write` (stored as `components:write`)
+    // and `tasker handler ...` (a hidden alias).
+    let help = cli(&base, &["--help"]);
+    let commands: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        commands.contains(&"component") && !commands.contains(&"handler"),
+        "{help}"
+    );
+    let uploader_out = cli(
+        &base,
+        &[
+            "apikey",
+            "create",
+            "uploader",
+            "--permissions",
+            "handlers:write,tasks:read",
+        ],
+    );
+    let uploader = uploader_out
+        .lines()
+        .find(|l| l.starts_with("tk_"))
+        .expect("a key")
+        .to_string();
+    let keys: serde_json::Value =
+        serde_json::from_str(&cli(&base, &["apikey", "list", "--json"])).unwrap();
+    let row = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "uploader")
+        .expect("the uploader key");
+    assert_eq!(
+        row["permissions"],
+        json!(["components:write", "tasks:read"])
+    );
+    let env = [
+        ("TASKER_ENV", "test"),
+        ("TASKER_DATABASE__URL", db.as_str()),
+        ("TASKER_CLIENT__URL", url.as_str()),
+        ("TASKER_CLIENT__API_KEY", uploader.as_str()),
+    ];
+    let wasm = wasm_examples_dir().join("noop_rust.wasm");
+    let uploaded = cli(
+        &env,
+        &[
+            "component",
+            "upload",
+            wasm.to_str().unwrap(),
+            "--name",
+            "noop",
+            "--version",
+            "1.0.0",
+        ],
+    );
+    assert!(uploaded.starts_with("uploaded noop@1.0.0"), "{uploaded}");
+    for command in ["component", "handler"] {
+        let listed: serde_json::Value =
+            serde_json::from_str(&cli(&env, &[command, "list", "--json"])).unwrap();
+        assert_eq!(
+            listed["components"][0]["name"], "noop",
+            "{command}: {listed}"
+        );
+    }
+    let deleted = cli(&env, &["component", "delete", "noop", "1.0.0"]);
+    assert!(deleted.contains("deleted noop@1.0.0"), "{deleted}");
 }

@@ -190,18 +190,18 @@ pub struct ErrorBody {
 
 /// The outcome of an upload.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct HandlerAccepted {
+pub struct ComponentAccepted {
     /// False when the identical bytes were already stored under this name and version.
     pub created: bool,
-    pub handler: ComponentMeta,
+    pub component: ComponentMeta,
     /// What the component imports (all within the contract).
     pub imports: Vec<String>,
 }
 
 /// Every uploaded component.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct HandlerList {
-    pub handlers: Vec<ComponentMeta>,
+pub struct ComponentList {
+    pub components: Vec<ComponentMeta>,
 }
 
 /// Data of a `state` event.

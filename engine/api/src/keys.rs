@@ -27,8 +27,10 @@ pub enum Permission {
     StepsResolve,
     #[serde(rename = "templates:write")]
     TemplatesWrite,
-    #[serde(rename = "handlers:write")]
-    HandlersWrite,
+    /// Upload and delete WASM components. Read as well from its old name,
+    /// `handlers:write`, which keys stored before the rename may hold.
+    #[serde(rename = "components:write", alias = "handlers:write")]
+    ComponentsWrite,
     #[serde(rename = "admin")]
     Admin,
 }
@@ -40,7 +42,7 @@ impl Permission {
         Permission::TasksCancel,
         Permission::StepsResolve,
         Permission::TemplatesWrite,
-        Permission::HandlersWrite,
+        Permission::ComponentsWrite,
         Permission::Admin,
     ];
 
@@ -51,7 +53,7 @@ impl Permission {
             Permission::TasksCancel => "tasks:cancel",
             Permission::StepsResolve => "steps:resolve",
             Permission::TemplatesWrite => "templates:write",
-            Permission::HandlersWrite => "handlers:write",
+            Permission::ComponentsWrite => "components:write",
             Permission::Admin => "admin",
         }
     }
@@ -63,6 +65,10 @@ impl fmt::Display for Permission {
     }
 }
 
+/// Old names still read as their permission (stored keys may hold them); a
+/// permission is only ever written under its current name ([`Permission::as_str`]).
+const OLD_NAMES: &[(&str, Permission)] = &[("handlers:write", Permission::ComponentsWrite)];
+
 impl FromStr for Permission {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -70,6 +76,7 @@ impl FromStr for Permission {
             .iter()
             .copied()
             .find(|p| p.as_str() == s)
+            .or_else(|| OLD_NAMES.iter().find(|(old, _)| *old == s).map(|&(_, p)| p))
             .ok_or_else(|| KeyError::UnknownPermission(s.to_string()))
     }
 }
@@ -77,7 +84,7 @@ impl FromStr for Permission {
 /// What went wrong managing keys.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
-    #[error("unknown permission '{0}' (known: tasks:create, tasks:read, tasks:cancel, steps:resolve, templates:write, handlers:write, admin)")]
+    #[error("unknown permission '{0}' (known: tasks:create, tasks:read, tasks:cancel, steps:resolve, templates:write, components:write, admin)")]
     UnknownPermission(String),
     #[error("a key named '{0}' already exists")]
     NameTaken(String),
@@ -132,9 +139,19 @@ pub async fn create_key(
     Ok((id, format!("tk_{prefix}_{secret}")))
 }
 
-/// Every key, oldest first, revoked ones included.
+/// Every key, oldest first, revoked ones included. Permissions are listed
+/// under their current names (a key stored with `handlers:write` lists
+/// `components:write`); names this version does not know are listed as stored.
 pub async fn list_keys(pool: &PgPool) -> Result<Vec<KeyInfo>, KeyError> {
-    Ok(api_key::list(pool).await?)
+    let mut keys = api_key::list(pool).await?;
+    for key in &mut keys {
+        for p in &mut key.permissions {
+            if let Ok(known) = p.parse::<Permission>() {
+                *p = known.as_str().to_string();
+            }
+        }
+    }
+    Ok(keys)
 }
 
 /// Revokes the key with this id or name; false when no such unrevoked key exists.
@@ -213,6 +230,56 @@ mod tests {
         };
         assert!(reader.allows(Permission::TasksRead));
         assert!(!reader.allows(Permission::TasksCreate));
+    }
+
+    #[test]
+    fn the_old_name_of_components_write_still_reads() {
+        assert_eq!(
+            "handlers:write".parse::<Permission>().unwrap(),
+            Permission::ComponentsWrite
+        );
+        assert_eq!(
+            serde_json::from_value::<Permission>(serde_json::json!("handlers:write")).unwrap(),
+            Permission::ComponentsWrite
+        );
+        // Written only under the new name.
+        assert_eq!(Permission::ComponentsWrite.as_str(), "components:write");
+        assert_eq!(
+            serde_json::to_value(Permission::ComponentsWrite).unwrap(),
+            "components:write"
+        );
+    }
+
+    /// A key stored before the rename, holding `handlers:write`, may still
+    /// upload components, and is listed with the new name.
+    #[sqlx::test(migrations = false)]
+    async fn stored_keys_with_the_old_permission_name_keep_it(pool: PgPool) {
+        tasker_store::migrate::migrate(&pool).await.unwrap();
+        let secret = "s".repeat(64);
+        api_key::insert(
+            &pool,
+            Uuid::now_v7(),
+            "old",
+            "0123456789ab",
+            &sha256(secret.as_bytes()),
+            &["handlers:write", "tasks:read", "from:the-future"],
+        )
+        .await
+        .unwrap();
+        let p = verify(&pool, &format!("tk_0123456789ab_{secret}"), None)
+            .await
+            .unwrap()
+            .expect("valid");
+        assert_eq!(
+            p.permissions,
+            vec![Permission::ComponentsWrite, Permission::TasksRead]
+        );
+        assert!(p.allows(Permission::ComponentsWrite));
+        let listed = list_keys(&pool).await.unwrap();
+        assert_eq!(
+            listed[0].permissions,
+            ["components:write", "tasks:read", "from:the-future"]
+        );
     }
 
     #[sqlx::test(migrations = false)]

@@ -14,7 +14,7 @@ pub mod metrics;
 pub mod ops;
 pub mod routes;
 pub use tasker_api_types as types;
-pub mod wasm;
+pub mod components;
 
 mod openapi;
 mod request_middleware;

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::error::ErrorBody;
 use crate::keys::Permission;
-use crate::{events, metrics, ops, routes, wasm};
+use crate::{components, events, metrics, ops, routes};
 
 /// The OpenAPI document.
 #[derive(OpenApi)]
@@ -24,13 +24,13 @@ use crate::{events, metrics, ops, routes, wasm};
         routes::templates::get_template, routes::templates::validate_template,
         routes::queues::list_queues, routes::health::live, routes::health::ready,
         events::task_events, ops::analytics, ops::list_archive, ops::requeue, metrics::metrics,
-        wasm::upload_handler, wasm::list_handlers, wasm::get_handler, wasm::delete_handler,
+        components::upload_component, components::list_components, components::get_component, components::delete_component,
     ),
     components(schemas(ErrorBody, Permission, events::TaskStateEvent, events::StepStateEvent,
-        wasm::ComponentBytes, wasm::HandlerAccepted, wasm::HandlerList, tasker_store::component::ComponentMeta)),
+        components::ComponentBytes, components::ComponentAccepted, components::ComponentList, tasker_store::component::ComponentMeta)),
     modifiers(&BearerAuth, &AuthResponses),
     tags(
-        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "analytics"), (name = "health"), (name = "handlers"),
+        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "analytics"), (name = "health"), (name = "components"),
     )
 )]
 pub struct ApiDoc;
@@ -151,11 +151,22 @@ mod tests {
     #[test]
     fn protected_routes_declare_bearer_security() {
         let spec = serde_json::to_value(openapi()).unwrap();
-        for r in routes().iter().filter(|r| r.permission.is_some()) {
+        for r in routes().iter() {
+            let Some(needed) = r.permission else {
+                continue;
+            };
             let op = &spec["paths"][r.path][r.method.as_str().to_lowercase()];
             assert!(
                 op["security"].is_array(),
                 "{} {} has no security requirement",
+                r.method,
+                r.path
+            );
+            // The spec names the permission the route table enforces.
+            assert_eq!(
+                op["security"],
+                serde_json::json!([{ "bearer": [needed.as_str()] }]),
+                "{} {}: the spec's permission is not the route table's",
                 r.method,
                 r.path
             );

@@ -6,7 +6,7 @@ use axum::http::Method;
 use axum::routing::{on, MethodFilter, MethodRouter};
 
 use crate::keys::Permission;
-use crate::{events, metrics, ops, wasm, ApiState};
+use crate::{components, events, metrics, ops, ApiState};
 
 /// One route: method, path (axum/OpenAPI syntax) and the permission it needs
 /// (`None`: public).
@@ -21,7 +21,7 @@ fn route<H, T>(
     method: Method,
     path: &'static str,
     permission: Option<Permission>,
-    handler: H,
+    endpoint: H,
 ) -> Route
 where
     H: axum::handler::Handler<T, ApiState>,
@@ -32,7 +32,7 @@ where
         method,
         path,
         permission,
-        endpoint: on(filter, handler),
+        endpoint: on(filter, endpoint),
     }
 }
 
@@ -131,30 +131,30 @@ pub fn routes() -> Vec<Route> {
             ops::requeue,
         ),
         route(M::GET, "/v1/analytics", Some(P::TasksRead), ops::analytics),
-        // WASM handler components (`wasm.rs`).
+        // Uploaded WASM components (`components.rs`).
         route(
             M::PUT,
-            wasm::UPLOAD_PATH,
-            Some(P::HandlersWrite),
-            wasm::upload_handler,
+            components::UPLOAD_PATH,
+            Some(P::ComponentsWrite),
+            components::upload_component,
         ),
         route(
             M::GET,
-            "/v1/handlers",
+            "/v1/components",
             Some(P::TasksRead),
-            wasm::list_handlers,
+            components::list_components,
         ),
         route(
             M::GET,
-            "/v1/handlers/{name}/{version}",
+            "/v1/components/{name}/{version}",
             Some(P::TasksRead),
-            wasm::get_handler,
+            components::get_component,
         ),
         route(
             M::DELETE,
-            "/v1/handlers/{name}/{version}",
-            Some(P::HandlersWrite),
-            wasm::delete_handler,
+            "/v1/components/{name}/{version}",
+            Some(P::ComponentsWrite),
+            components::delete_component,
         ),
         // Public: read-only, no ids in labels (see `metrics`).
         route(M::GET, "/metrics", None, metrics::metrics),

@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::openapi::{docs, openapi_json};
 use crate::request_middleware::{authorize, error_shape, not_found, reject_nul_params};
-use crate::{metrics, routes, wasm, ApiState, AuthMode};
+use crate::{components, metrics, routes, ApiState, AuthMode};
 use tasker_notify::Wakeups;
 
 /// Errors starting the server.
@@ -37,12 +37,12 @@ pub fn router(state: ApiState) -> Router {
     let mut app: Router<ApiState> = Router::new();
     // Component uploads may be larger than other bodies: the outer limit is
     // the larger of the two, each route applies its own.
-    let upload_limit = state.wasm.max_component_bytes;
+    let upload_limit = state.components.max_component_bytes;
     let outer_limit = state.body_limit_bytes.max(upload_limit);
     for r in routes() {
         let layer = middleware::from_fn_with_state((state.clone(), r.permission), authorize);
         let limit = match (r.method == Method::PUT, r.path) {
-            (true, wasm::UPLOAD_PATH) => upload_limit,
+            (true, components::UPLOAD_PATH) => upload_limit,
             _ => state.body_limit_bytes,
         };
         let endpoint = r

@@ -1,4 +1,4 @@
-//! What every handler shares: [`ApiState`] (pool, wake-ups, template cache,
+//! What every route shares: [`ApiState`] (pool, wake-ups, template cache,
 //! auth mode, limits, the task watcher, WASM uploads) built from the
 //! configuration.
 
@@ -11,7 +11,7 @@ use tasker_notify::watch::TaskWatcher;
 use tasker_notify::Wakeups;
 use tasker_store::template::TemplateCache;
 
-use crate::wasm;
+use crate::components;
 
 /// How requests are authenticated.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub enum AuthMode {
     Keys { bootstrap: Option<String> },
 }
 
-/// Everything a handler needs.
+/// Everything a route needs.
 #[derive(Clone)]
 pub struct ApiState {
     pub pool: PgPool,
@@ -38,7 +38,7 @@ pub struct ApiState {
     /// event stream), started by the first stream.
     pub watcher: Arc<tokio::sync::OnceCell<TaskWatcher>>,
     /// WASM component uploads (`[wasm]`).
-    pub wasm: wasm::WasmUploads,
+    pub components: components::ComponentUploads,
 }
 
 impl ApiState {
@@ -64,7 +64,7 @@ impl ApiState {
             body_limit_bytes: usize::try_from(web.request_body_limit_bytes).unwrap_or(usize::MAX),
             request_timeout: Duration::from_millis(web.request_timeout_ms),
             watcher: Arc::default(),
-            wasm: wasm::WasmUploads::new(
+            components: components::ComponentUploads::new(
                 config.wasm.enabled,
                 usize::try_from(config.wasm.max_component_bytes).unwrap_or(usize::MAX),
                 tasker_worker::handler::wasm::host_config(&config.wasm),

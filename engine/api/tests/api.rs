@@ -1251,42 +1251,42 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             unknown: None,
             conflict: None,
         },
-        // WASM handlers, in route order: upload, list, read, delete.
-        ("PUT", "/v1/handlers/{name}/{version}") => Case {
+        // WASM components, in route order: upload, list, read, delete.
+        ("PUT", "/v1/components/{name}/{version}") => Case {
             happy: (
-                req("PUT", "/v1/handlers/noop-h/1.0.0").bytes(wasm_guest("noop_rust.wasm")),
+                req("PUT", "/v1/components/noop-h/1.0.0").bytes(wasm_guest("noop_rust.wasm")),
                 StatusCode::CREATED,
             ),
             bad: Some((
-                req("PUT", "/v1/handlers/noop-h/1.0").bytes(wasm_guest("noop_rust.wasm")),
+                req("PUT", "/v1/components/noop-h/1.0").bytes(wasm_guest("noop_rust.wasm")),
                 unproc,
                 "version",
             )),
             unknown: None,
             // Same version, other bytes.
             conflict: Some(
-                req("PUT", "/v1/handlers/noop-h/1.0.0").bytes(wasm_guest("math_rust.wasm")),
+                req("PUT", "/v1/components/noop-h/1.0.0").bytes(wasm_guest("math_rust.wasm")),
             ),
         },
-        ("GET", "/v1/handlers") => Case {
-            happy: (req("GET", "/v1/handlers"), ok),
+        ("GET", "/v1/components") => Case {
+            happy: (req("GET", "/v1/components"), ok),
             bad: None,
             unknown: None,
             conflict: None,
         },
-        ("GET", "/v1/handlers/{name}/{version}") => Case {
-            happy: (req("GET", "/v1/handlers/noop-h/latest"), ok),
-            bad: Some((req("GET", "/v1/handlers/No_Such/1.0.0"), unproc, "name")),
-            unknown: Some(req("GET", "/v1/handlers/nope/1.0.0")),
+        ("GET", "/v1/components/{name}/{version}") => Case {
+            happy: (req("GET", "/v1/components/noop-h/latest"), ok),
+            bad: Some((req("GET", "/v1/components/No_Such/1.0.0"), unproc, "name")),
+            unknown: Some(req("GET", "/v1/components/nope/1.0.0")),
             conflict: None,
         },
-        ("DELETE", "/v1/handlers/{name}/{version}") => Case {
+        ("DELETE", "/v1/components/{name}/{version}") => Case {
             happy: (
-                req("DELETE", "/v1/handlers/noop-h/1.0.0"),
+                req("DELETE", "/v1/components/noop-h/1.0.0"),
                 StatusCode::NO_CONTENT,
             ),
-            bad: Some((req("DELETE", "/v1/handlers/noop-h/x"), unproc, "version")),
-            unknown: Some(req("DELETE", "/v1/handlers/nope/1.0.0")),
+            bad: Some((req("DELETE", "/v1/components/noop-h/x"), unproc, "version")),
+            unknown: Some(req("DELETE", "/v1/components/nope/1.0.0")),
             conflict: None,
         },
         ("GET", "/metrics") | ("GET", "/health/live") | ("GET", "/health/ready") => Case {

@@ -50,7 +50,8 @@ impl log::Host for RawState {
 /// An engine configured exactly as the host's for `config`
 /// ([`HostConfig::engine_config`]).
 pub fn pooling_engine(config: &HostConfig) -> anyhow::Result<Engine> {
-    Engine::new(&config.engine_config()).map_err(|e| anyhow::anyhow!("making the pooling engine: {e:#}"))
+    Engine::new(&config.engine_config())
+        .map_err(|e| anyhow::anyhow!("making the pooling engine: {e:#}"))
 }
 
 impl RawFloor {

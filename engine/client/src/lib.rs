@@ -383,17 +383,17 @@ impl Client {
         Self::call(self.request(Method::GET, &["v1", "queues"])).await
     }
 
-    // ------------------------------------------------------------ WASM handlers
+    // ---------------------------------------------------------- WASM components
 
-    /// `PUT /v1/handlers/{name}/{version}`: uploads a component.
-    pub async fn upload_handler(
+    /// `PUT /v1/components/{name}/{version}`: uploads a component.
+    pub async fn upload_component(
         &self,
         name: &str,
         version: &str,
         component: Vec<u8>,
-    ) -> Result<tasker_api_types::HandlerAccepted, ClientError> {
+    ) -> Result<tasker_api_types::ComponentAccepted, ClientError> {
         let req = self
-            .request(Method::PUT, &["v1", "handlers", name, version])
+            .request(Method::PUT, &["v1", "components", name, version])
             .header(CONTENT_TYPE, "application/wasm")
             .body(component)
             // The server compiles the component before answering: large
@@ -404,14 +404,14 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
-    /// `GET /v1/handlers`: every uploaded component's metadata.
-    pub async fn list_handlers(&self) -> Result<tasker_api_types::HandlerList, ClientError> {
-        Self::call(self.request(Method::GET, &["v1", "handlers"])).await
+    /// `GET /v1/components`: every uploaded component's metadata.
+    pub async fn list_components(&self) -> Result<tasker_api_types::ComponentList, ClientError> {
+        Self::call(self.request(Method::GET, &["v1", "components"])).await
     }
 
-    /// `DELETE /v1/handlers/{name}/{version}`.
-    pub async fn delete_handler(&self, name: &str, version: &str) -> Result<(), ClientError> {
-        let req = self.request(Method::DELETE, &["v1", "handlers", name, version]);
+    /// `DELETE /v1/components/{name}/{version}`.
+    pub async fn delete_component(&self, name: &str, version: &str) -> Result<(), ClientError> {
+        let req = self.request(Method::DELETE, &["v1", "components", name, version]);
         Self::checked(req.timeout(REQUEST_TIMEOUT).send().await?).await?;
         Ok(())
     }

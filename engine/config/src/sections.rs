@@ -334,7 +334,7 @@ impl Default for TelemetryConfig {
 pub struct WasmConfig {
     /// Whether workers run uploaded WASM components for handler names not registered in-process.
     pub enabled: bool,
-    /// Largest component accepted by `PUT /v1/handlers/{name}/{version}`, in bytes.
+    /// Largest component accepted by `PUT /v1/components/{name}/{version}`, in bytes.
     pub max_component_bytes: u64,
     /// Largest linear memory of one instance, in bytes.
     pub memory_limit_bytes: u64,

@@ -55,7 +55,7 @@ fn client(h: &Stack) -> Client {
 async fn upload(h: &Stack, name: &str, version: &str, bytes: Vec<u8>) {
     let clock = std::time::Instant::now();
     client(h)
-        .upload_handler(name, version, bytes)
+        .upload_component(name, version, bytes)
         .await
         .unwrap_or_else(|e| panic!("upload {name}@{version}: {e}"));
     eprintln!("uploaded {name}@{version} in {:?}", clock.elapsed());
@@ -107,8 +107,8 @@ async fn diamond_of_rust_python_and_javascript_components_completes(pool: PgPool
         }
         None => "math-rust",
     };
-    let listed = client(&h).list_handlers().await.unwrap();
-    assert!(listed.handlers.iter().any(|c| c.name == "math-rust"));
+    let listed = client(&h).list_components().await.unwrap();
+    assert!(listed.components.iter().any(|c| c.name == "math-rust"));
     register(
         &h,
         &format!(
@@ -232,7 +232,7 @@ async fn hundred_mb_result_fails_its_step_with_the_result_cap(pool: PgPool) {
 async fn component_importing_outside_the_contract_is_rejected_at_upload(pool: PgPool) {
     let h = start(&pool).await;
     let err = client(&h)
-        .upload_handler("sneaky", "1.0.0", guest("bad_import_rust.wasm"))
+        .upload_component("sneaky", "1.0.0", guest("bad_import_rust.wasm"))
         .await
         .unwrap_err();
     match &err {
@@ -250,15 +250,15 @@ async fn component_importing_outside_the_contract_is_rejected_at_upload(pool: Pg
     }
     // Not a component at all: 422 too; nothing stored.
     let err = client(&h)
-        .upload_handler("junk", "1.0.0", b"\0asm\x01\0\0\0".to_vec())
+        .upload_component("junk", "1.0.0", b"\0asm\x01\0\0\0".to_vec())
         .await
         .unwrap_err();
     assert_eq!(err.status().map(|s| s.as_u16()), Some(422), "{err}");
     assert!(client(&h)
-        .list_handlers()
+        .list_components()
         .await
         .unwrap()
-        .handlers
+        .components
         .is_empty());
     h.stop().await;
 }
@@ -268,25 +268,28 @@ async fn uploads_are_immutable_and_idempotent(pool: PgPool) {
     let h = start(&pool).await;
     let noop = guest("noop_rust.wasm");
     let first = client(&h)
-        .upload_handler("h", "1.0.0", noop.clone())
+        .upload_component("h", "1.0.0", noop.clone())
         .await
         .unwrap();
     assert!(first.created);
-    let again = client(&h).upload_handler("h", "1.0.0", noop).await.unwrap();
+    let again = client(&h)
+        .upload_component("h", "1.0.0", noop)
+        .await
+        .unwrap();
     assert!(!again.created);
-    assert_eq!(again.handler.sha256, first.handler.sha256);
+    assert_eq!(again.component.sha256, first.component.sha256);
     let other = client(&h)
-        .upload_handler("h", "1.0.0", guest("math_rust.wasm"))
+        .upload_component("h", "1.0.0", guest("math_rust.wasm"))
         .await
         .unwrap_err();
     assert_eq!(other.status().map(|s| s.as_u16()), Some(409), "{other}");
     let bad = client(&h)
-        .upload_handler("h", "1.0", guest("noop_rust.wasm"))
+        .upload_component("h", "1.0", guest("noop_rust.wasm"))
         .await
         .unwrap_err();
     assert_eq!(bad.status().map(|s| s.as_u16()), Some(422), "{bad}");
-    client(&h).delete_handler("h", "1.0.0").await.unwrap();
-    let gone = client(&h).delete_handler("h", "1.0.0").await.unwrap_err();
+    client(&h).delete_component("h", "1.0.0").await.unwrap();
+    let gone = client(&h).delete_component("h", "1.0.0").await.unwrap_err();
     assert_eq!(gone.status().map(|s| s.as_u16()), Some(404), "{gone}");
     h.stop().await;
 }

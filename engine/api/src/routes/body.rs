@@ -1,4 +1,4 @@
-//! Request-body checks the handlers share: optional JSON bodies and the
+//! Request-body checks the routes share: optional JSON bodies and the
 //! rejection of NUL characters, which PostgreSQL cannot store.
 
 use axum::body::Bytes;

@@ -1,8 +1,8 @@
-//! The route handlers, each annotated for OpenAPI.
+//! The routes, each annotated for OpenAPI.
 //!
 //! One file per resource: [`tasks`], [`steps`], [`templates`], [`queues`],
 //! [`health`]; [`body`] holds the request-body checks they share. Every
-//! handler is re-exported here (`routes::create_task`, ...).
+//! route function is re-exported here (`routes::create_task`, ...).
 
 mod body;
 pub(crate) mod health;

@@ -12,7 +12,7 @@ pub enum ApiKeyCmd {
         /// A unique name for the key (who or what uses it).
         name: String,
         /// Permissions, comma separated: tasks:create, tasks:read, tasks:cancel,
-        /// steps:resolve, templates:write, handlers:write, admin.
+        /// steps:resolve, templates:write, components:write, admin.
         #[arg(long, value_delimiter = ',', required = true)]
         permissions: Vec<String>,
     },

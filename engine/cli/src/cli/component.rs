@@ -1,5 +1,5 @@
-//! `tasker handler upload|list|delete`: WASM handler components over the
-//! admin API. `tasker bench wasm` lives in the tasker-bench crate.
+//! `tasker component upload|list|delete` (old name: `tasker handler`):
+//! uploaded WASM components over the admin API. `tasker bench wasm` lives in the tasker-bench crate.
 
 use std::path::PathBuf;
 
@@ -11,12 +11,12 @@ use super::remote::explain;
 use tasker_client::Client;
 
 #[derive(Subcommand)]
-pub enum HandlerCmd {
-    /// Upload a WASM component (tasker:handler@0.1.0) as handler NAME at VERSION.
+pub enum ComponentCmd {
+    /// Upload a WASM component (tasker:handler@0.1.0) as NAME at VERSION.
     Upload {
         /// The component (`.wasm`).
         file: PathBuf,
-        /// Handler name, as templates name it.
+        /// Component name, as a template's step `handler.name` names it.
         #[arg(long)]
         name: String,
         /// MAJOR.MINOR.PATCH.
@@ -34,9 +34,9 @@ pub enum HandlerCmd {
     Delete { name: String, version: String },
 }
 
-pub async fn run(c: &Client, cmd: HandlerCmd) -> anyhow::Result<()> {
+pub async fn run(c: &Client, cmd: ComponentCmd) -> anyhow::Result<()> {
     match cmd {
-        HandlerCmd::Upload {
+        ComponentCmd::Upload {
             file,
             name,
             version,
@@ -45,7 +45,7 @@ pub async fn run(c: &Client, cmd: HandlerCmd) -> anyhow::Result<()> {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let r = c
-                .upload_handler(&name, &version, bytes)
+                .upload_component(&name, &version, bytes)
                 .await
                 .map_err(|e| explain(c, e))?;
             if json {
@@ -54,36 +54,36 @@ pub async fn run(c: &Client, cmd: HandlerCmd) -> anyhow::Result<()> {
                 println!(
                     "{} {}@{} ({} bytes, sha256 {}, contract {})",
                     if r.created { "uploaded" } else { "unchanged" },
-                    r.handler.name,
-                    r.handler.version,
-                    r.handler.size_bytes,
-                    r.handler.sha256,
-                    r.handler.contract_version
+                    r.component.name,
+                    r.component.version,
+                    r.component.size_bytes,
+                    r.component.sha256,
+                    r.component.contract_version
                 );
             }
         }
-        HandlerCmd::List { json } => {
-            let list = c.list_handlers().await.map_err(|e| explain(c, e))?;
+        ComponentCmd::List { json } => {
+            let list = c.list_components().await.map_err(|e| explain(c, e))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
             }
             let mut table = Table::new();
             table.set_header(["name", "version", "size", "sha256", "contract", "uploaded"]);
-            for h in list.handlers {
+            for m in list.components {
                 table.add_row([
-                    h.name,
-                    h.version,
-                    h.size_bytes.to_string(),
-                    h.sha256[..12.min(h.sha256.len())].to_string(),
-                    h.contract_version,
-                    h.uploaded_at.to_rfc3339(),
+                    m.name,
+                    m.version,
+                    m.size_bytes.to_string(),
+                    m.sha256[..12.min(m.sha256.len())].to_string(),
+                    m.contract_version,
+                    m.uploaded_at.to_rfc3339(),
                 ]);
             }
             println!("{table}");
         }
-        HandlerCmd::Delete { name, version } => {
-            c.delete_handler(&name, &version)
+        ComponentCmd::Delete { name, version } => {
+            c.delete_component(&name, &version)
                 .await
                 .map_err(|e| explain(c, e))?;
             println!("deleted {name}@{version}");

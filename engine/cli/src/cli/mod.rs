@@ -60,9 +60,11 @@ enum Command {
     /// Create, list and revoke API keys for the admin API.
     #[command(subcommand)]
     Apikey(apikey::ApiKeyCmd),
-    /// Upload, list and delete WASM handler components.
-    #[command(subcommand)]
-    Handler(component::HandlerCmd),
+    /// Upload, list and delete WASM components (the code of WASM step handlers).
+    ///
+    /// `tasker handler ...`, the old name of this command, still works.
+    #[command(subcommand, alias = "handler")]
+    Component(component::ComponentCmd),
     /// Run an orchestrator and the admin API until Ctrl-C / SIGTERM.
     Server,
     /// Run a worker host for some namespaces until Ctrl-C / SIGTERM.
@@ -131,7 +133,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Step(_)
             | Command::Queue(_)
             | Command::Apikey(_)
-            | Command::Handler(_)
+            | Command::Component(_)
     );
     init_logging(&config, quiet);
     let target = remote::Target {
@@ -249,7 +251,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             remote::queue(&c, cmd).await
         }
         Command::Apikey(cmd) => apikey::run(cmd, &config).await,
-        Command::Handler(cmd) => {
+        Command::Component(cmd) => {
             let c = remote::client(&config, &target)?;
             component::run(&c, cmd).await
         }

@@ -38,7 +38,7 @@ where
 /// Wraps an async Rust function as a [`Handler`].
 ///
 /// ```
-/// use crate::handler::rust::handler_fn;
+/// use tasker_worker::handler::rust::handler_fn;
 /// let h = handler_fn(|ctx, _cancel| async move {
 ///     Ok(serde_json::json!({"echo": ctx.input}))
 /// });

@@ -1,4 +1,5 @@
-//! WASM handler components: upload, list, read metadata, delete.
+//! Uploaded WASM components (the code of WASM step handlers): upload, list,
+//! read metadata, delete.
 //!
 //! An upload is validated by `tasker-wasm-host` before it is stored: a
 //! component (not a core module), importing only the contract's `log` and the
@@ -7,7 +8,7 @@
 //! 422 naming the reason.
 
 use std::sync::Arc;
-pub use tasker_api_types::{HandlerAccepted, HandlerList};
+pub use tasker_api_types::{ComponentAccepted, ComponentList};
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -21,15 +22,15 @@ use super::error::{ErrorBody, HttpError};
 use super::extract::ApiPath;
 use super::ApiState;
 use tasker_model::template::{validate_identifier, IdentKind};
-use tasker_store::component::{self as hstore, ComponentMeta, Stored};
+use tasker_store::component::{self as cstore, ComponentMeta, Stored};
 
 /// The path of the upload route (its body limit is `wasm.max_component_bytes`).
-pub const UPLOAD_PATH: &str = "/v1/handlers/{name}/{version}";
+pub const UPLOAD_PATH: &str = "/v1/components/{name}/{version}";
 
 /// The WASM side of the API's state: settings, and the validating host,
 /// made on first upload.
 #[derive(Clone)]
-pub struct WasmUploads {
+pub struct ComponentUploads {
     pub enabled: bool,
     /// Largest accepted component, in bytes.
     pub max_component_bytes: usize,
@@ -37,9 +38,9 @@ pub struct WasmUploads {
     host: Arc<tokio::sync::OnceCell<Arc<WasmHost>>>,
 }
 
-impl WasmUploads {
+impl ComponentUploads {
     pub fn new(enabled: bool, max_component_bytes: usize, host_config: HostConfig) -> Self {
-        WasmUploads {
+        ComponentUploads {
             enabled,
             max_component_bytes,
             host_config,
@@ -73,7 +74,7 @@ fn check_name(name: &str) -> Result<(), HttpError> {
 }
 
 fn check_version(version: &str) -> Result<(), HttpError> {
-    if hstore::parse_version(version).is_none() {
+    if cstore::parse_version(version).is_none() {
         return Err(HttpError::unprocessable(format!(
             "bad version `{version}`: expected MAJOR.MINOR.PATCH"
         ))
@@ -82,38 +83,38 @@ fn check_version(version: &str) -> Result<(), HttpError> {
     Ok(())
 }
 
-/// Uploads a WASM component as handler `name` at `version`. Versions are
+/// Uploads a WASM component as `name` at `version`. Versions are
 /// immutable: the same bytes again are a 200, other bytes a 409.
-#[utoipa::path(put, path = "/v1/handlers/{name}/{version}", tag = "handlers",
+#[utoipa::path(put, path = "/v1/components/{name}/{version}", tag = "components",
     params(
-        ("name" = String, Path, description = "Handler name, as templates name it"),
+        ("name" = String, Path, description = "Component name, as a template's step `handler.name` names it"),
         ("version" = String, Path, description = "MAJOR.MINOR.PATCH"),
     ),
     request_body(description = "A WebAssembly component implementing tasker:handler@0.1.0 (any content type is accepted; `application/wasm` is usual)",
         content((ComponentBytes = "application/octet-stream"))),
     responses(
-        (status = 201, description = "Stored", body = HandlerAccepted),
-        (status = 200, description = "The identical component was already stored", body = HandlerAccepted),
+        (status = 201, description = "Stored", body = ComponentAccepted),
+        (status = 200, description = "The identical component was already stored", body = ComponentAccepted),
         (status = 400, description = "Malformed path parameter", body = ErrorBody),
         (status = 409, description = "This version is stored with different bytes", body = ErrorBody),
         (status = 413, description = "Larger than wasm.max_component_bytes", body = ErrorBody),
         (status = 422, description = "Bad name or version, or not an acceptable component; the message names the reason", body = ErrorBody),
-        (status = 503, description = "WASM handlers are disabled (wasm.enabled = false)", body = ErrorBody),
+        (status = 503, description = "WASM components are disabled (wasm.enabled = false)", body = ErrorBody),
     ),
-    security(("bearer" = ["handlers:write"])))]
-pub async fn upload_handler(
+    security(("bearer" = ["components:write"])))]
+pub async fn upload_component(
     State(state): State<ApiState>,
     ApiPath((name, version)): ApiPath<(String, String)>,
     body: Bytes,
 ) -> Result<impl IntoResponse, HttpError> {
     check_name(&name)?;
     check_version(&version)?;
-    let wasm = &state.wasm;
+    let wasm = &state.components;
     if !wasm.enabled {
         return Err(HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            "WASM handlers are disabled (wasm.enabled = false)",
+            "WASM components are disabled (wasm.enabled = false)",
         ));
     }
     if body.len() > wasm.max_component_bytes {
@@ -128,7 +129,7 @@ pub async fn upload_handler(
             HttpError::unprocessable(format!("rejected: {e}"))
                 .with_details(serde_json::json!({ "reason": reason_code(&e) }))
         })?;
-    let stored = hstore::put(
+    let stored = cstore::put(
         &state.pool,
         &name,
         &version,
@@ -137,7 +138,7 @@ pub async fn upload_handler(
         &body,
     )
     .await?;
-    let (status, created, handler) = match stored {
+    let (status, created, component) = match stored {
         Stored::Created(m) => (StatusCode::CREATED, true, m),
         Stored::Unchanged(m) => (StatusCode::OK, false, m),
         Stored::Conflict(m) => {
@@ -145,18 +146,18 @@ pub async fn upload_handler(
                 StatusCode::CONFLICT,
                 "conflict",
                 format!(
-                    "handler {name}@{version} is already stored with other bytes (sha256 {}); versions are immutable: upload a new version, or delete this one first",
+                    "component {name}@{version} is already stored with other bytes (sha256 {}); versions are immutable: upload a new version, or delete this one first",
                     m.sha256
                 ),
             ))
         }
     };
-    tracing::info!(%name, %version, sha256 = %handler.sha256, size = handler.size_bytes, created, "WASM handler uploaded");
+    tracing::info!(%name, %version, sha256 = %component.sha256, size = component.size_bytes, created, "WASM component uploaded");
     Ok((
         status,
-        Json(HandlerAccepted {
+        Json(ComponentAccepted {
             created,
-            handler,
+            component,
             imports: info.imports,
         }),
     ))
@@ -175,21 +176,23 @@ fn reason_code(e: &tasker_wasm_host::LoadError) -> &'static str {
 }
 
 /// Every uploaded component (metadata only), by name, highest version first.
-#[utoipa::path(get, path = "/v1/handlers", tag = "handlers",
+#[utoipa::path(get, path = "/v1/components", tag = "components",
     responses(
-        (status = 200, description = "The components", body = HandlerList),
+        (status = 200, description = "The components", body = ComponentList),
     ),
     security(("bearer" = ["tasks:read"])))]
-pub async fn list_handlers(State(state): State<ApiState>) -> Result<Json<HandlerList>, HttpError> {
-    Ok(Json(HandlerList {
-        handlers: hstore::list(&state.pool).await?,
+pub async fn list_components(
+    State(state): State<ApiState>,
+) -> Result<Json<ComponentList>, HttpError> {
+    Ok(Json(ComponentList {
+        components: cstore::list(&state.pool).await?,
     }))
 }
 
 /// One component's metadata; `latest` is the highest version.
-#[utoipa::path(get, path = "/v1/handlers/{name}/{version}", tag = "handlers",
+#[utoipa::path(get, path = "/v1/components/{name}/{version}", tag = "components",
     params(
-        ("name" = String, Path, description = "Handler name"),
+        ("name" = String, Path, description = "Component name"),
         ("version" = String, Path, description = "MAJOR.MINOR.PATCH or `latest`"),
     ),
     responses(
@@ -199,17 +202,17 @@ pub async fn list_handlers(State(state): State<ApiState>) -> Result<Json<Handler
         (status = 422, description = "Bad name or version", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
-pub async fn get_handler(
+pub async fn get_component(
     State(state): State<ApiState>,
     ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<Json<ComponentMeta>, HttpError> {
     check_name(&name)?;
     let version = if version == "latest" {
-        match hstore::resolve(&state.pool, &name, None).await? {
+        match cstore::resolve(&state.pool, &name, None).await? {
             Some((_, v, _)) => v,
             None => {
                 return Err(HttpError::not_found(format!(
-                    "no handler {name} is uploaded"
+                    "no component {name} is uploaded"
                 )))
             }
         }
@@ -217,17 +220,17 @@ pub async fn get_handler(
         check_version(&version)?;
         version
     };
-    hstore::get(&state.pool, &name, &version)
+    cstore::get(&state.pool, &name, &version)
         .await?
         .map(Json)
-        .ok_or_else(|| HttpError::not_found(format!("handler {name}@{version} is not uploaded")))
+        .ok_or_else(|| HttpError::not_found(format!("component {name}@{version} is not uploaded")))
 }
 
 /// Deletes one component. Steps that name it fail with `no_handler` from then on
 /// (or run the highest remaining version when their template names none).
-#[utoipa::path(delete, path = "/v1/handlers/{name}/{version}", tag = "handlers",
+#[utoipa::path(delete, path = "/v1/components/{name}/{version}", tag = "components",
     params(
-        ("name" = String, Path, description = "Handler name"),
+        ("name" = String, Path, description = "Component name"),
         ("version" = String, Path, description = "MAJOR.MINOR.PATCH"),
     ),
     responses(
@@ -236,19 +239,19 @@ pub async fn get_handler(
         (status = 404, description = "No such component", body = ErrorBody),
         (status = 422, description = "Bad name or version", body = ErrorBody),
     ),
-    security(("bearer" = ["handlers:write"])))]
-pub async fn delete_handler(
+    security(("bearer" = ["components:write"])))]
+pub async fn delete_component(
     State(state): State<ApiState>,
     ApiPath((name, version)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, HttpError> {
     check_name(&name)?;
     check_version(&version)?;
-    if hstore::delete(&state.pool, &name, &version).await? {
-        tracing::info!(%name, %version, "WASM handler deleted");
+    if cstore::delete(&state.pool, &name, &version).await? {
+        tracing::info!(%name, %version, "WASM component deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(HttpError::not_found(format!(
-            "handler {name}@{version} is not uploaded"
+            "component {name}@{version} is not uploaded"
         )))
     }
 }
