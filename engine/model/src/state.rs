@@ -319,7 +319,7 @@ mod tests {
     }
 
     /// The hot-path SQL (the claim and report in `store::step`, the results
-    /// take in migration 7) writes these transitions without looking them up
+    /// take in `migrations/functions/take_step_results.sql`) writes these transitions without looking them up
     /// in `tasker.legal_step_transitions`: they must stay legal here.
     #[test]
     fn the_transitions_the_hot_path_writes_directly_are_legal() {

@@ -1,6 +1,6 @@
 //! Persisting a state change: a compare-and-set on the row's current state
 //! plus an audit row, in one call (`tasker.transition_task` /
-//! `tasker.transition_step`, migration 2). Of two concurrent identical
+//! `tasker.transition_step`, `migrations/functions/`). Of two concurrent identical
 //! transitions exactly one matches the `WHERE state = from`; the other gets
 //! [`TransitionError::StateChanged`].
 //!
