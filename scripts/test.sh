@@ -30,6 +30,8 @@ if [ "${QUICK:-0}" = 1 ]; then ./scripts/build-wasm-examples.sh rust; else ./scr
 stage "cargo test"
 # The default members: everything but the language extensions, which the
 # Python and Ruby suites below build and test as their users install them.
+# The multi-process tests (tests/) run the `tasker` binary: build it first.
+cargo build --locked -p tasker-cli
 cargo test --all-targets --locked
 cargo test --doc --locked
 stage "the CLI"

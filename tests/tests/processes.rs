@@ -17,7 +17,8 @@ use tasker_testkit::{
 };
 use uuid::Uuid;
 
-/// The `tasker` binary of this build (cargo builds it before running tests).
+/// The `tasker` binary of this build (`cargo build -p tasker-cli`;
+/// `scripts/test.sh` builds it before the tests).
 fn tasker_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe
@@ -27,7 +28,7 @@ fn tasker_bin() -> PathBuf {
     let bin = dir.join("tasker");
     assert!(
         bin.exists(),
-        "{} is missing: run `cargo test --workspace` (it builds the binary)",
+        "{} is missing: run `cargo build -p tasker-cli` first",
         bin.display()
     );
     bin
