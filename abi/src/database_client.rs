@@ -83,7 +83,7 @@ impl DatabaseClient {
         self.block_on(async {
             let watcher = self
                 .watcher
-                .get_or_try_init(|| self.wakeups.watcher())
+                .get_or_try_init(|| TaskWatcher::start(&self.wakeups))
                 .await
                 .map_err(|e| AbiError::Database(e.to_string()))?;
             watcher.wait(task_id, timeout).await.map_err(|e| match e {

@@ -9,6 +9,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tasker_model::state::TaskState;
 use tasker_model::template::Template;
+use tasker_notify::watch::TaskWatcher;
 use tasker_notify::Wakeups;
 use tasker_store as store;
 use tasker_store::template::TemplateCache;
@@ -146,7 +147,7 @@ async fn two_orchestrator_and_two_worker_processes_finish_200_diamonds_exactly_o
         Proc::start(&pool, &["worker", "--namespace", "proc"]),
     ];
     let wakeups = Wakeups::new(&pool);
-    let watcher = wakeups.watcher().await.unwrap();
+    let watcher = TaskWatcher::start(&wakeups).await.unwrap();
     let cache = TemplateCache::default();
     let mut ids = Vec::new();
     for i in 0..200i64 {
@@ -226,7 +227,7 @@ async fn a_sigkilled_workers_step_runs_again_after_its_lease(pool: PgPool) {
     let _rescuer = Proc::start(&pool, &["worker", "--namespace", "proc"]);
 
     let wakeups = Wakeups::new(&pool);
-    let watcher = wakeups.watcher().await.unwrap();
+    let watcher = TaskWatcher::start(&wakeups).await.unwrap();
     let state = watcher.wait(task, Duration::from_secs(60)).await.unwrap();
     let d = store::task::detail(&pool, task).await.unwrap();
     assert_eq!(state, TaskState::Complete, "{:#?}", d.steps);
@@ -280,7 +281,7 @@ async fn linear_in_mode(pool: &PgPool, mode: &str) -> Duration {
     let _server = Proc::start_with(pool, &["server"], &env);
     let _worker = Proc::start_with(pool, &["worker", "--namespace", "proc"], &env);
     let wakeups = Wakeups::new(pool);
-    let watcher = wakeups.watcher().await.unwrap();
+    let watcher = TaskWatcher::start(&wakeups).await.unwrap();
     let cache = TemplateCache::default();
     // Let both processes start listening before the task exists.
     tokio::time::sleep(Duration::from_millis(1500)).await;

@@ -10,11 +10,11 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 
-use crate::components::Prepared;
 use crate::contract::bindings::exports::tasker::handler::handler as wit;
 use crate::error::{CallError, Limit};
 use crate::host::WasmHost;
 use crate::pipe::CappedPipe;
+use crate::prepared::Prepared;
 use crate::store::{Interrupt, Limiter, State};
 
 /// What the guest returned.

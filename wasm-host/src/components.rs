@@ -13,7 +13,7 @@ use crate::contract::{
 };
 use crate::error::LoadError;
 use crate::host::WasmHost;
-use crate::store::State;
+use crate::prepared::Prepared;
 
 /// Facts about a validated component.
 #[derive(Debug, Clone)]
@@ -23,19 +23,6 @@ pub struct ComponentInfo {
     pub contract_version: String,
     /// Every import name, sorted.
     pub imports: Vec<String>,
-}
-
-/// A component ready to instantiate.
-pub struct Prepared {
-    pub(crate) sha256: String,
-    pub(crate) pre: bindings::StepHandlerPre<State>,
-}
-
-impl Prepared {
-    /// The component's sha256 (hex).
-    pub fn sha256(&self) -> &str {
-        &self.sha256
-    }
 }
 
 /// Where a component came from on [`WasmHost::load`].

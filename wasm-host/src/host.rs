@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Engine;
 
-use crate::components::Prepared;
 use crate::config::HostConfig;
 use crate::contract::bindings;
 use crate::error::LoadError;
+use crate::prepared::Prepared;
 use crate::store::State;
 
 /// The component host. Cheap to share (`Arc`); every method takes `&self`.

@@ -29,11 +29,13 @@ mod contract;
 mod error;
 mod host;
 mod pipe;
+mod prepared;
 mod store;
 
 pub use call::{CallInput, CallOutput, GuestResult};
-pub use components::{sha256_hex, ComponentInfo, LoadedFrom, Prepared};
+pub use components::{sha256_hex, ComponentInfo, LoadedFrom};
 pub use config::HostConfig;
 pub use contract::{allowed_import, CONTRACT_VERSION, HANDLER_EXPORT};
 pub use error::{CallError, Limit, LoadError};
 pub use host::WasmHost;
+pub use prepared::Prepared;

@@ -14,11 +14,13 @@
 
 mod client;
 mod common;
+mod push;
 mod step;
 mod worker;
 
 pub use client::*;
 pub use common::*;
+pub use push::*;
 pub use step::*;
 pub use worker::*;
 

@@ -10,9 +10,10 @@ use tasker_model::step::{Outcome, StepContext};
 use tasker_worker::handler::Handler;
 use tokio_util::sync::CancellationToken;
 
+use super::PushHandler;
 use super::*;
 use crate::error::TaskerStatus::{self, *};
-use crate::handler::{PullHandler, PullQueue, PushHandler};
+use crate::handler::{PullHandler, PullQueue};
 
 fn last_error() -> String {
     // SAFETY: tasker_last_error never returns NULL and is NUL-terminated.

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::common::*;
+use super::push::{PushHandler, TaskerFreeFn, TaskerHandlerFn};
 use super::{TaskerStep, TaskerWorker, STEPS, WORKERS};
 use crate::error::{AbiError, TaskerStatus};
-use crate::handler::{PushHandler, TaskerFreeFn, TaskerHandlerFn};
 use crate::worker::{load_config, Worker};
 
 /// Flag for `tasker_worker_register_handler`: the callback may block (I/O,

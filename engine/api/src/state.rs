@@ -75,7 +75,7 @@ impl ApiState {
     /// The shared task watcher, started on first use.
     pub async fn watcher(&self) -> Result<&TaskWatcher, sqlx::Error> {
         self.watcher
-            .get_or_try_init(|| self.wakeups.watcher())
+            .get_or_try_init(|| TaskWatcher::start(&self.wakeups))
             .await
     }
 }

@@ -13,8 +13,9 @@
 use std::ffi::c_void;
 use std::time::{Duration, Instant};
 
+use tasker::ffi::PushHandler;
 use tasker::ffi::{self, TaskerStep};
-use tasker::handler::{PullHandler, PullQueue, PushHandler};
+use tasker::handler::{PullHandler, PullQueue};
 use tasker_worker::handler::rust::handler_fn;
 use tasker_worker::handler::Handler;
 use tokio_util::sync::CancellationToken;

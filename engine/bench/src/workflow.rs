@@ -14,6 +14,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use tasker_config::TaskerConfig;
 use tasker_model::template::Template;
+use tasker_notify::watch::TaskWatcher;
 use tasker_notify::Wakeups;
 use tasker_orchestrator::{self as orchestration, OrchestratorSettings};
 use tasker_store::queue;
@@ -191,7 +192,7 @@ async fn measure(options: Options, config: TaskerConfig, db: BenchDb) -> anyhow:
         ws,
         shutdown.clone(),
     ));
-    let watcher = wakeups.watcher().await?;
+    let watcher = TaskWatcher::start(&wakeups).await?;
     let req = |name: &str| NewTask {
         namespace: NAMESPACE.into(),
         name: name.into(),

@@ -5,13 +5,14 @@
 //! committed ([`Wakeups::announce`] of the
 //! [`Changed`](tasker_model::change::Changed) a store write returns); queue
 //! readers wait on a [`wake::Wake`] ([`Wakeups::listen`]); task watchers
-//! ([`watch::TaskWatcher`], from [`Wakeups::watcher`]) follow task state
+//! ([`watch::TaskWatcher::start`], given a `Wakeups`) follow task state
 //! changes across processes.
 //!
 //! Invariant: nothing here changes tasker's data (its only statements are
 //! LISTEN, NOTIFY and reads); a lost wake-up costs at most one poll interval,
 //! never a step.
 
+mod waiters;
 pub mod wake;
 mod wakeups;
 pub mod watch;

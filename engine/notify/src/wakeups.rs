@@ -3,10 +3,10 @@
 //! Writers announce what they committed ([`Wakeups::announce`] of the
 //! [`Changed`] a store write returns, or [`Wakeups::hint`] /
 //! [`Wakeups::task_event`]); queue readers wait on a [`Wake`] made by
-//! [`Wakeups::listen`]; task watchers ([`TaskWatcher`]) are made by
-//! [`Wakeups::watcher`]. Everything that shares one `Wakeups` (clones share)
-//! is woken directly, without the round trip through PostgreSQL; everything
-//! else hears a NOTIFY.
+//! [`Wakeups::listen`]; task watchers
+//! ([`TaskWatcher::start`](crate::watch::TaskWatcher::start)) take one.
+//! Everything that shares one `Wakeups` (clones share) is woken directly,
+//! without the round trip through PostgreSQL; everything else hears a NOTIFY.
 //!
 //! NOTIFY is sent after the commit from a separate, tiny statement, not
 //! inside the data transactions: PostgreSQL serialises the commits of all
@@ -36,8 +36,8 @@ use tasker_config::Mode;
 use tasker_model::change::Changed;
 use tasker_model::state::TaskState;
 
+use crate::waiters::{deliver, WaiterMap};
 use crate::wake::{notify_channel, Wake};
-use crate::watch::{TaskWatcher, WaiterMap};
 
 /// How a listening session names itself (`application_name`).
 pub(crate) const LISTENER_PREFIX: &str = "tasker-wake-";
@@ -148,12 +148,6 @@ impl Wakeups {
         Ok(Wake::new(notify, poll))
     }
 
-    /// Starts a task watcher. Its LISTEN connection lives until the pool is
-    /// closed.
-    pub async fn watcher(&self) -> Result<TaskWatcher, sqlx::Error> {
-        TaskWatcher::start(self).await
-    }
-
     /// Registers a task watcher's waiters for changes announced here.
     pub(crate) fn add_watcher(&self, waiters: &Arc<Mutex<WaiterMap>>) {
         if let Ok(mut all) = self.inner.watchers.lock() {
@@ -262,7 +256,7 @@ impl Wakeups {
         if let Ok(mut all) = self.inner.watchers.lock() {
             all.retain(|w| match w.upgrade() {
                 Some(waiters) => {
-                    crate::watch::deliver(&waiters, task_id, state);
+                    deliver(&waiters, task_id, state);
                     true
                 }
                 None => false,

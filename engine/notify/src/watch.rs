@@ -3,8 +3,7 @@
 //! for changes announced through the same [`Wakeups`], directly by
 //! [`Wakeups::task_event`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -13,6 +12,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::waiters::{deliver, wake_all, Waiters};
 use crate::wakeups::SEEN_AFTER;
 use crate::{Wakeups, TASK_EVENTS};
 use tasker_model::state::TaskState;
@@ -24,27 +24,6 @@ struct Event {
     /// The announcing process (absent from older senders).
     #[serde(default)]
     origin: Option<String>,
-}
-
-pub(crate) type WaiterMap = HashMap<Uuid, watch::Sender<Option<TaskState>>>;
-type Waiters = Arc<Mutex<WaiterMap>>;
-
-/// Tells whoever follows `task_id` here its new state.
-pub(crate) fn deliver(waiters: &Mutex<WaiterMap>, task_id: Uuid, state: TaskState) {
-    if let Ok(m) = waiters.lock() {
-        if let Some(tx) = m.get(&task_id) {
-            let _ = tx.send(Some(state));
-        }
-    }
-}
-
-/// Wakes every follower so it re-reads its task's state.
-fn wake_all(waiters: &Mutex<WaiterMap>) {
-    if let Ok(m) = waiters.lock() {
-        for tx in m.values() {
-            tx.send_modify(|_| {});
-        }
-    }
 }
 
 /// Delivers task state changes to whoever waits for them.
@@ -78,9 +57,10 @@ pub enum WaitError {
 }
 
 impl TaskWatcher {
-    /// Starts listening ([`Wakeups::watcher`]). The listener task lives until
-    /// the pool is closed.
-    pub(crate) async fn start(wakeups: &Wakeups) -> Result<TaskWatcher, sqlx::Error> {
+    /// Starts a watcher of the tasks of `wakeups`' database; changes announced
+    /// through `wakeups` arrive directly. The listener task lives until the
+    /// pool is closed.
+    pub async fn start(wakeups: &Wakeups) -> Result<TaskWatcher, sqlx::Error> {
         let mut listener = PgListener::connect_with(wakeups.pool()).await?;
         listener.listen(TASK_EVENTS).await?;
         let waiters: Waiters = Arc::default();
@@ -255,7 +235,7 @@ mod tests {
     #[sqlx::test(migrations = false)]
     async fn changes_made_here_arrive_directly_and_other_processes_by_notify(pool: PgPool) {
         let wakeups = Wakeups::new(&pool);
-        let watcher = wakeups.watcher().await.unwrap();
+        let watcher = TaskWatcher::start(&wakeups).await.unwrap();
         let task = Uuid::now_v7();
         let mut sub = watcher.subscribe(task);
 

@@ -489,8 +489,7 @@ impl Stack {
     pub async fn watcher(&self) -> &TaskWatcher {
         self.watcher
             .get_or_init(|| async {
-                self.wakeups
-                    .watcher()
+                TaskWatcher::start(&self.wakeups)
                     .await
                     .unwrap_or_else(|e| panic!("starting the task watcher: {e}"))
             })

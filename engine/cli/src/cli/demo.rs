@@ -9,6 +9,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde_json::json;
 use tasker_config::TaskerConfig;
 use tasker_model::template::Template;
+use tasker_notify::watch::TaskWatcher;
 use tasker_notify::Wakeups;
 use tasker_orchestrator::{self as orchestration, OrchestratorSettings};
 use tasker_store::task::NewTask;
@@ -127,7 +128,7 @@ pub async fn run(args: DemoArgs, config: &TaskerConfig) -> anyhow::Result<()> {
         settings,
         shutdown.clone(),
     ));
-    let watcher = wakeups.watcher().await?;
+    let watcher = TaskWatcher::start(&wakeups).await?;
 
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:>34} [{bar:20}] {pos}/{len} steps  {msg}")?

@@ -56,7 +56,7 @@ enum Command {
     Step(admin::StepCmd),
     /// Inspect the queues.
     #[command(subcommand)]
-    Queue(remote::QueueCmd),
+    Queue(templates_queues::QueueCmd),
     /// Create, list and revoke API keys for the admin API.
     #[command(subcommand)]
     Apikey(apikey::ApiKeyCmd),
@@ -158,9 +158,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let c = remote::client(&config, &target)?;
             match cmd {
                 admin::TemplateCmd::Apply { paths, json } => {
-                    remote::template_apply(&c, &paths, json).await
+                    templates_queues::template_apply(&c, &paths, json).await
                 }
-                admin::TemplateCmd::List { json } => remote::template_list(&c, json).await,
+                admin::TemplateCmd::List { json } => {
+                    templates_queues::template_list(&c, json).await
+                }
                 admin::TemplateCmd::Validate { .. } => unreachable!("handled locally above"),
             }
         }
@@ -212,7 +214,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     remote::task_list(&c, args).await
                 }
                 T::Cancel { id, reason, json } => remote::task_cancel(&c, id, reason, json).await,
-                T::Watch { id, json } => remote::task_watch(&c, id, json).await,
+                T::Watch { id, json } => task_watch::task_watch(&c, id, json).await,
                 T::Resolve { .. } => unreachable!("handled locally above"),
             }
         }
@@ -248,7 +250,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Queue(cmd) => {
             let c = remote::client(&config, &target)?;
-            remote::queue(&c, cmd).await
+            templates_queues::queue(&c, cmd).await
         }
         Command::Apikey(cmd) => apikey::run(cmd, &config).await,
         Command::Component(cmd) => {

@@ -17,9 +17,6 @@ use tasker_api_types::{ActionResult, CreateTaskRequest, ListTasksParams, Task};
 use tasker_client::{Client, ClientError};
 use tasker_config::TaskerConfig;
 
-pub use super::task_watch::task_watch;
-pub use super::templates_queues::{queue, template_apply, template_list, QueueCmd};
-
 /// `--api` / `--api-key` over `[client]`.
 pub struct Target {
     pub url: Option<String>,
