@@ -16,12 +16,13 @@ use tasker_model::state::TaskState;
 use tasker_notify::Wakeups;
 use tasker_store::db::HeldConnection;
 use tasker_store::queue::{self, RESULTS_QUEUE};
-use tasker_store::result::{Processed, Taken};
+use tasker_store::result::Processed;
+use tasker_store::take::Taken;
 use tasker_store::template::TemplateCache;
 use tasker_store::{self as store, StoreError};
 
 /// Result batches processed at once, at most (per orchestrator). A batch is
-/// read and applied in one statement and one commit (`store::result::take_batch`).
+/// read and applied in one statement and one commit (`store::take::take_batch`).
 const RESULT_BATCHES_IN_FLIGHT: usize = 4;
 /// Task creations run at once, at most (per orchestrator).
 const REQUEST_PARALLELISM: usize = 8;
@@ -223,7 +224,7 @@ impl BatchLoop {
             loop {
                 let taken = match async {
                     let c = conn.get().await?;
-                    store::result::take_batch_on(
+                    store::take::take_batch_on(
                         pool,
                         c,
                         settings.result_lease_seconds as i32,
@@ -334,7 +335,7 @@ async fn enqueuer_actor(
         }
         match cmd {
             Command::EnqueueDueRetries => {
-                let due = match store::result::due_retries(&pool, 500).await {
+                let due = match store::retry::due_retries(&pool, 500).await {
                     Ok(d) => d,
                     Err(e) => {
                         tracing::warn!(error = %e, "finding due retries failed");
@@ -346,7 +347,7 @@ async fn enqueuer_actor(
                     *by_task.entry(task).or_default() += 1;
                 }
                 for task in by_task.keys() {
-                    match store::result::enqueue_due_retries(&pool, *task, &settings.processor_id)
+                    match store::retry::enqueue_due_retries(&pool, *task, &settings.processor_id)
                         .await
                     {
                         Ok((_, changed)) => wakeups.announce(&changed),

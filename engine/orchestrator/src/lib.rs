@@ -17,7 +17,7 @@
 //! * **task requests** create tasks (one transaction each, see `store::task`);
 //! * **result processor** takes batches from the results queue and processes
 //!   them, reading and applying a batch in one statement and one commit
-//!   (`store::result::take_batch`; up to four batches at once), and schedules
+//!   (`store::take::take_batch`; up to four batches at once), and schedules
 //!   a wake-up when a retry is due;
 //! * **step enqueuer** enqueues due retries, re-evaluates stale tasks and
 //!   starts the vacuum of churned tables (`store::vacuum`);

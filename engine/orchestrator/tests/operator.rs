@@ -554,7 +554,7 @@ async fn result_of_a_non_current_attempt_is_stale(pool: PgPool) {
     // The current attempt's result is still waiting and still counts.
     assert_eq!(queue_len(&pool, RESULTS_QUEUE).await, 1);
 
-    let batch = result::read_batch(&pool, 30, 10).await.unwrap();
+    let batch = tasker_store::take::read_batch(&pool, 30, 10).await.unwrap();
     assert_eq!(batch.len(), 1);
     let msg: StepResultMessage = serde_json::from_value(batch[0].message.clone()).unwrap();
     assert_eq!(msg, current);

@@ -12,16 +12,13 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::evaluate::{changed, enqueue_steps, evaluate_task, lock_task};
+use super::evaluate::changed;
 use super::StoreError;
-use crate::queue;
 use tasker_model::change::Changed;
 use tasker_model::state::{StepState, TaskState};
 use tasker_model::step::{Outcome, StepResultMessage};
 use tasker_model::template::RetryPolicy;
 
-/// Takes a batch of results: [`take_batch_on`]'s statement.
-const TAKE_RESULTS: &str = crate::sql::body(include_str!("sql/take_results.sql"));
 /// Applies results one by one: [`process_batch`]'s statement.
 const PROCESS_RESULTS: &str = crate::sql::body(include_str!("sql/process_results.sql"));
 
@@ -51,7 +48,7 @@ impl Processed {
     }
 }
 
-/// Processes one result message (read from [`queue::RESULTS_QUEUE`] as `msg_id`):
+/// Processes one result message (read from [`crate::queue::RESULTS_QUEUE`] as `msg_id`):
 /// [`process_batch`] of one.
 pub async fn process(
     pool: &PgPool,
@@ -68,7 +65,7 @@ pub async fn process(
 }
 
 /// Processes result messages (`(msg_id, message)` as read from
-/// [`queue::RESULTS_QUEUE`]) in one round trip and one commit:
+/// [`crate::queue::RESULTS_QUEUE`]) in one round trip and one commit:
 /// `tasker.process_step_results` (`migrations/functions/`) runs, for each result in its
 /// own subtransaction, `tasker.process_step_result`: lock the task and step,
 /// check that this attempt is still the current one, apply the decision made
@@ -244,7 +241,7 @@ impl ApplyArrays {
 }
 
 /// What one result did, from its row; adds what it changed to `all`.
-fn processed(
+pub(crate) fn processed(
     msg: &StepResultMessage,
     decision: &Decision,
     row: ProcessRow,
@@ -303,7 +300,7 @@ fn processed(
 /// `step_found` when the step does not exist, `error` set when the result's
 /// subtransaction was rolled back.
 #[derive(sqlx::FromRow)]
-struct ProcessRow {
+pub(crate) struct ProcessRow {
     msg_id: i64,
     step_found: Option<bool>,
     is_current: Option<bool>,
@@ -317,7 +314,7 @@ struct ProcessRow {
 }
 
 /// What to do with the result if it is the current attempt's.
-struct Decision {
+pub(crate) struct Decision {
     /// The step's next state.
     to: StepState,
     event: &'static str,
@@ -326,7 +323,7 @@ struct Decision {
 }
 
 impl Decision {
-    fn success() -> Decision {
+    pub(crate) fn success() -> Decision {
         Decision {
             to: StepState::Complete,
             event: "succeeded",
@@ -372,152 +369,6 @@ fn decide(msg: &StepResultMessage, retry: &Value) -> Result<Decision, StoreError
     })
 }
 
-/// One message taken from the results queue by [`take_batch`].
-#[derive(Debug)]
-pub enum Taken {
-    /// A step result, and what processing it did.
-    Result {
-        msg_id: i64,
-        msg: Box<StepResultMessage>,
-        outcome: Result<Processed, StoreError>,
-    },
-    /// Not a step result (it stays in the queue: the caller dead-letters it).
-    Unreadable { msg_id: i64, error: String },
-}
-
-impl Taken {
-    /// The message's id in the results queue.
-    pub fn msg_id(&self) -> i64 {
-        match self {
-            Taken::Result { msg_id, .. } | Taken::Unreadable { msg_id, .. } => *msg_id,
-        }
-    }
-}
-
-/// Reads up to `qty` results from [`queue::RESULTS_QUEUE`] and processes them:
-/// the orchestrator's one call per batch. `tasker.take_step_results`
-/// (`migrations/functions/take_step_results.sql`) reads the batch and applies
-/// every success in the same statement and commit, as a set; what it hands
-/// back unapplied (failures, which need the step's retry policy, or the whole
-/// batch when the set path failed) is decided here and applied by
-/// [`process_batch`], one result per subtransaction, in a second statement.
-/// Returns every message read, in queue order (an empty vector when the queue
-/// had nothing visible), and what the batch changed.
-pub async fn take_batch(
-    pool: &PgPool,
-    lease_seconds: i32,
-    qty: i32,
-    processor_id: &str,
-) -> Result<(Vec<Taken>, Changed), StoreError> {
-    let mut conn = pool.acquire().await?;
-    take_batch_on(pool, &mut conn, lease_seconds, qty, processor_id).await
-}
-
-/// [`take_batch`] with its statement on `conn` (a connection the caller keeps
-/// between batches); what the set path left still uses `pool`.
-pub async fn take_batch_on(
-    pool: &PgPool,
-    conn: &mut sqlx::PgConnection,
-    lease_seconds: i32,
-    qty: i32,
-    processor_id: &str,
-) -> Result<(Vec<Taken>, Changed), StoreError> {
-    let rows: Vec<TakenRow> = sqlx::query_as(TAKE_RESULTS)
-        .bind(lease_seconds)
-        .bind(qty)
-        .bind(processor_id)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    let mut all = Changed::none();
-    let mut left = Vec::new();
-    for row in rows {
-        let msg_id = row.msg_id;
-        let msg = match serde_json::from_value::<StepResultMessage>(row.message) {
-            Ok(msg) => msg,
-            Err(e) if row.applied => {
-                // Applied by the database, though not in the shape tasker writes.
-                tracing::warn!(msg_id, error = %e, "an applied result message is not readable here");
-                continue;
-            }
-            Err(e) => {
-                out.push(Taken::Unreadable {
-                    msg_id,
-                    error: e.to_string(),
-                });
-                continue;
-            }
-        };
-        if !row.applied {
-            left.push((msg_id, msg));
-            continue;
-        }
-        let outcome = processed(&msg, &Decision::success(), row.process, &mut all);
-        out.push(Taken::Result {
-            msg_id,
-            msg: Box::new(msg),
-            outcome,
-        });
-    }
-    if !left.is_empty() {
-        let outcomes = match process_batch(pool, &left, processor_id).await {
-            Ok((o, changed)) => {
-                all.merge(changed);
-                o
-            }
-            // The successes above are committed; these stay in the queue.
-            Err(e) => {
-                let reason = e.to_string();
-                left.iter()
-                    .map(|(_, m)| {
-                        Err(StoreError::ResultRolledBack {
-                            step: m.step_id,
-                            reason: reason.clone(),
-                        })
-                    })
-                    .collect()
-            }
-        };
-        for ((msg_id, msg), outcome) in left.into_iter().zip(outcomes) {
-            out.push(Taken::Result {
-                msg_id,
-                msg: Box::new(msg),
-                outcome,
-            });
-        }
-        // What was applied one by one goes back in its place.
-        out.sort_by_key(Taken::msg_id);
-    }
-    Ok((out, all))
-}
-
-/// One row of `tasker.take_step_results`.
-#[derive(sqlx::FromRow)]
-struct TakenRow {
-    msg_id: i64,
-    message: Value,
-    applied: bool,
-    #[sqlx(flatten)]
-    process: ProcessRow,
-}
-
-/// Reads a batch from the results queue without processing it (a lease only:
-/// it commits asynchronously, see `tasker.read_results`). The orchestrator uses
-/// [`take_batch`]; this is for tools and tests that hold results back.
-pub async fn read_batch(
-    pool: &PgPool,
-    lease_seconds: i32,
-    qty: i32,
-) -> Result<Vec<queue::Message>, StoreError> {
-    Ok(
-        sqlx::query_as("SELECT msg_id, read_ct, message FROM tasker.read_results($1, $2)")
-            .bind(lease_seconds)
-            .bind(qty)
-            .fetch_all(pool)
-            .await?,
-    )
-}
-
 /// Counts one more parent done for each child of `step_id`; returns the
 /// children that have no parent left to wait for and are still pending.
 pub(crate) async fn release_children(
@@ -528,48 +379,4 @@ pub(crate) async fn release_children(
         .bind(step_id)
         .fetch_one(&mut *conn)
         .await?)
-}
-
-/// Steps waiting for retry whose time has come, by task, oldest due first.
-pub async fn due_retries(pool: &PgPool, limit: i64) -> Result<Vec<(Uuid, Uuid)>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT task_id, id FROM tasker.steps
-          WHERE state = 'waiting_for_retry' AND next_retry_at <= now()
-          ORDER BY next_retry_at LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await?)
-}
-
-/// Enqueues the due retries of one task (one transaction, task lock held).
-pub async fn enqueue_due_retries(
-    pool: &PgPool,
-    task_id: Uuid,
-    processor_id: &str,
-) -> Result<(usize, Changed), StoreError> {
-    let mut tx = pool.begin().await?;
-    let (task_state, namespace) = lock_task(&mut tx, task_id).await?;
-    if task_state.is_terminal() {
-        tx.rollback().await?;
-        return Ok((0, Changed::none()));
-    }
-    let due: Vec<Uuid> = sqlx::query_scalar(
-        "SELECT id FROM tasker.steps WHERE task_id = $1 AND state = 'waiting_for_retry' AND next_retry_at <= now()",
-    )
-    .bind(task_id)
-    .fetch_all(&mut *tx)
-    .await?;
-    let n = enqueue_steps(
-        &mut tx,
-        &namespace,
-        &due,
-        StepState::WaitingForRetry,
-        "retry_due",
-        processor_id,
-    )
-    .await?;
-    let after = evaluate_task(&mut tx, task_id, task_state, processor_id).await?;
-    tx.commit().await?;
-    Ok((n, changed(&namespace, task_id, task_state, after, n > 0)))
 }

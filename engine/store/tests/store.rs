@@ -1118,7 +1118,8 @@ async fn heartbeat_extends_the_lease_and_reports_a_dead_task(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn a_result_that_fails_in_a_batch_is_rolled_back_alone(pool: PgPool) {
-    use tasker_store::result::{process_batch, read_batch, Processed};
+    use tasker_store::result::{process_batch, Processed};
+    use tasker_store::take::read_batch;
     migrated(&pool).await;
     ensure_results_queue(&pool).await;
     let first = create_diamond(&pool).await;
@@ -1224,9 +1225,9 @@ async fn diamonds_with_reported_roots(
 
 /// The outcome of each taken result, by task.
 fn outcomes_by_task(
-    taken: Vec<tasker_store::result::Taken>,
+    taken: Vec<tasker_store::take::Taken>,
 ) -> std::collections::HashMap<Uuid, Vec<Result<tasker_store::result::Processed, String>>> {
-    use tasker_store::result::Taken;
+    use tasker_store::take::Taken;
     let mut by_task: std::collections::HashMap<Uuid, Vec<_>> = Default::default();
     for t in taken {
         match t {
@@ -1242,7 +1243,8 @@ fn outcomes_by_task(
 
 #[sqlx::test(migrations = false)]
 async fn taking_results_applies_successes_and_decides_failures_by_policy(pool: PgPool) {
-    use tasker_store::result::{take_batch, Processed};
+    use tasker_store::result::Processed;
+    use tasker_store::take::take_batch;
     migrated(&pool).await;
     let tasks = diamonds_with_reported_roots(&pool, 2, |i, c| {
         let mut msg = success_for(c, 1, json!(4));
@@ -1309,7 +1311,8 @@ async fn taking_results_applies_successes_and_decides_failures_by_policy(pool: P
 
 #[sqlx::test(migrations = false)]
 async fn a_batch_that_raises_is_applied_one_by_one_and_only_the_failing_result_stays(pool: PgPool) {
-    use tasker_store::result::{take_batch, Processed};
+    use tasker_store::result::Processed;
+    use tasker_store::take::take_batch;
     migrated(&pool).await;
     let tasks = diamonds_with_reported_roots(&pool, 3, |_, c| success_for(c, 1, json!(4))).await;
     let doomed = step_id(&pool, tasks[1], "start").await;
@@ -1341,7 +1344,8 @@ async fn a_batch_that_raises_is_applied_one_by_one_and_only_the_failing_result_s
 
 #[sqlx::test(migrations = false)]
 async fn two_results_for_one_step_in_a_batch_complete_it_once(pool: PgPool) {
-    use tasker_store::result::{take_batch, Processed};
+    use tasker_store::result::Processed;
+    use tasker_store::take::take_batch;
     migrated(&pool).await;
     ensure_results_queue(&pool).await;
     let task = create_diamond(&pool).await;
@@ -1380,7 +1384,7 @@ async fn two_results_for_one_step_in_a_batch_complete_it_once(pool: PgPool) {
 
 #[sqlx::test(migrations = false)]
 async fn an_unreadable_result_is_handed_back_and_a_deleted_task_takes_its_history(pool: PgPool) {
-    use tasker_store::result::{take_batch, Taken};
+    use tasker_store::take::{take_batch, Taken};
     migrated(&pool).await;
     let tasks = diamonds_with_reported_roots(&pool, 1, |_, c| success_for(c, 1, json!(4))).await;
     let mut conn = pool.acquire().await.unwrap();
@@ -1410,7 +1414,8 @@ async fn an_unreadable_result_is_handed_back_and_a_deleted_task_takes_its_histor
 
 #[sqlx::test(migrations = false)]
 async fn a_success_the_set_path_cannot_parse_sends_its_batch_one_by_one(pool: PgPool) {
-    use tasker_store::result::{take_batch, Processed, Taken};
+    use tasker_store::result::Processed;
+    use tasker_store::take::{take_batch, Taken};
     migrated(&pool).await;
     diamonds_with_reported_roots(&pool, 1, |_, c| success_for(c, 1, json!(4))).await;
     // Shaped like a success, but its task id does not cast: the set path
