@@ -15,13 +15,13 @@
 mod client;
 mod common;
 mod push;
-mod step;
+mod step_handle;
 mod worker;
 
 pub use client::*;
 pub use common::*;
 pub use push::*;
-pub use step::*;
+pub use step_handle::*;
 pub use worker::*;
 
 use crate::handles::Table;

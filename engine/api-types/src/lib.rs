@@ -1,7 +1,12 @@
-//! Request and response bodies of the API, documented for OpenAPI. Where a
-//! body is exactly a store row, the row itself is the body (re-exported here
-//! under its API name; the store derives its schema behind its `openapi`
-//! feature); the other bodies are defined here.
+//! tasker-api-types: the request and response bodies of the HTTP API, and its
+//! server-sent events, shared by the server (`tasker-api`) and the client
+//! (`tasker-client`), documented for OpenAPI. Where a body is exactly a store
+//! row, the row itself is the body (re-exported here under its API name; the
+//! store derives its schema behind its `openapi` feature); the other bodies
+//! are defined here.
+//!
+//! Invariants: types only, no I/O; a change here is a change of the API's
+//! wire format (the OpenAPI document is generated from these types).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

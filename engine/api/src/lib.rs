@@ -1,5 +1,11 @@
-//! The HTTP admin API (axum): tasks, steps, templates, queues, health, the
-//! OpenAPI spec at `/openapi.json` and its docs page at `/docs`.
+//! tasker-api: the HTTP admin API (axum): tasks, steps, templates, components,
+//! queues, keys, health, metrics, the OpenAPI spec at `/openapi.json` and its
+//! docs page at `/docs`.
+//!
+//! Invariants: every `/v1` route checks its permission before anything else;
+//! request bodies are size-limited before they are read; every error has one
+//! shape; writes go through the store and are announced through the server's
+//! [`tasker_notify::Wakeups`].
 //!
 //! Every route is listed once, in [`routes()`], with the permission it needs;
 //! the router, the spec's 401 and 403 responses ([`ApiDoc`]) and the OpenAPI

@@ -1,4 +1,5 @@
-//! A typed Rust client of the HTTP admin API (served by the `tasker-api` crate), used by the CLI
+//! tasker-client: a typed Rust client of the HTTP admin API (served by the
+//! `tasker-api` crate; invariant: it speaks HTTP only, never to the database), used by the CLI
 //! and the end-to-end tests. Requests and responses are the API's own types
 //! ([`tasker_api_types`]); every error response decodes into
 //! [`ClientError::Api`] with the API's `{"error","message","details"}` shape.
