@@ -24,7 +24,8 @@
 //! ```no_run
 //! use serde_json::json;
 //! use sqlx::PgPool;
-//! //! use tasker_testkit::{example, migrated, Stack};
+//! use tasker_model::state::TaskState;
+//! use tasker_testkit::{example, migrated, Stack};
 //!
 //! // In a test: `#[sqlx::test(migrations = false)] async fn diamond(pool: PgPool)`.
 //! async fn diamond(pool: PgPool) {
