@@ -5,7 +5,7 @@
 //! [`TransitionError::StateChanged`].
 //!
 //! No NOTIFY happens inside these transactions (a notifying commit holds a
-//! cluster-wide lock while it flushes); callers send `wake::task_event` after
+//! cluster-wide lock while it flushes); the store returns a `Changed` and callers announce it (`Wakeups`) after the
 //! commit instead.
 
 use sqlx::PgConnection;
