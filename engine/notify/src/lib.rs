@@ -9,8 +9,8 @@
 //! changes across processes.
 //!
 //! Invariant: nothing here changes tasker's data (its only statements are
-//! LISTEN, NOTIFY and reads); a lost wake-up costs at most one poll interval,
-//! never a step.
+//! LISTEN, NOTIFY and reads, the task reads through `tasker-store`); a lost
+//! wake-up costs at most one poll interval, never a step.
 
 mod waiters;
 pub mod wake;

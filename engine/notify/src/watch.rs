@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use sqlx::postgres::PgListener;
-use sqlx::PgPool;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -31,14 +30,6 @@ struct Event {
 pub struct TaskWatcher {
     wakeups: Wakeups,
     waiters: Waiters,
-}
-
-/// A task's state as stored (`None`: no such task).
-async fn task_state(pool: &PgPool, task_id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
-        .bind(task_id)
-        .fetch_optional(pool)
-        .await
 }
 
 /// Why a wait ended without a terminal state.
@@ -134,7 +125,7 @@ impl TaskWatcher {
         let result = tokio::time::timeout(timeout, async {
             loop {
                 // Read after subscribing, so a change between the two is not missed.
-                let state = task_state(self.wakeups.pool(), task_id).await?;
+                let state = tasker_store::task::state(self.wakeups.pool(), task_id).await?;
                 let state: TaskState = state
                     .ok_or(WaitError::NotFound(task_id))?
                     .parse()
@@ -157,7 +148,7 @@ impl TaskWatcher {
         match result {
             Ok(r) => r,
             Err(_) => {
-                let state = task_state(self.wakeups.pool(), task_id).await?;
+                let state = tasker_store::task::state(self.wakeups.pool(), task_id).await?;
                 Err(WaitError::Timeout {
                     task_id,
                     state: state.unwrap_or_default(),
@@ -213,6 +204,7 @@ pub fn settled(s: TaskState) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+    use sqlx::PgPool;
 
     async fn next_state(sub: &mut Subscription) -> Option<TaskState> {
         tokio::time::timeout(Duration::from_secs(5), sub.rx.changed())
