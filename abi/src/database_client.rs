@@ -59,15 +59,13 @@ impl DatabaseClient {
 
     /// Creates a task (one transaction; its root steps are enqueued with it).
     pub fn create_task(&self, request: &NewTask) -> Result<Created, AbiError> {
-        let (created, changed) = self.block_on(tasker_store::task::create(
-            &self.pool,
-            &self.templates,
-            request,
-            &self.id,
-        ))?;
-        // Announced from inside the runtime: the NOTIFY goes out from a task.
-        self.block_on(async { self.wakeups.announce(&changed) });
-        Ok(created)
+        // Announced inside the runtime: the NOTIFY goes out from a task.
+        Ok(self.block_on(async {
+            let (created, changed) =
+                tasker_store::task::create(&self.pool, &self.templates, request, &self.id).await?;
+            self.wakeups.announce(&changed);
+            Ok::<_, tasker_store::StoreError>(created)
+        })?)
     }
 
     /// A task with its steps and edges, as JSON (the shape of `GET /v1/tasks/{id}`).
