@@ -2,19 +2,20 @@
 -- transaction (which holds the task and step row locks): records the attempt,
 -- moves the step to p_to (NULL: the result is stale and changes nothing),
 -- enqueues the children that became ready, re-decides the task and deletes the
--- result message. Returns the task's state and the number of steps enqueued.
+-- result message. Returns the task's state and the queue of each step it
+-- enqueued (tasker.enqueue_steps).
 CREATE OR REPLACE FUNCTION tasker.apply_step_result(
-    p_msg_id bigint, p_task uuid, p_step uuid, p_step_queue text, p_task_state text,
+    p_msg_id bigint, p_task uuid, p_step uuid, p_task_state text,
     p_attempt integer, p_outcome text, p_result jsonb, p_error jsonb,
     p_worker text, p_started_at timestamptz, p_finished_at timestamptz,
     p_to text, p_event text, p_reason text, p_next_retry_at timestamptz, p_processor text,
-    OUT task_state text, OUT enqueued integer)
+    OUT task_state text, OUT enqueued text[])
 LANGUAGE plpgsql AS $$
 DECLARE
     v_found text;
 BEGIN
     task_state := p_task_state;
-    enqueued := 0;
+    enqueued := '{}';
     INSERT INTO tasker.step_results (step_id, task_id, attempt, outcome, result, error, stale,
                                      worker_id, started_at, finished_at)
     VALUES (p_step, p_task, p_attempt, p_outcome, p_result, p_error, p_to IS NULL,
@@ -40,7 +41,7 @@ BEGIN
         INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, reason, attempt, processor_id)
         VALUES (p_step, p_task, 'enqueued_for_orchestration', p_to, p_event, p_reason, p_attempt, p_processor);
         IF p_to = 'complete' THEN
-            enqueued := tasker.enqueue_steps(p_step_queue, tasker.release_children(p_step),
+            enqueued := tasker.enqueue_steps(tasker.release_children(p_step),
                                              'pending', 'dependencies_met', p_processor);
         END IF;
         task_state := tasker.evaluate_task(p_task, p_task_state, p_processor);

@@ -8,12 +8,12 @@ CREATE OR REPLACE FUNCTION tasker.process_step_result(
     p_outcome text, p_result jsonb, p_error jsonb,
     p_worker text, p_started_at timestamptz, p_finished_at timestamptz,
     p_to text, p_event text, p_reason text, p_next_retry_at timestamptz, p_processor text,
-    OUT step_found boolean, OUT is_current boolean, OUT namespace text, OUT step_state text,
+    OUT step_found boolean, OUT is_current boolean, OUT queues text[], OUT step_state text,
     OUT step_attempts integer, OUT task_before text, OUT task_state text, OUT enqueued integer)
 LANGUAGE plpgsql AS $$
 BEGIN
-    SELECT t.state, t.namespace, s.state, s.attempts
-      INTO task_before, namespace, step_state, step_attempts
+    SELECT t.state, s.state, s.attempts
+      INTO task_before, step_state, step_attempts
       FROM tasker.tasks t JOIN tasker.steps s ON s.task_id = t.id
      WHERE t.id = p_task AND s.id = p_step
        FOR UPDATE OF t, s;
@@ -24,9 +24,11 @@ BEGIN
     is_current := step_state = 'enqueued_for_orchestration'
                   AND step_attempts = p_attempt
                   AND task_before NOT IN ('complete', 'error', 'cancelled', 'resolved_manually');
-    SELECT r.task_state, r.enqueued INTO task_state, enqueued
+    SELECT r.task_state, cardinality(r.enqueued),
+           ARRAY(SELECT DISTINCT q FROM unnest(r.enqueued) AS q ORDER BY q)
+      INTO task_state, enqueued, queues
       FROM tasker.apply_step_result(
-               p_msg_id, p_task, p_step, 'steps_' || namespace, task_before, p_attempt,
+               p_msg_id, p_task, p_step, task_before, p_attempt,
                p_outcome, p_result, p_error, p_worker, p_started_at, p_finished_at,
                CASE WHEN is_current THEN p_to END, p_event, p_reason,
                CASE WHEN is_current THEN p_next_retry_at END, p_processor) r;

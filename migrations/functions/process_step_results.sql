@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION tasker.process_step_results(
     p_workers text[], p_started_at timestamptz[], p_finished_at timestamptz[],
     p_to text[], p_events text[], p_reasons text[], p_next_retry_at timestamptz[],
     p_processor text)
-RETURNS TABLE (msg_id bigint, step_found boolean, is_current boolean, namespace text,
+RETURNS TABLE (msg_id bigint, step_found boolean, is_current boolean, queues text[],
                step_state text, step_attempts integer, task_before text, task_state text,
                enqueued integer, error text)
 LANGUAGE plpgsql AS $$
@@ -29,14 +29,14 @@ BEGIN
                 p_to[i], p_events[i], p_reasons[i], p_next_retry_at[i], p_processor);
             step_found := r.step_found;
             is_current := r.is_current;
-            namespace := r.namespace;
+            queues := r.queues;
             step_state := r.step_state;
             step_attempts := r.step_attempts;
             task_before := r.task_before;
             task_state := r.task_state;
             enqueued := r.enqueued;
         EXCEPTION WHEN OTHERS THEN
-            step_found := NULL; is_current := NULL; namespace := NULL; step_state := NULL;
+            step_found := NULL; is_current := NULL; queues := NULL; step_state := NULL;
             step_attempts := NULL; task_before := NULL; task_state := NULL; enqueued := NULL;
             error := SQLSTATE || ': ' || SQLERRM;
         END;

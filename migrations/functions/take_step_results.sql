@@ -13,7 +13,7 @@
 -- grows with the code and data it touches: every statement (executor
 -- start-up, plan lookup, snapshot) and every subtransaction counts several
 -- times over on the sequential path. This runs 7 statements plus one per
--- namespace, in one subtransaction:
+-- pool, in one subtransaction:
 --
 --   1. read a batch and parse its successes (plain casts: a message they
 --      cannot read raises, and the batch is handed back for the one-by-one path);
@@ -23,7 +23,7 @@
 --      messages;
 --   4. release the children of the completed steps and move the ready ones
 --      to `enqueued`, audited, in the same statement;
---   5. per namespace, their messages (the one dynamic statement);
+--   5. per pool, their messages (the one dynamic statement);
 --   6. decide each task's state (one statement for the batch) and record the
 --      tasks that change through tasker.evaluate_task;
 --   7. answer.
@@ -41,7 +41,7 @@
 -- parameters the planner kept choosing custom plans, re-planned on every call.
 CREATE OR REPLACE FUNCTION tasker.take_step_results(p_lease_seconds integer, p_qty integer, p_processor text)
 RETURNS TABLE (msg_id bigint, read_ct integer, message jsonb, applied boolean,
-               step_found boolean, is_current boolean, namespace text, step_state text,
+               step_found boolean, is_current boolean, queues text[], step_state text,
                step_attempts integer, task_before text, task_state text, enqueued integer,
                error text)
 LANGUAGE plpgsql
@@ -64,15 +64,13 @@ DECLARE
     n integer;
     v_found boolean[];
     v_current boolean[];
-    v_namespace text[];
     v_state text[];
     v_attempts integer[];
     v_before text[];
     v_done uuid[];
     v_ready uuid[] := '{}';
-    v_ready_ns text[];
+    v_ready_queues text[];
     v_ready_msgs jsonb[];
-    v_ns text;
     v_task record;
     v_after jsonb := '{}';
     v_rows tasker.applied_result[];
@@ -142,7 +140,7 @@ BEGIN
                     WITH ORDINALITY AS i(msg_id, task_id, step_id, attempt, result, worker_id,
                                          started_at, finished_at, ord)),
             cur AS (
-                SELECT i.*, s.id IS NOT NULL AS found, t.namespace, s.state AS step_state,
+                SELECT i.*, s.id IS NOT NULL AS found, s.state AS step_state,
                        s.attempts AS step_attempts, t.state AS task_before,
                        coalesce(s.state = 'enqueued_for_orchestration' AND s.attempts = i.attempt
                                 AND t.state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually'),
@@ -173,10 +171,10 @@ BEGIN
                 DELETE FROM pgmq.q_orchestration_results q
                  WHERE q.msg_id = ANY (ARRAY(SELECT c.msg_id FROM cur c WHERE c.found)))
             SELECT array_agg(c.found ORDER BY c.ord), array_agg(c.current ORDER BY c.ord),
-                   array_agg(c.namespace ORDER BY c.ord), array_agg(c.step_state ORDER BY c.ord),
+                   array_agg(c.step_state ORDER BY c.ord),
                    array_agg(c.step_attempts ORDER BY c.ord), array_agg(c.task_before ORDER BY c.ord),
                    (SELECT array_agg(d.id) FROM done d)
-              INTO v_found, v_current, v_namespace, v_state, v_attempts, v_before, v_done
+              INTO v_found, v_current, v_state, v_attempts, v_before, v_done
               FROM cur c;
             IF coalesce(cardinality(v_done), 0)
                <> (SELECT count(*) FROM unnest(v_current) x WHERE x) THEN
@@ -187,7 +185,7 @@ BEGIN
             IF v_done IS NOT NULL THEN
                 -- 4. One parent fewer to wait for, per completed parent, for
                 -- each child; a pending child left waiting for none moves to
-                -- enqueued. Its namespace is its task's, known from the batch.
+                -- enqueued; its message goes to its pool's queue.
                 WITH released AS (
                     UPDATE tasker.steps c
                        SET pending_parents = c.pending_parents - k.n,
@@ -203,36 +201,26 @@ BEGIN
                      WHERE c.id = ANY (ARRAY(SELECT e.child_id FROM tasker.step_edges e
                                               WHERE e.parent_id = ANY (v_done)))
                        AND c.id = k.child_id
-                 RETURNING c.id, c.task_id, c.attempts,
+                 RETURNING c.id, c.task_id, c.attempts, 'steps_' || c.pool AS queue,
                            c.state = 'enqueued' AND c.pending_parents = 0 AS ready),
                 moved AS (
-                    SELECT r.id, r.task_id, r.attempts, b.namespace
-                      FROM released r
-                      JOIN (SELECT DISTINCT u.task_id, u.namespace
-                              FROM unnest(s_tasks, v_namespace) AS u(task_id, namespace)
-                             WHERE u.namespace IS NOT NULL) b ON b.task_id = r.task_id
-                     WHERE r.ready),
+                    SELECT r.id, r.task_id, r.attempts, r.queue FROM released r WHERE r.ready),
                 audit AS (
                     INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state,
                                                          event, attempt, processor_id, created_at)
                     SELECT m.id, m.task_id, 'pending', 'enqueued', 'dependencies_met', m.attempts,
                            p_processor, clock_timestamp()
                       FROM moved m)
-                SELECT array_agg(m.id ORDER BY m.namespace, m.id),
-                       array_agg(m.namespace ORDER BY m.namespace, m.id),
+                SELECT array_agg(m.id ORDER BY m.queue, m.id),
+                       array_agg(m.queue ORDER BY m.queue, m.id),
                        array_agg(jsonb_build_object('step_id', m.id, 'task_id', m.task_id)
-                                 ORDER BY m.namespace, m.id)
-                  INTO v_ready, v_ready_ns, v_ready_msgs
+                                 ORDER BY m.queue, m.id)
+                  INTO v_ready, v_ready_queues, v_ready_msgs
                   FROM moved m;
                 v_ready := coalesce(v_ready, '{}');
 
-                -- 5. Their messages, on their namespace's queue.
-                FOR v_ns IN SELECT DISTINCT x FROM unnest(v_ready_ns) AS x LOOP
-                    EXECUTE format('INSERT INTO pgmq.%I (vt, message) SELECT clock_timestamp(), '
-                                   'm FROM unnest($1, $2) AS r(m, ns) WHERE r.ns = $3',
-                                   'q_steps_' || v_ns)
-                      USING v_ready_msgs, v_ready_ns, v_ns;
-                END LOOP;
+                -- 5. Their messages, on their pools' queues.
+                PERFORM tasker.send_step_messages(v_ready_queues, v_ready_msgs);
 
                 -- 6. Each task's state from its steps; the ones that change go
                 -- through the legal path.
@@ -256,23 +244,26 @@ BEGIN
             SELECT array_agg(r.a ORDER BY r.ord) INTO v_rows
               FROM (SELECT x.ord, ROW(
                            x.msg_id, x.found, CASE WHEN x.found THEN x.current END,
-                           x.namespace, x.step_state, x.step_attempts, x.before,
+                           CASE WHEN x.current THEN k.queues WHEN x.found THEN '{}' END,
+                           x.step_state, x.step_attempts, x.before,
                            CASE WHEN x.current
                                      AND x.ord = max(x.ord) FILTER (WHERE x.current)
                                                      OVER (PARTITION BY x.task_id)
                                 THEN coalesce(v_after->>(x.task_id::text), x.before)
                                 ELSE x.before END,
-                           CASE WHEN x.current THEN
-                                    (SELECT count(*)::integer FROM tasker.step_edges e
-                                      WHERE e.parent_id = x.step_id
-                                        AND e.child_id = ANY (v_ready))
-                                WHEN x.found THEN 0 END,
+                           CASE WHEN x.current THEN k.n WHEN x.found THEN 0 END,
                            NULL::text)::tasker.applied_result AS a
-                      FROM unnest(s_ids, s_tasks, s_steps, v_found, v_current, v_namespace,
+                      FROM unnest(s_ids, s_tasks, s_steps, v_found, v_current,
                                   v_state, v_attempts, v_before)
                            WITH ORDINALITY AS x(msg_id, task_id, step_id, found, current,
-                                                namespace, step_state, step_attempts, before,
-                                                ord)) r;
+                                                step_state, step_attempts, before, ord)
+                      -- The children this result's step made ready, and their queues.
+                      LEFT JOIN LATERAL (
+                           SELECT count(*)::integer AS n,
+                                  coalesce(array_agg(DISTINCT 'steps_' || c.pool), '{}') AS queues
+                             FROM tasker.step_edges e JOIN tasker.steps c ON c.id = e.child_id
+                            WHERE x.current AND e.parent_id = x.step_id
+                              AND e.child_id = ANY (v_ready)) k ON true) r;
         END IF;
     EXCEPTION WHEN OTHERS THEN
         -- The set path failed: the batch is read again (the read above was
@@ -289,7 +280,7 @@ BEGIN
 
     RETURN QUERY
     SELECT x.msg_id, x.read_ct, x.message, a.msg_id IS NOT NULL, a.step_found, a.is_current,
-           a.namespace, a.step_state, a.step_attempts, a.task_before, a.task_state, a.enqueued,
+           a.queues, a.step_state, a.step_attempts, a.task_before, a.task_state, a.enqueued,
            a.error
       FROM unnest(v_ids, v_cts, v_msgs) AS x(msg_id, read_ct, message)
       LEFT JOIN unnest(v_rows) AS a ON a.msg_id = x.msg_id

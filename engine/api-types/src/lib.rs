@@ -21,6 +21,8 @@ use tasker_store::task::NewTask;
 pub use tasker_store::step::TransitionRow as StepTransition;
 /// The outcome of creating a task.
 pub use tasker_store::task::Created as CreatedTask;
+pub use tasker_store::worker::UnservedStep;
+pub use tasker_store::worker::WorkerRow as Worker;
 /// A step of a task.
 pub use tasker_store::task::StepRow as Step;
 /// A task with its steps and the DAG's edges.
@@ -153,6 +155,10 @@ pub struct TemplateAccepted {
     /// False when validating only, or when the identical definition was already registered.
     pub created: bool,
     pub levels: Vec<StepLevel>,
+    /// Steps whose handler no live worker of their pool runs (they would
+    /// wait for one); empty when validating only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unserved: Vec<UnservedStep>,
 }
 
 /// Depth and age of one queue.
@@ -171,6 +177,12 @@ pub struct QueueInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueList {
     pub queues: Vec<QueueInfo>,
+}
+
+/// The worker registry (`GET /v1/workers`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WorkerList {
+    pub workers: Vec<Worker>,
 }
 
 /// Health check outcome.

@@ -118,6 +118,7 @@ pub fn routes() -> Vec<Route> {
             h::validate_template,
         ),
         route(M::GET, "/v1/queues", Some(P::TasksRead), h::list_queues),
+        route(M::GET, "/v1/workers", Some(P::TasksRead), h::list_workers),
         route(
             M::GET,
             "/v1/queues/{queue}/archive",

@@ -39,6 +39,9 @@ pub struct ApiState {
     pub watcher: Arc<tokio::sync::OnceCell<TaskWatcher>>,
     /// WASM component uploads (`[wasm]`).
     pub components: components::ComponentUploads,
+    /// Refuse templates and tasks with steps no live worker serves
+    /// (`web.require_live_workers`).
+    pub require_live_workers: bool,
 }
 
 impl ApiState {
@@ -69,6 +72,7 @@ impl ApiState {
                 usize::try_from(config.wasm.max_component_bytes).unwrap_or(usize::MAX),
                 tasker_worker::handler::wasm::host_config(&config.wasm),
             ),
+            require_live_workers: web.require_live_workers,
         }
     }
 

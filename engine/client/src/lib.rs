@@ -384,6 +384,15 @@ impl Client {
         Self::call(self.request(Method::GET, &["v1", "queues"])).await
     }
 
+    // ------------------------------------------------------------ workers
+
+    /// `GET /v1/workers`: the worker registry (live workers; `all`: also
+    /// stopped and gone ones).
+    pub async fn workers(&self, all: bool) -> Result<tasker_api_types::WorkerList, ClientError> {
+        let req = self.request(Method::GET, &["v1", "workers"]);
+        Self::call(req.query(&[("all", all)])).await
+    }
+
     // ---------------------------------------------------------- WASM components
 
     /// `PUT /v1/components/{name}/{version}`: uploads a component.

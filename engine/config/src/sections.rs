@@ -134,6 +134,9 @@ pub struct OrchestrationConfig {
     /// How often the orchestrator vacuums the queue and state tables that
     /// autovacuum has left behind, in seconds; 0 never.
     pub vacuum_interval_seconds: u64,
+    /// An enqueued step that no live worker of its pool has been able to run
+    /// for this long ends in error (kind `no_worker`), in seconds; 0 never.
+    pub unserved_step_timeout_seconds: u64,
 }
 
 impl Default for OrchestrationConfig {
@@ -147,6 +150,7 @@ impl Default for OrchestrationConfig {
             stale_sweep_interval_seconds: 60,
             retry_sweep_interval_ms: 1_000,
             vacuum_interval_seconds: 30,
+            unserved_step_timeout_seconds: 600,
         }
     }
 }
@@ -157,6 +161,11 @@ impl Default for OrchestrationConfig {
 pub struct WorkerConfig {
     /// Namespaces whose step queues this worker serves.
     pub namespaces: Vec<String>,
+    /// Further pools (step queues) it serves, beyond its namespaces'.
+    pub pools: Vec<String>,
+    /// How often the worker refreshes its row in the worker registry, in
+    /// seconds; three missed ones and it counts as gone.
+    pub registry_heartbeat_seconds: u32,
     /// Steps run at the same time.
     pub concurrency: u32,
     /// Step messages read per queue read.
@@ -173,6 +182,8 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
             namespaces: vec!["default".to_string()],
+            pools: Vec::new(),
+            registry_heartbeat_seconds: 5,
             concurrency: 8,
             batch_size: 10,
             heartbeat_interval_seconds: 10,
@@ -251,6 +262,9 @@ pub struct WebConfig {
     pub request_body_limit_bytes: u64,
     /// Time limit of one request, in milliseconds.
     pub request_timeout_ms: u64,
+    /// Refuse to register a template or create a task with a step that no
+    /// live worker serves (422), instead of reporting it in the response.
+    pub require_live_workers: bool,
     /// `[web.auth]`: API authentication.
     pub auth: WebAuthConfig,
 }
@@ -261,6 +275,7 @@ impl Default for WebConfig {
             bind: "127.0.0.1:8080".to_string(),
             request_body_limit_bytes: 16_777_216,
             request_timeout_ms: 30_000,
+            require_live_workers: false,
             auth: WebAuthConfig::default(),
         }
     }

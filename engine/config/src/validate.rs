@@ -116,6 +116,13 @@ pub(crate) fn validate(config: &TaskerConfig) -> Result<(), ConfigError> {
     for namespace in &worker.namespaces {
         identifier("worker.namespaces", namespace, MAX_NAMESPACE_LEN)?;
     }
+    for pool in &worker.pools {
+        identifier("worker.pools", pool, MAX_NAMESPACE_LEN)?;
+    }
+    at_least_one(
+        "worker.registry_heartbeat_seconds",
+        worker.registry_heartbeat_seconds,
+    )?;
     at_least_one("worker.concurrency", worker.concurrency)?;
     batch_size("worker.batch_size", worker.batch_size)?;
     at_least_one(

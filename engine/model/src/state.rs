@@ -180,7 +180,9 @@ impl StepState {
     ///
     /// * pending → enqueued when its parents are complete; enqueued → in_progress
     ///   when a worker claims it; in_progress → in_progress when the lease ran out
-    ///   and another worker reclaims it (a new attempt);
+    ///   and another worker reclaims it (a new attempt); in_progress → enqueued
+    ///   when the worker hands it back unrun (its handler is not there);
+    ///   enqueued → enqueued_for_orchestration when no live worker serves it;
     /// * in_progress → enqueued_for_orchestration when the worker reports;
     ///   the orchestrator then decides complete / waiting_for_retry / error;
     /// * waiting_for_retry → enqueued when the backoff is due;
@@ -192,6 +194,7 @@ impl StepState {
             (Pending, Enqueued),
             (Enqueued, InProgress),
             (InProgress, InProgress),
+            (InProgress, Enqueued),
             (InProgress, EnqueuedForOrchestration),
             (Enqueued, EnqueuedForOrchestration),
             (EnqueuedForOrchestration, Complete),
@@ -330,6 +333,8 @@ mod tests {
             (InProgress, EnqueuedForOrchestration),
             (EnqueuedForOrchestration, Complete),
             (Pending, Enqueued),
+            (InProgress, Enqueued),
+            (Enqueued, EnqueuedForOrchestration),
         ] {
             assert!(check_step(from, to).is_ok(), "{from} -> {to}");
         }

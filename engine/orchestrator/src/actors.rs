@@ -103,7 +103,10 @@ pub(super) async fn route(
                 true
             }
             c @ Command::CreateTask(..) => actors.task_requests.send(c).await.is_ok(),
-            c @ (Command::EnqueueDueRetries | Command::SweepStale | Command::Vacuum) => {
+            c @ (Command::EnqueueDueRetries
+            | Command::SweepStale
+            | Command::Vacuum
+            | Command::SweepWorkers) => {
                 actors.enqueuer.try_send_or_drop(c);
                 true
             }
@@ -367,6 +370,18 @@ async fn enqueuer_actor(
                             tracing::warn!(error = %e, "vacuuming churned tables failed");
                         }
                     });
+                }
+            }
+            Command::SweepWorkers => {
+                if let Some(after) = settings.unserved_step_timeout {
+                    match store::worker::fail_unserved(&pool, after, &settings.processor_id).await
+                    {
+                        Ok((_, changed)) => wakeups.announce(&changed),
+                        Err(e) => tracing::warn!(error = %e, "ending unserved steps failed"),
+                    }
+                }
+                if let Err(e) = store::worker::forget_old(&pool).await {
+                    tracing::warn!(error = %e, "forgetting old workers failed");
                 }
             }
             Command::SweepStale => {

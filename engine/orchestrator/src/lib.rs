@@ -10,7 +10,7 @@
 //!
 //! ```text
 //!  results listener ─ResultsReady───▶ command processor ──▶ result processor ──▶ finalizer
-//!  sweep timers ─EnqueueDue/Stale/Vacuum─▶   │          ──▶ step enqueuer
+//!  sweep timers ─EnqueueDue/Stale/Vacuum/Workers▶   │          ──▶ step enqueuer
 //!  clients ────────CreateTask────────▶        └──────────▶ task requests
 //! ```
 //!
@@ -62,6 +62,9 @@ pub struct OrchestratorSettings {
     pub stale_action: StaleTaskAction,
     /// How often to vacuum churned tables autovacuum left behind; `None`: never.
     pub vacuum_interval: Option<Duration>,
+    /// An enqueued step no live worker could run for this long ends in error
+    /// (`tasker_store::worker::fail_unserved`); `None`: never.
+    pub unserved_step_timeout: Option<Duration>,
     pub channels: ChannelConfig,
 }
 
@@ -81,6 +84,8 @@ impl OrchestratorSettings {
             stale_action: o.stale_task_action,
             vacuum_interval: (o.vacuum_interval_seconds > 0)
                 .then(|| Duration::from_secs(o.vacuum_interval_seconds)),
+            unserved_step_timeout: (o.unserved_step_timeout_seconds > 0)
+                .then(|| Duration::from_secs(o.unserved_step_timeout_seconds)),
             channels: config.channels.clone(),
         }
     }
@@ -96,6 +101,8 @@ pub enum Command {
     SweepStale,
     /// Vacuum the queue and state tables autovacuum has left behind.
     Vacuum,
+    /// End steps no live worker serves; forget long-gone workers.
+    SweepWorkers,
     /// Create a task; the answer goes back on the oneshot.
     CreateTask(Box<NewTask>, oneshot::Sender<Result<Created, StoreError>>),
 }
@@ -179,6 +186,15 @@ pub async fn start(
             Command::Vacuum
         }));
     }
+    // A quarter of the unserved timeout (1 s to 30 s): a step ends at most
+    // that long after its time is up.
+    let workers_every = settings
+        .unserved_step_timeout
+        .map_or(Duration::from_secs(30), |t| t / 4)
+        .clamp(Duration::from_secs(1), Duration::from_secs(30));
+    tasks.spawn(tick(cmd_tx.clone(), workers_every, shutdown.clone(), || {
+        Command::SweepWorkers
+    }));
     let handle = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     tracing::info!(processor = %settings.processor_id, mode = ?settings.mode, "orchestrator started");
     Ok((Orchestrator { commands: cmd_tx }, handle))

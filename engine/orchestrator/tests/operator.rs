@@ -482,7 +482,7 @@ async fn result_of_a_non_current_attempt_is_stale(pool: PgPool) {
     let q = queue::step_queue("demo").unwrap();
 
     // A worker claims the step (attempt 1) and reports it.
-    let claimed = store_step::claim_batch(&pool, &q, 30, 1, "w1")
+    let claimed = store_step::claim_batch(&pool, &q, 30, 1, "w1", store_step::Serves::ANY)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);

@@ -297,31 +297,6 @@ async fn handler_timeout_fails_the_step(pool: PgPool) {
     assert_eq!(step.last_error.as_ref().unwrap()["kind"], "timeout");
 }
 
-#[sqlx::test(migrations = false)]
-async fn unknown_handler_fails_once(pool: PgPool) {
-    migrated(&pool).await;
-    let (_, step) = run_failing(
-        &pool,
-        registry(),
-        &one_step(
-            "missing",
-            "nope.missing",
-            "    retry: { max_attempts: 3, backoff: none }\n",
-        ),
-    )
-    .await;
-    assert_eq!(step.state, "error");
-    assert_eq!(step.attempts, 1);
-    let err = step.last_error.unwrap();
-    assert!(
-        err["message"].as_str().unwrap().contains("nope.missing"),
-        "{err}"
-    );
-    // No looping: still one attempt a moment later.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(attempts_of(&pool, step.id).await.len(), 1);
-}
-
 // ---------------------------------------------------------------- concurrency
 
 #[sqlx::test(migrations = false)]

@@ -8,51 +8,47 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::StoreError;
-use crate::queue;
 use tasker_model::change::Changed;
 use tasker_model::state::{StepState, TaskState};
 
-/// Locks the task row for the rest of the transaction and returns its state and
-/// namespace. Every change to a task's steps takes this lock first, so the
+/// Locks the task row for the rest of the transaction and returns its state.
+/// Every change to a task's steps takes this lock first, so the
 /// task's decisions (what is ready, is it finished) see each other's commits
 /// and happen exactly once.
 pub async fn lock_task(
     conn: &mut PgConnection,
     task_id: Uuid,
-) -> Result<(TaskState, String), StoreError> {
-    let row: Option<(String, String)> =
-        sqlx::query_as("SELECT state, namespace FROM tasker.tasks WHERE id = $1 FOR UPDATE")
+) -> Result<TaskState, StoreError> {
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1 FOR UPDATE")
             .bind(task_id)
             .fetch_optional(&mut *conn)
             .await?;
-    let (state, ns) = row.ok_or(StoreError::TaskNotFound(task_id))?;
-    Ok((state.parse()?, ns))
+    Ok(state.ok_or(StoreError::TaskNotFound(task_id))?.parse()?)
 }
 
 /// Moves `step_ids` from `from` to `enqueued` (those still in `from`), audits
-/// them and sends their messages to the namespace queue (`tasker.enqueue_steps`).
-/// Returns how many moved.
+/// them and sends each one's message to its pool's queue (`tasker.enqueue_steps`).
+/// Returns the queue of every step that moved (its length is how many moved).
 pub async fn enqueue_steps(
     conn: &mut PgConnection,
-    namespace: &str,
     step_ids: &[Uuid],
     from: StepState,
     event: &str,
     processor_id: &str,
-) -> Result<usize, StoreError> {
+) -> Result<Vec<String>, StoreError> {
     if step_ids.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     tasker_model::state::check_step(from, StepState::Enqueued)?;
-    let n: i32 = sqlx::query_scalar("SELECT tasker.enqueue_steps($1, $2, $3, $4, $5)")
-        .bind(queue::step_queue(namespace)?)
+    let queues: Vec<String> = sqlx::query_scalar("SELECT tasker.enqueue_steps($1, $2, $3, $4)")
         .bind(step_ids)
         .bind(from.as_str())
         .bind(event)
         .bind(processor_id)
         .fetch_one(&mut *conn)
         .await?;
-    Ok(n.max(0) as usize)
+    Ok(queues)
 }
 
 /// Moves every step of a task not yet in a terminal state to `to`, audited, in
@@ -91,20 +87,17 @@ pub(crate) async fn settle_open_steps(
     Ok(n.rows_affected())
 }
 
-/// What a committed change of one task means for others: the namespace's
-/// queue when steps were enqueued, the task's new state when it changed.
+/// What a committed change of one task means for others: the queues steps
+/// were enqueued on, the task's new state when it changed.
 pub(crate) fn changed(
-    namespace: &str,
     task_id: Uuid,
     before: TaskState,
     after: TaskState,
-    enqueued: bool,
+    queues: &[String],
 ) -> Changed {
     let mut changed = Changed::none();
-    if enqueued {
-        if let Ok(q) = queue::step_queue(namespace) {
-            changed = changed.with_queue(q);
-        }
+    for q in queues {
+        changed = changed.with_queue(q.as_str());
     }
     if after != before {
         changed = changed.with_task(task_id, after);

@@ -28,6 +28,7 @@ pub mod task;
 pub mod template;
 pub mod transition;
 pub mod vacuum;
+pub mod worker;
 
 use uuid::Uuid;
 

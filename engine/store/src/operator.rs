@@ -64,7 +64,7 @@ async fn end_task(
     actor: Actor<'_>,
 ) -> Result<(TaskState, Changed), StoreError> {
     let mut tx = pool.begin().await?;
-    let (state, namespace) = lock_task(&mut tx, task_id).await?;
+    let state = lock_task(&mut tx, task_id).await?;
     let cause = Cause {
         event: task_event,
         reason: actor.reason,
@@ -81,7 +81,7 @@ async fn end_task(
     )
     .await?;
     tx.commit().await?;
-    Ok((to, changed(&namespace, task_id, state, to, false)))
+    Ok((to, changed(task_id, state, to, &[])))
 }
 
 async fn lock_step(
@@ -121,7 +121,7 @@ pub async fn retry_step(
     actor: Actor<'_>,
 ) -> Result<(TaskState, Changed), StoreError> {
     let mut tx = pool.begin().await?;
-    let (task_state, namespace) = lock_task(&mut tx, task_id).await?;
+    let task_state = lock_task(&mut tx, task_id).await?;
     refuse_if_finished(task_id, task_state)?;
     let state = lock_step(&mut tx, task_id, step_id).await?;
     tasker_model::state::check_step(state, StepState::Enqueued)?;
@@ -137,9 +137,8 @@ pub async fn retry_step(
         .bind(step_id)
         .execute(&mut *tx)
         .await?;
-    enqueue_steps(
+    let queues = enqueue_steps(
         &mut tx,
-        &namespace,
         &[step_id],
         StepState::Error,
         "operator_retry",
@@ -148,7 +147,7 @@ pub async fn retry_step(
     .await?;
     let next = evaluate_task(&mut tx, task_id, task_state, actor.processor_id).await?;
     tx.commit().await?;
-    Ok((next, changed(&namespace, task_id, task_state, next, true)))
+    Ok((next, changed(task_id, task_state, next, &queues)))
 }
 
 /// Resolves a step manually (`resolved_manually`, which satisfies its
@@ -162,7 +161,7 @@ pub async fn finish_step(
     actor: Actor<'_>,
 ) -> Result<(TaskState, Changed), StoreError> {
     let mut tx = pool.begin().await?;
-    let (task_state, namespace) = lock_task(&mut tx, task_id).await?;
+    let task_state = lock_task(&mut tx, task_id).await?;
     refuse_if_finished(task_id, task_state)?;
     let state = lock_step(&mut tx, task_id, step_id).await?;
     let (to, event) = match &result {
@@ -189,9 +188,8 @@ pub async fn finish_step(
     )
     .await?;
     let ready = release_children(&mut tx, step_id).await?;
-    let n = enqueue_steps(
+    let queues = enqueue_steps(
         &mut tx,
-        &namespace,
         &ready,
         StepState::Pending,
         "dependencies_met",
@@ -200,5 +198,5 @@ pub async fn finish_step(
     .await?;
     let next = evaluate_task(&mut tx, task_id, task_state, actor.processor_id).await?;
     tx.commit().await?;
-    Ok((next, changed(&namespace, task_id, task_state, next, n > 0)))
+    Ok((next, changed(task_id, task_state, next, &queues)))
 }

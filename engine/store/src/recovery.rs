@@ -58,7 +58,7 @@ pub async fn recover(
     processor_id: &str,
 ) -> Result<(TaskState, Changed), StoreError> {
     let mut tx = pool.begin().await?;
-    let (state, namespace) = lock_task(&mut tx, task_id).await?;
+    let state = lock_task(&mut tx, task_id).await?;
     if state.is_terminal() {
         return Ok((state, Changed::none()));
     }
@@ -86,7 +86,7 @@ pub async fn recover(
         )
         .await?;
         tx.commit().await?;
-        let changed = changed(&namespace, task_id, state, TaskState::Error, false);
+        let changed = changed(task_id, state, TaskState::Error, &[]);
         return Ok((TaskState::Error, changed));
     }
     let ready: Vec<Uuid> = sqlx::query_scalar(
@@ -95,48 +95,45 @@ pub async fn recover(
     .bind(task_id)
     .fetch_all(&mut *tx)
     .await?;
-    enqueue_steps(
+    let mut queues = enqueue_steps(
         &mut tx,
-        &namespace,
         &ready,
         StepState::Pending,
         "recovered_ready",
         processor_id,
     )
     .await?;
-    let q = queue::step_queue(&namespace)?;
-    let orphaned: Vec<Uuid> = sqlx::query_scalar(&queue::substitute(
-        "SELECT s.id FROM tasker.steps s
-          WHERE s.task_id = $1 AND s.state = 'enqueued'
-            AND NOT EXISTS (SELECT 1 FROM {steps} m WHERE m.message->>'step_id' = s.id::text)",
-        &q,
-    )?)
+    // Enqueued steps whose message is missing from their pool's queue.
+    let enqueued: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, pool FROM tasker.steps WHERE task_id = $1 AND state = 'enqueued' ORDER BY pool",
+    )
     .bind(task_id)
     .fetch_all(&mut *tx)
     .await?;
-    let bodies: Vec<serde_json::Value> = orphaned
-        .iter()
-        .map(|id| {
-            serde_json::json!(queue::StepMessage {
-                step_id: *id,
-                task_id
-            })
-        })
-        .collect();
-    queue::send_batch(&mut tx, &q, &bodies).await?;
+    let mut orphaned = Vec::new();
+    for (step_id, pool_name) in enqueued {
+        let q = queue::step_queue(&pool_name)?;
+        let has_message: bool = sqlx::query_scalar(&queue::substitute(
+            "SELECT EXISTS (SELECT 1 FROM {steps} m WHERE m.message->>'step_id' = $1::text)",
+            &q,
+        )?)
+        .bind(step_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !has_message {
+            let body = serde_json::json!(queue::StepMessage { step_id, task_id });
+            queue::send_batch(&mut tx, &q, &[body]).await?;
+            orphaned.push(step_id);
+            queues.push(q);
+        }
+    }
     let next = evaluate_task(&mut tx, task_id, state, processor_id).await?;
     sqlx::query("UPDATE tasker.tasks SET updated_at = now() WHERE id = $1")
         .bind(task_id)
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    let changed = changed(
-        &namespace,
-        task_id,
-        state,
-        next,
-        !ready.is_empty() || !orphaned.is_empty(),
-    );
+    let changed = changed(task_id, state, next, &queues);
     if !ready.is_empty() || !orphaned.is_empty() {
         tracing::warn!(%task_id, ready = ready.len(), resent = orphaned.len(), "recovered a stale task");
     }

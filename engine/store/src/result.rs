@@ -253,10 +253,10 @@ pub(crate) fn processed(
             reason,
         });
     }
-    let (Some(true), Some(current), Some(namespace), Some(before), Some(after)) = (
+    let (Some(true), Some(current), Some(queues), Some(before), Some(after)) = (
         row.step_found,
         row.is_current,
-        row.namespace,
+        row.queues,
         row.task_before,
         row.task_state,
     ) else {
@@ -265,13 +265,7 @@ pub(crate) fn processed(
     let before: TaskState = before.parse()?;
     let after: TaskState = after.parse()?;
     let enqueued = row.enqueued.unwrap_or(0);
-    all.merge(changed(
-        &namespace,
-        msg.task_id,
-        before,
-        after,
-        enqueued > 0,
-    ));
+    all.merge(changed(msg.task_id, before, after, &queues));
     if !current {
         tracing::info!(
             step_id = %msg.step_id,
@@ -304,7 +298,8 @@ pub(crate) struct ProcessRow {
     msg_id: i64,
     step_found: Option<bool>,
     is_current: Option<bool>,
-    namespace: Option<String>,
+    /// The queues the processing sent step messages to.
+    queues: Option<Vec<String>>,
     step_state: Option<String>,
     step_attempts: Option<i32>,
     task_before: Option<String>,

@@ -28,7 +28,7 @@ pub async fn enqueue_due_retries(
     processor_id: &str,
 ) -> Result<(usize, Changed), StoreError> {
     let mut tx = pool.begin().await?;
-    let (task_state, namespace) = lock_task(&mut tx, task_id).await?;
+    let task_state = lock_task(&mut tx, task_id).await?;
     if task_state.is_terminal() {
         tx.rollback().await?;
         return Ok((0, Changed::none()));
@@ -39,9 +39,8 @@ pub async fn enqueue_due_retries(
     .bind(task_id)
     .fetch_all(&mut *tx)
     .await?;
-    let n = enqueue_steps(
+    let queues = enqueue_steps(
         &mut tx,
-        &namespace,
         &due,
         StepState::WaitingForRetry,
         "retry_due",
@@ -50,5 +49,8 @@ pub async fn enqueue_due_retries(
     .await?;
     let after = evaluate_task(&mut tx, task_id, task_state, processor_id).await?;
     tx.commit().await?;
-    Ok((n, changed(&namespace, task_id, task_state, after, n > 0)))
+    Ok((
+        queues.len(),
+        changed(task_id, task_state, after, &queues),
+    ))
 }

@@ -24,6 +24,24 @@ const REPORT_OUTCOMES: &str = crate::sql::body(include_str!("sql/report_outcomes
 /// Extends a lease: [`heartbeat`]'s statement.
 const HEARTBEAT: &str = crate::sql::body(include_str!("sql/heartbeat.sql"));
 
+/// Which steps a worker can run, for [`claim_batch`]: messages of other steps
+/// are left in the queue for a worker that can.
+#[derive(Debug, Clone, Copy)]
+pub struct Serves<'a> {
+    /// The handler names registered in the worker; `None`: any handler.
+    pub handlers: Option<&'a [String]>,
+    /// Whether it also runs uploaded WASM components (any name that has one).
+    pub components: bool,
+}
+
+impl Serves<'_> {
+    /// A worker that runs every step it reads.
+    pub const ANY: Serves<'static> = Serves {
+        handlers: None,
+        components: true,
+    };
+}
+
 /// One message read from a step queue.
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -63,6 +81,9 @@ struct ClaimRow {
 /// (ARRAY(...))`), so the plan stays two index lookups whatever the table
 /// statistics say (a join was planned as a hash join over every step).
 ///
+/// Only messages of steps the worker `serves` are read: a step whose handler
+/// it lacks stays visible for another worker, with no attempt spent.
+///
 /// The claim is lease bookkeeping and commits asynchronously: a crash can only
 /// lose the lease, which makes the message visible again (at-least-once). One
 /// statement sees one snapshot; the message and its step's `enqueued` state
@@ -73,12 +94,15 @@ pub async fn claim_batch<'c>(
     lease_seconds: i32,
     qty: i32,
     processor_id: &str,
+    serves: Serves<'_>,
 ) -> Result<Vec<Claimed>, StoreError> {
     let sql = crate::queue::substitute(CLAIM_STEPS, queue)?;
     let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
         .bind(qty)
         .bind(lease_seconds)
         .bind(processor_id)
+        .bind(serves.handlers)
+        .bind(serves.components)
         .fetch_all(db)
         .await?;
     Ok(rows.into_iter().map(Claimed::from).collect())
@@ -185,6 +209,47 @@ pub async fn discard(pool: &PgPool, queue: &str, msg_id: i64) -> Result<(), Stor
     let mut conn = pool.acquire().await?;
     crate::queue::delete(&mut conn, queue, msg_id).await?;
     Ok(())
+}
+
+/// Hands a claimed step back without spending its attempt: a worker that
+/// found it cannot run the step after all (its handler went away between the
+/// claim and the run) returns it to `enqueued`, with `attempts` as before the
+/// claim, audited as `handed_back`, and makes its message visible again after
+/// `delay` for another worker. False when the attempt is no longer current.
+pub async fn hand_back(
+    pool: &PgPool,
+    queue: &str,
+    msg_id: i64,
+    step_id: Uuid,
+    attempt: u32,
+    delay: std::time::Duration,
+    processor_id: &str,
+) -> Result<bool, StoreError> {
+    let sql = crate::queue::substitute(
+        "WITH back AS (
+              UPDATE tasker.steps SET state = 'enqueued', attempts = attempts - 1, updated_at = now()
+               WHERE id = $1 AND state = 'in_progress' AND attempts = $2
+           RETURNING id, task_id, attempts),
+          audit AS (
+              INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event,
+                                                   reason, attempt, processor_id)
+              SELECT id, task_id, 'in_progress', 'enqueued', 'handed_back',
+                     'the worker cannot run its handler', attempts, $5 FROM back),
+          visible AS (
+              UPDATE {steps} SET vt = clock_timestamp() + make_interval(secs => $4)
+               WHERE msg_id = $3 AND EXISTS (SELECT 1 FROM back))
+          SELECT count(*) FROM back",
+        queue,
+    )?;
+    let n: i64 = sqlx::query_scalar(&sql)
+        .bind(step_id)
+        .bind(attempt as i32)
+        .bind(msg_id)
+        .bind(delay.as_secs_f64())
+        .bind(processor_id)
+        .fetch_one(pool)
+        .await?;
+    Ok(n == 1)
 }
 
 /// Extends the lease of a running step and says whether to go on: false once

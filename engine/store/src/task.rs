@@ -40,7 +40,7 @@ fn empty_object() -> Value {
 }
 
 /// The outcome of [`create`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(
     feature = "openapi",
     derive(utoipa::ToSchema),
@@ -50,6 +50,11 @@ pub struct Created {
     pub task_id: Uuid,
     /// False when an earlier task with the same idempotency key was returned.
     pub created: bool,
+    /// Steps of the task's template that no live worker serves (filled in
+    /// by the API; [`create`] leaves it empty). Their steps wait, and end in
+    /// error after `orchestration.unserved_step_timeout_seconds`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unserved: Vec<crate::worker::UnservedStep>,
 }
 
 /// Creates a task: [`create`]'s statement.
@@ -85,7 +90,12 @@ pub async fn create(
             key: template.key(),
             source,
         })?;
-    let queue_name = queue::step_queue(&template.namespace)?;
+    // Each step's pool, and its queue for the roots' messages (validated names).
+    let pools: Vec<&str> = template.steps.iter().map(|s| template.pool_of(s)).collect();
+    let queues: Vec<String> = pools
+        .iter()
+        .map(|p| queue::step_queue(p))
+        .collect::<Result<_, _>>()?;
 
     let task_id = Uuid::now_v7();
     let ids: Vec<Uuid> = template.steps.iter().map(|_| Uuid::now_v7()).collect();
@@ -117,12 +127,11 @@ pub async fn create(
             children.push(ids[i]);
         }
     }
-    let roots: Vec<Uuid> = ids
-        .iter()
-        .zip(&states)
-        .filter(|(_, s)| **s == StepState::Enqueued.as_str())
-        .map(|(id, _)| *id)
+    let root_index: Vec<usize> = (0..ids.len())
+        .filter(|&i| states[i] == StepState::Enqueued.as_str())
         .collect();
+    let roots: Vec<Uuid> = root_index.iter().map(|&i| ids[i]).collect();
+    let root_queues: Vec<&str> = root_index.iter().map(|&i| queues[i].as_str()).collect();
     let messages: Vec<Value> = roots
         .iter()
         .map(|id| {
@@ -136,11 +145,11 @@ pub async fn create(
     // One statement, so one round trip and one (durable) commit: the task, the
     // creation path recorded as the transitions it is made of, the steps,
     // edges and their audit (every step is created pending; roots move on to
-    // enqueued at once), and the roots' messages, sent on PGMQ's table (static
-    // SQL per queue, `sql/create_task.sql`). Every part reads `task`, which is empty when the
-    // idempotency key exists already: then nothing at all is written.
-    let sql = queue::substitute(CREATE_TASK, &queue_name)?;
-    let inserted: Option<Uuid> = sqlx::query_scalar(&sql)
+    // enqueued at once), and the roots' messages, each on its pool's queue
+    // (`tasker.send_step_messages`; `sql/create_task.sql`). Every part reads
+    // `task`, which is empty when the idempotency key exists already: then
+    // nothing at all is written.
+    let inserted: Option<Uuid> = sqlx::query_scalar(CREATE_TASK)
         .bind(task_id)
         .bind(loaded.id)
         .bind(&template.namespace)
@@ -204,6 +213,8 @@ pub async fn create(
         .bind(&children)
         .bind(&roots)
         .bind(&messages)
+        .bind(&pools)
+        .bind(&root_queues)
         .fetch_optional(pool)
         .await?;
     if inserted.is_none() {
@@ -217,14 +228,20 @@ pub async fn create(
         let created = Created {
             task_id: existing,
             created: false,
+            unserved: Vec::new(),
         };
         return Ok((created, Changed::none()));
     }
     let created = Created {
         task_id,
         created: true,
+        unserved: Vec::new(),
     };
-    Ok((created, Changed::queue(queue_name)))
+    let mut changed = Changed::none();
+    for q in root_queues {
+        changed = changed.with_queue(q);
+    }
+    Ok((created, changed))
 }
 
 /// A task row.

@@ -20,8 +20,8 @@ pub struct Registered {
     pub created: bool,
 }
 
-/// Registers `template` (and its namespace and the namespace's queue) in one
-/// transaction. Re-registering an identical definition is a no-op; a different
+/// Registers `template` (and its namespace, and the pools its steps run in with
+/// their queues) in one transaction. Re-registering an identical definition is a no-op; a different
 /// definition under the same version is [`StoreError::TemplateConflict`].
 pub async fn register(pool: &PgPool, template: &Template) -> Result<Registered, StoreError> {
     template.validate()?;
@@ -34,7 +34,21 @@ pub async fn register(pool: &PgPool, template: &Template) -> Result<Registered, 
         .bind(&queue_name)
         .execute(&mut *tx)
         .await?;
-    queue::ensure(&mut tx, &queue_name).await?;
+    let mut pools = template.pools();
+    if !pools.contains(&template.namespace.as_str()) {
+        pools.push(&template.namespace);
+    }
+    for pool_name in pools {
+        let pool_queue = queue::step_queue(pool_name)?;
+        sqlx::query(
+            "INSERT INTO tasker.pools (name, queue_name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(pool_name)
+        .bind(&pool_queue)
+        .execute(&mut *tx)
+        .await?;
+        queue::ensure(&mut tx, &pool_queue).await?;
+    }
     let version = template.version.to_string();
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO tasker.templates (namespace, name, version, definition) VALUES ($1, $2, $3, $4)

@@ -3,9 +3,11 @@
 //! functions, WASM components with the `wasm` feature, and the C ABI's push
 //! and pull handlers registered by `tasker-abi`).
 //!
-//! Per namespace a reader waits for a wake-up ([`tasker_notify::Wakeups`]: a
+//! Per pool (a step queue: each namespace's own, and the `pools` it serves
+//! beyond them) a reader waits for a wake-up ([`tasker_notify::Wakeups`]: a
 //! hint from this process, a NOTIFY from another, or the fallback poll), reads
-//! and claims a batch no larger than the free concurrency, and runs each step
+//! and claims a batch no larger than the free concurrency — only steps whose
+//! handler this worker has; others stay for a worker that has it — and runs each step
 //! on its own tokio task: heartbeat (the PGMQ visibility timeout is the
 //! lease), timeout, handler, report. See [`run_step`].
 //!
@@ -13,8 +15,12 @@
 //! crashed worker; a step's outcome is reported in one statement that sends
 //! the result and deletes the step's message; a worker changes no task state
 //! itself (the orchestrator does).
+//!
+//! The worker registers itself in the worker registry at start
+//! (`presence.rs`), heartbeats there and deregisters at a clean stop.
 
 pub mod handler;
+mod presence;
 mod run;
 
 use std::sync::Arc;
@@ -37,6 +43,15 @@ use tasker_store::queue;
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub namespaces: Vec<String>,
+    /// Further pools served, beyond the namespaces' own.
+    pub pools: Vec<String>,
+    /// The language its handlers run in, for the registry: `rust`, `c`,
+    /// `python`, `ruby` (the bindings set theirs).
+    pub runtime: String,
+    /// That runtime's version.
+    pub runtime_version: String,
+    /// How often the worker's registry row is refreshed.
+    pub registry_heartbeat: Duration,
     /// Steps running at once, over all namespaces.
     pub concurrency: usize,
     /// Most messages read per queue read.
@@ -62,6 +77,10 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         WorkerSettings {
             namespaces: vec![],
+            pools: vec![],
+            runtime: "rust".into(),
+            runtime_version: presence::RUSTC_VERSION.into(),
+            registry_heartbeat: Duration::from_secs(5),
             concurrency: 16,
             batch_size: 16,
             lease_seconds: 30,
@@ -77,6 +96,18 @@ impl Default for WorkerSettings {
 }
 
 impl WorkerSettings {
+    /// Every pool the worker reads: its namespaces, then its further pools,
+    /// without repeats.
+    pub fn served_pools(&self) -> Vec<String> {
+        let mut pools: Vec<String> = Vec::new();
+        for p in self.namespaces.iter().chain(&self.pools) {
+            if !pools.contains(p) {
+                pools.push(p.clone());
+            }
+        }
+        pools
+    }
+
     /// The settings `config` describes (`[worker]`, `[queues]`, `[channels]`),
     /// serving `namespaces`, or `worker.namespaces` when that is empty.
     pub fn from_config(config: &tasker_config::TaskerConfig, namespaces: Vec<String>) -> Self {
@@ -87,6 +118,8 @@ impl WorkerSettings {
             } else {
                 namespaces
             },
+            pools: w.pools.clone(),
+            registry_heartbeat: Duration::from_secs(u64::from(w.registry_heartbeat_seconds)),
             concurrency: w.concurrency as usize,
             batch_size: w.batch_size as usize,
             lease_seconds: config.queues.visibility_timeout_seconds,
@@ -104,7 +137,7 @@ impl WorkerSettings {
 /// What stopped a worker host.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("the worker serves no namespaces")]
+    #[error("the worker serves no namespaces or pools")]
     NoNamespaces,
     #[error(transparent)]
     Queue(#[from] queue::QueueError),
@@ -125,7 +158,7 @@ pub async fn run(
     settings: WorkerSettings,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    if settings.namespaces.is_empty() {
+    if settings.served_pools().is_empty() {
         return Err(WorkerError::NoNamespaces);
     }
     let settings = Arc::new(settings);
@@ -144,10 +177,11 @@ pub async fn run(
     ));
     let steps = TaskTracker::new();
     let steps_cancel = CancellationToken::new();
+    let counts = Arc::new(presence::Counts::default());
     let mut readers = JoinSet::new();
-    for ns in &settings.namespaces {
-        let queue_name = queue::step_queue(ns)?;
-        // A worker may start before any template of its namespace is
+    for pool_name in &settings.served_pools() {
+        let queue_name = queue::step_queue(pool_name)?;
+        // A worker may start before any template of its pool is
         // registered: make sure its queue exists rather than fail every read.
         queue::ensure(&mut *pool.acquire().await?, &queue_name).await?;
         let wake = wakeups
@@ -168,10 +202,20 @@ pub async fn run(
             steps_cancel: steps_cancel.clone(),
             queue: queue_name,
             reports: reports.clone(),
+            counts: counts.clone(),
         };
         readers.spawn(reader.run(wake, shutdown.clone()));
     }
-    tracing::info!(worker = %settings.worker_id, namespaces = ?settings.namespaces, "worker started");
+    let presence_done = CancellationToken::new();
+    let presence = tokio::spawn(presence::keep(
+        pool.clone(),
+        registry.clone(),
+        settings.clone(),
+        permits.clone(),
+        counts.clone(),
+        presence_done.clone(),
+    ));
+    tracing::info!(worker = %settings.worker_id, pools = ?settings.served_pools(), "worker started");
     while let Some(joined) = readers.join_next().await {
         if let Err(e) = joined {
             tracing::error!(error = %e, "a queue reader stopped abnormally");
@@ -189,11 +233,13 @@ pub async fn run(
     // Every job has handed over its outcome; let the reporter finish them.
     drop(reports);
     let _ = reporter.await;
+    presence_done.cancel();
+    let _ = presence.await;
     tracing::info!(worker = %settings.worker_id, "worker stopped");
     Ok(())
 }
 
-/// Reads one namespace queue and starts its steps.
+/// Reads one pool's queue and starts its steps.
 struct Reader {
     pool: PgPool,
     wakeups: Wakeups,
@@ -204,6 +250,7 @@ struct Reader {
     steps_cancel: CancellationToken,
     queue: String,
     reports: tasker_model::channel::Sender<run::Report>,
+    counts: Arc<presence::Counts>,
 }
 
 impl Reader {
@@ -218,6 +265,11 @@ impl Reader {
             };
             let free = 1 + self.permits.available_permits();
             let qty = free.min(self.settings.batch_size).max(1) as i32;
+            let handlers = self.registry.names();
+            let serves = tasker_store::step::Serves {
+                handlers: Some(&handlers),
+                components: self.registry.has_sources(),
+            };
             let claimed = match async {
                 tasker_store::step::claim_batch(
                     conn.get().await?,
@@ -225,6 +277,7 @@ impl Reader {
                     self.settings.lease_seconds as i32,
                     qty,
                     &self.settings.worker_id,
+                    serves,
                 )
                 .await
             }
@@ -267,6 +320,7 @@ impl Reader {
                     queue: self.queue.clone(),
                     cancel: self.steps_cancel.child_token(),
                     reports: self.reports.clone(),
+                    counts: self.counts.clone(),
                 };
                 self.steps.spawn(async move {
                     job.run(c).await;

@@ -26,7 +26,13 @@ pub(super) struct Job {
     pub cancel: CancellationToken,
     /// The worker's reporter (see [`report_outcomes`]).
     pub reports: Sender<Report>,
+    /// Attempts finished, for the worker registry.
+    pub counts: Arc<crate::presence::Counts>,
 }
+
+/// How long a handed-back step stays invisible, so that a worker that has its
+/// handler reads it before this one looks again.
+const HAND_BACK_DELAY: Duration = Duration::from_millis(200);
 
 /// An outcome waiting to be reported.
 pub(super) struct Report {
@@ -66,6 +72,15 @@ impl Job {
         let outcome = run_step(&self.registry, ctx, step_cancel.clone()).await;
         let seconds = clock.elapsed().as_secs_f64();
         heartbeat.abort();
+        if let Outcome::Failure(e) = &outcome {
+            if e.kind == NO_HANDLER {
+                // Delivered to the wrong worker (its handler is not here, or
+                // its component went away since the claim): hand it back.
+                self.hand_back(claimed.msg_id, step_id, attempt, &handler)
+                    .await;
+                return;
+            }
+        }
         if self.cancel.is_cancelled() {
             // Shutdown gave up on this step: release it at once for another worker.
             if let Ok(mut conn) = self.pool.acquire().await {
@@ -76,6 +91,8 @@ impl Job {
             }
             return;
         }
+        self.counts
+            .record(matches!(outcome, Outcome::Success { .. }));
         tasker_model::telemetry::record_step(
             &namespace,
             &handler,
@@ -112,6 +129,35 @@ impl Job {
         }
     }
 }
+
+impl Job {
+    async fn hand_back(&self, msg_id: i64, step_id: uuid::Uuid, attempt: u32, handler: &str) {
+        match tasker_store::step::hand_back(
+            &self.pool,
+            &self.queue,
+            msg_id,
+            step_id,
+            attempt,
+            HAND_BACK_DELAY,
+            &self.settings.worker_id,
+        )
+        .await
+        {
+            Ok(_) => {
+                tracing::info!(%step_id, handler, queue = %self.queue, "handed a step back: no handler for it here");
+                self.wakeups.hint(&self.queue);
+            }
+            // The lease runs out instead: another worker reclaims the step.
+            Err(e) => {
+                tracing::warn!(%step_id, error = %e, "handing a step back failed; its lease will expire")
+            }
+        }
+    }
+}
+
+/// The error kind of an attempt whose handler this worker does not have; the
+/// worker hands such a step back instead of reporting it.
+pub const NO_HANDLER: &str = "no_handler";
 
 /// The worker's reporter: takes the first outcome, then whatever else has
 /// piled up (up to `MAX_REPORT_BATCH`), and reports them one statement per
@@ -167,7 +213,7 @@ pub async fn run_step(
     }
     let Some(handler) = registry.resolve(&ctx.handler, None) else {
         return Outcome::failure(
-            "no_handler",
+            NO_HANDLER,
             format!(
                 "no handler named '{}' is registered on this worker (it has: {})",
                 ctx.handler,

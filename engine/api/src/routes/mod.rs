@@ -1,7 +1,7 @@
 //! The routes, each annotated for OpenAPI.
 //!
 //! One file per resource: [`tasks`], [`steps`], [`templates`], [`queues`],
-//! [`health`]; [`body`] holds the request-body checks they share. Every
+//! [`workers`], [`health`]; [`body`] holds the request-body checks they share. Every
 //! route function is re-exported here (`routes::create_task`, ...).
 
 mod body;
@@ -10,6 +10,7 @@ pub(crate) mod queues;
 pub(crate) mod steps;
 pub(crate) mod tasks;
 pub(crate) mod templates;
+pub(crate) mod workers;
 
 pub use health::{live, ready};
 pub use queues::list_queues;
@@ -18,6 +19,7 @@ pub use steps::{
 };
 pub use tasks::{cancel_task, create_task, get_task, list_tasks, DEFAULT_PAGE, MAX_PAGE};
 pub use templates::{get_template, list_templates, register_template, validate_template};
+pub use workers::list_workers;
 
 use crate::keys::Principal;
 

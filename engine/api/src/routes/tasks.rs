@@ -43,14 +43,16 @@ pub async fn create_task(
     ApiJson(req): ApiJson<CreateTaskRequest>,
 ) -> Result<impl IntoResponse, HttpError> {
     reject_nul(&req)?;
-    let (created, changed) = task::create(
-        &state.pool,
-        &state.templates,
-        &req.into(),
-        &processor_id(&who),
-    )
-    .await?;
+    let req: tasker_store::task::NewTask = req.into();
+    let loaded = state
+        .templates
+        .get(&state.pool, &req.namespace, &req.name, req.version.as_deref())
+        .await?;
+    let unserved = super::workers::unserved_steps(&state, &loaded.template).await?;
+    let (mut created, changed) =
+        task::create(&state.pool, &state.templates, &req, &processor_id(&who)).await?;
     state.wakeups.announce(&changed);
+    created.unserved = unserved;
     let status = if created.created {
         StatusCode::CREATED
     } else {

@@ -74,6 +74,7 @@ pub async fn register_template(
     body: Bytes,
 ) -> Result<impl IntoResponse, HttpError> {
     let template = parse_template(&headers, &body)?;
+    let unserved = super::workers::unserved_steps(&state, &template).await?;
     let registered = tstore::register(&state.pool, &template).await?;
     let status = if registered.created {
         StatusCode::CREATED
@@ -86,6 +87,7 @@ pub async fn register_template(
             key: template.key(),
             created: registered.created,
             levels: levels(&template),
+            unserved,
         }),
     ))
 }
@@ -112,6 +114,7 @@ pub async fn validate_template(
         key: template.key(),
         created: false,
         levels: levels(&template),
+        unserved: Vec::new(),
     }))
 }
 

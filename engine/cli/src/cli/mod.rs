@@ -67,7 +67,8 @@ enum Command {
     Component(component::ComponentCmd),
     /// Run an orchestrator and the admin API until Ctrl-C / SIGTERM.
     Server,
-    /// Run a worker host for some namespaces until Ctrl-C / SIGTERM.
+    /// Run a worker host for some namespaces and pools until Ctrl-C /
+    /// SIGTERM; `tasker worker list` shows the worker registry.
     Worker(serve::WorkerArgs),
     /// Run the example workflows end to end in one process, with live progress.
     Demo(demo::DemoArgs),
@@ -134,6 +135,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Queue(_)
             | Command::Apikey(_)
             | Command::Component(_)
+            | Command::Worker(serve::WorkerArgs { cmd: Some(_), .. })
     );
     init_logging(&config, quiet);
     let target = remote::Target {
@@ -258,6 +260,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             component::run(&c, cmd).await
         }
         Command::Server => serve::server(&config).await,
+        Command::Worker(serve::WorkerArgs {
+            cmd: Some(serve::WorkerCmd::List { all, json }),
+            ..
+        }) => remote::worker_list(&remote::client(&config, &target)?, all, json).await,
         Command::Worker(args) => serve::worker(args, &config).await,
         Command::Demo(args) => demo::run(args, &config).await,
         Command::Bench(args) => bench::run(args, &config).await,

@@ -13,13 +13,32 @@ use tasker_worker::{self as worker, WorkerSettings};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub cmd: Option<WorkerCmd>,
     /// Namespaces to serve (default: worker.namespaces from config).
     #[arg(long = "namespace", short = 'n')]
     namespaces: Vec<String>,
+    /// Further pools to serve, beyond the namespaces' (default: worker.pools).
+    #[arg(long = "pool", short = 'p')]
+    pools: Vec<String>,
     /// Steps run at once (default: worker.concurrency).
     #[arg(long)]
     concurrency: Option<usize>,
+}
+
+/// `tasker worker <command>`: the worker registry.
+#[derive(clap::Subcommand)]
+pub enum WorkerCmd {
+    /// Every live worker host (any runtime): pools, handlers, load, heartbeat.
+    List {
+        /// Also workers that stopped or went missing (kept for a day).
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Fires on Ctrl-C or SIGTERM.
@@ -84,6 +103,13 @@ pub async fn worker(args: WorkerArgs, config: &TaskerConfig) -> anyhow::Result<(
         tasker_worker::handler::wasm::install(&registry, db.pool.clone(), &config.wasm).await?;
     }
     let mut settings = WorkerSettings::from_config(config, args.namespaces);
+    if !args.pools.is_empty() {
+        for p in &args.pools {
+            tasker_store::queue::step_queue(p)
+                .map_err(|e| anyhow::anyhow!("--pool {p}: {e}"))?;
+        }
+        settings.pools = args.pools;
+    }
     if let Some(c) = args.concurrency {
         settings.concurrency = c;
     }

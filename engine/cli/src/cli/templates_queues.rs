@@ -54,6 +54,7 @@ pub async fn template_apply(c: &Client, paths: &[PathBuf], json: bool) -> anyhow
                 levels.join(" ")
             );
         }
+        super::remote::warn_unserved(&r.unserved);
         out.push(r);
     }
     if json {

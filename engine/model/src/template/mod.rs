@@ -29,7 +29,7 @@ pub use validate::{parse_version, validate_identifier, IdentKind, MAX_TIMEOUT_SE
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "parse::RawTemplate")]
 pub struct Template {
-    /// Namespace; also names the step queue. `^[a-z][a-z0-9_]*$`, 1..=40 characters.
+    /// Namespace; also names its default pool. `^[a-z][a-z0-9_]*$`, 1..=40 characters.
     pub namespace: String,
     /// Template name. `^[a-z][a-z0-9_]*$`, 1..=63 characters.
     pub name: String,
@@ -41,6 +41,9 @@ pub struct Template {
     /// JSON Schema the task's input context must satisfy; none accepts any object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_schema: Option<serde_json::Value>,
+    /// The pool of steps that name none; none means the namespace's own pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
     /// The steps, in declaration order.
     pub steps: Vec<StepTemplate>,
 }
@@ -62,6 +65,10 @@ pub struct StepTemplate {
     /// Longest one attempt may run, `1..=86400`; default 30.
     #[serde(default = "default_timeout_seconds")]
     pub timeout_seconds: u32,
+    /// The worker pool that runs the step (see [`Template::pool_of`]); none
+    /// means the template's `pool`, else the namespace's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// Which handler runs a step, and its configuration.
@@ -100,6 +107,24 @@ impl Template {
     /// Parses and validates a JSON value (an HTTP request body, a stored definition).
     pub fn from_json_value(value: serde_json::Value) -> Result<Template, TemplateError> {
         parse::from_json_value(value)
+    }
+
+    /// The pool whose workers run `step`: the step's own `pool`, else the
+    /// template's, else the namespace. A pool is one step queue
+    /// (`steps_<pool>`); only workers serving the pool read its messages.
+    pub fn pool_of<'a>(&'a self, step: &'a StepTemplate) -> &'a str {
+        step.pool
+            .as_deref()
+            .or(self.pool.as_deref())
+            .unwrap_or(&self.namespace)
+    }
+
+    /// Every pool the template's steps run in, sorted, without repeats.
+    pub fn pools(&self) -> Vec<&str> {
+        let mut pools: Vec<&str> = self.steps.iter().map(|s| self.pool_of(s)).collect();
+        pools.sort_unstable();
+        pools.dedup();
+        pools
     }
 
     /// `namespace/name/version`, e.g. `demo/diamond/1.0.0`.

@@ -15,6 +15,8 @@ pub(crate) struct RawTemplate {
     description: Option<String>,
     #[serde(default)]
     input_schema: Option<serde_json::Value>,
+    #[serde(default)]
+    pool: Option<String>,
     steps: Vec<StepTemplate>,
 }
 
@@ -48,6 +50,7 @@ impl TryFrom<RawTemplate> for Template {
             name: raw.name,
             description: raw.description,
             input_schema: raw.input_schema,
+            pool: raw.pool,
             steps: raw.steps,
         };
         template.validate()?;

@@ -25,13 +25,16 @@ pub enum IdentKind {
     StepName,
     /// A handler name: `^[a-z][a-z0-9_.\-]*$`, at most 100 characters.
     HandlerName,
+    /// A worker pool (a step queue, like a namespace's): `^[a-z][a-z0-9_]*$`,
+    /// at most 40 characters.
+    Pool,
 }
 
 impl IdentKind {
     /// The longest name allowed, in characters.
     pub fn max_len(self) -> usize {
         match self {
-            IdentKind::Namespace => 40,
+            IdentKind::Namespace | IdentKind::Pool => 40,
             IdentKind::TemplateName | IdentKind::StepName => 63,
             IdentKind::HandlerName => 100,
         }
@@ -60,6 +63,7 @@ impl fmt::Display for IdentKind {
             IdentKind::TemplateName => "template name",
             IdentKind::StepName => "step name",
             IdentKind::HandlerName => "handler name",
+            IdentKind::Pool => "pool",
         })
     }
 }
@@ -118,6 +122,9 @@ impl Template {
     pub fn validate(&self) -> Result<(), TemplateError> {
         validate_identifier(IdentKind::Namespace, &self.namespace)?;
         validate_identifier(IdentKind::TemplateName, &self.name)?;
+        if let Some(pool) = &self.pool {
+            validate_identifier(IdentKind::Pool, pool)?;
+        }
         if !self.version.pre.is_empty() || !self.version.build.is_empty() {
             parse_version(&self.version.to_string())?;
         }
@@ -127,6 +134,9 @@ impl Template {
         for step in &self.steps {
             validate_identifier(IdentKind::StepName, &step.name)?;
             validate_identifier(IdentKind::HandlerName, &step.handler.name)?;
+            if let Some(pool) = &step.pool {
+                validate_identifier(IdentKind::Pool, pool)?;
+            }
             if let Some(version) = &step.handler.version {
                 parse_version(version)?;
             }

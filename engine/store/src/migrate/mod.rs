@@ -224,7 +224,7 @@ mod tests {
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(tables, 12);
+        assert_eq!(tables, 14);
         let triggers: Vec<String> = sqlx::query_scalar(
             "SELECT tgname::text FROM pg_trigger
               WHERE tgrelid IN ('tasker.tasks'::regclass, 'tasker.steps'::regclass)

@@ -4,10 +4,14 @@
 -- enqueued (or in_progress, a lease that ran out) → in_progress, attempt + 1,
 -- audited. Returns one row per message read, with the step's full context, or
 -- NULLs where the step cannot run (the message only needs deleting).
+-- A message whose step this worker has no handler for is not read at all: it
+-- stays visible for a worker that has one, and no attempt is spent.
 --
 -- $1 = qty (int): how many messages at most
 -- $2 = lease_seconds (int): how long the messages stay hidden
 -- $3 = processor_id (text): recorded in the audit rows
+-- $4 = the handler names the worker runs (text[]; NULL: any handler)
+-- $5 = whether it also runs uploaded WASM components (boolean)
 -- {steps} = the step queue's PGMQ table (tasker_store::queue::substitute)
 --
 -- The read and the step lock name their rows by primary key (= ANY (ARRAY(...)))
@@ -19,8 +23,16 @@ WITH read AS (
             vt = clock_timestamp() + make_interval(secs => $2),
             read_ct = m.read_ct + 1
       WHERE m.msg_id = ANY (ARRAY(
-                SELECT msg_id FROM {steps} WHERE vt <= clock_timestamp()
-                 ORDER BY msg_id LIMIT $1 FOR UPDATE SKIP LOCKED))
+                SELECT q.msg_id FROM {steps} q
+                 WHERE q.vt <= clock_timestamp()
+                   AND ($4::text[] IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM tasker.steps s
+                         WHERE s.id = CASE WHEN q.message->>'step_id' ~ '^[0-9a-f-]{36}$'
+                                           THEN (q.message->>'step_id')::uuid END
+                           AND s.handler_name <> ALL ($4::text[])
+                           AND NOT ($5 AND EXISTS (SELECT 1 FROM tasker.handler_components c
+                                                    WHERE c.name = s.handler_name))))
+                 ORDER BY q.msg_id LIMIT $1 FOR UPDATE OF q SKIP LOCKED))
   RETURNING m.msg_id, m.read_ct,
             CASE WHEN m.message->>'step_id' ~ '^[0-9a-f-]{36}$'
                  THEN (m.message->>'step_id')::uuid END AS step_id),

@@ -16,11 +16,11 @@
 --   $9 names (text[]), $10 handler names (text[]), $11 handler versions
 --   (text[], NULL for any), $12 handler configs (jsonb[]), $13 retry policies
 --   (jsonb[]), $14 max attempts (int[]), $15 timeout seconds (int[]),
---   $16 number of parents (int[]), $17 initial states (text[])
+--   $16 number of parents (int[]), $17 initial states (text[]), $22 pools (text[])
 -- $18, $19 = the edges: parent step ids (uuid[]), child step ids (uuid[])
 -- $20 = the root steps' ids (uuid[])
 -- $21 = the root steps' messages (jsonb[])
--- {steps} = the namespace's step queue's PGMQ table (tasker_store::queue::substitute)
+-- $23 = the root steps' queues (text[], `steps_<pool>`), one per message
 WITH task AS (
      INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state)
      VALUES ($1, $2, $3, $4, $5, $6, 'steps_in_process')
@@ -35,11 +35,13 @@ WITH task AS (
             AS x(f, t, e)),
  steps AS (
      INSERT INTO tasker.steps (id, task_id, name, handler_name, handler_version, handler_config,
-                               retry, max_attempts, timeout_seconds, pending_parents, state)
-     SELECT x.id, task.id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state
+                               retry, max_attempts, timeout_seconds, pending_parents, state, pool)
+     SELECT x.id, task.id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state,
+            pool
        FROM task, unnest($8::uuid[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::jsonb[],
-                         $14::int[], $15::int[], $16::int[], $17::text[])
-            AS x(id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state)),
+                         $14::int[], $15::int[], $16::int[], $17::text[], $22::text[])
+            AS x(id, name, hname, hversion, hconfig, retry, max_attempts, timeout, parents, state,
+                 pool)),
  edges AS (
      INSERT INTO tasker.step_edges (task_id, parent_id, child_id)
      SELECT task.id, p, c FROM task, unnest($18::uuid[], $19::uuid[]) AS x(p, c)),
@@ -49,7 +51,5 @@ WITH task AS (
      UNION ALL
      SELECT y.id, task.id, 'pending', 'enqueued', 'dependencies_met', 0, $7
        FROM task, unnest($20::uuid[]) AS y(id)),
- sent AS (
-     INSERT INTO {steps} (vt, message)
-     SELECT clock_timestamp(), m FROM task, unnest($21::jsonb[]) AS x(m))
- SELECT id FROM task
+ sent AS (SELECT tasker.send_step_messages($23::text[], $21::jsonb[]) AS n FROM task)
+ SELECT task.id FROM task, sent

@@ -20,7 +20,7 @@
 -- $13 = the transitions' reasons (text[])
 -- $14 = next retry at (timestamptz[]): set for waiting_for_retry
 -- $15 = processor_id (text): recorded in the audit rows
-SELECT msg_id, step_found, is_current, namespace, step_state, step_attempts,
+SELECT msg_id, step_found, is_current, queues, step_state, step_attempts,
        task_before, task_state, enqueued, error
   FROM tasker.process_step_results(
        $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)

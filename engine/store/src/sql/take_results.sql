@@ -7,6 +7,6 @@
 -- $1 = lease_seconds (int): how long the messages read stay hidden
 -- $2 = qty (int): how many messages at most
 -- $3 = processor_id (text): recorded in the audit rows
-SELECT msg_id, message, applied, step_found, is_current, namespace, step_state,
+SELECT msg_id, message, applied, step_found, is_current, queues, step_state,
        step_attempts, task_before, task_state, enqueued, error
   FROM tasker.take_step_results($1, $2, $3)

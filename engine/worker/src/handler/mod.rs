@@ -71,6 +71,20 @@ impl HandlerRegistry {
         sources.iter().find_map(|s| s.resolve(name, version))
     }
 
+    /// Whether any [`HandlerSource`] is added (it may resolve names not
+    /// registered directly: uploaded WASM components).
+    pub fn has_sources(&self) -> bool {
+        self.sources.read().map(|s| !s.is_empty()).unwrap_or(false)
+    }
+
+    /// Whether `name` is registered directly.
+    pub fn has(&self, name: &str) -> bool {
+        self.named
+            .read()
+            .map(|m| m.contains_key(name))
+            .unwrap_or(false)
+    }
+
     /// Names registered directly, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
