@@ -67,6 +67,9 @@ pub struct Worker {
 #[derive(Default)]
 struct Setup {
     namespaces: Vec<String>,
+    pools: Vec<String>,
+    /// `(runtime, version)` for the worker registry; default `c`.
+    runtime: Option<(String, String)>,
     orchestrate: bool,
     /// Handler names registered so far (push or pull).
     handlers: Vec<String>,
@@ -116,6 +119,35 @@ impl Worker {
         if !setup.namespaces.iter().any(|n| n == namespace) {
             setup.namespaces.push(namespace.to_string());
         }
+        Ok(())
+    }
+
+    /// Adds a pool to serve beyond the namespaces (before
+    /// [`start`](Worker::start)): the step queue `steps_<pool>` that templates
+    /// route steps to with `pool:`. Adds to `worker.pools` from the configuration.
+    pub fn add_pool(&self, pool: &str) -> Result<(), AbiError> {
+        tasker_store::queue::step_queue(pool)
+            .map_err(|e| AbiError::InvalidArgument(e.to_string()))?;
+        self.before_start("add a pool")?;
+        let mut setup = self.lock_setup();
+        if !setup.pools.iter().any(|p| p == pool) {
+            setup.pools.push(pool.to_string());
+        }
+        Ok(())
+    }
+
+    /// Names the language the handlers run in and its version, as the worker
+    /// registry shows them (before [`start`](Worker::start); default `c` and
+    /// libtasker's version). The bindings set theirs (`python`, `ruby`).
+    pub fn set_runtime(&self, runtime: &str, version: &str) -> Result<(), AbiError> {
+        let ok = |s: &str| !s.is_empty() && s.len() <= 64 && !s.chars().any(char::is_control);
+        if !ok(runtime) || !ok(version) {
+            return Err(AbiError::InvalidArgument(
+                "runtime and version must be 1..=64 printable characters".into(),
+            ));
+        }
+        self.before_start("set the runtime")?;
+        self.lock_setup().runtime = Some((runtime.to_string(), version.to_string()));
         Ok(())
     }
 
@@ -193,7 +225,18 @@ impl Worker {
         } else {
             None
         };
-        let settings = WorkerSettings::from_config(&self.config, setup.namespaces.clone());
+        let mut settings = WorkerSettings::from_config(&self.config, setup.namespaces.clone());
+        for p in &setup.pools {
+            if !settings.pools.contains(p) {
+                settings.pools.push(p.clone());
+            }
+        }
+        (settings.runtime, settings.runtime_version) = setup.runtime.clone().unwrap_or_else(|| {
+            (
+                "c".into(),
+                format!("libtasker {}", env!("CARGO_PKG_VERSION")),
+            )
+        });
         let worker = runtime.spawn(worker::run(
             db.pool.clone(),
             wakeups,

@@ -103,6 +103,46 @@ pub unsafe extern "C" fn tasker_worker_add_namespace(
     })
 }
 
+/// Adds a pool (a step queue `steps_<pool>`, named by templates' `pool:`)
+/// the worker serves beyond its namespaces (before start). Thread-safe.
+///
+/// # Safety
+/// `pool` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn tasker_worker_add_pool(
+    worker_handle: *mut TaskerWorker,
+    pool: *const c_char,
+) -> TaskerStatus {
+    guard(|| {
+        let w = worker(worker_handle)?;
+        // SAFETY: per the function's contract.
+        let pool = unsafe { str_arg(pool, "pool") }?;
+        w.add_pool(pool)
+    })
+}
+
+/// Says which language the worker's handlers run in, for the worker registry
+/// (`tasker worker list`): `runtime` such as `c`, `python`, `ruby`, and its
+/// `version` (before start; default `c` and libtasker's version). Thread-safe.
+///
+/// # Safety
+/// `runtime` and `version` are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn tasker_worker_set_runtime(
+    worker_handle: *mut TaskerWorker,
+    runtime: *const c_char,
+    version: *const c_char,
+) -> TaskerStatus {
+    guard(|| {
+        let w = worker(worker_handle)?;
+        // SAFETY: per the function's contract.
+        let runtime = unsafe { str_arg(runtime, "runtime") }?;
+        // SAFETY: per the function's contract.
+        let version = unsafe { str_arg(version, "version") }?;
+        w.set_runtime(runtime, version)
+    })
+}
+
 /// Also runs an orchestrator in this worker's process (before start; default
 /// off). Handy for single-process programs and tests. Thread-safe.
 #[no_mangle]

@@ -21,8 +21,6 @@ use tasker_store::task::NewTask;
 pub use tasker_store::step::TransitionRow as StepTransition;
 /// The outcome of creating a task.
 pub use tasker_store::task::Created as CreatedTask;
-pub use tasker_store::worker::UnservedStep;
-pub use tasker_store::worker::WorkerRow as Worker;
 /// A step of a task.
 pub use tasker_store::task::StepRow as Step;
 /// A task with its steps and the DAG's edges.
@@ -31,6 +29,8 @@ pub use tasker_store::task::TaskDetail as TaskDetailBody;
 pub use tasker_store::task::TaskRow as Task;
 /// A registered template version.
 pub use tasker_store::template::TemplateRow as TemplateSummary;
+pub use tasker_store::worker::UnservedStep;
+pub use tasker_store::worker::WorkerRow as Worker;
 
 /// `POST /v1/tasks`: a task to create from a registered template.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

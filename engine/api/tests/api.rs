@@ -1215,6 +1215,12 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             unknown: None,
             conflict: None,
         },
+        ("GET", "/v1/workers") => Case {
+            happy: (req("GET", "/v1/workers?all=true"), ok),
+            bad: Some((req("GET", "/v1/workers?all=maybe"), bad_req, "all")),
+            unknown: None,
+            conflict: None,
+        },
         ("GET", "/v1/queues/{queue}/archive") => Case {
             happy: (req("GET", "/v1/queues/steps_demo/archive?limit=10"), ok),
             bad: Some((

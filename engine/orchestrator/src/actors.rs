@@ -374,8 +374,7 @@ async fn enqueuer_actor(
             }
             Command::SweepWorkers => {
                 if let Some(after) = settings.unserved_step_timeout {
-                    match store::worker::fail_unserved(&pool, after, &settings.processor_id).await
-                    {
+                    match store::worker::fail_unserved(&pool, after, &settings.processor_id).await {
                         Ok((_, changed)) => wakeups.announce(&changed),
                         Err(e) => tracing::warn!(error = %e, "ending unserved steps failed"),
                     }

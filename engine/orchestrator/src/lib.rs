@@ -192,9 +192,12 @@ pub async fn start(
         .unserved_step_timeout
         .map_or(Duration::from_secs(30), |t| t / 4)
         .clamp(Duration::from_secs(1), Duration::from_secs(30));
-    tasks.spawn(tick(cmd_tx.clone(), workers_every, shutdown.clone(), || {
-        Command::SweepWorkers
-    }));
+    tasks.spawn(tick(
+        cmd_tx.clone(),
+        workers_every,
+        shutdown.clone(),
+        || Command::SweepWorkers,
+    ));
     let handle = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     tracing::info!(processor = %settings.processor_id, mode = ?settings.mode, "orchestrator started");
     Ok((Orchestrator { commands: cmd_tx }, handle))

@@ -23,9 +23,9 @@ fn answering(names: &[&'static str]) -> HandlerRegistry {
     for &name in names {
         r.register(
             name,
-            handler_fn(move |ctx, _| async move {
-                Ok(json!({ "by": name, "step": ctx.step_name }))
-            }),
+            handler_fn(
+                move |ctx, _| async move { Ok(json!({ "by": name, "step": ctx.step_name })) },
+            ),
         );
     }
     r
@@ -198,16 +198,27 @@ async fn a_claimed_step_handed_back_keeps_its_attempts(pool: PgPool) {
     assert!(back);
     let only = &h.steps(id).await["only"];
     assert_eq!((only.state.as_str(), only.attempts), ("enqueued", 0));
-    assert_eq!(events_into(&pool, id, "enqueued").await.last().unwrap(), "handed_back");
+    assert_eq!(
+        events_into(&pool, id, "enqueued").await.last().unwrap(),
+        "handed_back"
+    );
     // The message is visible again: the next claim gets the same step as attempt 1.
     let again = claim_batch(&pool, "steps_demo", 30, 10, "w2", Serves::ANY)
         .await
         .unwrap();
     assert_eq!(again[0].step.as_ref().unwrap().attempt, 1);
     // A hand-back of an attempt that is no longer current changes nothing.
-    assert!(!hand_back(&pool, "steps_demo", again[0].msg_id, ctx.step_id, 7, Duration::ZERO, "w2")
-        .await
-        .unwrap());
+    assert!(!hand_back(
+        &pool,
+        "steps_demo",
+        again[0].msg_id,
+        ctx.step_id,
+        7,
+        Duration::ZERO,
+        "w2"
+    )
+    .await
+    .unwrap());
     h.stop().await;
 }
 

@@ -15,10 +15,7 @@ use tasker_model::state::{StepState, TaskState};
 /// Every change to a task's steps takes this lock first, so the
 /// task's decisions (what is ready, is it finished) see each other's commits
 /// and happen exactly once.
-pub async fn lock_task(
-    conn: &mut PgConnection,
-    task_id: Uuid,
-) -> Result<TaskState, StoreError> {
+pub async fn lock_task(conn: &mut PgConnection, task_id: Uuid) -> Result<TaskState, StoreError> {
     let state: Option<String> =
         sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1 FOR UPDATE")
             .bind(task_id)

@@ -49,8 +49,5 @@ pub async fn enqueue_due_retries(
     .await?;
     let after = evaluate_task(&mut tx, task_id, task_state, processor_id).await?;
     tx.commit().await?;
-    Ok((
-        queues.len(),
-        changed(task_id, task_state, after, &queues),
-    ))
+    Ok((queues.len(), changed(task_id, task_state, after, &queues)))
 }

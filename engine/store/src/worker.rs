@@ -355,7 +355,11 @@ async fn fail_unserved_in(
         .fetch_one(pool)
         .await?;
     if n > 0 {
-        tracing::warn!(pool = pool_name, steps = n, "ended steps no live worker served");
+        tracing::warn!(
+            pool = pool_name,
+            steps = n,
+            "ended steps no live worker served"
+        );
     }
     Ok(n.max(0) as usize)
 }

@@ -46,7 +46,12 @@ pub async fn create_task(
     let req: tasker_store::task::NewTask = req.into();
     let loaded = state
         .templates
-        .get(&state.pool, &req.namespace, &req.name, req.version.as_deref())
+        .get(
+            &state.pool,
+            &req.namespace,
+            &req.name,
+            req.version.as_deref(),
+        )
         .await?;
     let unserved = super::workers::unserved_steps(&state, &loaded.template).await?;
     let (mut created, changed) =

@@ -167,7 +167,14 @@ pub async fn worker_list(c: &Client, all: bool, json: bool) -> anyhow::Result<()
     }
     let mut table = Table::new();
     table.set_header([
-        "id", "status", "runtime", "host/pid", "pools", "handlers", "busy", "done/failed",
+        "id",
+        "status",
+        "runtime",
+        "host/pid",
+        "pools",
+        "handlers",
+        "busy",
+        "done/failed",
         "heartbeat",
     ]);
     let now = chrono::Utc::now();
