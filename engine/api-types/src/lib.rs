@@ -165,8 +165,12 @@ pub struct TemplateAccepted {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueInfo {
     pub queue_name: String,
-    /// The namespace served by the queue; absent for the results queue.
+    /// The namespace whose own pool the queue is; absent for other pools
+    /// and for the results queue.
     pub namespace: Option<String>,
+    /// The pool whose steps the queue holds; absent for the results queue.
+    #[serde(default)]
+    pub pool: Option<String>,
     pub queue_length: i64,
     pub newest_msg_age_sec: Option<i32>,
     pub oldest_msg_age_sec: Option<i32>,

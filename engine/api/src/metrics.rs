@@ -18,6 +18,12 @@
 //!
 //! The worker and the orchestrator record through `tasker_model::telemetry`; this
 //! module installs the recorder and serves the text.
+//! - `tasker_workers{runtime,status}`: worker hosts in the registry by runtime
+//!   and status (`live`, `stopped`, `gone`), and per live worker
+//!   `tasker_worker_in_flight{worker,runtime}` and
+//!   `tasker_worker_steps{worker,runtime,outcome}` (attempts finished since it
+//!   started; `worker` is its `host:pid`, bounded by the live workers),
+//!   refreshed at each scrape
 //! - `tasker_queue_depth{queue}`, `tasker_channel_used{channel}`,
 //!   `tasker_channel_capacity{channel}`, `tasker_channel_dropped_total{channel}`
 //!   (refreshed at each scrape)
@@ -91,6 +97,18 @@ fn describe() {
     );
     describe_gauge!("tasker_queue_depth", "Messages in a PGMQ queue");
     describe_gauge!(
+        "tasker_workers",
+        "Worker hosts in the registry, by runtime and status"
+    );
+    describe_gauge!(
+        "tasker_worker_in_flight",
+        "Steps running on a live worker at its last heartbeat"
+    );
+    describe_gauge!(
+        "tasker_worker_steps",
+        "Attempts a live worker finished since it started, by outcome"
+    );
+    describe_gauge!(
         "tasker_channel_used",
         "Messages in an in-process channel at its last send"
     );
@@ -104,6 +122,38 @@ fn describe() {
     );
 }
 
+/// The registry's gauges (see the module docs).
+async fn record_workers(state: &ApiState) -> Result<(), HttpError> {
+    let workers = tasker_store::worker::list(&state.pool, true).await?;
+    let mut counts: std::collections::BTreeMap<(String, String), f64> = Default::default();
+    for w in &workers {
+        *counts
+            .entry((w.runtime.clone(), w.status.clone()))
+            .or_default() += 1.0;
+        if w.status != "live" {
+            continue;
+        }
+        let (id, rt) = (format!("{}:{}", w.host, w.pid), w.runtime.clone());
+        metrics::gauge!("tasker_worker_in_flight", "worker" => id.clone(), "runtime" => rt.clone())
+            .set(f64::from(w.in_flight));
+        metrics::gauge!("tasker_worker_steps", "worker" => id.clone(), "runtime" => rt.clone(), "outcome" => "success")
+            .set(w.steps_succeeded as f64);
+        metrics::gauge!("tasker_worker_steps", "worker" => id, "runtime" => rt, "outcome" => "failure")
+            .set(w.steps_failed as f64);
+    }
+    for runtime in ["rust", "c", "python", "ruby"] {
+        for status in ["live", "stopped", "gone"] {
+            counts
+                .entry((runtime.to_string(), status.to_string()))
+                .or_default();
+        }
+    }
+    for ((runtime, status), n) in counts {
+        metrics::gauge!("tasker_workers", "runtime" => runtime, "status" => status).set(n);
+    }
+    Ok(())
+}
+
 /// Prometheus text exposition of every tasker metric.
 #[utoipa::path(get, path = "/metrics", tag = "health",
     responses(
@@ -112,10 +162,10 @@ fn describe() {
     ))]
 pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse, HttpError> {
     let handle = install();
-    let mut queues: Vec<String> = tstore::namespaces(&state.pool)
+    let mut queues: Vec<String> = tstore::pools(&state.pool)
         .await?
         .into_iter()
-        .map(|(_, q)| q)
+        .map(|(_, q, _)| q)
         .collect();
     queues.push(queue::RESULTS_QUEUE.to_string());
     let mut conn = state.pool.acquire().await?;
@@ -126,6 +176,7 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse,
         }
     }
     drop(conn);
+    record_workers(&state).await?;
     for (name, s) in tasker_model::channel::saturation() {
         metrics::gauge!("tasker_channel_used", "channel" => name).set(s.used as f64);
         metrics::gauge!("tasker_channel_capacity", "channel" => name).set(s.capacity as f64);

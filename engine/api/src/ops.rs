@@ -158,7 +158,7 @@ async fn known_queue(state: &ApiState, queue: &str) -> Result<(), HttpError> {
 
 /// Dead letters of a queue (its PGMQ archive), oldest first, paginated.
 #[utoipa::path(get, path = "/v1/queues/{queue}/archive", tag = "queues",
-    params(("queue" = String, Path, description = "`steps_<namespace>` or `orchestration_results`"), ArchiveParams),
+    params(("queue" = String, Path, description = "`steps_<pool>` or `orchestration_results`"), ArchiveParams),
     responses(
         (status = 200, description = "A page of archived messages", body = ArchivePage),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
@@ -205,7 +205,7 @@ pub async fn list_archive(
 
 /// Sends a dead letter back to its queue and removes it from the archive (one transaction).
 #[utoipa::path(post, path = "/v1/queues/{queue}/archive/{msg_id}/requeue", tag = "queues",
-    params(("queue" = String, Path, description = "`steps_<namespace>` or `orchestration_results`"),
+    params(("queue" = String, Path, description = "`steps_<pool>` or `orchestration_results`"),
            ("msg_id" = i64, Path, description = "The archived message's id")),
     responses(
         (status = 200, description = "Requeued", body = Requeued),

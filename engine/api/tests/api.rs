@@ -754,6 +754,11 @@ async fn event_stream_metrics_and_analytics_of_a_diamond(pool: PgPool) {
         "{text}"
     );
     assert!(text.contains("tasker_channel_capacity{channel="), "{text}");
+    assert!(
+        text.contains("tasker_workers{runtime=\"rust\",status=\"live\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("tasker_worker_in_flight{worker="), "{text}");
     assert!(!has_uuid(&text), "no ids in metrics:\n{text}");
     // Parses as Prometheus text: comments, or `name{labels} value` lines.
     let mut steps_ok = 0.0;

@@ -26,8 +26,8 @@ pub async fn queue_exists(pool: &PgPool, queue: &str) -> Result<bool, StoreError
     Ok(queue::exists(&mut conn, q).await?)
 }
 
-/// Only tasker's queues are listed: the results queue or `steps_<namespace>`
-/// with a valid namespace.
+/// Only tasker's queues are listed: the results queue or `steps_<pool>`
+/// with a valid pool name.
 fn checked(queue: &str) -> Result<&str, StoreError> {
     let ok = queue == queue::RESULTS_QUEUE
         || queue
@@ -39,7 +39,7 @@ fn checked(queue: &str) -> Result<&str, StoreError> {
         Err(StoreError::InvalidRequest {
             field: "queue".into(),
             reason: format!(
-                "'{queue}' is not a tasker queue (the results queue or steps_<namespace>)"
+                "'{queue}' is not a tasker queue (the results queue or steps_<pool>)"
             ),
         })
     }

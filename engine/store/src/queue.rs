@@ -29,7 +29,7 @@ pub enum QueueError {
     Sql(#[from] sqlx::Error),
 }
 
-/// The queue of a namespace's steps: `steps_<namespace>`.
+/// The step queue of a pool (a namespace is one): `steps_<pool>`.
 pub fn step_queue(namespace: &str) -> Result<String, QueueError> {
     let name = format!("steps_{namespace}");
     check_name(&name)?;

@@ -111,13 +111,16 @@ pub async fn list(pool: &PgPool) -> Result<Vec<TemplateRow>, StoreError> {
     .await?)
 }
 
-/// Every registered namespace with its step queue name, by name.
-pub async fn namespaces(pool: &PgPool) -> Result<Vec<(String, String)>, StoreError> {
-    Ok(
-        sqlx::query_as("SELECT name, queue_name FROM tasker.namespaces ORDER BY name")
-            .fetch_all(pool)
-            .await?,
+/// Every pool a registered template uses (each namespace's own included),
+/// with its step queue name and whether it is a namespace, by name.
+pub async fn pools(pool: &PgPool) -> Result<Vec<(String, String, bool)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT p.name, p.queue_name,
+                EXISTS (SELECT 1 FROM tasker.namespaces n WHERE n.name = p.name)
+           FROM tasker.pools p ORDER BY p.name",
     )
+    .fetch_all(pool)
+    .await?)
 }
 
 /// A template found in the store, with its input schema compiled.

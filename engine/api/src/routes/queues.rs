@@ -9,28 +9,30 @@ use crate::ApiState;
 use tasker_store::queue;
 use tasker_store::template as tstore;
 
-/// Depth and age of every namespace queue and of the results queue.
+/// Depth and age of every pool's step queue (each namespace's own included)
+/// and of the results queue.
 #[utoipa::path(get, path = "/v1/queues", tag = "queues",
     responses(
         (status = 200, description = "The queues", body = QueueList),
     ),
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_queues(State(state): State<ApiState>) -> Result<Json<QueueList>, HttpError> {
-    let mut names: Vec<(Option<String>, String)> = tstore::namespaces(&state.pool)
+    let mut names: Vec<(Option<String>, Option<String>, String)> = tstore::pools(&state.pool)
         .await?
         .into_iter()
-        .map(|(ns, q)| (Some(ns), q))
+        .map(|(pool, q, is_namespace)| (is_namespace.then(|| pool.clone()), Some(pool), q))
         .collect();
-    names.push((None, queue::RESULTS_QUEUE.to_string()));
+    names.push((None, None, queue::RESULTS_QUEUE.to_string()));
     let mut conn = state.pool.acquire().await?;
     let mut queues = Vec::with_capacity(names.len());
-    for (namespace, name) in names {
+    for (namespace, pool, name) in names {
         let s = queue::stats(&mut conn, &name)
             .await
             .map_err(|e| HttpError::internal(&e))?;
         queues.push(QueueInfo {
             queue_name: s.queue_name,
             namespace,
+            pool,
             queue_length: s.queue_length,
             newest_msg_age_sec: s.newest_msg_age_sec,
             oldest_msg_age_sec: s.oldest_msg_age_sec,
