@@ -41,6 +41,13 @@ pub enum TaskerStatus {
     TaskerErrStepGone = 13,
     /// A bug inside the library (a caught panic); the message says where.
     TaskerErrInternal = 14,
+    /// The JSON is valid but holds a value tasker cannot store exactly: an
+    /// integer outside -2^63 .. 2^64-1, NaN or Infinity, a number beyond a
+    /// double, U+0000 in a string, a key twice in one object. The last error
+    /// names the value's path. From `tasker_step_succeed` the step has failed
+    /// (kind `result`, not retried); from `tasker_client_create_task` no task
+    /// was created. (Since ABI 1.1.)
+    TaskerErrUnrepresentable = 15,
 }
 
 /// What went wrong in a call of this library.
@@ -52,6 +59,10 @@ pub enum AbiError {
     InvalidUtf8(&'static str),
     #[error("argument `{name}` is not valid JSON: {detail}")]
     InvalidJson { name: &'static str, detail: String },
+    /// Valid JSON holding a value tasker cannot store exactly; the message
+    /// names it and its path.
+    #[error("{0}")]
+    Unrepresentable(String),
     #[error("{0}")]
     InvalidArgument(String),
     #[error("`{0}` is not a live handle: it was freed already, or never created by libtasker")]
@@ -87,6 +98,7 @@ impl AbiError {
             AbiError::NullArgument(_) => TaskerErrNullArgument,
             AbiError::InvalidUtf8(_) => TaskerErrInvalidUtf8,
             AbiError::InvalidJson { .. } => TaskerErrInvalidJson,
+            AbiError::Unrepresentable(_) => TaskerErrUnrepresentable,
             AbiError::InvalidArgument(_) => TaskerErrInvalidArgument,
             AbiError::InvalidHandle(_) => TaskerErrInvalidHandle,
             AbiError::AlreadyCompleted => TaskerErrAlreadyCompleted,

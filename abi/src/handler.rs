@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
-use tasker_model::step::{Outcome, StepContext};
+use tasker_model::step::{kind, parse_json_exact, JsonProblem, Outcome, StepContext, StepError};
 use tasker_worker::handler::{Handler, HandlerFuture};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -75,6 +75,44 @@ impl StepHandle {
         self.cancel.is_cancelled()
     }
 
+    /// Completes the step with a result given as JSON text. Text that is not
+    /// JSON is [`AbiError::InvalidJson`] and leaves the step open (the C
+    /// contract); JSON holding a value tasker cannot store exactly fails the
+    /// step (kind `result`, not retried) and is [`AbiError::Unrepresentable`]
+    /// with the message recorded.
+    pub fn succeed_json(&self, text: &str) -> Result<(), AbiError> {
+        match parse_json_exact(text) {
+            Ok(value) => self.complete(Outcome::success(value)),
+            Err(JsonProblem::Syntax(detail)) => Err(AbiError::InvalidJson {
+                name: "result_json",
+                detail,
+            }),
+            Err(problem) => {
+                let error = StepError::result(&self.ctx.step_name, &problem);
+                let message = error.message.clone();
+                self.complete(Outcome::Failure(error))?;
+                Err(AbiError::Unrepresentable(message))
+            }
+        }
+    }
+
+    /// Completes the step with a result given as JSON text, or, when the text
+    /// cannot be stored as it is (not JSON, or not exactly), fails the step
+    /// with kind `result` (not retried): `Ok(Some(message))` then says why.
+    /// What the Python and Ruby bindings use: their serializers made the text,
+    /// so nothing the caller could do would fix it.
+    pub fn succeed_or_refuse(&self, text: &str) -> Result<Option<String>, AbiError> {
+        match parse_json_exact(text) {
+            Ok(value) => self.complete(Outcome::success(value)).map(|()| None),
+            Err(problem) => {
+                let error = StepError::result(&self.ctx.step_name, &problem);
+                let message = error.message.clone();
+                self.complete(Outcome::Failure(error))?;
+                Ok(Some(message))
+            }
+        }
+    }
+
     /// Gives the step its outcome. Only the first call counts.
     pub fn complete(&self, outcome: Outcome) -> Result<(), AbiError> {
         let reply = self
@@ -105,7 +143,7 @@ impl StepHandle {
 async fn outcome_of(rx: oneshot::Receiver<Outcome>, what: &'static str) -> Outcome {
     rx.await.unwrap_or_else(|_| {
         Outcome::failure(
-            "no_outcome",
+            kind::NO_OUTCOME,
             format!("the {what} handler gave the step no outcome"),
             true,
         )
@@ -178,12 +216,12 @@ impl Handler for PullHandler {
         match self.queue.tx.try_send(step) {
             Ok(()) => Box::pin(outcome_of(rx, "pull")),
             Err(TrySendError::Full(_)) => Box::pin(std::future::ready(Outcome::failure(
-                "pull_queue_full",
+                kind::INTERNAL,
                 "the worker's pull queue is full (more steps than its concurrency)",
                 true,
             ))),
             Err(TrySendError::Disconnected(_)) => Box::pin(std::future::ready(Outcome::failure(
-                "stopped",
+                kind::CANCELLED,
                 "the worker's pull queue is closed",
                 true,
             ))),
@@ -193,4 +231,18 @@ impl Handler for PullHandler {
     fn backend(&self) -> &'static str {
         "pull"
     }
+}
+
+/// Parses JSON text given as argument `name` (a task's input, a step's
+/// result), refusing what tasker cannot store exactly
+/// ([`tasker_model::step::parse_json_exact`]): not JSON is
+/// [`AbiError::InvalidJson`], an inexact value [`AbiError::Unrepresentable`]
+/// naming its path.
+pub fn json_exact(text: &str, name: &'static str) -> Result<serde_json::Value, AbiError> {
+    parse_json_exact(text).map_err(|problem| match problem {
+        JsonProblem::Syntax(detail) => AbiError::InvalidJson { name, detail },
+        problem => AbiError::Unrepresentable(format!(
+            "argument `{name}` holds a value tasker cannot store exactly {problem}"
+        )),
+    })
 }

@@ -50,6 +50,6 @@ pub use handler::StepHandle;
 pub use worker::Worker;
 
 /// The ABI version this header describes: `MAJOR * 10000 + MINOR * 100 + PATCH`.
-pub const TASKER_ABI_VERSION: u32 = 10000;
+pub const TASKER_ABI_VERSION: u32 = 10100;
 /// The major part of `TASKER_ABI_VERSION`.
 pub const TASKER_ABI_VERSION_MAJOR: u32 = 1;

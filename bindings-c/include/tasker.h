@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 // The ABI version this header describes: `MAJOR * 10000 + MINOR * 100 + PATCH`.
-#define TASKER_ABI_VERSION 10000
+#define TASKER_ABI_VERSION 10100
 
 // The major part of `TASKER_ABI_VERSION`.
 #define TASKER_ABI_VERSION_MAJOR 1
@@ -81,6 +81,13 @@ typedef enum {
   TASKER_ERR_STEP_GONE = 13,
   // A bug inside the library (a caught panic); the message says where.
   TASKER_ERR_INTERNAL = 14,
+  // The JSON is valid but holds a value tasker cannot store exactly: an
+  // integer outside -2^63 .. 2^64-1, NaN or Infinity, a number beyond a
+  // double, U+0000 in a string, a key twice in one object. The last error
+  // names the value's path. From `tasker_step_succeed` the step has failed
+  // (kind `result`, not retried); from `tasker_client_create_task` no task
+  // was created. (Since ABI 1.1.)
+  TASKER_ERR_UNREPRESENTABLE = 15,
 } TaskerStatus;
 
 // A client of the database: templates and tasks (opaque). Thread-safe.
@@ -102,10 +109,10 @@ typedef void (*TaskerLogFn)(int32_t level, const char *target, const char *messa
 
 // A push handler's callback: runs one step. It must give the step an
 // outcome with `tasker_step_succeed` or `tasker_step_fail` before returning
-// (returning without one fails the step: retryable if the return value is
-// not 0, permanent otherwise, since that is a bug in the handler). The step
-// handle is valid only during the call. Called on the worker's threads,
-// possibly several at once.
+// (returning without one fails the step: retryable with error kind `handler`
+// if the return value is not 0, else not retried with kind `no_outcome`,
+// since that is a bug in the handler). The step handle is valid only during
+// the call. Called on the worker's threads, possibly several at once.
 typedef int32_t (*TaskerHandlerFn)(TaskerStep *step, void *user_data);
 
 // Frees a push handler's `user_data` when the handler is replaced or its
@@ -139,10 +146,11 @@ TaskerStatus tasker_client_register_template(TaskerClient *client_handle,
 
 // Creates a task from template `namespace`/`name` at `version` (NULL: the
 // newest) with `context_json` as its input (NULL: `{}`; it must satisfy the
-// template's input schema). With an `idempotency_key` (may be NULL), creating
-// again returns the first task. On success `*task_id_out` is the task's id
-// (a UUID string, freed with `tasker_string_free`). Nothing is written on
-// error. Thread-safe.
+// template's input schema; a value tasker cannot store exactly, such as an
+// integer beyond 64 bits, is `TASKER_ERR_UNREPRESENTABLE`). With an
+// `idempotency_key` (may be NULL), creating again returns the first task. On
+// success `*task_id_out` is the task's id (a UUID string, freed with
+// `tasker_string_free`). Nothing is written on error. Thread-safe.
 //
 // # Safety
 // String arguments are NULL or NUL-terminated; `task_id_out` is NULL or writable.
@@ -245,18 +253,22 @@ TaskerStatus tasker_step_is_cancelled(TaskerStep *step_handle, bool *cancelled_o
 // Completes the step successfully with `result_json` (any JSON value) as its
 // result. Only the first `tasker_step_succeed`/`tasker_step_fail` counts; later
 // ones return `TASKER_ERR_ALREADY_COMPLETED`. Invalid JSON returns
-// `TASKER_ERR_INVALID_JSON` and leaves the step open. `TASKER_ERR_STEP_GONE`:
-// the worker stopped waiting (timeout, cancel, shutdown); the result is
-// dropped. Thread-safe.
+// `TASKER_ERR_INVALID_JSON` and leaves the step open. Valid JSON that tasker
+// cannot store exactly (an integer outside -2^63 .. 2^64-1, NaN or Infinity,
+// a number beyond a double, U+0000 in a string, a key twice in one object)
+// fails the step, not retried, with error kind `result` and a message naming
+// the value's path, and returns `TASKER_ERR_UNREPRESENTABLE`.
+// `TASKER_ERR_STEP_GONE`: the worker stopped waiting (timeout, cancel,
+// shutdown); the result is dropped. Thread-safe.
 //
 // # Safety
 // `result_json` is NULL or NUL-terminated.
 TaskerStatus tasker_step_succeed(TaskerStep *step_handle, const char *result_json);
 
-// Completes the step as failed with `message`. `retryable`: whether another
-// attempt may help (the template's retry policy decides when, unless
-// `retry_after_ms` >= 0 asks for a delay); `false` fails the step for good.
-// Same rules as `tasker_step_succeed`. Thread-safe.
+// Completes the step as failed with `message` (error kind `handler`).
+// `retryable`: whether another attempt may help (the template's retry policy
+// decides when, unless `retry_after_ms` >= 0 asks for a delay); `false` fails
+// the step for good. Same rules as `tasker_step_succeed`. Thread-safe.
 //
 // # Safety
 // `message` is NULL or NUL-terminated.
@@ -297,6 +309,23 @@ TaskerStatus tasker_worker_new_from_file(const char *config_path,
 // # Safety
 // `namespace` is NULL or NUL-terminated.
 TaskerStatus tasker_worker_add_namespace(TaskerWorker *worker_handle, const char *namespace_);
+
+// Adds a pool (a step queue `steps_<pool>`, named by templates' `pool:`)
+// the worker serves beyond its namespaces (before start). Thread-safe.
+//
+// # Safety
+// `pool` is NULL or NUL-terminated.
+TaskerStatus tasker_worker_add_pool(TaskerWorker *worker_handle, const char *pool);
+
+// Says which language the worker's handlers run in, for the worker registry
+// (`tasker worker list`): `runtime` such as `c`, `python`, `ruby`, and its
+// `version` (before start; default `c` and libtasker's version). Thread-safe.
+//
+// # Safety
+// `runtime` and `version` are NULL or NUL-terminated.
+TaskerStatus tasker_worker_set_runtime(TaskerWorker *worker_handle,
+                                       const char *runtime,
+                                       const char *version);
 
 // Also runs an orchestrator in this worker's process (before start; default
 // off). Handy for single-process programs and tests. Thread-safe.

@@ -5,7 +5,12 @@
  *  - a permanent error fails the step at once (one attempt) and the task ends in error;
  *  - completing a step twice is TASKER_ERR_ALREADY_COMPLETED; invalid result JSON
  *    is TASKER_ERR_INVALID_JSON and leaves the step open; a pulled step freed
- *    is an invalid handle afterwards.
+ *    is an invalid handle afterwards;
+ *  - both failures are recorded with error kind "handler" (docs/error-kinds.md);
+ *  - fidelity: a result JSON cannot carry exactly (2^64, NaN) is refused with
+ *    TASKER_ERR_UNREPRESENTABLE and fails the step with kind "result" naming the
+ *    path; 2^64-1 and -2^63 in a task's input reach the handler and come back
+ *    exactly; an input holding 2^64 is refused and creates no task.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
@@ -25,10 +30,19 @@ static const char *const CHECKS_TEMPLATE =
     "    retry: { max_attempts: 3, backoff: none, base_ms: 10 }\n"
     "  - name: broken\n"
     "    handler: { name: c.broken }\n"
-    "    retry: { max_attempts: 3, backoff: none, base_ms: 10 }\n";
+    "    retry: { max_attempts: 3, backoff: none, base_ms: 10 }\n"
+    "  - name: huge\n"
+    "    handler: { name: c.huge }\n"
+    "    retry: { max_attempts: 3, backoff: none, base_ms: 10 }\n"
+    "  - name: notanumber\n"
+    "    handler: { name: c.nan }\n"
+    "    retry: { max_attempts: 3, backoff: none, base_ms: 10 }\n"
+    "  - name: exact\n"
+    "    handler: { name: c.exact }\n";
 
 static atomic_int double_completions_refused;
 static atomic_int bad_json_refused;
+static atomic_int inexact_refused;
 
 /* c.flaky: retryable failure on attempt 1, success after. */
 static int flaky(TaskerStep *step) {
@@ -48,6 +62,36 @@ static int broken(TaskerStep *step) {
     return tasker_step_fail(step, "broken: this input can never work", false, -1) == TASKER_OK ? 0 : -1;
 }
 
+/* c.huge: 2^64, which JSON as tasker keeps it cannot carry: refused. */
+static int huge(TaskerStep *step) {
+    TaskerStatus status = tasker_step_succeed(step, "{\"total\": 18446744073709551616}");
+    if (status == TASKER_ERR_UNREPRESENTABLE && strstr(tasker_last_error(), "$.total") != NULL)
+        atomic_fetch_add(&inexact_refused, 1);
+    /* The step has its outcome (failed, kind "result"): this changes nothing. */
+    return tasker_step_fail(step, "not reached", true, -1) == TASKER_ERR_ALREADY_COMPLETED ? 0 : -1;
+}
+
+/* c.nan: a NaN written by printf ("nan" or "-nan"): refused, naming the path. */
+static int not_a_number(TaskerStep *step) {
+    char out[64];
+    volatile double zero = 0.0;
+    snprintf(out, sizeof out, "{\"ratio\": [1, %f]}", zero / zero);
+    if (tasker_step_succeed(step, out) == TASKER_ERR_UNREPRESENTABLE && strstr(tasker_last_error(), "$.ratio[1]") != NULL)
+        atomic_fetch_add(&inexact_refused, 1);
+    return 0;
+}
+
+/* c.exact: the input's 2^64-1 and -2^63 arrive as written; sends them back. */
+static int exact(TaskerStep *step) {
+    const char *json = NULL;
+    if (tasker_step_context(step, &json) != TASKER_OK) return -1;
+    int seen = strstr(json, "\"big\":18446744073709551615") != NULL && strstr(json, "\"neg\":-9223372036854775808") != NULL;
+    char out[160];
+    snprintf(out, sizeof out, "{\"echo_big\": 18446744073709551615, \"echo_neg\": -9223372036854775808, \"seen\": %s}",
+             seen ? "true" : "false");
+    return tasker_step_succeed(step, out) == TASKER_OK ? 0 : -1;
+}
+
 static int dispatch(TaskerStep *step) {
     const char *name = NULL;
     const char *json = NULL;
@@ -57,6 +101,9 @@ static int dispatch(TaskerStep *step) {
     int rc;
     if (handler != NULL && strcmp(handler, "c.flaky") == 0) rc = flaky(step);
     else if (handler != NULL && strcmp(handler, "c.broken") == 0) rc = broken(step);
+    else if (handler != NULL && strcmp(handler, "c.huge") == 0) rc = huge(step);
+    else if (handler != NULL && strcmp(handler, "c.nan") == 0) rc = not_a_number(step);
+    else if (handler != NULL && strcmp(handler, "c.exact") == 0) rc = exact(step);
     else rc = compute_step(step);
     cJSON_Delete(ctx);
     return rc;
@@ -121,8 +168,8 @@ int main(int argc, char **argv) {
     CHECK_OK(tasker_worker_new("[worker]\nconcurrency = 4\n[queues]\npoll_interval_ms = 100\n", url, &worker));
     CHECK_OK(tasker_worker_add_namespace(worker, "c_examples"));
     CHECK_OK(tasker_worker_set_orchestrate(worker, true));
-    const char *names[] = {"c.compute", "c.flaky", "c.broken"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {"c.compute", "c.flaky", "c.broken", "c.huge", "c.nan", "c.exact"};
+    for (int i = 0; i < 6; i++) {
         if (pull) CHECK_OK(tasker_worker_register_pull(worker, names[i]));
         else CHECK_OK(tasker_worker_register_handler(worker, names[i], on_step, &calls, i == 0 ? free_counter : NULL,
                                                      i == 1 ? TASKER_HANDLER_NONBLOCKING : TASKER_HANDLER_BLOCKING));
@@ -158,9 +205,17 @@ int main(int argc, char **argv) {
         tasker_string_free(json);
     }
 
-    /* Retryable then success; permanent failure. */
+    /* An input JSON cannot carry exactly creates no task. */
     char *id = NULL, *state = NULL, *json = NULL;
-    CHECK_OK(tasker_client_create_task(client, "c_examples", "checks", NULL, NULL, NULL, &id));
+    CHECK_STATUS(tasker_client_create_task(client, "c_examples", "checks", NULL, "{\"big\": 18446744073709551616}",
+                                           NULL, &id),
+                 TASKER_ERR_UNREPRESENTABLE);
+    CHECK(strstr(tasker_last_error(), "$.big") != NULL);
+    CHECK(id == NULL);
+
+    /* Retryable then success; permanent failure; fidelity. */
+    CHECK_OK(tasker_client_create_task(client, "c_examples", "checks", NULL,
+                                       "{\"big\": 18446744073709551615, \"neg\": -9223372036854775808}", NULL, &id));
     CHECK_OK(tasker_client_wait_task(client, id, 30000, &state));
     CHECK(state != NULL && (strcmp(state, "error") == 0 || strcmp(state, "blocked_by_failures") == 0));
     CHECK_OK(tasker_client_get_task(client, id, &json));
@@ -172,6 +227,23 @@ int main(int argc, char **argv) {
     CHECK(strcmp(string(broken_step, "state"), "error") == 0);
     CHECK(number(broken_step, "attempts") == 1);
     CHECK(strstr(string(cJSON_GetObjectItemCaseSensitive(broken_step, "last_error"), "message"), "never work") != NULL);
+    CHECK(strcmp(string(cJSON_GetObjectItemCaseSensitive(broken_step, "last_error"), "kind"), "handler") == 0);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(step_named(task, "exact"), "result"), "seen")));
+    /* cJSON reads numbers as doubles: look at the text for the exact integers. */
+    CHECK(strstr(json, "\"echo_big\":18446744073709551615") != NULL);
+    CHECK(strstr(json, "\"echo_neg\":-9223372036854775808") != NULL);
+    const char *refused[] = {"huge", "notanumber"};
+    const char *paths[] = {"at $.total:", "at $.ratio[1]:"};
+    for (int i = 0; i < 2; i++) {
+        cJSON *s = step_named(task, refused[i]);
+        cJSON *error = cJSON_GetObjectItemCaseSensitive(s, "last_error");
+        CHECK(strcmp(string(s, "state"), "error") == 0);
+        CHECK(number(s, "attempts") == 1);
+        CHECK(strcmp(string(error, "kind"), "result") == 0);
+        CHECK(strstr(string(error, "message"), paths[i]) != NULL);
+        CHECK(strstr(string(error, "message"), refused[i]) != NULL); /* names the step */
+    }
     cJSON_Delete(task);
     tasker_string_free(id);
     tasker_string_free(state);
@@ -179,6 +251,7 @@ int main(int argc, char **argv) {
 
     CHECK(atomic_load(&double_completions_refused) == 1);
     CHECK(atomic_load(&bad_json_refused) == 1);
+    CHECK(atomic_load(&inexact_refused) == 2);
 
     CHECK_OK(tasker_worker_stop(worker));
     if (pull)

@@ -30,6 +30,8 @@ int main(void) {
     /* The version and the status names. */
     CHECK(tasker_abi_version() / 10000 == TASKER_ABI_VERSION_MAJOR);
     CHECK(strcmp(tasker_status_name(TASKER_ERR_INVALID_JSON), "TASKER_ERR_INVALID_JSON") == 0);
+    CHECK(strcmp(tasker_status_name(TASKER_ERR_UNREPRESENTABLE), "TASKER_ERR_UNREPRESENTABLE") == 0);
+    CHECK(tasker_abi_version() >= 10100); /* TASKER_ERR_UNREPRESENTABLE came with 1.1 */
 
     /* NULL arguments. */
     CHECK_STATUS(tasker_worker_new(NULL, NULL, NULL), TASKER_ERR_NULL_ARGUMENT);

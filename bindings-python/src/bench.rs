@@ -44,6 +44,23 @@ impl BenchQueue {
         Ok(step.map(|inner| PyStep { inner }))
     }
 
+    /// Queues one step for handler `handler` (another thread must serve it)
+    /// and returns its outcome as JSON text: `{"status": "success", "result":
+    /// ...}` or `{"status": "failure", "message": ..., "kind": ..., ...}`.
+    fn outcome(&self, py: Python<'_>, handler: String) -> PyResult<String> {
+        let queue = self.queue.clone();
+        py.detach(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(|e| format!("starting the runtime: {e}"))?;
+            let pull = PullHandler::new(queue);
+            let outcome =
+                runtime.block_on(pull.call(sample_context(&handler), CancellationToken::new()));
+            serde_json::to_string(&outcome).map_err(|e| e.to_string())
+        })
+        .map_err(TaskerError::new_err)
+    }
+
     /// Queues `n` steps for handler `handler`, one at a time, and returns each
     /// one's round trip in nanoseconds. Another thread must serve them.
     fn run(&self, py: Python<'_>, n: usize, handler: String) -> PyResult<Vec<u64>> {

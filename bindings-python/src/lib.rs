@@ -17,7 +17,7 @@ use std::time::Duration;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use tasker::AbiError;
-use tasker_model::step::{Outcome, StepError};
+use tasker_model::step::{kind, Outcome, StepError};
 use tasker_store::task::NewTask;
 
 mod bench;
@@ -73,9 +73,11 @@ fn seconds(timeout: f64, what: &str) -> PyResult<Duration> {
     })
 }
 
-fn parse_json(text: &str, what: &str) -> PyResult<serde_json::Value> {
-    serde_json::from_str(text)
-        .map_err(|e| TaskerError::new_err(format!("{what} is not valid JSON: {e}")))
+/// JSON text from Python (`json.dumps`), refused with a `TaskerError` naming
+/// the value's path when it holds what tasker cannot store exactly (an
+/// integer beyond 64 bits, NaN, ...).
+fn parse_json(text: &str, what: &'static str) -> PyResult<serde_json::Value> {
+    tasker::handler::json_exact(text, what).map_err(to_py)
 }
 
 /// Loads a configuration (TOML over the built-in defaults, and a database URL
@@ -216,19 +218,23 @@ impl PyStep {
         self.inner.is_completed()
     }
 
-    /// Completes the step with a result given as JSON text.
-    fn succeed(&self, result_json: &str) -> PyResult<()> {
-        let result = parse_json(result_json, "the step result")?;
-        self.inner.complete(Outcome::success(result)).map_err(to_py)
+    /// Completes the step with a result given as JSON text. `None` when it
+    /// did; when the text cannot be stored as it is (not JSON, an integer
+    /// beyond 64 bits, NaN, ...) the step fails instead (kind `result`, not
+    /// retried) and the message naming the value's path is returned.
+    fn succeed(&self, result_json: &str) -> PyResult<Option<String>> {
+        self.inner.succeed_or_refuse(result_json).map_err(to_py)
     }
 
-    /// Fails the attempt. `retry_after_ms` overrides the retry policy's delay.
-    #[pyo3(signature = (message, retryable, kind="handler", retry_after_ms=None))]
+    /// Fails the attempt with error kind `kind` (one of the `KIND_*`
+    /// constants; default `handler`). `retry_after_ms` overrides the retry
+    /// policy's delay.
+    #[pyo3(signature = (message, retryable, kind=None, retry_after_ms=None))]
     fn fail(
         &self,
         message: String,
         retryable: bool,
-        kind: &str,
+        kind: Option<&str>,
         retry_after_ms: Option<u64>,
     ) -> PyResult<()> {
         self.inner
@@ -236,7 +242,7 @@ impl PyStep {
                 message,
                 retryable,
                 retry_after_ms,
-                kind: kind.to_string(),
+                kind: kind.unwrap_or(kind::HANDLER).to_string(),
             }))
             .map_err(to_py)
     }
@@ -287,7 +293,7 @@ impl PyClient {
             namespace,
             name,
             version,
-            context: parse_json(context_json, "the task context")?,
+            context: parse_json(context_json, "context")?,
             priority,
             idempotency_key,
         };
@@ -340,5 +346,9 @@ fn _tasker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("WorkerStoppedError", py.get_type::<WorkerStoppedError>())?;
     m.add("NotFoundError", py.get_type::<NotFoundError>())?;
     m.add("StepGoneError", py.get_type::<StepGoneError>())?;
+    // The error kinds (`docs/error-kinds.md`): KIND_HANDLER = "handler", ...
+    for k in kind::ALL {
+        m.add(format!("KIND_{}", k.to_ascii_uppercase()), *k)?;
+    }
     Ok(())
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -394,3 +395,81 @@ def test_start_failure_is_a_clear_error_and_stop_returns():
     assert not w.running
     with pytest.raises(tasker.TaskerError, match="started already"):
         w.start()
+
+
+FIDELITY = """
+namespace: pytest
+name: fidelity
+version: 1.0.0
+steps:
+  - name: produce
+    handler: { name: fidelity.produce }
+  - name: consume
+    handler: { name: fidelity.consume }
+    depends_on: [produce]
+  - name: huge
+    handler: { name: fidelity.huge }
+    retry: { max_attempts: 3, backoff: none }
+  - name: broken
+    handler: { name: fidelity.broken }
+    retry: { max_attempts: 3, backoff: none }
+"""
+
+
+def test_values_are_carried_exactly_or_refused(client, make_worker):
+    """Integers up to 64 bits and every double go through a task's input, a
+    result and a parent result unchanged; 2**64, 3**50, -2**63-1 and NaN fail
+    their step with kind ``result`` naming the path; a permanent failure is
+    kind ``handler``, like in every runtime."""
+    rng = random.Random(11)
+    floats = [rng.random() for _ in range(200)] + [0.9627240348720673, 2.7715077941825975e-163, 1e308, 5e-324]
+    edges = [2**64 - 1, -(2**63), 2**63 + 1]
+    seen = {}
+
+    def produce(ctx):
+        seen["input"] = ctx.input
+        return {"edges": ctx.input["edges"], "floats": ctx.input["floats"]}
+
+    def consume(ctx):
+        seen["parent"] = ctx.parent("produce")
+        return "ok"
+
+    huge_values = iter([{"n": 2**64}, {"n": 3**50}, {"n": -(2**63) - 1}, {"n": [float("nan")]}])
+
+    def huge(ctx):
+        return next(huge_values)
+
+    def broken(ctx):
+        raise tasker.PermanentError("input rejected")
+
+    make_worker(
+        {"fidelity.produce": produce, "fidelity.consume": consume, "fidelity.huge": huge, "fidelity.broken": broken}
+    )
+    client.register_template(FIDELITY)
+    given = {"edges": edges, "floats": floats}
+    messages = []
+    for _ in range(4):
+        task_id = client.create_task(NS, "fidelity", given)
+        assert client.wait(task_id, timeout=30) in ("error", "blocked_by_failures")
+        steps = {s["name"]: s for s in client.get_task(task_id)["steps"]}
+        assert steps["produce"]["result"] == given and steps["consume"]["result"] == "ok"
+        assert seen["input"] == given and seen["parent"] == given
+        assert all(type(x) is int for x in seen["input"]["edges"] + seen["parent"]["edges"])
+        huge_step = steps["huge"]
+        assert (huge_step["state"], huge_step["attempts"]) == ("error", 1)
+        assert huge_step["last_error"]["kind"] == "result" and not huge_step["last_error"]["retryable"]
+        messages.append(huge_step["last_error"]["message"])
+        assert steps["broken"]["last_error"]["kind"] == "handler"
+        assert (steps["broken"]["attempts"], steps["broken"]["last_error"]["retryable"]) == (1, False)
+    assert all("step 'huge'" in m for m in messages)
+    assert "at $.n:" in messages[0] and str(2**64) in messages[0]
+    assert str(3**50) in messages[1] and str(-(2**63) - 1) in messages[2]
+    assert "at $.n[0]:" in messages[3] and "NaN" in messages[3]
+
+
+def test_a_task_input_json_cannot_carry_exactly_is_refused(client):
+    client.register_template(LINEAR)
+    with pytest.raises(tasker.TaskerError, match=r"at \$\.value: the integer 18446744073709551616"):
+        client.create_task(NS, "linear", {"value": 2**64})
+    with pytest.raises(tasker.TaskerError, match=r"at \$\.value\[0\]: NaN"):
+        client.create_task(NS, "linear", {"value": [float("nan")]})

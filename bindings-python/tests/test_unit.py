@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+import random
+import struct
 import threading
 
 import pytest
@@ -140,7 +144,7 @@ def test_unknown_handler_and_unserializable_result_fail():
     ok, msg = serve_one({}, "missing")
     assert not ok and "no Python handler is registered for 'missing'" in msg
     ok, msg = serve_one({"h": lambda ctx: object()})
-    assert not ok and "not JSON-serializable" in msg
+    assert not ok and "not JSON-serializable" in msg and "step 'noop'" in msg
 
 
 def test_completing_twice_is_an_error():
@@ -167,3 +171,92 @@ def test_worker_without_handlers_or_namespaces_is_refused(database_url=None):
         tasker.Worker(namespaces=[])
     with pytest.raises(tasker.TaskerError, match="not valid|queue|namespace"):
         tasker.Worker(namespaces=["bad name!"], database_url="postgres://localhost/none")
+
+
+def outcome_of(fn):
+    """Serves one step with handler ``fn`` (step ``noop``) through the real pull
+    contract and returns its outcome as recorded (a dict: ``status``, and
+    ``result`` or ``kind``/``message``/``retryable``)."""
+    q = _tasker.BenchQueue()
+
+    def serve():
+        step = q.next(5.0)
+        assert step is not None
+        execute(step, {"h": fn}, asyncio.run)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    out = json.loads(q.outcome("h"))
+    t.join(5)
+    return out
+
+
+def test_error_kinds_come_from_the_library():
+    assert _tasker.KIND_HANDLER == "handler"
+    assert _tasker.KIND_EXCEPTION == "exception"
+    assert _tasker.KIND_RESULT == "result"
+    assert _tasker.KIND_NO_HANDLER == "no_handler"
+
+
+def test_handler_failures_are_kind_handler_retryable_or_not():
+    def perm(ctx):
+        raise tasker.PermanentError("never works")
+
+    def retry(ctx):
+        raise tasker.RetryableError("try later", retry_after=2)
+
+    def boom(ctx):
+        raise ValueError("bad value")
+
+    out = outcome_of(perm)
+    assert (out["status"], out["kind"], out["retryable"]) == ("failure", "handler", False)
+    out = outcome_of(retry)
+    assert (out["kind"], out["retryable"], out["retry_after_ms"]) == ("handler", True, 2000)
+    out = outcome_of(boom)
+    assert (out["kind"], out["retryable"], out["message"]) == ("exception", True, "ValueError: bad value")
+
+
+@pytest.mark.parametrize(
+    "value, path",
+    [
+        ({"total": 2**64}, "$.total"),
+        ([1, [2, 3**50]], "$[1][1]"),
+        ({"n": -(2**63) - 1}, "$.n"),
+        ({"ratio": float("nan")}, "$.ratio"),
+        ({"odd key": [float("inf")]}, '$["odd key"][0]'),
+        ({"x": -float("inf")}, "$.x"),
+        ({"s": "a\x00b"}, "$.s"),
+        ({1: "a", "1": "b"}, '$["1"]'),
+    ],
+)
+def test_results_json_cannot_carry_exactly_are_refused_naming_step_and_path(value, path):
+    out = outcome_of(lambda ctx: value)
+    assert (out["status"], out["kind"], out["retryable"]) == ("failure", "result", False), out
+    assert "step 'noop'" in out["message"] and f"at {path}:" in out["message"], out["message"]
+
+
+def test_unserializable_results_name_the_path():
+    out = outcome_of(lambda ctx: {"a": [1, {"b": {1, 2}}]})
+    assert (out["kind"], out["retryable"]) == ("result", False)
+    assert "step 'noop'" in out["message"] and "at $.a[1].b:" in out["message"], out["message"]
+    assert "not JSON-serializable" in out["message"]
+
+
+def test_results_within_range_come_back_exactly():
+    value = {
+        "edges": [2**64 - 1, -(2**63), 2**63, 0, -1],
+        "floats": [0.1, 1e308, 5e-324, -2.5, 0.9627240348720673, 2.7715077941825975e-163],
+        "text": "é\u2028\U0001F600",
+    }
+    out = outcome_of(lambda ctx: value)
+    assert out == {"status": "success", "result": value}
+    assert all(type(x) is int for x in out["result"]["edges"])
+
+
+def test_random_doubles_come_back_bit_for_bit():
+    rng = random.Random(7)
+    values = [struct.unpack("<d", struct.pack("<Q", rng.getrandbits(64)))[0] for _ in range(3000)]
+    values = [v for v in values if math.isfinite(v)] + [rng.random() for _ in range(3000)]
+    out = outcome_of(lambda ctx: values)
+    assert out["status"] == "success"
+    assert [struct.pack("<d", v) for v in out["result"]] == [struct.pack("<d", v) for v in values]

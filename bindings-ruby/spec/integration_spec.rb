@@ -5,7 +5,7 @@ require_relative "../../examples/ruby/handlers"
 require "open3"
 require "timeout"
 
-SPEC_TEMPLATES = [<<~FLAKY, <<~PERMANENT, <<~PAIR, <<~SLOW, <<~BROKEN].freeze
+SPEC_TEMPLATES = [<<~FLAKY, <<~PERMANENT, <<~PAIR, <<~SLOW, <<~BROKEN, <<~FIDELITY].freeze
   namespace: rbspec
   name: flaky
   version: 1.0.0
@@ -46,6 +46,25 @@ SLOW
       handler: { name: rb.broken }
       retry: { max_attempts: 2, backoff: none }
 BROKEN
+  namespace: rbspec
+  name: fidelity
+  version: 1.0.0
+  steps:
+    - name: produce
+      handler: { name: rb.produce }
+    - name: consume
+      handler: { name: rb.consume }
+      depends_on: [produce]
+    - name: huge
+      handler: { name: rb.huge }
+      retry: { max_attempts: 3, backoff: none }
+    - name: nan
+      handler: { name: rb.nan }
+      retry: { max_attempts: 3, backoff: none }
+    - name: twice
+      handler: { name: rb.twice }
+      retry: { max_attempts: 3, backoff: none }
+FIDELITY
 
 # Two steps of one task meet here: each waits (up to 10 s) until the other has
 # arrived. Both see each other only if two Ruby threads run handlers at once.
@@ -84,6 +103,18 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
     @registry.register("rb.permanent") { |_ctx| raise Tasker::PermanentError, "input rejected" }
     @registry.register("rb.broken") { |_ctx| 1 / 0 }
     @registry.register("rb.rendezvous", Rendezvous.new)
+    @seen = seen = {}
+    @registry.register("rb.produce") do |ctx|
+      seen[:input] = ctx.input
+      ctx.input
+    end
+    @registry.register("rb.consume") do |ctx|
+      seen[:parent] = ctx.parent("produce")
+      "ok"
+    end
+    @registry.register("rb.huge") { |_ctx| { "n" => 2**64 } }
+    @registry.register("rb.nan") { |_ctx| { "ratio" => [Float::NAN] } }
+    @registry.register("rb.twice") { |_ctx| { k: 1, "k" => 2 } }
     @registry.register("rb.slow") do |_ctx|
       sleep 1.5
       "slow"
@@ -148,6 +179,7 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
     expect(step["state"]).to eq("error")
     expect(step["attempts"]).to eq(2)
     expect(JSON.generate(step)).to include("ZeroDivisionError: divided by 0")
+    expect(step["last_error"]["kind"]).to eq("exception")
   end
 
   it "fails a step with PermanentError at once, without a retry" do
@@ -157,6 +189,33 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
     expect(step["state"]).to eq("error")
     expect(step["attempts"]).to eq(1)
     expect(JSON.generate(step)).to include("input rejected")
+    # The same kind as every runtime records for a permanent failure.
+    expect(step["last_error"]).to include("kind" => "handler", "retryable" => false)
+  end
+
+  it "carries 64-bit integers and doubles exactly, and refuses what JSON cannot carry, naming the path" do
+    floats = [0.9627240348720673, 2.7715077941825975e-163, 1.0e308, 5.0e-324] + Array.new(200) { rand }
+    given = { "edges" => [2**64 - 1, -2**63, 2**63 + 1], "floats" => floats }
+    state, task = run_task("rbspec", "fidelity", given)
+    expect(%w[error blocked_by_failures]).to include(state)
+    by_name = steps(task)
+    expect(by_name["produce"]["result"]).to eq(given)
+    expect(by_name["consume"]["result"]).to eq("ok")
+    expect(@seen[:input]).to eq(given)
+    expect(@seen[:parent]).to eq(given)
+    expect(@seen[:parent]["floats"].map { |f| [f].pack("G") }).to eq(floats.map { |f| [f].pack("G") })
+    { "huge" => ["at $.n:", (2**64).to_s], "nan" => ["at $.ratio[0]:", "NaN"], "twice" => ["at $.k:", "twice"] }
+      .each do |name, parts|
+        step = by_name[name]
+        expect([step["state"], step["attempts"]]).to eq(["error", 1])
+        expect(step["last_error"]).to include("kind" => "result", "retryable" => false)
+        expect(step["last_error"]["message"]).to include("step '#{name}'", *parts)
+      end
+  end
+
+  it "refuses a task input JSON cannot carry exactly, naming the path" do
+    expect { @client.create_task(namespace: "rbspec", name: "flaky", context: { "n" => 2**64 }) }
+      .to raise_error(Tasker::InvalidArgumentError, /at \$\.n: the integer 18446744073709551616/)
   end
 
   it "runs two steps at once on two Ruby threads (the GVL is released while waiting)" do

@@ -14,10 +14,12 @@ class FakeStep
   def context = JSON.parse(@json)
   def cancelled? = false
 
+  # As the native step: nil when the result was taken, else the refusal.
   def succeed(json)
     raise Tasker::AlreadyCompletedError, "twice" if @outcome
 
-    @outcome = [:success, JSON.parse(json)]
+    @outcome = [:success, JSON.parse(json, allow_nan: true)]
+    nil
   end
 
   def fail(message, retryable, retry_after_ms, kind)
@@ -142,14 +144,20 @@ RSpec.describe Tasker::Dispatch do
     expect(dispatch).to eq([:success, 9])
   end
 
-  it "fails permanently on PermanentError" do
+  it "fails permanently on PermanentError, with kind handler" do
     expect(dispatch { raise Tasker::PermanentError, "bad input" })
-      .to eq([:failure, { message: "bad input", retryable: false, retry_after_ms: nil, kind: "permanent" }])
+      .to eq([:failure, { message: "bad input", retryable: false, retry_after_ms: nil, kind: "handler" }])
   end
 
-  it "fails retryably on RetryableError, with retry_after in milliseconds" do
+  it "fails retryably on RetryableError, with retry_after in milliseconds and kind handler" do
     expect(dispatch { raise Tasker::RetryableError.new("busy", retry_after: 1.5) })
-      .to eq([:failure, { message: "busy", retryable: true, retry_after_ms: 1500, kind: "retryable" }])
+      .to eq([:failure, { message: "busy", retryable: true, retry_after_ms: 1500, kind: "handler" }])
+  end
+
+  it "takes its error kinds from the library" do
+    kinds = Tasker::Native::ErrorKind
+    expect([kinds::HANDLER, kinds::EXCEPTION, kinds::RESULT, kinds::NO_HANDLER])
+      .to eq(%w[handler exception result no_handler])
   end
 
   it "records any other exception's class and message as a retryable failure" do
@@ -164,10 +172,15 @@ RSpec.describe Tasker::Dispatch do
     expect(outcome[1]).to include(retryable: false, kind: "no_handler")
   end
 
-  it "fails a result that is not JSON" do
-    outcome = dispatch { Float::NAN }
+  it "fails a result JSON.generate rejects, permanently, with kind result" do
+    outcome = dispatch { "\xff".dup.force_encoding("UTF-8") }
     expect(outcome[0]).to eq(:failure)
-    expect(outcome[1][:message]).to match(/GeneratorError/)
+    expect(outcome[1]).to include(retryable: false, kind: "result")
+    expect(outcome[1][:message]).to match(/step 'join' returned a result that is not JSON: JSON::GeneratorError/)
+  end
+
+  it "hands NaN to the library as NaN, for it to refuse naming the path" do
+    expect(dispatch { { "ratio" => Float::NAN } }[1]["ratio"]).to be_nan
   end
 end
 

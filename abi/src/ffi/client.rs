@@ -80,10 +80,11 @@ pub unsafe extern "C" fn tasker_client_register_template(
 
 /// Creates a task from template `namespace`/`name` at `version` (NULL: the
 /// newest) with `context_json` as its input (NULL: `{}`; it must satisfy the
-/// template's input schema). With an `idempotency_key` (may be NULL), creating
-/// again returns the first task. On success `*task_id_out` is the task's id
-/// (a UUID string, freed with `tasker_string_free`). Nothing is written on
-/// error. Thread-safe.
+/// template's input schema; a value tasker cannot store exactly, such as an
+/// integer beyond 64 bits, is `TASKER_ERR_UNREPRESENTABLE`). With an
+/// `idempotency_key` (may be NULL), creating again returns the first task. On
+/// success `*task_id_out` is the task's id (a UUID string, freed with
+/// `tasker_string_free`). Nothing is written on error. Thread-safe.
 ///
 /// # Safety
 /// String arguments are NULL or NUL-terminated; `task_id_out` is NULL or writable.

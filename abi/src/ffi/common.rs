@@ -43,6 +43,7 @@ pub extern "C" fn tasker_status_name(status: TaskerStatus) -> *const c_char {
         TaskerErrStopped => c"TASKER_ERR_STOPPED",
         TaskerErrStepGone => c"TASKER_ERR_STEP_GONE",
         TaskerErrInternal => c"TASKER_ERR_INTERNAL",
+        TaskerErrUnrepresentable => c"TASKER_ERR_UNREPRESENTABLE",
     };
     name.as_ptr()
 }
@@ -133,12 +134,10 @@ pub(crate) unsafe fn opt_str_arg<'a>(
     }
 }
 
-/// A JSON argument.
+/// A JSON argument, refused when it holds a value tasker cannot store exactly
+/// ([`crate::handler::json_exact`]).
 pub(crate) fn json_arg(text: &str, name: &'static str) -> Result<serde_json::Value, AbiError> {
-    serde_json::from_str(text).map_err(|e| AbiError::InvalidJson {
-        name,
-        detail: e.to_string(),
-    })
+    crate::handler::json_exact(text, name)
 }
 
 /// Checks an out-pointer before any work is done.

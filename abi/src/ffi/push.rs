@@ -4,7 +4,7 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use tasker_model::step::{Outcome, StepContext};
+use tasker_model::step::{kind, Outcome, StepContext};
 use tasker_worker::handler::{Handler, HandlerFuture};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -13,10 +13,10 @@ use crate::handler::StepHandle;
 
 /// A push handler's callback: runs one step. It must give the step an
 /// outcome with `tasker_step_succeed` or `tasker_step_fail` before returning
-/// (returning without one fails the step: retryable if the return value is
-/// not 0, permanent otherwise, since that is a bug in the handler). The step
-/// handle is valid only during the call. Called on the worker's threads,
-/// possibly several at once.
+/// (returning without one fails the step: retryable with error kind `handler`
+/// if the return value is not 0, else not retried with kind `no_outcome`,
+/// since that is a bug in the handler). The step handle is valid only during
+/// the call. Called on the worker's threads, possibly several at once.
 pub type TaskerHandlerFn =
     Option<unsafe extern "C" fn(step: *mut super::TaskerStep, user_data: *mut c_void) -> i32>;
 
@@ -70,12 +70,12 @@ impl PushHandler {
         match rx.try_recv() {
             Ok(outcome) => outcome,
             Err(_) if status != 0 => Outcome::failure(
-                "handler",
+                kind::HANDLER,
                 format!("the C handler returned status {status} without an outcome"),
                 true,
             ),
             Err(_) => Outcome::failure(
-                "no_outcome",
+                kind::NO_OUTCOME,
                 "the C handler returned without calling tasker_step_succeed or tasker_step_fail",
                 false,
             ),
@@ -94,7 +94,11 @@ impl Handler for PushHandler {
         let job = tokio::task::spawn_blocking(move || Self::run(callback, user_data, ctx, cancel));
         Box::pin(async move {
             job.await.unwrap_or_else(|e| {
-                Outcome::failure("panic", format!("the C handler's thread failed: {e}"), true)
+                Outcome::failure(
+                    kind::INTERNAL,
+                    format!("the C handler's thread failed: {e}"),
+                    true,
+                )
             })
         })
     }

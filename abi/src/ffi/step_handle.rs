@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 use std::sync::Arc;
 
-use tasker_model::step::{Outcome, StepError};
+use tasker_model::step::{kind, Outcome, StepError};
 
 use super::common::*;
 use super::{TaskerStep, STEPS};
@@ -101,9 +101,13 @@ pub unsafe extern "C" fn tasker_step_is_cancelled(
 /// Completes the step successfully with `result_json` (any JSON value) as its
 /// result. Only the first `tasker_step_succeed`/`tasker_step_fail` counts; later
 /// ones return `TASKER_ERR_ALREADY_COMPLETED`. Invalid JSON returns
-/// `TASKER_ERR_INVALID_JSON` and leaves the step open. `TASKER_ERR_STEP_GONE`:
-/// the worker stopped waiting (timeout, cancel, shutdown); the result is
-/// dropped. Thread-safe.
+/// `TASKER_ERR_INVALID_JSON` and leaves the step open. Valid JSON that tasker
+/// cannot store exactly (an integer outside -2^63 .. 2^64-1, NaN or Infinity,
+/// a number beyond a double, U+0000 in a string, a key twice in one object)
+/// fails the step, not retried, with error kind `result` and a message naming
+/// the value's path, and returns `TASKER_ERR_UNREPRESENTABLE`.
+/// `TASKER_ERR_STEP_GONE`: the worker stopped waiting (timeout, cancel,
+/// shutdown); the result is dropped. Thread-safe.
 ///
 /// # Safety
 /// `result_json` is NULL or NUL-terminated.
@@ -116,15 +120,14 @@ pub unsafe extern "C" fn tasker_step_succeed(
         let s = step(step_handle)?;
         // SAFETY: per the function's contract.
         let text = unsafe { str_arg(result_json, "result_json") }?;
-        let result = json_arg(text, "result_json")?;
-        s.complete(Outcome::success(result))
+        s.succeed_json(text)
     })
 }
 
-/// Completes the step as failed with `message`. `retryable`: whether another
-/// attempt may help (the template's retry policy decides when, unless
-/// `retry_after_ms` >= 0 asks for a delay); `false` fails the step for good.
-/// Same rules as `tasker_step_succeed`. Thread-safe.
+/// Completes the step as failed with `message` (error kind `handler`).
+/// `retryable`: whether another attempt may help (the template's retry policy
+/// decides when, unless `retry_after_ms` >= 0 asks for a delay); `false` fails
+/// the step for good. Same rules as `tasker_step_succeed`. Thread-safe.
 ///
 /// # Safety
 /// `message` is NULL or NUL-terminated.
@@ -143,7 +146,7 @@ pub unsafe extern "C" fn tasker_step_fail(
             message: message.to_string(),
             retryable,
             retry_after_ms: u64::try_from(retry_after_ms).ok(),
-            kind: "handler".into(),
+            kind: kind::HANDLER.into(),
         };
         s.complete(Outcome::Failure(error))
     })

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tasker_model::step::{Outcome, StepContext};
+use tasker_model::step::{kind, Outcome, StepContext};
 use tasker_worker::handler::Handler;
 use tokio_util::sync::CancellationToken;
 
@@ -220,6 +220,7 @@ fn status_names_cover_every_code() {
         (TaskerOk, "TASKER_OK"),
         (TaskerErrStepGone, "TASKER_ERR_STEP_GONE"),
         (TaskerErrInternal, "TASKER_ERR_INTERNAL"),
+        (TaskerErrUnrepresentable, "TASKER_ERR_UNREPRESENTABLE"),
     ] {
         // SAFETY: static strings.
         assert_eq!(
@@ -289,6 +290,7 @@ async fn push_handlers_complete_once_and_missing_outcomes_fail() {
         panic!("expected a failure")
     };
     assert!(e.retryable && e.message.contains("status 7"), "{e:?}");
+    assert_eq!(e.kind, kind::HANDLER);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,4 +359,163 @@ fn a_step_whose_worker_gave_up_says_so() {
     ));
     drop(rt);
     let _ = Arc::strong_count(&step);
+}
+
+/// The result a push callback below gives (a C string), and what
+/// `tasker_step_succeed` returned for it.
+static RESULT_TEXT: std::sync::Mutex<Option<std::ffi::CString>> = std::sync::Mutex::new(None);
+static SUCCEED_STATUS: std::sync::Mutex<Option<(TaskerStatus, String)>> =
+    std::sync::Mutex::new(None);
+
+unsafe extern "C" fn succeed_with_text(step: *mut TaskerStep, _u: *mut c_void) -> i32 {
+    let text = RESULT_TEXT.lock().unwrap().clone().unwrap();
+    // SAFETY: the step is live during the callback.
+    let status = unsafe { tasker_step_succeed(step, text.as_ptr()) };
+    *SUCCEED_STATUS.lock().unwrap() = Some((status, last_error()));
+    // A C handler that checks the status would fail the step; it has an
+    // outcome already, which stays.
+    // SAFETY: as above.
+    let again = unsafe { tasker_step_fail(step, c"succeed failed".as_ptr(), true, -1) };
+    assert!(status == TaskerOk || again == TaskerErrAlreadyCompleted);
+    0
+}
+
+/// Runs `succeed_with_text` with `text`: the outcome and the status.
+async fn push_result(text: &str) -> (Outcome, TaskerStatus, String) {
+    *RESULT_TEXT.lock().unwrap() = Some(std::ffi::CString::new(text).unwrap());
+    let out = PushHandler::new(succeed_with_text, std::ptr::null_mut(), None, false)
+        .call(ctx(), CancellationToken::new())
+        .await;
+    let (status, error) = SUCCEED_STATUS.lock().unwrap().take().unwrap();
+    (out, status, error)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_json_cannot_carry_exactly_fail_the_step_naming_the_path() {
+    let big = [
+        ("{\"n\": 18446744073709551616}", "$.n"), // 2**64
+        ("[717897987691852588770249]", "$[0]"),   // 3**50
+        ("{\"a\": {\"b\": [-9223372036854775809]}}", "$.a.b[0]"), // -2**63-1
+        ("{\"ratio\": nan}", "$.ratio"),          // printf("%f", NAN)
+        ("{\"x\": -Infinity}", "$.x"),
+        ("{\"s\": \"a\\u0000b\"}", "$.s"),
+        ("{\"k\": 1, \"k\": 2}", "$.k"),
+    ];
+    for (text, path) in big {
+        let (out, status, error) = push_result(text).await;
+        assert_eq!(status, TaskerErrUnrepresentable, "{text}: {error}");
+        let Outcome::Failure(e) = out else {
+            panic!("{text}: expected a failure, got {out:?}")
+        };
+        assert_eq!(
+            (e.kind.as_str(), e.retryable),
+            (kind::RESULT, false),
+            "{text}"
+        );
+        assert!(
+            e.message.contains("step 'only'") && e.message.contains(&format!("at {path}:")),
+            "{text}: {}",
+            e.message
+        );
+        assert_eq!(error, e.message);
+    }
+    // The edges of what is kept exactly are kept exactly.
+    let (out, status, _) =
+        push_result("[18446744073709551615, -9223372036854775808, 1e308, 5e-324]").await;
+    assert_eq!(status, TaskerOk);
+    assert_eq!(
+        out,
+        Outcome::success(serde_json::json!([u64::MAX, i64::MIN, 1e308, 5e-324]))
+    );
+}
+
+#[test]
+fn doubles_given_as_text_are_read_back_bit_for_bit() {
+    // serde_json's default float parser is off by one ulp for many doubles
+    // (0.9627240348720673 became 0.9627240348720671); libtasker turns on its
+    // `float_roundtrip`. Every double, written shortest (as Python, Ruby and
+    // JavaScript write them) or with 17 digits (as C's "%.17g"), comes back.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for i in 0..100_000 {
+        let x = if i % 2 == 0 {
+            f64::from_bits(next())
+        } else {
+            (next() >> 11) as f64 / (1u64 << 53) as f64
+        };
+        if !x.is_finite() {
+            continue;
+        }
+        for text in [format!("{x:e}"), format!("{x:?}"), format!("{x:.16e}")] {
+            let v = crate::handler::json_exact(&text, "x").unwrap();
+            assert_eq!(v.as_f64().map(f64::to_bits), Some(x.to_bits()), "{text}");
+        }
+    }
+}
+
+#[test]
+fn task_inputs_are_checked_like_results() {
+    use crate::handler::json_exact;
+    assert!(matches!(
+        json_exact("{\"n\": 18446744073709551616}", "context_json"),
+        Err(crate::AbiError::Unrepresentable(m)) if m.contains("`context_json`") && m.contains("$.n")
+    ));
+    assert!(matches!(
+        json_exact("{", "context_json"),
+        Err(crate::AbiError::InvalidJson {
+            name: "context_json",
+            ..
+        })
+    ));
+    assert_eq!(
+        json_exact("{\"n\": 18446744073709551615}", "c").unwrap(),
+        serde_json::json!({"n": u64::MAX})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handler_failures_are_kind_handler_retryable_or_not() {
+    let queue = PullQueue::new(4);
+    let handler = PullHandler::new(queue.clone());
+    let q = queue.clone();
+    let taker = std::thread::spawn(move || {
+        for (retryable, text) in [(true, "busy"), (false, "bad input")] {
+            let step = q.next(Duration::from_secs(5)).expect("a step");
+            let p: *mut TaskerStep = common::pointer_of(STEPS.insert(step));
+            let message = std::ffi::CString::new(text).unwrap();
+            // SAFETY: a live pulled step.
+            unsafe {
+                assert_eq!(
+                    tasker_step_fail(p, message.as_ptr(), retryable, -1),
+                    TaskerOk
+                );
+                assert_eq!(tasker_step_free(p), TaskerOk);
+            }
+        }
+        // The bindings' path: text that is not JSON fails the step too.
+        let step = q.next(Duration::from_secs(5)).expect("a step");
+        let refused = step.succeed_or_refuse("{\"a\": NaN}").unwrap();
+        assert!(refused.is_some_and(|m| m.contains("$.a")));
+        let step = q.next(Duration::from_secs(5)).expect("a step");
+        let refused = step.succeed_or_refuse("{oops").unwrap();
+        assert!(refused.is_some_and(|m| m.contains("not JSON")));
+    });
+    for retryable in [true, false] {
+        let Outcome::Failure(e) = handler.call(ctx(), CancellationToken::new()).await else {
+            panic!("expected a failure")
+        };
+        assert_eq!((e.kind.as_str(), e.retryable), (kind::HANDLER, retryable));
+    }
+    for _ in 0..2 {
+        let Outcome::Failure(e) = handler.call(ctx(), CancellationToken::new()).await else {
+            panic!("expected a failure")
+        };
+        assert_eq!((e.kind.as_str(), e.retryable), (kind::RESULT, false));
+    }
+    taker.join().unwrap();
 }

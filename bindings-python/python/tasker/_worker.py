@@ -1,4 +1,11 @@
-"""The worker: serves steps of Python handlers through libtasker's pull contract."""
+"""The worker: serves steps of Python handlers through libtasker's pull contract.
+
+A failed attempt is recorded with one of the error kinds every runtime shares
+(``docs/error-kinds.md``; the strings come from the extension, ``KIND_*``):
+``handler`` for ``RetryableError``/``PermanentError``, ``exception`` for any
+other exception, ``result`` for a return value that is not JSON or that JSON
+cannot carry exactly (checked by libtasker, which names the value's path).
+"""
 
 from __future__ import annotations
 
@@ -41,14 +48,49 @@ class _Failure:
 def _failure_of(exc: BaseException, ctx: Optional[StepContext]) -> _Failure:
     """Maps an exception from a handler to a failed outcome."""
     if isinstance(exc, RetryableError):
-        return _Failure(exc.message or type(exc).__name__, True, "handler", exc.retry_after_ms)
+        return _Failure(exc.message or type(exc).__name__, True, _tasker.KIND_HANDLER, exc.retry_after_ms)
     if isinstance(exc, PermanentError):
-        return _Failure(exc.message or type(exc).__name__, False, "handler")
+        return _Failure(exc.message or type(exc).__name__, False, _tasker.KIND_HANDLER)
     # Any other exception: retryable, recording its type and message.
     where = f" in step {ctx.step_name!r} (handler {ctx.handler!r})" if ctx is not None else ""
     log.warning("handler raised %s%s", type(exc).__name__, where, exc_info=exc)
     text = str(exc)
-    return _Failure(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, True, "exception")
+    return _Failure(f"{type(exc).__name__}: {text}" if text else type(exc).__name__, True, _tasker.KIND_EXCEPTION)
+
+
+def _key_path(path: str, key: Any) -> str:
+    """``path`` and one object key, as libtasker writes paths (``$.a``, ``$["a b"]``)."""
+    text = key if isinstance(key, str) else json.dumps(key)
+    if text and (text[0].isascii() and (text[0].isalpha() or text[0] == "_")) and all(
+        c.isascii() and (c.isalnum() or c == "_") for c in text
+    ):
+        return f"{path}.{text}"
+    return f"{path}[{json.dumps(text)}]"
+
+
+def _unserializable_path(value: Any, path: str = "$", depth: int = 0) -> Optional[str]:
+    """Where ``json.dumps`` gives up in ``value``: the path of the first value
+    it cannot write (or of the object holding a key it cannot write); ``None``
+    when every value is one it writes."""
+    if value is None or isinstance(value, (str, int, float)):
+        return None
+    if depth > 100:  # circular, or deeper than worth walking
+        return path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not (key is None or isinstance(key, (str, int, float))):
+                return path
+            found = _unserializable_path(item, _key_path(path, key), depth + 1)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _unserializable_path(item, f"{path}[{i}]", depth + 1)
+            if found is not None:
+                return found
+        return None
+    return path
 
 
 def _begin(step: Any, handlers: Handlers):
@@ -57,33 +99,43 @@ def _begin(step: Any, handlers: Handlers):
     try:
         ctx = StepContext.from_json(step.context_json(), step)
     except Exception as exc:  # a bug of ours: say so rather than crash the thread
-        _complete(step, None, failure=_Failure(f"reading the step context failed: {exc!r}", True, "internal"))
+        _complete(step, None, failure=_Failure(f"reading the step context failed: {exc!r}", True, _tasker.KIND_INTERNAL))
         return None
     fn = handlers.get(ctx.handler)
     if fn is None:
         _complete(
             step,
             ctx,
-            failure=_Failure(f"no Python handler is registered for {ctx.handler!r} in this worker", False, "no_handler"),
+            failure=_Failure(
+                f"no Python handler is registered for {ctx.handler!r} in this worker", False, _tasker.KIND_NO_HANDLER
+            ),
         )
         return None
     return ctx, fn
 
 
 def _complete(step: Any, ctx: Optional[StepContext], result: Any = None, failure: Optional[_Failure] = None) -> None:
-    """Gives the step its outcome; a result that is not JSON fails the step."""
+    """Gives the step its outcome. A result that is not JSON, or that JSON
+    cannot carry exactly (an int beyond 64 bits, NaN, ...), fails the step
+    with kind ``result`` (not retried), naming the step and the value's path."""
     try:
         if failure is None:
             try:
-                payload = json.dumps(result, allow_nan=False)
-            except (TypeError, ValueError) as exc:
+                # NaN and Infinity are written (allow_nan): libtasker refuses
+                # them, and big integers, naming where they are.
+                payload = json.dumps(result)
+            except Exception as exc:  # TypeError, ValueError (circular), RecursionError
+                name = ctx.step_name if ctx is not None else "?"
                 failure = _Failure(
-                    f"the handler's return value is not JSON-serializable: {type(exc).__name__}: {exc}",
+                    f"step {name!r} returned a result that is not JSON-serializable at "
+                    f"{_unserializable_path(result) or '$'}: {type(exc).__name__}: {exc}",
                     False,
-                    "result",
+                    _tasker.KIND_RESULT,
                 )
             else:
-                step.succeed(payload)
+                refused = step.succeed(payload)
+                if refused is not None:
+                    log.warning("%s", refused)
                 return
         step.fail(failure.message, failure.retryable, failure.kind, failure.retry_after_ms)
     except _tasker.StepGoneError:
@@ -131,7 +183,7 @@ async def execute_async(step: Any, handlers: Handlers) -> None:
         _complete(step, ctx, failure=_failure_of(exc, ctx))
         return
     except asyncio.CancelledError:
-        _complete(step, ctx, failure=_Failure("the handler was cancelled", True, "cancelled"))
+        _complete(step, ctx, failure=_Failure("the handler was cancelled", True, _tasker.KIND_CANCELLED))
         raise
     _complete(step, ctx, result=result)
 

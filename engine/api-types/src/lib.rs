@@ -29,6 +29,7 @@ pub use tasker_store::task::TaskDetail as TaskDetailBody;
 pub use tasker_store::task::TaskRow as Task;
 /// A registered template version.
 pub use tasker_store::template::TemplateRow as TemplateSummary;
+pub use tasker_store::dlq::DeadStep;
 pub use tasker_store::worker::UnservedStep;
 pub use tasker_store::worker::WorkerRow as Worker;
 
@@ -181,6 +182,27 @@ pub struct QueueInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueList {
     pub queues: Vec<QueueInfo>,
+}
+
+/// Query of `GET /v1/dlq`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListDlqParams {
+    /// Only steps of tasks in this namespace.
+    pub namespace: Option<String>,
+    /// Page size, 1..=500; default 50.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+/// A page of the dead-letter queue of steps.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DlqPage {
+    pub steps: Vec<DeadStep>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<Uuid>,
 }
 
 /// The worker registry (`GET /v1/workers`).

@@ -43,3 +43,31 @@ where
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(HttpError))]
 pub struct ApiQuery<T>(pub T);
+
+/// [`ApiJson`] for bodies whose values must arrive unchanged (a task's
+/// input): the same content-type, syntax and size checks, then the text is
+/// read with `tasker_model::step::parse_json_exact`, so an integer beyond 64
+/// bits, a NUL character or a repeated key is refused (422, naming where)
+/// rather than silently changed.
+#[derive(Debug)]
+pub struct ExactJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ExactJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = HttpError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, HttpError> {
+        let ApiJson(raw) =
+            ApiJson::<Box<serde_json::value::RawValue>>::from_request(req, state).await?;
+        tasker_model::step::parse_json_exact(raw.get()).map_err(|problem| {
+            HttpError::unprocessable(format!(
+                "the body cannot be stored exactly {problem}; send such numbers as strings"
+            ))
+        })?;
+        // Nothing inexact is left: read the shape, naming a bad field.
+        super::error::parse_json(raw.get().as_bytes()).map(ExactJson)
+    }
+}

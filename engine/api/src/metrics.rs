@@ -24,6 +24,7 @@
 //!   `tasker_worker_steps{worker,runtime,outcome}` (attempts finished since it
 //!   started; `worker` is its `host:pid`, bounded by the live workers),
 //!   refreshed at each scrape
+//! - `tasker_dlq_steps{namespace}`: steps in the dead-letter queue
 //! - `tasker_queue_depth{queue}`, `tasker_channel_used{channel}`,
 //!   `tasker_channel_capacity{channel}`, `tasker_channel_dropped_total{channel}`
 //!   (refreshed at each scrape)
@@ -96,6 +97,10 @@ fn describe() {
         "Retryable step failures with attempts left (a retry follows)"
     );
     describe_gauge!("tasker_queue_depth", "Messages in a PGMQ queue");
+    describe_gauge!(
+        "tasker_dlq_steps",
+        "Steps in the dead-letter queue (ended in error, waiting for an operator), by namespace"
+    );
     describe_gauge!(
         "tasker_workers",
         "Worker hosts in the registry, by runtime and status"
@@ -177,6 +182,9 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse,
     }
     drop(conn);
     record_workers(&state).await?;
+    for (namespace, n) in tasker_store::dlq::sizes(&state.pool).await? {
+        metrics::gauge!("tasker_dlq_steps", "namespace" => namespace).set(n as f64);
+    }
     for (name, s) in tasker_model::channel::saturation() {
         metrics::gauge!("tasker_channel_used", "channel" => name).set(s.used as f64);
         metrics::gauge!("tasker_channel_capacity", "channel" => name).set(s.capacity as f64);

@@ -22,7 +22,8 @@ use crate::{components, events, metrics, ops, routes};
         routes::steps::resolve_step_manually, routes::steps::complete_step,
         routes::templates::register_template, routes::templates::list_templates,
         routes::templates::get_template, routes::templates::validate_template,
-        routes::queues::list_queues, routes::workers::list_workers, routes::health::live, routes::health::ready,
+        routes::queues::list_queues, routes::workers::list_workers, routes::health::live,
+        routes::dlq::list_dlq, routes::dlq::get_dead_step, routes::dlq::discard_dead_step, routes::health::ready,
         events::task_events, ops::analytics, ops::list_archive, ops::requeue, metrics::metrics,
         components::upload_component, components::list_components, components::get_component, components::delete_component,
     ),
@@ -30,7 +31,7 @@ use crate::{components, events, metrics, ops, routes};
         components::ComponentBytes, components::ComponentAccepted, components::ComponentList, tasker_store::component::ComponentMeta)),
     modifiers(&BearerAuth, &AuthResponses),
     tags(
-        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "workers"), (name = "analytics"), (name = "health"), (name = "components"),
+        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "workers"), (name = "dlq"), (name = "analytics"), (name = "health"), (name = "components"),
     )
 )]
 pub struct ApiDoc;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::error::{ErrorBody, HttpError};
 use super::extract::{ApiPath, ApiQuery};
 use super::ApiState;
-use tasker_store::{analytics, dlq};
+use tasker_store::{analytics, archive};
 
 /// Slowest step attempts listed by `GET /v1/analytics`.
 const SLOWEST: i64 = 10;
@@ -147,7 +147,7 @@ pub struct Requeued {
 }
 
 async fn known_queue(state: &ApiState, queue: &str) -> Result<(), HttpError> {
-    if dlq::queue_exists(&state.pool, queue).await? {
+    if archive::queue_exists(&state.pool, queue).await? {
         Ok(())
     } else {
         Err(HttpError::not_found(format!(
@@ -179,7 +179,7 @@ pub async fn list_archive(
         .with_details(serde_json::json!({"field": "limit"})));
     }
     known_queue(&state, &queue).await?;
-    let mut rows = dlq::list(&state.pool, &queue, params.cursor, limit + 1).await?;
+    let mut rows = archive::list(&state.pool, &queue, params.cursor, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more {
@@ -219,7 +219,7 @@ pub async fn requeue(
     ApiPath((queue, msg_id)): ApiPath<(String, i64)>,
 ) -> Result<Json<Requeued>, HttpError> {
     known_queue(&state, &queue).await?;
-    let (new_id, changed) = dlq::requeue(&state.pool, &queue, msg_id).await?;
+    let (new_id, changed) = archive::requeue(&state.pool, &queue, msg_id).await?;
     state.wakeups.announce(&changed);
     let new_id = new_id.ok_or_else(|| {
         HttpError::not_found(format!("queue '{queue}' has no archived message {msg_id}"))

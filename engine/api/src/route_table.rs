@@ -119,6 +119,19 @@ pub fn routes() -> Vec<Route> {
         ),
         route(M::GET, "/v1/queues", Some(P::TasksRead), h::list_queues),
         route(M::GET, "/v1/workers", Some(P::TasksRead), h::list_workers),
+        route(M::GET, "/v1/dlq", Some(P::TasksRead), h::list_dlq),
+        route(
+            M::GET,
+            "/v1/dlq/{step_id}",
+            Some(P::TasksRead),
+            h::get_dead_step,
+        ),
+        route(
+            M::POST,
+            "/v1/dlq/{step_id}/discard",
+            Some(P::StepsResolve),
+            h::discard_dead_step,
+        ),
         route(
             M::GET,
             "/v1/queues/{queue}/archive",

@@ -1008,6 +1008,10 @@ struct Fixture {
     to_finish: String,
     /// An archived message of `steps_demo`.
     archived_msg: i64,
+    /// Step ids of two failed `start` steps in the dead-letter queue: one
+    /// to read, one to discard.
+    dead: String,
+    to_discard: String,
 }
 
 const NO_SUCH_TASK: &str = "0190b3c4-0000-7000-8000-00000000dead";
@@ -1220,6 +1224,32 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             unknown: None,
             conflict: None,
         },
+        ("GET", "/v1/dlq") => Case {
+            happy: (req("GET", "/v1/dlq?namespace=demo&limit=10"), ok),
+            bad: Some((req("GET", "/v1/dlq?limit=0"), unproc, "limit")),
+            unknown: None,
+            conflict: None,
+        },
+        ("GET", "/v1/dlq/{step_id}") => Case {
+            happy: (req("GET", format!("/v1/dlq/{}", fx.dead)), ok),
+            bad: Some((req("GET", "/v1/dlq/not-a-uuid"), bad_req, "step_id")),
+            unknown: Some(req("GET", format!("/v1/dlq/{NO_SUCH_TASK}"))),
+            conflict: None,
+        },
+        ("POST", "/v1/dlq/{step_id}/discard") => Case {
+            happy: (
+                req("POST", format!("/v1/dlq/{}/discard", fx.to_discard)),
+                ok,
+            ),
+            bad: Some((
+                req("POST", format!("/v1/dlq/{}/discard", fx.to_discard))
+                    .json(json!({"reason": 7})),
+                unproc,
+                "reason",
+            )),
+            unknown: Some(req("POST", format!("/v1/dlq/{NO_SUCH_TASK}/discard"))),
+            conflict: None,
+        },
         ("GET", "/v1/workers") => Case {
             happy: (req("GET", "/v1/workers?all=true"), ok),
             bad: Some((req("GET", "/v1/workers?all=maybe"), bad_req, "all")),
@@ -1333,7 +1363,7 @@ impl Server {
     async fn fixture(&self, pool: &PgPool) -> Fixture {
         self.register_diamond().await;
         let mut ids = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..7 {
             let (status, body) = self.create(None).await;
             assert_eq!(status, StatusCode::CREATED, "{body}");
             ids.push(body["task_id"].as_str().unwrap().to_string());
@@ -1344,14 +1374,19 @@ impl Server {
             .await
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
-        // A failed step without running a handler: set the state directly.
-        sqlx::query(
-            "UPDATE tasker.steps SET state = 'error' WHERE task_id = $1 AND name = 'start'",
-        )
-        .bind(uuid::Uuid::parse_str(&ids[3]).unwrap())
-        .execute(pool)
-        .await
-        .unwrap();
+        // Failed steps without running a handler: set the state directly.
+        let mut dead = Vec::new();
+        for id in [&ids[3], &ids[5], &ids[6]] {
+            let step: uuid::Uuid = sqlx::query_scalar(
+                "UPDATE tasker.steps SET state = 'error' WHERE task_id = $1 AND name = 'start'
+                 RETURNING id",
+            )
+            .bind(uuid::Uuid::parse_str(id).unwrap())
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            dead.push(step.to_string());
+        }
         let mut conn = pool.acquire().await.unwrap();
         let msg = json!({"step_id": NO_SUCH_TASK, "task_id": NO_SUCH_TASK});
         let archived_msg = tasker_store::queue::send(&mut conn, "steps_demo", &msg)
@@ -1369,6 +1404,8 @@ impl Server {
             failed: ids[3].clone(),
             to_finish: ids[4].clone(),
             archived_msg,
+            dead: dead[1].clone(),
+            to_discard: dead[2].clone(),
         }
     }
 }

@@ -384,6 +384,38 @@ impl Client {
         Self::call(self.request(Method::GET, &["v1", "queues"])).await
     }
 
+    // ------------------------------------------------------------ dead letters
+
+    /// `GET /v1/dlq`: a page of the dead-letter queue of steps.
+    pub async fn dlq(
+        &self,
+        params: &tasker_api_types::ListDlqParams,
+    ) -> Result<tasker_api_types::DlqPage, ClientError> {
+        Self::call(self.request(Method::GET, &["v1", "dlq"]).query(params)).await
+    }
+
+    /// `GET /v1/dlq/{step_id}`: one dead step.
+    pub async fn dead_step(
+        &self,
+        step_id: Uuid,
+    ) -> Result<tasker_api_types::DeadStep, ClientError> {
+        let id = step_id.to_string();
+        Self::call(self.request(Method::GET, &["v1", "dlq", &id])).await
+    }
+
+    /// `POST /v1/dlq/{step_id}/discard`: gives a dead step up (its task ends in error).
+    pub async fn discard_dead_step(
+        &self,
+        step_id: Uuid,
+        reason: Option<String>,
+    ) -> Result<ActionResult, ClientError> {
+        let id = step_id.to_string();
+        let req = self
+            .request(Method::POST, &["v1", "dlq", &id, "discard"])
+            .json(&ActionRequest { reason });
+        Self::call(req).await
+    }
+
     // ------------------------------------------------------------ workers
 
     /// `GET /v1/workers`: the worker registry (live workers; `all`: also

@@ -13,6 +13,7 @@ pub mod analytics;
 pub mod api_key;
 pub mod component;
 pub mod db;
+pub mod archive;
 pub mod dlq;
 pub mod evaluate;
 pub mod migrate;

@@ -60,19 +60,63 @@ async fn end_task(
     pool: &PgPool,
     task_id: Uuid,
     to: TaskState,
-    (task_event, step_event): (&str, &str),
+    events: (&str, &str),
     actor: Actor<'_>,
 ) -> Result<(TaskState, Changed), StoreError> {
     let mut tx = pool.begin().await?;
     let state = lock_task(&mut tx, task_id).await?;
+    let changed = end_locked_task(&mut tx, task_id, state, to, events, actor).await?;
+    tx.commit().await?;
+    Ok((to, changed))
+}
+
+/// Fails a task for good (`error`), in the caller's transaction, which holds
+/// the task lock and read `state`: its unfinished steps are cancelled
+/// (`<event>` and `task_failed_<event>` in the audit).
+pub(crate) async fn fail_task(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    state: TaskState,
+    event: &str,
+    actor: Actor<'_>,
+) -> Result<(TaskState, Changed), StoreError> {
+    let step_event = format!("task_failed_{event}");
+    let changed = end_locked_task(
+        conn,
+        task_id,
+        state,
+        TaskState::Error,
+        (event, &step_event),
+        actor,
+    )
+    .await?;
+    Ok((TaskState::Error, changed))
+}
+
+/// [`end_task`] inside the caller's transaction (task lock held). A task
+/// reaches `error` through `evaluating_results` where the direct move is not
+/// legal. Its steps leave the dead-letter queue: the operator decided.
+async fn end_locked_task(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    state: TaskState,
+    to: TaskState,
+    (task_event, step_event): (&str, &str),
+    actor: Actor<'_>,
+) -> Result<Changed, StoreError> {
     let cause = Cause {
         event: task_event,
         reason: actor.reason,
         processor_id: actor.processor_id,
     };
-    transition::task(&mut tx, task_id, state, to, cause).await?;
+    let mut at = state;
+    if to == TaskState::Error && tasker_model::state::check_task(at, to).is_err() {
+        transition::task(conn, task_id, at, TaskState::EvaluatingResults, cause).await?;
+        at = TaskState::EvaluatingResults;
+    }
+    transition::task(conn, task_id, at, to, cause).await?;
     settle_open_steps(
-        &mut tx,
+        conn,
         task_id,
         StepState::Cancelled,
         step_event,
@@ -80,8 +124,11 @@ async fn end_task(
         actor.reason,
     )
     .await?;
-    tx.commit().await?;
-    Ok((to, changed(task_id, state, to, &[])))
+    sqlx::query("DELETE FROM tasker.step_dlq WHERE task_id = $1")
+        .bind(task_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(changed(task_id, state, to, &[]))
 }
 
 async fn lock_step(

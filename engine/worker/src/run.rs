@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::WorkerSettings;
 use crate::handler::HandlerRegistry;
 use tasker_model::channel::Sender;
-use tasker_model::step::{Outcome, StepContext, StepResultMessage};
+use tasker_model::step::{kind, Outcome, StepContext, StepResultMessage};
 use tasker_notify::Wakeups;
 use tasker_store::db::HeldConnection;
 use tasker_store::step::Claimed;
@@ -69,7 +69,12 @@ impl Job {
         let (step_id, task_id) = (ctx.step_id, ctx.task_id);
         let (namespace, handler) = (ctx.namespace.clone(), ctx.handler.clone());
         let clock = std::time::Instant::now();
-        let outcome = run_step(&self.registry, ctx, step_cancel.clone()).await;
+        let step_name = ctx.step_name.clone();
+        // A result PostgreSQL would refuse (a NUL) or change fails the step
+        // here, not the report statement it shares with other outcomes.
+        let outcome = run_step(&self.registry, ctx, step_cancel.clone())
+            .await
+            .checked(&step_name);
         let seconds = clock.elapsed().as_secs_f64();
         heartbeat.abort();
         if let Outcome::Failure(e) = &outcome {
@@ -157,7 +162,7 @@ impl Job {
 
 /// The error kind of an attempt whose handler this worker does not have; the
 /// worker hands such a step back instead of reporting it.
-pub const NO_HANDLER: &str = "no_handler";
+pub const NO_HANDLER: &str = tasker_model::step::kind::NO_HANDLER;
 
 /// The worker's reporter: takes the first outcome, then whatever else has
 /// piled up (up to `MAX_REPORT_BATCH`), and reports them one statement per
@@ -203,7 +208,7 @@ pub async fn run_step(
 ) -> Outcome {
     if ctx.attempt > ctx.max_attempts {
         return Outcome::failure(
-            "attempts_exhausted",
+            kind::ATTEMPTS_EXHAUSTED,
             format!(
                 "attempt {} exceeds max_attempts {} (an earlier attempt's lease expired)",
                 ctx.attempt, ctx.max_attempts
@@ -234,14 +239,14 @@ pub async fn run_step(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".into());
-            Outcome::failure("panic", format!("handler panicked: {msg}"), true)
+            Outcome::failure(kind::EXCEPTION, format!("handler panicked: {msg}"), true)
         }
-        Ok(Err(_)) => Outcome::failure("cancelled", "handler was cancelled", true),
+        Ok(Err(_)) => Outcome::failure(kind::CANCELLED, "handler was cancelled", true),
         Err(_) => {
             cancel.cancel();
             abort.abort();
             Outcome::failure(
-                "timeout",
+                kind::TIMEOUT,
                 format!("timed out after {}s", timeout.as_secs()),
                 true,
             )

@@ -63,8 +63,10 @@ impl RbClient {
         idempotency_key: Option<String>,
     ) -> Result<(String, bool), Error> {
         let client = rb_self.client(ruby)?;
-        let context: serde_json::Value = serde_json::from_str(&context_json)
-            .map_err(|e| invalid(ruby, format!("the task context is not valid JSON: {e}")))?;
+        // Refused, naming the path, when it holds what tasker cannot store
+        // exactly (an Integer beyond 64 bits, NaN, ...).
+        let context = tasker::handler::json_exact(&context_json, "context")
+            .map_err(|e| abi_error(ruby, e))?;
         let request = NewTask {
             namespace,
             name,

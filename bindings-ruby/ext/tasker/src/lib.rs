@@ -37,6 +37,7 @@ fn error_class_name(e: &AbiError) -> &'static str {
         AbiError::NullArgument(_)
         | AbiError::InvalidUtf8(_)
         | AbiError::InvalidJson { .. }
+        | AbiError::Unrepresentable(_)
         | AbiError::InvalidArgument(_)
         | AbiError::InvalidHandle(_) => "InvalidArgumentError",
         AbiError::Internal(_) => "Error",

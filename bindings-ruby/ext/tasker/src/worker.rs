@@ -187,11 +187,16 @@ impl RbStep {
         self.0.is_completed()
     }
 
-    /// Completes the step with a result given as JSON text.
-    fn succeed(ruby: &Ruby, rb_self: &Self, json: String) -> Result<(), Error> {
-        let value: serde_json::Value = serde_json::from_str(&json)
-            .map_err(|e| invalid(ruby, format!("the step result is not valid JSON: {e}")))?;
-        complete(ruby, &rb_self.0, Outcome::success(value))
+    /// Completes the step with a result given as JSON text: nil when it did.
+    /// Text that cannot be stored as it is (not JSON, an integer beyond 64
+    /// bits, NaN, ...) fails the step instead (kind `result`, not retried)
+    /// and the message, naming the value's path, is returned.
+    fn succeed(ruby: &Ruby, rb_self: &Self, json: String) -> Result<Option<String>, Error> {
+        // Sending on a oneshot channel never blocks: no need to release the GVL.
+        rb_self
+            .0
+            .succeed_or_refuse(&json)
+            .map_err(|e| abi_error(ruby, e))
     }
 
     /// Fails the attempt.
@@ -266,6 +271,13 @@ pub fn define(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     class.define_method("next_step", method!(RbWorker::next_step, 1))?;
     class.define_method("stop", method!(RbWorker::stop, 0))?;
     class.define_method("running?", method!(RbWorker::is_running, 0))?;
+
+    // The error kinds every runtime records (docs/error-kinds.md):
+    // Tasker::Native::ErrorKind::HANDLER == "handler", ...
+    let kinds = native.define_module("ErrorKind")?;
+    for k in tasker_model::step::kind::ALL {
+        kinds.const_set(k.to_ascii_uppercase(), *k)?;
+    }
 
     let step = native.define_class("Step", ruby.class_object())?;
     step.undef_default_alloc_func();

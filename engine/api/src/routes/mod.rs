@@ -1,10 +1,11 @@
 //! The routes, each annotated for OpenAPI.
 //!
 //! One file per resource: [`tasks`], [`steps`], [`templates`], [`queues`],
-//! [`workers`], [`health`]; [`body`] holds the request-body checks they share. Every
+//! [`workers`], [`dlq`], [`health`]; [`body`] holds the request-body checks they share. Every
 //! route function is re-exported here (`routes::create_task`, ...).
 
 mod body;
+pub(crate) mod dlq;
 pub(crate) mod health;
 pub(crate) mod queues;
 pub(crate) mod steps;
@@ -19,6 +20,7 @@ pub use steps::{
 };
 pub use tasks::{cancel_task, create_task, get_task, list_tasks, DEFAULT_PAGE, MAX_PAGE};
 pub use templates::{get_template, list_templates, register_template, validate_template};
+pub use dlq::{discard_dead_step, get_dead_step, list_dlq};
 pub use workers::list_workers;
 
 use crate::keys::Principal;

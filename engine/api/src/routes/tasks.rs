@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::body::{optional_body, reject_nul};
 use super::processor_id;
 use crate::error::{ErrorBody, HttpError};
-use crate::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::extract::{ApiPath, ApiQuery, ExactJson};
 use crate::keys::Principal;
 use crate::types::*;
 use crate::ApiState;
@@ -40,7 +40,7 @@ pub const DEFAULT_PAGE: i64 = 50;
 pub async fn create_task(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
-    ApiJson(req): ApiJson<CreateTaskRequest>,
+    ExactJson(req): ExactJson<CreateTaskRequest>,
 ) -> Result<impl IntoResponse, HttpError> {
     reject_nul(&req)?;
     let req: tasker_store::task::NewTask = req.into();

@@ -6,6 +6,7 @@ mod apikey;
 mod bench;
 mod component;
 mod demo;
+mod dlq;
 mod remote;
 mod serve;
 mod task_watch;
@@ -57,6 +58,9 @@ enum Command {
     /// Inspect the queues.
     #[command(subcommand)]
     Queue(templates_queues::QueueCmd),
+    /// The dead-letter queue of steps: list, show, retry, resolve, discard.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCmd),
     /// Create, list and revoke API keys for the admin API.
     #[command(subcommand)]
     Apikey(apikey::ApiKeyCmd),
@@ -133,6 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Task(_)
             | Command::Step(_)
             | Command::Queue(_)
+            | Command::Dlq(_)
             | Command::Apikey(_)
             | Command::Component(_)
             | Command::Worker(serve::WorkerArgs { cmd: Some(_), .. })
@@ -220,6 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 T::Resolve { .. } => unreachable!("handled locally above"),
             }
         }
+        Command::Dlq(cmd) => dlq::run(&remote::client(&config, &target)?, cmd).await,
         Command::Step(cmd) => {
             let c = remote::client(&config, &target)?;
             use admin::StepCmd as S;

@@ -85,7 +85,7 @@ pub(super) fn print_json(v: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_action(r: &ActionResult, json: bool, what: &str) -> anyhow::Result<()> {
+pub(super) fn print_action(r: &ActionResult, json: bool, what: &str) -> anyhow::Result<()> {
     if json {
         return print_json(r);
     }
@@ -113,14 +113,14 @@ pub struct CreateArgs {
 pub async fn task_create(c: &Client, a: CreateArgs) -> anyhow::Result<()> {
     let context = match (&a.context, &a.context_file) {
         (Some(_), Some(_)) => bail!("give --context or --context-file, not both"),
-        (Some(text), None) => {
-            serde_json::from_str(text).map_err(|e| anyhow!("--context is not valid JSON: {e}"))?
-        }
+        (Some(text), None) => tasker_model::step::parse_json_exact(text)
+            .map_err(|e| anyhow!("--context cannot be sent exactly: {e}"))?,
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading --context-file {}", path.display()))?;
-            serde_json::from_str(&text)
-                .map_err(|e| anyhow!("--context-file {} is not valid JSON: {e}", path.display()))?
+            tasker_model::step::parse_json_exact(&text).map_err(|e| {
+                anyhow!("--context-file {} cannot be sent exactly: {e}", path.display())
+            })?
         }
         (None, None) => serde_json::json!({}),
     };

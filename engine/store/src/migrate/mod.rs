@@ -224,7 +224,7 @@ mod tests {
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(tables, 14);
+        assert_eq!(tables, 15);
         let triggers: Vec<String> = sqlx::query_scalar(
             "SELECT tgname::text FROM pg_trigger
               WHERE tgrelid IN ('tasker.tasks'::regclass, 'tasker.steps'::regclass)
@@ -233,7 +233,10 @@ mod tests {
         .fetch_all(&pool)
         .await
         .unwrap();
-        assert_eq!(triggers, ["steps_history_deleted", "tasks_history_deleted"]);
+        assert_eq!(
+            triggers,
+            ["steps_dlq", "steps_history_deleted", "tasks_history_deleted"]
+        );
     }
 
     /// Every function file defines one function, named as the file, and the

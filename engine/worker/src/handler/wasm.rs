@@ -8,12 +8,15 @@
 //! bytes from the database, and runs it on a blocking thread in a fresh
 //! instance (`tasker-wasm-host`).
 //!
-//! Outcomes: the guest's `step-error` as it says (kind `handler`); a deadline
-//! hit is kind `timeout` (retryable, as the step's policy says); a trap is
-//! `wasm_trap`, a limit hit `wasm_limit`, an oversized result
-//! `wasm_result_too_large` (all permanent: the same input fails the same
-//! way); no free instance slot is `wasm_capacity` (retryable); no component
-//! is `no_handler`.
+//! Outcomes (error kinds from `tasker_model::step::kind`, the same as other
+//! runtimes record where the situation is the same; `docs/error-kinds.md`):
+//! the guest's `step-error` as it says (kind `handler`); a deadline hit is
+//! kind `timeout` (retryable, as the step's policy says); an `ok` text that is
+//! not JSON, or JSON tasker cannot store exactly (an integer beyond 64 bits,
+//! `NaN`, ...), is `result`; a trap is `wasm_trap`, a limit hit `wasm_limit`,
+//! an oversized result `wasm_result_too_large` (all permanent: the same input
+//! fails the same way); no free instance slot is `wasm_capacity` (retryable);
+//! no component is `no_handler`; a failed host thread is `internal`.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -28,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Handler, HandlerFuture, HandlerSource};
 use tasker_config::WasmConfig;
-use tasker_model::step::{Outcome, StepContext, StepError};
+use tasker_model::step::{kind, parse_json_exact, Outcome, StepContext, StepError};
 
 /// The host settings from `[wasm]`.
 pub fn host_config(c: &WasmConfig) -> HostConfig {
@@ -112,7 +115,7 @@ pub async fn prepare(
 ) -> Result<(Arc<tasker_wasm_host::Prepared>, Source), StepError> {
     let internal = |e: &dyn std::fmt::Display| {
         StepError::retryable(format!("loading WASM handler {name}@{version}: {e}"))
-            .with_kind("wasm_load")
+            .with_kind(kind::WASM_LOAD)
     };
     let cached = {
         let (h, sha) = (host.clone(), sha256.to_string());
@@ -134,7 +137,7 @@ pub async fn prepare(
             StepError::retryable(format!(
                 "WASM handler {name}@{version} changed or was deleted while loading"
             ))
-            .with_kind("wasm_load")
+            .with_kind(kind::WASM_LOAD)
         })?;
     let (h, sha) = (host.clone(), sha256.to_string());
     let loaded = tokio::task::spawn_blocking(move || h.load(&sha, &bytes))
@@ -146,7 +149,7 @@ pub async fn prepare(
         Err(e) => Err(StepError::permanent(format!(
             "WASM handler {name}@{version} cannot be loaded: {e}"
         ))
-        .with_kind("wasm_load")),
+        .with_kind(kind::WASM_LOAD)),
     }
 }
 
@@ -160,7 +163,7 @@ async fn run(
         Ok(found) => found,
         Err(e) => {
             return Outcome::failure(
-                "wasm_load",
+                kind::WASM_LOAD,
                 format!("looking up the WASM handler: {e}"),
                 true,
             )
@@ -175,7 +178,7 @@ async fn run(
             .map(|v| format!(" with version {v}"))
             .unwrap_or_default();
         return Outcome::failure(
-            "no_handler",
+            kind::NO_HANDLER,
             format!(
                 "no handler named '{}' is registered on this worker, and no WASM component of that name{version} is uploaded",
                 ctx.handler
@@ -222,7 +225,7 @@ async fn run(
     let step_id = ctx.step_id;
     let elapsed_us = clock.elapsed().as_micros() as u64;
     match result {
-        Err(join) => Outcome::failure("panic", format!("WASM call failed: {join}"), true),
+        Err(join) => Outcome::failure(kind::INTERNAL, format!("WASM call failed: {join}"), true),
         Ok(Err(e)) => {
             tracing::warn!(%step_id, handler = %name, %version, error = %e, "WASM handler failed");
             call_error(e, &name, &version)
@@ -234,29 +237,34 @@ async fn run(
                     "guest output");
             }
             tracing::debug!(%step_id, handler = %name, %version, ?source, elapsed_us, "WASM handler ran");
-            match out.result {
-                GuestResult::Ok(json) => match serde_json::from_str(&json) {
-                    Ok(value) => Outcome::success(value),
-                    Err(e) => Outcome::failure(
-                        "wasm_bad_result",
-                        format!(
-                            "WASM handler {name}@{version} returned text that is not JSON: {e}"
-                        ),
-                        false,
-                    ),
-                },
-                GuestResult::Err {
-                    retryable,
-                    message,
-                    retry_after_ms,
-                } => Outcome::Failure(StepError {
-                    message,
-                    retryable,
-                    retry_after_ms: retry_after_ms.filter(|_| retryable),
-                    kind: "handler".into(),
-                }),
-            }
+            guest_outcome(out.result, &ctx.step_name, &name, &version)
         }
+    }
+}
+
+/// The outcome of a call that returned: the guest's `ok` text read by the
+/// rule every runtime shares (kind `result` when it is not JSON or not
+/// exactly storable), or its `err` as kind `handler`.
+pub fn guest_outcome(result: GuestResult, step_name: &str, name: &str, version: &str) -> Outcome {
+    match result {
+        GuestResult::Ok(json) => match parse_json_exact(&json) {
+            Ok(value) => Outcome::success(value),
+            Err(problem) => {
+                let mut e = StepError::result(step_name, &problem);
+                e.message = format!("WASM handler {name}@{version}: {}", e.message);
+                Outcome::Failure(e)
+            }
+        },
+        GuestResult::Err {
+            retryable,
+            message,
+            retry_after_ms,
+        } => Outcome::Failure(StepError {
+            message,
+            retryable,
+            retry_after_ms: retry_after_ms.filter(|_| retryable),
+            kind: kind::HANDLER.into(),
+        }),
     }
 }
 
@@ -272,14 +280,14 @@ impl Drop for StopOnDrop {
 pub fn call_error(e: CallError, name: &str, version: &str) -> Outcome {
     let message = format!("WASM handler {name}@{version}: {e}");
     match e {
-        CallError::Deadline(_) => Outcome::failure("timeout", message, true),
-        CallError::Cancelled => Outcome::failure("cancelled", message, true),
-        CallError::Limit { .. } => Outcome::failure("wasm_limit", message, false),
+        CallError::Deadline(_) => Outcome::failure(kind::TIMEOUT, message, true),
+        CallError::Cancelled => Outcome::failure(kind::CANCELLED, message, true),
+        CallError::Limit { .. } => Outcome::failure(kind::WASM_LIMIT, message, false),
         CallError::ResultTooLarge { .. } => {
-            Outcome::failure("wasm_result_too_large", message, false)
+            Outcome::failure(kind::WASM_RESULT_TOO_LARGE, message, false)
         }
-        CallError::Trap(_) => Outcome::failure("wasm_trap", message, false),
-        CallError::Capacity(_) => Outcome::failure("wasm_capacity", message, true),
+        CallError::Trap(_) => Outcome::failure(kind::WASM_TRAP, message, false),
+        CallError::Capacity(_) => Outcome::failure(kind::WASM_CAPACITY, message, true),
     }
 }
 
@@ -297,4 +305,52 @@ pub async fn install(
     let host = Arc::new(host);
     registry.add_source(Arc::new(WasmSource::new(pool, host.clone())));
     Ok(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_errors_are_kind_handler_and_results_are_read_exactly() {
+        for retryable in [true, false] {
+            let err = GuestResult::Err {
+                retryable,
+                message: "no".into(),
+                retry_after_ms: Some(5),
+            };
+            let Outcome::Failure(e) = guest_outcome(err, "s", "m", "1.0.0") else {
+                panic!("expected a failure")
+            };
+            assert_eq!((e.kind.as_str(), e.retryable), (kind::HANDLER, retryable));
+            assert_eq!(e.retry_after_ms, Some(5).filter(|_| retryable));
+        }
+        for text in ["{\"n\": 18446744073709551616}", "{\"n\": NaN}", "not json"] {
+            let Outcome::Failure(e) =
+                guest_outcome(GuestResult::Ok(text.into()), "s", "m", "1.0.0")
+            else {
+                panic!("{text}: expected a failure")
+            };
+            assert_eq!(
+                (e.kind.as_str(), e.retryable),
+                (kind::RESULT, false),
+                "{text}"
+            );
+            assert!(
+                e.message
+                    .starts_with("WASM handler m@1.0.0: step 's' returned"),
+                "{}",
+                e.message
+            );
+        }
+        assert_eq!(
+            guest_outcome(
+                GuestResult::Ok("18446744073709551615".into()),
+                "s",
+                "m",
+                "1"
+            ),
+            Outcome::success(serde_json::json!(u64::MAX))
+        );
+    }
 }
