@@ -188,12 +188,16 @@ impl Worker {
             State::Stopped => return Err(AbiError::Stopped),
         }
         let mut setup = self.lock_setup();
-        if setup.namespaces.is_empty() {
+        if setup.namespaces.is_empty() && setup.pools.is_empty() {
             setup.namespaces = self.config.worker.namespaces.clone();
         }
-        if setup.namespaces.is_empty() {
+        if setup.namespaces.is_empty()
+            && setup.pools.is_empty()
+            && self.config.worker.pools.is_empty()
+        {
             return Err(AbiError::InvalidArgument(
-                "the worker serves no namespaces: add one (or set worker.namespaces)".into(),
+                "the worker serves no namespaces or pools: add one (or set worker.namespaces)"
+                    .into(),
             ));
         }
         if setup.handlers.is_empty() {

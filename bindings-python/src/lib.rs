@@ -134,6 +134,16 @@ impl PyWorker {
         self.inner.set_orchestrate(on).map_err(to_py)
     }
 
+    /// Serves pool `pool` (a step queue templates route steps to) too.
+    fn add_pool(&self, pool: &str) -> PyResult<()> {
+        self.inner.add_pool(pool).map_err(to_py)
+    }
+
+    /// The runtime and version the worker registry shows.
+    fn set_runtime(&self, runtime: &str, version: &str) -> PyResult<()> {
+        self.inner.set_runtime(runtime, version).map_err(to_py)
+    }
+
     /// Serves handler `name` by pull.
     fn register(&self, name: &str) -> PyResult<()> {
         self.inner.register_pull(name).map_err(to_py)

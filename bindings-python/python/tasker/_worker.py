@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 import logging
+import platform
 import signal
 import threading
 import time
@@ -193,6 +194,8 @@ class Worker:
 
     Args:
         namespaces: the namespaces whose steps this worker takes.
+        pools: further pools (step queues that templates route steps to
+            with ``pool:``) it serves.
         config: TOML text or a dict laid over the built-in defaults (e.g.
             ``{"worker": {"shutdown_grace_seconds": 10}}``).
         database_url: wins over ``database.url``; default ``DATABASE_URL``,
@@ -208,24 +211,31 @@ class Worker:
 
     def __init__(
         self,
-        namespaces: Iterable[str],
+        namespaces: Iterable[str] = (),
         config: ConfigLike = None,
         database_url: Optional[str] = None,
         threads: int = 4,
         orchestrate: bool = False,
         handlers: Optional[Dict[str, Any]] = None,
+        pools: Iterable[str] = (),
     ) -> None:
         if isinstance(namespaces, str):
             namespaces = [namespaces]
+        if isinstance(pools, str):
+            pools = [pools]
         if int(threads) < 1:
             raise ValueError("threads must be at least 1")
         self.threads = int(threads)
         self.namespaces: List[str] = list(namespaces)
-        if not self.namespaces:
-            raise ValueError("a worker needs at least one namespace")
+        self.pools: List[str] = list(pools)
+        if not self.namespaces and not self.pools:
+            raise ValueError("a worker needs at least one namespace or pool")
         self._native = _tasker.Worker(config_text(config), database_url, self.threads)
         for ns in self.namespaces:
             self._native.add_namespace(ns)
+        for pool in self.pools:
+            self._native.add_pool(pool)
+        self._native.set_runtime("python", platform.python_version())
         self._native.set_orchestrate(bool(orchestrate))
         self._given_handlers = handlers
         self._handlers: Handlers = {}

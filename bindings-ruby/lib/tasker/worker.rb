@@ -12,13 +12,20 @@ module Tasker
   # `orchestrate: true` also runs an orchestrator in this process (needed
   # unless a `tasker server` runs somewhere).
   class Worker
-    attr_reader :namespaces, :threads, :registry
+    attr_reader :namespaces, :pools, :threads, :registry
 
-    def initialize(namespaces:, config: nil, database_url: nil, threads: 2, orchestrate: false,
-                   registry: Tasker.registry, poll_interval: 0.5, logger: nil)
+    # `pools:` are further pools (step queues that templates route steps to
+    # with `pool:`) served beyond the namespaces'.
+    def initialize(namespaces: [], pools: [], config: nil, database_url: nil, threads: 2,
+                   orchestrate: false, registry: Tasker.registry, poll_interval: 0.5, logger: nil)
       raise ArgumentError, "threads must be at least 1" unless threads.is_a?(Integer) && threads >= 1
 
       @namespaces = Array(namespaces).map(&:to_s)
+      @pools = Array(pools).map(&:to_s)
+      if @namespaces.empty? && @pools.empty?
+        raise ArgumentError, "a worker needs at least one namespace or pool"
+      end
+
       @config = config
       @database_url = database_url
       @threads = threads
@@ -42,6 +49,8 @@ module Tasker
         # The namespaces given here replace those of the configuration.
         native = Native::Worker.new(@config, @database_url, @threads, @namespaces)
         native.orchestrate = @orchestrate
+        @pools.each { |pool| native.add_pool(pool) }
+        native.set_runtime("ruby", RUBY_VERSION)
         names.each { |name| native.register_pull(name) }
         native.start
         @native = native

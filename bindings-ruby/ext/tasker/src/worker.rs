@@ -85,6 +85,25 @@ impl RbWorker {
             .map_err(|e| abi_error(ruby, e))
     }
 
+    fn add_pool(ruby: &Ruby, rb_self: &Self, pool: String) -> Result<(), Error> {
+        rb_self
+            .worker(ruby)?
+            .add_pool(&pool)
+            .map_err(|e| abi_error(ruby, e))
+    }
+
+    fn set_runtime(
+        ruby: &Ruby,
+        rb_self: &Self,
+        runtime: String,
+        version: String,
+    ) -> Result<(), Error> {
+        rb_self
+            .worker(ruby)?
+            .set_runtime(&runtime, &version)
+            .map_err(|e| abi_error(ruby, e))
+    }
+
     fn set_orchestrate(ruby: &Ruby, rb_self: &Self, on: bool) -> Result<(), Error> {
         rb_self
             .worker(ruby)?
@@ -264,6 +283,8 @@ pub fn define(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     let class = native.define_class("Worker", ruby.class_object())?;
     class.define_singleton_method("new", function!(RbWorker::new, 4))?;
     class.define_method("add_namespace", method!(RbWorker::add_namespace, 1))?;
+    class.define_method("add_pool", method!(RbWorker::add_pool, 1))?;
+    class.define_method("set_runtime", method!(RbWorker::set_runtime, 2))?;
     class.define_method("orchestrate=", method!(RbWorker::set_orchestrate, 1))?;
     class.define_method("register_pull", method!(RbWorker::register_pull, 1))?;
     class.define_method("concurrency", method!(RbWorker::concurrency, 0))?;
