@@ -89,6 +89,7 @@ fn sample_context(handler: &str) -> StepContext {
         )]),
         config: serde_json::json!({"op": "noop"}),
         timeout_seconds: 30,
+        recoveries: 0,
     }
 }
 

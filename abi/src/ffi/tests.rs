@@ -36,6 +36,7 @@ fn ctx() -> StepContext {
         parent_results: Default::default(),
         config: serde_json::json!({}),
         timeout_seconds: 5,
+        recoveries: 0,
     }
 }
 

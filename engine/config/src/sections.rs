@@ -166,6 +166,9 @@ pub struct WorkerConfig {
     /// How often the worker refreshes its row in the worker registry, in
     /// seconds; three missed ones and it counts as gone.
     pub registry_heartbeat_seconds: u32,
+    /// How many times a step may be taken over from a lost worker (its lease
+    /// expired) before it ends in error, kind `worker_lost`.
+    pub max_recoveries: u32,
     /// Steps run at the same time.
     pub concurrency: u32,
     /// Step messages read per queue read.
@@ -184,6 +187,7 @@ impl Default for WorkerConfig {
             namespaces: vec!["default".to_string()],
             pools: Vec::new(),
             registry_heartbeat_seconds: 5,
+            max_recoveries: 10,
             concurrency: 8,
             batch_size: 10,
             heartbeat_interval_seconds: 10,

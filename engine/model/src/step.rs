@@ -49,6 +49,11 @@ pub struct StepContext {
     /// The handler configuration from the template.
     pub config: Value,
     pub timeout_seconds: u32,
+    /// How many of the attempts so far ended because their worker was lost
+    /// (the lease expired) rather than by the handler: they do not count
+    /// against `max_attempts`. `attempt - recoveries` is the handler's own try.
+    #[serde(default)]
+    pub recoveries: u32,
 }
 
 /// How a handler attempt ended.
@@ -219,6 +224,10 @@ pub mod kind {
     /// No handler of the step's name on the worker that took it (nor, with
     /// WASM, an uploaded component of that name and version). Not retried.
     pub const NO_HANDLER: &str = "no_handler";
+    /// No live worker of the step's pool could run it (none that has its
+    /// handler heartbeated) for `orchestration.unserved_step_timeout_seconds`;
+    /// recorded by the orchestrator. Not retried.
+    pub const NO_WORKER: &str = "no_worker";
     /// The attempt ran past the step's `timeout_seconds`. Retryable.
     pub const TIMEOUT: &str = "timeout";
     /// The attempt was abandoned: its task was cancelled or the worker is
@@ -227,6 +236,10 @@ pub mod kind {
     /// A lease expired on the last allowed attempt (its worker died or
     /// stalled), so no attempt is left. Not retried.
     pub const ATTEMPTS_EXHAUSTED: &str = "attempts_exhausted";
+    /// The step's worker was lost (its lease expired: killed, stalled, or
+    /// stopped past its grace) more than `worker.max_recoveries` times, so it
+    /// is not started again: the step may be what kills its workers. Not retried.
+    pub const WORKER_LOST: &str = "worker_lost";
     /// A fault of tasker itself around the handler (a bug, or a resource it
     /// ran out of); the message says which. Retryable.
     pub const INTERNAL: &str = "internal";
@@ -250,9 +263,11 @@ pub mod kind {
         RESULT,
         NO_OUTCOME,
         NO_HANDLER,
+        NO_WORKER,
         TIMEOUT,
         CANCELLED,
         ATTEMPTS_EXHAUSTED,
+        WORKER_LOST,
         INTERNAL,
         WASM_LOAD,
         WASM_TRAP,

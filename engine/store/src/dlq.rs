@@ -36,8 +36,10 @@ pub struct DeadStep {
     pub template_version: String,
     pub handler: String,
     pub pool: String,
-    /// Attempts the step made.
+    /// Starts the step had: its handler's tries plus `recoveries`.
     pub attempts: i32,
+    /// Starts that took over from a lost worker (lease expired).
+    pub recoveries: i32,
     pub max_attempts: i32,
     /// The error that ended it (`kind`, `message`, ...).
     pub last_error: Option<Value>,
@@ -48,7 +50,7 @@ pub struct DeadStep {
 
 const SELECT: &str = "SELECT d.step_id, s.name AS step, d.task_id, t.state AS task_state,
         d.namespace, tp.name AS template, tp.version AS template_version,
-        s.handler_name AS handler, s.pool, s.attempts, s.max_attempts, s.last_error,
+        s.handler_name AS handler, s.pool, s.attempts, s.recoveries, s.max_attempts, s.last_error,
         t.context AS input, d.failed_at
    FROM tasker.step_dlq d
    JOIN tasker.steps s ON s.id = d.step_id

@@ -73,7 +73,10 @@ pub async fn process(
 /// step, so concurrent orchestrators take task locks in one order.
 ///
 /// The decision needs the step's retry policy only for a failure; the policy
-/// never changes after creation, so it is read beforehand, without a lock.
+/// never changes after creation, so it is read beforehand, without a lock,
+/// with the step's recoveries (takeovers from lost workers, which do not
+/// count against the policy's attempts; they change only at a claim, after
+/// which this attempt's result would be stale anyway).
 /// Returns one outcome per input, in input order: a result whose processing
 /// failed was rolled back alone (`ResultRolledBack`; its message stays in the
 /// queue and comes back after its lease), an unknown step is `StepNotFound`;
@@ -88,15 +91,18 @@ pub async fn process_batch(
         .filter(|(_, m)| matches!(m.outcome, Outcome::Failure(_)))
         .map(|(_, m)| m.step_id)
         .collect();
-    let policies: HashMap<Uuid, Value> = if failed.is_empty() {
+    let policies: HashMap<Uuid, (Value, i32)> = if failed.is_empty() {
         HashMap::new()
     } else {
-        sqlx::query_as::<_, (Uuid, Value)>("SELECT id, retry FROM tasker.steps WHERE id = ANY($1)")
-            .bind(&failed)
-            .fetch_all(pool)
-            .await?
-            .into_iter()
-            .collect()
+        sqlx::query_as::<_, (Uuid, Value, i32)>(
+            "SELECT id, retry, recoveries FROM tasker.steps WHERE id = ANY($1)",
+        )
+        .bind(&failed)
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|(id, retry, recoveries)| (id, (retry, recoveries)))
+        .collect()
     };
     let mut out: Vec<Option<Result<Processed, StoreError>>> =
         results.iter().map(|_| None).collect();
@@ -105,7 +111,7 @@ pub async fn process_batch(
         let decision = match &msg.outcome {
             Outcome::Success { .. } => Ok(Decision::success()),
             Outcome::Failure(_) => match policies.get(&msg.step_id) {
-                Some(retry) => decide(msg, retry),
+                Some((retry, recoveries)) => decide(msg, retry, *recoveries),
                 None => Err(StoreError::StepNotFound(msg.step_id)),
             },
         };
@@ -330,16 +336,18 @@ impl Decision {
 
 /// Success → complete; a retryable failure with attempts left → waiting for
 /// retry at the step's own backoff (or the handler's retry-after, if later);
-/// anything else → error.
-fn decide(msg: &StepResultMessage, retry: &Value) -> Result<Decision, StoreError> {
+/// anything else → error. The attempts the policy counts are the handler's
+/// own tries: `attempt - recoveries`.
+fn decide(msg: &StepResultMessage, retry: &Value, recoveries: i32) -> Result<Decision, StoreError> {
     let Outcome::Failure(err) = &msg.outcome else {
         return Ok(Decision::success());
     };
     let policy: RetryPolicy =
         serde_json::from_value(retry.clone()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    if err.retryable && policy.has_attempts_left(msg.attempt) {
+    let tries = msg.attempt.saturating_sub(recoveries.max(0) as u32).max(1);
+    if err.retryable && policy.has_attempts_left(tries) {
         let delay = policy
-            .delay_after(msg.attempt)
+            .delay_after(tries)
             .max(std::time::Duration::from_millis(
                 err.retry_after_ms.unwrap_or(0),
             ));
@@ -352,7 +360,7 @@ fn decide(msg: &StepResultMessage, retry: &Value) -> Result<Decision, StoreError
         });
     }
     let reason = if err.retryable {
-        format!("attempts exhausted ({}): {}", msg.attempt, err.message)
+        format!("attempts exhausted ({tries}): {}", err.message)
     } else {
         format!("{}: {}", err.kind, err.message)
     };

@@ -63,6 +63,7 @@ struct ClaimRow {
     handler_name: Option<String>,
     handler_config: Option<Value>,
     attempts: Option<i32>,
+    recoveries: Option<i32>,
     max_attempts: Option<i32>,
     timeout_seconds: Option<i32>,
     context: Option<Value>,
@@ -129,6 +130,7 @@ impl From<ClaimRow> for Claimed {
                     parent_results,
                     config: r.handler_config.unwrap_or(Value::Null),
                     timeout_seconds: r.timeout_seconds.unwrap_or(30).max(1) as u32,
+                    recoveries: r.recoveries.unwrap_or(0).max(0) as u32,
                 })
             }
             _ => None,
@@ -278,7 +280,7 @@ pub async fn heartbeat(
 pub async fn find(pool: &PgPool, task_id: Uuid, step: &str) -> Result<Option<StepRow>, StoreError> {
     let id = Uuid::parse_str(step).ok();
     Ok(sqlx::query_as(
-        "SELECT id, task_id, name, handler_name, state, attempts, max_attempts, result, last_error,
+        "SELECT id, task_id, name, handler_name, state, attempts, recoveries, max_attempts, result, last_error,
                 next_retry_at, created_at, started_at, completed_at
            FROM tasker.steps
           WHERE task_id = $1 AND (id = $2 OR ($2::uuid IS NULL AND name = $3))",

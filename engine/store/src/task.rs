@@ -279,7 +279,11 @@ pub struct StepRow {
     pub name: String,
     pub handler_name: String,
     pub state: String,
+    /// Starts so far: the handler's own tries plus `recoveries`.
     pub attempts: i32,
+    /// Starts that took over from a lost worker (its lease expired); they do
+    /// not count against `max_attempts`.
+    pub recoveries: i32,
     pub max_attempts: i32,
     #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
     pub result: Option<Value>,
@@ -377,7 +381,7 @@ pub async fn detail(pool: &PgPool, id: Uuid) -> Result<TaskDetail, StoreError> {
     let mut conn = pool.acquire().await?;
     let task = get(&mut conn, id).await?;
     let steps = sqlx::query_as(
-        "SELECT id, task_id, name, handler_name, state, attempts, max_attempts, result, last_error,
+        "SELECT id, task_id, name, handler_name, state, attempts, recoveries, max_attempts, result, last_error,
                 next_retry_at, created_at, started_at, completed_at
            FROM tasker.steps WHERE task_id = $1 ORDER BY id",
     )

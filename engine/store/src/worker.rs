@@ -24,8 +24,6 @@ pub const MISSED_HEARTBEATS: i32 = 3;
 /// How long rows of stopped and gone workers are kept.
 pub const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// The error kind of a step that no live worker served in time.
-pub const NO_WORKER_KIND: &str = "no_worker";
 
 /// What a worker host says about itself when it registers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -237,7 +235,7 @@ pub async fn unserved(
         .collect())
 }
 
-/// Ends, with error kind [`NO_WORKER_KIND`], the enqueued steps that no live
+/// Ends, with error kind `no_worker` (`tasker_model::step::kind::NO_WORKER`), the enqueued steps that no live
 /// worker of their pool has run for `after`: they waited at least that long,
 /// and no worker that runs their handler in their pool heartbeated within it.
 /// Each gets a permanent failure result, as a worker would report one
@@ -312,7 +310,7 @@ async fn fail_unserved_in(
             step_id,
             task_id,
             attempt: attempt.max(0) as u32,
-            outcome: Outcome::failure(NO_WORKER_KIND, message, false),
+            outcome: Outcome::failure(tasker_model::step::kind::NO_WORKER, message, false),
             worker_id: processor_id.to_string(),
             started_at: now,
             finished_at: now,

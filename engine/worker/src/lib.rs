@@ -52,6 +52,9 @@ pub struct WorkerSettings {
     pub runtime_version: String,
     /// How often the worker's registry row is refreshed.
     pub registry_heartbeat: Duration,
+    /// Takeovers from lost workers a step may have before it ends
+    /// (`worker_lost`).
+    pub max_recoveries: u32,
     /// Steps running at once, over all namespaces.
     pub concurrency: usize,
     /// Most messages read per queue read.
@@ -81,6 +84,7 @@ impl Default for WorkerSettings {
             runtime: "rust".into(),
             runtime_version: presence::RUSTC_VERSION.into(),
             registry_heartbeat: Duration::from_secs(5),
+            max_recoveries: 10,
             concurrency: 16,
             batch_size: 16,
             lease_seconds: 30,
@@ -120,6 +124,7 @@ impl WorkerSettings {
             },
             pools: w.pools.clone(),
             registry_heartbeat: Duration::from_secs(u64::from(w.registry_heartbeat_seconds)),
+            max_recoveries: w.max_recoveries,
             concurrency: w.concurrency as usize,
             batch_size: w.batch_size as usize,
             lease_seconds: config.queues.visibility_timeout_seconds,

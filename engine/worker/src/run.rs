@@ -70,11 +70,24 @@ impl Job {
         let (namespace, handler) = (ctx.namespace.clone(), ctx.handler.clone());
         let clock = std::time::Instant::now();
         let step_name = ctx.step_name.clone();
-        // A result PostgreSQL would refuse (a NUL) or change fails the step
-        // here, not the report statement it shares with other outcomes.
-        let outcome = run_step(&self.registry, ctx, step_cancel.clone())
-            .await
-            .checked(&step_name);
+        let outcome = if ctx.recoveries > self.settings.max_recoveries {
+            // The step may be what kills its workers: stop starting it.
+            Outcome::failure(
+                kind::WORKER_LOST,
+                format!(
+                    "worker lost {} times (worker.max_recoveries = {}): each time the lease \
+                     of the worker running step '{step_name}' expired",
+                    ctx.recoveries, self.settings.max_recoveries
+                ),
+                false,
+            )
+        } else {
+            // A result PostgreSQL would refuse (a NUL) or change fails the
+            // step here, not the report statement it shares with others.
+            run_step(&self.registry, ctx, step_cancel.clone())
+                .await
+                .checked(&step_name)
+        };
         let seconds = clock.elapsed().as_secs_f64();
         heartbeat.abort();
         if let Outcome::Failure(e) = &outcome {
@@ -206,12 +219,14 @@ pub async fn run_step(
     ctx: StepContext,
     cancel: CancellationToken,
 ) -> Outcome {
-    if ctx.attempt > ctx.max_attempts {
+    // Takeovers from lost workers do not count against the retry budget.
+    let tries = ctx.attempt.saturating_sub(ctx.recoveries);
+    if tries > ctx.max_attempts {
         return Outcome::failure(
             kind::ATTEMPTS_EXHAUSTED,
             format!(
-                "attempt {} exceeds max_attempts {} (an earlier attempt's lease expired)",
-                ctx.attempt, ctx.max_attempts
+                "try {tries} exceeds max_attempts {} (an earlier attempt's lease expired)",
+                ctx.max_attempts
             ),
             false,
         );

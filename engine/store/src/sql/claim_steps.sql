@@ -1,8 +1,9 @@
 -- claim_steps: a worker's claim of a batch (tasker_store::step::claim_batch).
 -- Reads up to $1 messages from a namespace's step queue, leasing them for $2
 -- seconds (PGMQ's read, done on the queue's table), and claims their steps:
--- enqueued (or in_progress, a lease that ran out) → in_progress, attempt + 1,
--- audited. Returns one row per message read, with the step's full context, or
+-- enqueued (or in_progress, a lease that ran out) → in_progress, attempt + 1
+-- (and recoveries + 1 for a lease that ran out: a lost worker, not a failed
+-- try), audited. Returns one row per message read, with the step's full context, or
 -- NULLs where the step cannot run (the message only needs deleting).
 -- A message whose step this worker has no handler for is not read at all: it
 -- stays visible for a worker that has one, and no attempt is spent.
@@ -45,10 +46,11 @@ WITH read AS (
  claimed AS (
      UPDATE tasker.steps s
         SET state = 'in_progress', attempts = s.attempts + 1, updated_at = now(),
+            recoveries = s.recoveries + (target.old_state = 'in_progress')::integer,
             started_at = coalesce(s.started_at, now())
        FROM target WHERE s.id = target.id
   RETURNING s.id, s.task_id, s.name, s.handler_name, s.handler_config, s.attempts,
-            s.max_attempts, s.timeout_seconds, target.old_state),
+            s.recoveries, s.max_attempts, s.timeout_seconds, target.old_state),
  audit AS (
      INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
      SELECT c.id, c.task_id, c.old_state, 'in_progress',
@@ -58,7 +60,7 @@ WITH read AS (
  -- Lease bookkeeping only: this transaction's commit need not wait for the disk.
  lease AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)
  SELECT r.msg_id, r.read_ct, c.id AS step_id, c.task_id, c.name, c.handler_name,
-        c.handler_config, c.attempts, c.max_attempts, c.timeout_seconds, t.context,
+        c.handler_config, c.attempts, c.recoveries, c.max_attempts, c.timeout_seconds, t.context,
         t.namespace, tp.name AS template_name,
         (SELECT coalesce(jsonb_object_agg(p.name, p.result), '{}'::jsonb)
            FROM tasker.step_edges e JOIN tasker.steps p ON p.id = e.parent_id

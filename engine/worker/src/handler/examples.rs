@@ -149,6 +149,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             config,
             timeout_seconds: 30,
+            recoveries: 0,
         }
     }
 
