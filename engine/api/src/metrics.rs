@@ -25,6 +25,9 @@
 //!   started; `worker` is its `host:pid`, bounded by the live workers),
 //!   refreshed at each scrape
 //! - `tasker_dlq_steps{namespace}`: steps in the dead-letter queue
+//! - `tasker_circuit_breaker_state{breaker}` (0 closed, 1 half-open, 2 open)
+//!   and `tasker_circuit_breaker_opened_total{breaker}`: this process's
+//!   breakers (`database`, `handlers.<backend>`)
 //! - `tasker_queue_depth{queue}`, `tasker_channel_used{channel}`,
 //!   `tasker_channel_capacity{channel}`, `tasker_channel_dropped_total{channel}`
 //!   (refreshed at each scrape)
@@ -97,6 +100,14 @@ fn describe() {
         "Retryable step failures with attempts left (a retry follows)"
     );
     describe_gauge!("tasker_queue_depth", "Messages in a PGMQ queue");
+    describe_gauge!(
+        "tasker_circuit_breaker_state",
+        "A circuit breaker of this process: 0 closed, 1 half-open, 2 open"
+    );
+    describe_counter!(
+        "tasker_circuit_breaker_opened_total",
+        "How many times a circuit breaker of this process opened"
+    );
     describe_gauge!(
         "tasker_dlq_steps",
         "Steps in the dead-letter queue (ended in error, waiting for an operator), by namespace"
@@ -184,6 +195,17 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse,
     record_workers(&state).await?;
     for (namespace, n) in tasker_store::dlq::sizes(&state.pool).await? {
         metrics::gauge!("tasker_dlq_steps", "namespace" => namespace).set(n as f64);
+    }
+    for (name, b) in tasker_model::breaker::snapshot() {
+        use tasker_model::breaker::BreakerState as S;
+        let level = match b.state {
+            S::Closed => 0.0,
+            S::HalfOpen => 1.0,
+            S::Open => 2.0,
+        };
+        metrics::gauge!("tasker_circuit_breaker_state", "breaker" => name.clone()).set(level);
+        metrics::counter!("tasker_circuit_breaker_opened_total", "breaker" => name)
+            .absolute(b.opened_total);
     }
     for (name, s) in tasker_model::channel::saturation() {
         metrics::gauge!("tasker_channel_used", "channel" => name).set(s.used as f64);

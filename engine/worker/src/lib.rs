@@ -19,6 +19,7 @@
 //! The worker registers itself in the worker registry at start
 //! (`presence.rs`), heartbeats there and deregisters at a clean stop.
 
+mod breakers;
 pub mod handler;
 mod presence;
 mod run;
@@ -55,6 +56,8 @@ pub struct WorkerSettings {
     /// Takeovers from lost workers a step may have before it ends
     /// (`worker_lost`).
     pub max_recoveries: u32,
+    /// The circuit breakers' policy (`[circuit_breakers]`).
+    pub breakers: tasker_model::breaker::BreakerPolicy,
     /// Steps running at once, over all namespaces.
     pub concurrency: usize,
     /// Most messages read per queue read.
@@ -85,6 +88,7 @@ impl Default for WorkerSettings {
             runtime_version: presence::RUSTC_VERSION.into(),
             registry_heartbeat: Duration::from_secs(5),
             max_recoveries: 10,
+            breakers: Default::default(),
             concurrency: 16,
             batch_size: 16,
             lease_seconds: 30,
@@ -125,6 +129,11 @@ impl WorkerSettings {
             pools: w.pools.clone(),
             registry_heartbeat: Duration::from_secs(u64::from(w.registry_heartbeat_seconds)),
             max_recoveries: w.max_recoveries,
+            breakers: tasker_model::breaker::BreakerPolicy {
+                enabled: config.circuit_breakers.enabled,
+                failure_threshold: config.circuit_breakers.failure_threshold,
+                reset_timeout: Duration::from_millis(config.circuit_breakers.reset_timeout_ms),
+            },
             concurrency: w.concurrency as usize,
             batch_size: w.batch_size as usize,
             lease_seconds: config.queues.visibility_timeout_seconds,
@@ -183,6 +192,10 @@ pub async fn run(
     let steps = TaskTracker::new();
     let steps_cancel = CancellationToken::new();
     let counts = Arc::new(presence::Counts::default());
+    let breakers = Arc::new(breakers::Breakers::new(
+        settings.breakers,
+        &settings.runtime,
+    ));
     let mut readers = JoinSet::new();
     for pool_name in &settings.served_pools() {
         let queue_name = queue::step_queue(pool_name)?;
@@ -208,6 +221,7 @@ pub async fn run(
             queue: queue_name,
             reports: reports.clone(),
             counts: counts.clone(),
+            breakers: breakers.clone(),
         };
         readers.spawn(reader.run(wake, shutdown.clone()));
     }
@@ -256,6 +270,7 @@ struct Reader {
     queue: String,
     reports: tasker_model::channel::Sender<run::Report>,
     counts: Arc<presence::Counts>,
+    breakers: Arc<breakers::Breakers>,
 }
 
 impl Reader {
@@ -268,12 +283,39 @@ impl Reader {
                 _ = shutdown.cancelled() => break,
                 p = self.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             };
+            // Open breakers: the database (wait it out) and handler backends
+            // (leave their steps to other workers).
+            let allowed = if self.breakers.database.allow() {
+                Some(self.breakers.allowed(&self.registry))
+            } else {
+                None
+            };
+            let allowed = match allowed {
+                Some(a) if !a.handlers.is_empty() || a.components => a,
+                _ => {
+                    drop(first);
+                    let wait = Duration::from_millis(100).max(
+                        self.breakers
+                            .database
+                            .retry_in()
+                            .min(self.settings.poll_interval.max(Duration::from_secs(1))),
+                    );
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    continue;
+                }
+            };
             let free = 1 + self.permits.available_permits();
-            let qty = free.min(self.settings.batch_size).max(1) as i32;
-            let handlers = self.registry.names();
+            // A half-open breaker's trial is one step.
+            let qty = match allowed.trials.is_empty() {
+                true => free.min(self.settings.batch_size).max(1) as i32,
+                false => 1,
+            };
             let serves = tasker_store::step::Serves {
-                handlers: Some(&handlers),
-                components: self.registry.has_sources(),
+                handlers: Some(&allowed.handlers),
+                components: allowed.components,
             };
             let claimed = match async {
                 tasker_store::step::claim_batch(
@@ -289,10 +331,15 @@ impl Reader {
             .await
             {
                 Ok(c) => {
+                    self.breakers.database.record(true);
                     backoff = Duration::from_millis(100);
                     c
                 }
                 Err(e) => {
+                    self.breakers.database.record(false);
+                    for t in &allowed.trials {
+                        t.release_trial();
+                    }
                     conn.release();
                     drop(first);
                     tracing::warn!(queue = %self.queue, error = %e, "reading the step queue failed; retrying");
@@ -304,6 +351,11 @@ impl Reader {
                     continue;
                 }
             };
+            if !allowed.trials.is_empty() && claimed.is_empty() {
+                for t in &allowed.trials {
+                    t.release_trial();
+                }
+            }
             let full = claimed.len() as i32 == qty;
             let mut first = Some(first);
             for c in claimed {
@@ -326,6 +378,7 @@ impl Reader {
                     cancel: self.steps_cancel.child_token(),
                     reports: self.reports.clone(),
                     counts: self.counts.clone(),
+                    breakers: self.breakers.clone(),
                 };
                 self.steps.spawn(async move {
                     job.run(c).await;

@@ -28,6 +28,8 @@ pub(super) struct Job {
     pub reports: Sender<Report>,
     /// Attempts finished, for the worker registry.
     pub counts: Arc<crate::presence::Counts>,
+    /// Each outcome is recorded on its backend's breaker.
+    pub breakers: Arc<crate::breakers::Breakers>,
 }
 
 /// How long a handed-back step stays invisible, so that a worker that has its
@@ -111,6 +113,9 @@ impl Job {
         }
         self.counts
             .record(matches!(outcome, Outcome::Success { .. }));
+        if let Some(h) = self.registry.resolve(&handler, None) {
+            self.breakers.record(h.backend(), &outcome);
+        }
         tasker_model::telemetry::record_step(
             &namespace,
             &handler,

@@ -85,6 +85,17 @@ impl HandlerRegistry {
             .unwrap_or(false)
     }
 
+    /// Names registered directly with their handler's backend, sorted by name.
+    pub fn names_and_backends(&self) -> Vec<(String, &'static str)> {
+        let mut v: Vec<(String, &'static str)> = self
+            .named
+            .read()
+            .map(|m| m.iter().map(|(k, h)| (k.clone(), h.backend())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
     /// Names registered directly, sorted.
     pub fn names(&self) -> Vec<String> {
         let mut v: Vec<String> = self
