@@ -1,6 +1,9 @@
 //! The one error shape of the API, `{"error": code, "message": ..., "details": ...}`,
 //! and the mapping of every failure (store errors, extractor rejections,
-//! auth) onto it.
+//! auth) onto it. A database that cannot be reached (refused or lost
+//! connections, pool time-outs, a server shutting down or starting up) is
+//! `503 unavailable` with `Retry-After`, not a 500: the request may succeed
+//! when retried.
 
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -10,14 +13,22 @@ use serde_json::Value;
 pub use tasker_api_types::ErrorBody;
 
 use tasker_model::state::TransitionError;
+use tasker_store::db::Unavailable;
 use tasker_store::queue::QueueError;
 use tasker_store::{StoreError, StoreTransitionError};
+
+/// The `Retry-After` of a response saying the database is unavailable, in
+/// seconds: a restarted server is usually back within seconds, and the
+/// process tries it again at least once a second.
+pub const RETRY_AFTER_SECONDS: u64 = 2;
 
 /// An error response: a status and an [`ErrorBody`].
 #[derive(Debug, Clone)]
 pub struct HttpError {
     pub status: StatusCode,
     pub body: ErrorBody,
+    /// `Retry-After`, in seconds.
+    retry_after: Option<u64>,
 }
 
 impl HttpError {
@@ -30,7 +41,21 @@ impl HttpError {
                 message: message.into(),
                 details: None,
             },
+            retry_after: None,
         }
+    }
+
+    /// A 503 saying the database cannot be reached now, with
+    /// `Retry-After: RETRY_AFTER_SECONDS`.
+    pub fn database_unavailable(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        e.retry_after = Some(RETRY_AFTER_SECONDS);
+        e
+    }
+
+    /// `Retry-After` of this response, in seconds, if it has one.
+    pub fn retry_after(&self) -> Option<u64> {
+        self.retry_after
     }
 
     /// Adds `details`.
@@ -115,6 +140,10 @@ impl IntoResponse for HttpError {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(secs) = self.retry_after {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         res
     }
 }
@@ -138,6 +167,7 @@ impl From<StoreError> for HttpError {
                     TransitionError::Illegal { .. } | TransitionError::StateChanged { .. },
                 ) => HttpError::new(StatusCode::CONFLICT, "invalid_state", msg),
                 StoreTransitionError::NotFound { .. } => HttpError::not_found(msg),
+                StoreTransitionError::Sql(e) => e.into(),
                 other => HttpError::internal(&other),
             },
             StoreError::Queue(QueueError::BadName(_)) => HttpError::unprocessable(msg),
@@ -157,6 +187,17 @@ impl From<StoreError> for HttpError {
 
 impl From<sqlx::Error> for HttpError {
     fn from(e: sqlx::Error) -> Self {
+        // Not logged one by one: during an outage every request fails so,
+        // and the process logs the outage once (`tasker_store::db::Availability`).
+        if e.is_unavailable() {
+            tracing::debug!(error = %e, "the database is unavailable; answering 503");
+            return HttpError::database_unavailable(format!(
+                "the database is unavailable ({e}); retry in {RETRY_AFTER_SECONDS} s"
+            ));
+        }
+        if matches!(e, sqlx::Error::PoolClosed) {
+            return HttpError::database_unavailable("the server is shutting down");
+        }
         // Text PostgreSQL cannot store (a NUL character, `\u0000` in JSON,
         // or bytes that are not UTF-8) is the client's input, not a fault.
         let code = e.as_database_error().and_then(|d| d.code());
@@ -266,4 +307,41 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Htt
             HttpError::unprocessable(message).with_details(serde_json::json!({ "field": path }))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_database_is_503_with_retry_after() {
+        let refused =
+            || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        for e in [
+            HttpError::from(sqlx::Error::PoolTimedOut),
+            HttpError::from(refused()),
+            HttpError::from(StoreError::Sql(refused())),
+            HttpError::from(StoreError::Queue(QueueError::Sql(
+                sqlx::Error::PoolTimedOut,
+            ))),
+            HttpError::from(StoreError::Transition(StoreTransitionError::Sql(
+                sqlx::Error::PoolTimedOut,
+            ))),
+        ] {
+            assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+            assert_eq!(e.body.error, "unavailable");
+            let res = e.into_response();
+            assert_eq!(
+                res.headers().get(header::RETRY_AFTER).unwrap(),
+                &RETRY_AFTER_SECONDS.to_string()
+            );
+        }
+        let other = HttpError::from(sqlx::Error::RowNotFound);
+        assert_eq!(other.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(other
+            .into_response()
+            .headers()
+            .get(header::RETRY_AFTER)
+            .is_none());
+    }
 }

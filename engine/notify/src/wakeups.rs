@@ -16,17 +16,20 @@
 //! channel: while one NOTIFY is being sent, further hints set a flag that
 //! causes exactly one more, so no commit is left without a wake-up issued
 //! after it. The NOTIFY is skipped altogether while no listening session
-//! other than this value's own exists (listening sessions name themselves in
-//! `application_name`; a sender looks at `pg_stat_activity` at most once a
-//! second, and a new listener wakes its reader once more after that second,
-//! so nothing sent before it was seen waits for a poll).
+//! other than this value's own is known to exist (listening sessions carry
+//! the value's token as `application_name` from their start-up packet on, so
+//! a reconnected session is marked too: see `session.rs`; a sender
+//! looks at `pg_stat_activity` at most once a second, and a new or
+//! reconnected listener wakes its reader at once and once more after that
+//! second, so nothing sent before it was seen waits for a poll). Unsure means
+//! send: when the look fails, while the database is not known to be up, and
+//! for a while after it came back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +38,9 @@ use uuid::Uuid;
 use tasker_config::Mode;
 use tasker_model::change::Changed;
 use tasker_model::state::TaskState;
+use tasker_store::db::{Availability, Backoff};
 
+use crate::session::Session;
 use crate::waiters::{deliver, WaiterMap};
 use crate::wake::{notify_channel, Wake};
 
@@ -45,10 +50,19 @@ pub(crate) const LISTENER_PREFIX: &str = "tasker-wake-";
 /// How long an answer of [`Wakeups::others_listen`] is trusted.
 pub(crate) const LISTENERS_SEEN_FOR: Duration = Duration::from_secs(1);
 
-/// Other processes have seen a newly marked listening session by then: a
-/// listener re-checks what it waits for once, this long after it marked its
-/// session, for whatever they sent without a NOTIFY meanwhile.
+/// Other processes have seen a new listening session by then: a listener
+/// re-checks what it waits for once, this long after each new connection,
+/// for whatever they sent without a NOTIFY meanwhile.
 pub(crate) const SEEN_AFTER: Duration = Duration::from_millis(1_100);
+
+/// How long a NOTIFY that failed because the database was lost waits for
+/// it to answer again before it is given up.
+pub(crate) const NOTIFY_RETRY_WITHIN: Duration = Duration::from_secs(5);
+
+/// After the database came back (or a new server start time showed it
+/// restarted), every hint is sent as a NOTIFY for this long, whoever seems to
+/// listen: other processes' sessions may still be reconnecting.
+pub(crate) const UNSURE_AFTER_RECOVERY: Duration = Duration::from_secs(10);
 
 /// The NOTIFY channel of task state changes: payload `{"task_id", "state",
 /// "origin"}` (`origin`: the announcing [`Wakeups`]' token).
@@ -63,6 +77,8 @@ pub struct Wakeups {
 
 struct Inner {
     pool: PgPool,
+    /// Whether the database answers, as this process sees it.
+    database: Availability,
     /// Names this value's NOTIFYs (so its own listeners skip them: they were
     /// woken directly) and its listening sessions (`application_name`, at
     /// most 52 of the 63 bytes PostgreSQL keeps).
@@ -73,8 +89,13 @@ struct Inner {
     senders: Mutex<HashMap<String, Arc<Coalesced>>>,
     /// Task watchers' waiter maps.
     watchers: Mutex<Vec<Weak<Mutex<WaiterMap>>>>,
-    /// The last answer of `others_listen`, and when it was asked.
-    others: Mutex<Option<(Instant, bool)>>,
+    /// The last answer of `others_listen`: when it was asked, the answer,
+    /// and the database's [`Availability::changes`] then.
+    others: Mutex<Option<(Instant, bool, u64)>>,
+    /// The server's start time as `others_listen` last saw it, and when it
+    /// last saw it change (a restart this value may not have noticed
+    /// otherwise).
+    server_start: Mutex<(Option<f64>, Option<Instant>)>,
 }
 
 struct Coalesced {
@@ -86,9 +107,17 @@ impl Wakeups {
     /// Wake-ups on `pool`'s database. Make one per process and database, and
     /// pass clones to whatever reads or writes there.
     pub fn new(pool: &PgPool) -> Wakeups {
+        Wakeups::with_availability(pool, Availability::new(pool, Backoff::default()))
+    }
+
+    /// [`Wakeups::new`], sharing `database` (the process's view of whether
+    /// the database answers; `tasker_store::db::Database::availability`)
+    /// rather than making one: an outage is then logged once per process.
+    pub fn with_availability(pool: &PgPool, database: Availability) -> Wakeups {
         Wakeups {
             inner: Arc::new(Inner {
                 pool: pool.clone(),
+                database,
                 token: format!(
                     "{LISTENER_PREFIX}{}-{}",
                     std::process::id(),
@@ -98,13 +127,22 @@ impl Wakeups {
                 senders: Mutex::default(),
                 watchers: Mutex::default(),
                 others: Mutex::default(),
+                server_start: Mutex::default(),
             }),
         }
     }
 
-    /// The pool NOTIFYs and LISTEN sessions use.
+    /// The pool NOTIFYs use (LISTEN sessions connect with its options, each
+    /// with a pool of its own).
     pub fn pool(&self) -> &PgPool {
         &self.inner.pool
+    }
+
+    /// Whether the database answers, as this process sees it. Whatever uses
+    /// the pool may report its failures here and wait for the database
+    /// ([`Availability::report`], [`Availability::wait_up`]).
+    pub fn database(&self) -> &Availability {
+        &self.inner.database
     }
 
     /// This value's token (see [`TASK_EVENTS`]).
@@ -114,7 +152,10 @@ impl Wakeups {
 
     /// Starts waking a reader of `queue` as `mode` says: at every hint
     /// through this value, every NOTIFY from elsewhere (unless polling), and
-    /// every `poll_interval` (unless event-driven).
+    /// every `poll_interval` (unless event-driven). The LISTEN session
+    /// (unless polling) reconnects by itself after the database was lost,
+    /// and is established later when the database cannot be reached now;
+    /// errors other than the database's absence are returned.
     pub async fn listen(
         &self,
         queue: &str,
@@ -130,16 +171,18 @@ impl Wakeups {
             here.push(Arc::downgrade(&notify));
         }
         if mode != Mode::Polling {
-            let mut listener = PgListener::connect_with(self.pool()).await?;
-            listener.listen(&channel).await?;
-            self.mark_listener(&mut listener).await;
-            wake_later(&notify);
-            tokio::spawn(listen_loop(
-                self.clone(),
-                listener,
-                notify.clone(),
-                shutdown,
-            ));
+            // Every new connection of the session (the first, and each after
+            // the database was lost) wakes the reader: notifications may have
+            // been missed, and others may not have seen the session yet.
+            let reader = Arc::downgrade(&notify);
+            let on_connect = Arc::new(move || {
+                if let Some(n) = reader.upgrade() {
+                    n.notify_one();
+                    wake_later(&n);
+                }
+            });
+            let session = Session::open(self, &channel, on_connect).await?;
+            tokio::spawn(listen_loop(self.clone(), session, notify.clone(), shutdown));
         }
         let poll = match mode {
             Mode::EventDriven => None,
@@ -184,15 +227,32 @@ impl Wakeups {
         }
     }
 
-    /// One NOTIFY; a failure is logged (readers fall back to polling).
+    /// One NOTIFY. One that failed because the database was lost (a dead
+    /// pooled connection after a restart, say) is sent again once the
+    /// database answers, if it does within [`NOTIFY_RETRY_WITHIN`]; a
+    /// failure is logged at debug level (readers are woken when their
+    /// sessions reconnect, and fall back to polling).
     async fn notify(&self, channel: &str, payload: &str) {
-        if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(channel)
-            .bind(payload)
-            .execute(self.pool())
-            .await
-        {
+        let mut retried = false;
+        loop {
+            let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(payload)
+                .execute(self.pool())
+                .await
+            else {
+                return;
+            };
+            let outage = self.database().report(&e);
+            if outage && !retried {
+                retried = true;
+                let back = tokio::time::timeout(NOTIFY_RETRY_WITHIN, self.database().wait_up());
+                if back.await.is_ok() {
+                    continue;
+                }
+            }
             tracing::debug!(%channel, error = %e, "NOTIFY failed; readers fall back to polling");
+            return;
         }
     }
 
@@ -272,48 +332,86 @@ impl Wakeups {
         });
     }
 
-    /// Names a listening session after this value, so that other processes
-    /// see it (see [`Wakeups::others_listen`]).
-    pub(crate) async fn mark_listener(&self, listener: &mut PgListener) {
-        if let Err(e) = sqlx::query("SELECT set_config('application_name', $1, false)")
-            .bind(self.token())
-            .execute(&mut *listener)
-            .await
-        {
-            tracing::debug!(error = %e, "marking a listening session failed; other processes may not wake this one");
-        }
-    }
-
-    /// Whether a listening session other than this value's exists on the
-    /// database. A NOTIFY nobody else hears is pure cost: a statement and a
-    /// commit on the database, and a wake-up of every listening session, all
-    /// competing with the step path for the same cores (with orchestrator
-    /// and worker in one process, 8% of the linear latency and 10% of the
-    /// throughput on the 2-core VM). Asked at most once per
-    /// [`LISTENERS_SEEN_FOR`]; an error counts as yes.
+    /// Whether a listening session other than this value's may exist on
+    /// the database: false only when `pg_stat_activity` said so less than
+    /// [`LISTENERS_SEEN_FOR`] ago, while the database is up and has been
+    /// for [`UNSURE_AFTER_RECOVERY`], as far as this value can tell (an
+    /// outage it saw, or a new server start time: a restart it did not see).
+    /// Unsure means yes: a NOTIFY too many costs a statement, one too few a
+    /// poll interval or, for event-driven readers, everything. A NOTIFY
+    /// nobody else hears is pure cost: a statement and a commit on the
+    /// database, and a wake-up of every listening session, all competing
+    /// with the step path for the same cores (with orchestrator and worker
+    /// in one process, 8% of the linear latency and 10% of the throughput on
+    /// the 2-core VM).
     pub(crate) async fn others_listen(&self) -> bool {
+        let db = self.database();
+        if !db.is_up() || db.recovered_within(UNSURE_AFTER_RECOVERY) || self.restarted_lately() {
+            return true;
+        }
+        let changes = db.changes();
         if let Ok(others) = self.inner.others.lock() {
-            if let Some((at, yes)) = *others {
-                if at.elapsed() < LISTENERS_SEEN_FOR {
+            if let Some((at, yes, seen)) = *others {
+                if at.elapsed() < LISTENERS_SEEN_FOR && seen == changes {
                     return yes;
                 }
             }
         }
-        let yes = sqlx::query_scalar::<_, bool>(
+        let asked = sqlx::query_as::<_, (bool, f64)>(
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
                              WHERE datname = current_database()
                                AND application_name LIKE $1 || '%'
-                               AND application_name <> $2)",
+                               AND application_name <> $2),
+                    extract(epoch FROM pg_postmaster_start_time())::float8",
         )
         .bind(LISTENER_PREFIX)
         .bind(self.token())
         .fetch_one(self.pool())
-        .await
-        .unwrap_or(true);
+        .await;
+        let yes = match asked {
+            Ok((yes, started)) => {
+                let restarted = self.server_started(started);
+                yes || restarted
+            }
+            Err(e) => {
+                db.report(&e);
+                if let Ok(mut others) = self.inner.others.lock() {
+                    *others = None;
+                }
+                return true;
+            }
+        };
         if let Ok(mut others) = self.inner.others.lock() {
-            *others = Some((Instant::now(), yes));
+            *others = Some((Instant::now(), yes, changes));
         }
         yes
+    }
+
+    /// Records the server's start time; true when it changed (the server
+    /// restarted since it was last seen).
+    fn server_started(&self, started: f64) -> bool {
+        let Ok(mut seen) = self.inner.server_start.lock() else {
+            return true;
+        };
+        let restarted = seen.0.is_some_and(|before| before != started);
+        seen.0 = Some(started);
+        if restarted {
+            seen.1 = Some(Instant::now());
+        }
+        restarted
+    }
+
+    /// Whether the server was seen to restart less than
+    /// [`UNSURE_AFTER_RECOVERY`] ago.
+    fn restarted_lately(&self) -> bool {
+        self.inner
+            .server_start
+            .lock()
+            .map(|seen| {
+                seen.1
+                    .is_some_and(|at| at.elapsed() < UNSURE_AFTER_RECOVERY)
+            })
+            .unwrap_or(true)
     }
 }
 
@@ -330,38 +428,27 @@ fn wake_later(notify: &Arc<Notify>) {
     });
 }
 
-/// Turns notifications into wake-ups of one reader. A lost connection also
-/// wakes it, since notifications may have been missed.
+/// Turns notifications into wake-ups of one reader (a new connection of the
+/// session wakes it too: see [`Wakeups::listen`]).
 async fn listen_loop(
     wakeups: Wakeups,
-    mut listener: PgListener,
+    mut session: Session,
     notify: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            got = listener.try_recv() => match got {
+            got = session.next() => match got {
                 // Our own hints already woke the readers sharing this value.
-                Ok(Some(note)) if note.payload() == wakeups.token() => {}
-                Ok(Some(_)) => notify.notify_one(),
-                // Connection lost: we may have missed some. The next session
-                // needs the listener's mark again.
-                Ok(None) => {
-                    notify.notify_one();
-                    wakeups.mark_listener(&mut listener).await;
-                    wake_later(&notify);
-                }
-                // The process is shutting down: nothing left to wake.
-                Err(sqlx::Error::PoolClosed) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "queue listener failed; retrying");
-                    notify.notify_one();
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
+                Some(note) if note.payload() == wakeups.token() => {}
+                Some(_) => notify.notify_one(),
+                // The pool was closed: the process is shutting down.
+                None => break,
             }
         }
     }
+    session.close().await;
 }
 
 /// Sends one NOTIFY per burst of hints; exits after a quiet second (the next
@@ -426,6 +513,75 @@ mod tests {
         tokio::time::sleep(LISTENERS_SEEN_FOR + Duration::from_millis(50)).await;
         assert!(wakeups.others_listen().await, "another session listens");
         sqlx::Connection::close(other).await.unwrap();
+        stop.cancel();
+    }
+
+    /// Unsure means yes: while the database is being checked after a lost
+    /// connection, and for a while after the server was seen to restart.
+    #[sqlx::test(migrations = false)]
+    async fn notify_is_sent_whenever_it_is_unsure_whether_others_listen(pool: PgPool) {
+        let wakeups = Wakeups::new(&pool);
+        assert!(!wakeups.others_listen().await, "nobody listens");
+        let lost = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(wakeups.database().report(&lost));
+        assert!(
+            wakeups.others_listen().await,
+            "the database is being checked: unsure"
+        );
+        wakeups.database().wait_up().await;
+
+        // The server's start time changed since it was last seen: a restart
+        // this value did not notice otherwise.
+        assert!(!wakeups.restarted_lately(), "no restart seen yet");
+        assert!(wakeups.server_started(1.0), "a new start time is a restart");
+        assert!(!wakeups.server_started(1.0), "the same one is not");
+        assert!(wakeups.restarted_lately());
+        assert!(wakeups.others_listen().await, "just restarted: unsure");
+    }
+
+    /// A listening session is marked from its start-up packet on: a
+    /// connection the session makes again (as after a restart) is seen by
+    /// other processes with no statement of its own.
+    #[sqlx::test(migrations = false)]
+    async fn a_listening_session_is_marked_on_every_connection(pool: PgPool) {
+        let wakeups = Wakeups::new(&pool);
+        let stop = CancellationToken::new();
+        let _wake = wakeups
+            .listen(
+                "steps_t",
+                Mode::EventDriven,
+                Duration::from_secs(1),
+                stop.clone(),
+            )
+            .await
+            .unwrap();
+        let sessions = || {
+            sqlx::query_scalar::<_, i32>(
+                "SELECT pid FROM pg_stat_activity
+                  WHERE datname = current_database() AND application_name = $1",
+            )
+            .bind(wakeups.token())
+            .fetch_all(&pool)
+        };
+        let first = sessions().await.unwrap();
+        assert_eq!(first.len(), 1, "one marked session");
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(first[0])
+            .execute(&pool)
+            .await
+            .unwrap();
+        let mut again = Vec::new();
+        for _ in 0..100 {
+            again = sessions().await.unwrap();
+            if again.len() == 1 && again != first {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            again.len() == 1 && again != first,
+            "a new marked session replaced the lost one: {first:?} -> {again:?}"
+        );
         stop.cancel();
     }
 

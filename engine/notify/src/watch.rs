@@ -1,16 +1,16 @@
 //! Waiting for tasks to finish, fed by the `tasker_task_events` NOTIFY channel
-//! (one LISTEN connection per watcher, however many tasks are awaited) and,
-//! for changes announced through the same [`Wakeups`], directly by
-//! [`Wakeups::task_event`].
+//! (one LISTEN session per watcher, however many tasks are awaited, which
+//! survives the database: see `session.rs`) and, for changes announced
+//! through the same [`Wakeups`], directly by [`Wakeups::task_event`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use sqlx::postgres::PgListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::session::Session;
 use crate::waiters::{deliver, wake_all, Waiters};
 use crate::wakeups::SEEN_AFTER;
 use crate::{Wakeups, TASK_EVENTS};
@@ -50,45 +50,45 @@ pub enum WaitError {
 impl TaskWatcher {
     /// Starts a watcher of the tasks of `wakeups`' database; changes announced
     /// through `wakeups` arrive directly. The listener task lives until the
-    /// pool is closed.
+    /// pool is closed. When the database cannot be reached now, the LISTEN
+    /// session is established once it can.
     pub async fn start(wakeups: &Wakeups) -> Result<TaskWatcher, sqlx::Error> {
-        let mut listener = PgListener::connect_with(wakeups.pool()).await?;
-        listener.listen(TASK_EVENTS).await?;
         let waiters: Waiters = Arc::default();
         wakeups.add_watcher(&waiters);
-        marked(wakeups, &mut listener, &waiters).await;
+        // Each new connection of the session (the first, and each after the
+        // database was lost) wakes every follower so it re-reads its task's
+        // state: changes may have been missed, or announced to nobody by
+        // processes that had not seen the session yet.
+        let followers = Arc::downgrade(&waiters);
+        let on_connect = Arc::new(move || {
+            if let Some(w) = followers.upgrade() {
+                wake_all(&w);
+                wake_all_later(Arc::downgrade(&w));
+            }
+        });
+        let mut session = Session::open(wakeups, TASK_EVENTS, on_connect).await?;
         let w = waiters.clone();
         let wakeups_here = wakeups.clone();
         tokio::spawn(async move {
             let wakeups = wakeups_here;
-            loop {
-                match listener.try_recv().await {
-                    Ok(Some(n)) => {
-                        let Ok(ev) = serde_json::from_str::<Event>(n.payload()) else {
-                            continue;
-                        };
-                        // Changes announced through our own Wakeups were
-                        // delivered directly.
-                        if ev.origin.as_deref() == Some(wakeups.token()) {
-                            continue;
-                        }
-                        let Ok(state) = ev.state.parse::<TaskState>() else {
-                            continue;
-                        };
-                        deliver(&w, ev.task_id, state);
-                    }
-                    // Reconnected: wake every waiter so it re-reads the state.
-                    Ok(None) => {
-                        wake_all(&w);
-                        marked(&wakeups, &mut listener, &w).await;
-                    }
-                    // The pool was closed: nobody can wait any more. Ending
-                    // here drops the LISTEN connection (held until now, it
-                    // kept the database busy for as long as the process lived).
-                    Err(sqlx::Error::PoolClosed) => break,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            // Ends when the pool is closed: nobody can wait any more. Ending
+            // drops the LISTEN connection (held until then, it kept the
+            // database busy for as long as the process lived).
+            while let Some(n) = session.next().await {
+                let Ok(ev) = serde_json::from_str::<Event>(n.payload()) else {
+                    continue;
+                };
+                // Changes announced through our own Wakeups were delivered
+                // directly.
+                if ev.origin.as_deref() == Some(wakeups.token()) {
+                    continue;
                 }
+                let Ok(state) = ev.state.parse::<TaskState>() else {
+                    continue;
+                };
+                deliver(&w, ev.task_id, state);
             }
+            session.close().await;
         });
         Ok(TaskWatcher {
             wakeups: wakeups.clone(),
@@ -159,12 +159,10 @@ impl TaskWatcher {
     }
 }
 
-/// Marks the watcher's listening session, so other processes announce their
-/// changes to it, and wakes every follower once other processes have seen
-/// the mark: until then they may have announced a change to nobody.
-async fn marked(wakeups: &Wakeups, listener: &mut PgListener, waiters: &Waiters) {
-    wakeups.mark_listener(listener).await;
-    let waiters = Arc::downgrade(waiters);
+/// Wakes every follower once more after [`SEEN_AFTER`]: by then other
+/// processes have seen a new connection of the watcher's session, and what
+/// they announced to nobody before is read.
+fn wake_all_later(waiters: std::sync::Weak<std::sync::Mutex<crate::waiters::WaiterMap>>) {
     tokio::spawn(async move {
         tokio::time::sleep(SEEN_AFTER).await;
         if let Some(w) = waiters.upgrade() {

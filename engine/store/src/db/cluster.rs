@@ -1,21 +1,30 @@
 //! A private PostgreSQL cluster: initialised and started with the system's
-//! binaries when no server answers, stopped when dropped.
+//! binaries when no server answers, stopped when dropped. Tests use one to
+//! stop and start a server of their own ([`PrivateCluster::stop`],
+//! [`PrivateCluster::start_again`]) without disturbing anybody else's.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::DbError;
 
-/// A PostgreSQL cluster this process initialised and started, stopped on drop.
-pub(super) struct PrivateCluster {
+/// A PostgreSQL cluster this process initialised and started (user
+/// `postgres`, trust authentication, listening on 127.0.0.1 only), stopped on
+/// drop.
+pub struct PrivateCluster {
     bin_dir: PathBuf,
     data_dir: PathBuf,
+    port: u16,
     run_as_postgres: bool,
     stopped: bool,
 }
 
 impl PrivateCluster {
-    pub(super) fn start(data_dir: &Path, port: u16) -> Result<PrivateCluster, DbError> {
+    /// Initialises `data_dir` unless it holds a cluster already, and starts
+    /// the server on `port`; returns once it accepts connections. As root
+    /// (PostgreSQL refuses to run as root) the directory is handed to user
+    /// `postgres` and the binaries run as that user.
+    pub fn start(data_dir: &Path, port: u16) -> Result<PrivateCluster, DbError> {
         let bin_dir = find_pg_bin_dir()?;
         let fail = |step: &'static str, detail: String| DbError::PrivateCluster {
             data_dir: data_dir.display().to_string(),
@@ -35,11 +44,12 @@ impl PrivateCluster {
                 .arg(&data_dir))
             .map_err(|e| fail("chown data dir to postgres", e))?;
         }
-        let cluster = PrivateCluster {
+        let mut cluster = PrivateCluster {
             bin_dir,
             data_dir,
+            port,
             run_as_postgres,
-            stopped: false,
+            stopped: true,
         };
         if !cluster.data_dir.join("PG_VERSION").exists() {
             run(&mut cluster.pg_command(
@@ -55,25 +65,51 @@ impl PrivateCluster {
             ))
             .map_err(|e| fail("initdb", e))?;
         }
+        cluster.start_again()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server again after [`PrivateCluster::stop`] (nothing to do
+    /// while it runs); returns once it accepts connections.
+    pub fn start_again(&mut self) -> Result<(), DbError> {
+        if !self.stopped {
+            return Ok(());
+        }
         let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -k {}",
-            cluster.data_dir.display()
+            "-p {} -c listen_addresses=127.0.0.1 -k {}",
+            self.port,
+            self.data_dir.display()
         );
-        run(&mut cluster.pg_command(
+        run(&mut self.pg_command(
             "pg_ctl",
             &[
                 "-D",
-                &cluster.data_dir.display().to_string(),
+                &self.data_dir.display().to_string(),
                 "-o",
                 &opts,
                 "-l",
-                &cluster.data_dir.join("server.log").display().to_string(),
+                &self.data_dir.join("server.log").display().to_string(),
                 "-w",
                 "start",
             ],
         ))
-        .map_err(|e| fail("pg_ctl start", e))?;
-        Ok(cluster)
+        .map_err(|detail| DbError::PrivateCluster {
+            data_dir: self.data_dir.display().to_string(),
+            step: "pg_ctl start",
+            detail,
+        })?;
+        self.stopped = false;
+        Ok(())
+    }
+
+    /// The TCP port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of database `database` on this cluster (user `postgres`).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
     fn pg_command(&self, program: &str, args: &[&str]) -> Command {
@@ -89,11 +125,11 @@ impl PrivateCluster {
         }
     }
 
-    pub(super) fn stop(mut self) {
-        self.stop_now();
-    }
-
-    fn stop_now(&mut self) {
+    /// Stops the server the way a restart or a shutdown of a real one does
+    /// (`pg_ctl stop -m fast`: sessions are terminated, FATAL 57P01) and
+    /// returns once it is down. [`PrivateCluster::start_again`] starts it
+    /// again with the same data.
+    pub fn stop(&mut self) {
         if self.stopped {
             return;
         }
@@ -109,7 +145,7 @@ impl PrivateCluster {
 
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
-        self.stop_now();
+        self.stop();
     }
 }
 
@@ -134,8 +170,10 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The newest `/usr/lib/postgresql/<v>/bin` with `initdb`, or `initdb` on PATH.
-pub(super) fn find_pg_bin_dir() -> Result<PathBuf, DbError> {
+/// The newest `/usr/lib/postgresql/<v>/bin` with `initdb`, or `initdb` on PATH
+/// (an error naming where it looked when there is none: a test that needs a
+/// private cluster skips itself then).
+pub fn find_pg_bin_dir() -> Result<PathBuf, DbError> {
     let root = Path::new("/usr/lib/postgresql");
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir(root)
         .into_iter()

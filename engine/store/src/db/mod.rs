@@ -5,13 +5,18 @@
 //! `postgres`), creating database `tasker` there if missing; when nothing
 //! answers, a private cluster started under a data directory with the system's
 //! PostgreSQL binaries, stopped again when the returned [`Database`] is dropped.
+//!
+//! A long-running process opens it with [`Database::open_waiting`]: a
+//! configured server that does not answer yet is waited for, and the
+//! [`Availability`] it returns keeps waiting through later outages (one log
+//! line when the database goes, one when it is back).
 
+mod availability;
 mod cluster;
 mod held;
 
-#[cfg(test)]
-use cluster::find_pg_bin_dir;
-use cluster::PrivateCluster;
+pub use availability::{Availability, Backoff, DbState, Unavailable};
+pub use cluster::{find_pg_bin_dir, PrivateCluster};
 pub use held::{HeldConnection, IDLE_RELEASE};
 
 use std::path::PathBuf;
@@ -64,6 +69,8 @@ pub struct DbSettings {
     pub max_connections: u32,
     pub min_connections: u32,
     pub acquire_timeout: Duration,
+    /// How often an unreachable database is tried again (see [`Availability`]).
+    pub reconnect: Backoff,
 }
 
 impl Default for DbSettings {
@@ -77,6 +84,7 @@ impl Default for DbSettings {
             max_connections: 16,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(10),
+            reconnect: Backoff::default(),
         }
     }
 }
@@ -94,6 +102,7 @@ impl DbSettings {
             max_connections: d.max_connections,
             min_connections: d.min_connections,
             acquire_timeout: Duration::from_millis(d.acquire_timeout_ms),
+            reconnect: Backoff::default(),
         }
     }
 }
@@ -104,25 +113,83 @@ pub struct Database {
     /// The URL in use, with any password removed (safe to log).
     pub display_url: String,
     cluster: Option<PrivateCluster>,
+    availability: Availability,
 }
 
 impl Database {
     /// Connects as `settings` say, creating or starting the default database when
-    /// no URL is configured.
+    /// no URL is configured. A configured server that does not answer is an
+    /// error (after `acquire_timeout`): right for a command a person waits for.
     pub async fn open(settings: &DbSettings) -> Result<Database, DbError> {
         match &settings.url {
             Some(url) => {
                 let opts =
                     PgConnectOptions::from_str(url).map_err(|e| DbError::BadUrl(e.to_string()))?;
-                let pool = pool(settings, opts.clone()).await?;
-                Ok(Database {
-                    pool,
-                    display_url: redact_url(url),
-                    cluster: None,
-                })
+                let (pool, availability) = pool(settings, opts).await?;
+                Ok(Database::new(pool, availability, redact_url(url), None))
             }
             None => open_default(settings).await,
         }
+    }
+
+    /// [`Database::open`] for a long-running process: a configured server
+    /// that does not answer (refused, shutting down, starting up) is waited
+    /// for, trying again with `settings.reconnect`'s backoff, logging once
+    /// when it is found unreachable and once when it answers. Errors that
+    /// waiting cannot cure (a bad URL, a wrong password, a missing database)
+    /// are returned. Without a URL it is [`Database::open`] (whose fallback
+    /// starts a private cluster when nothing answers).
+    pub async fn open_waiting(settings: &DbSettings) -> Result<Database, DbError> {
+        let db = Database::open_lazy(settings).await?;
+        db.wait_reachable().await?;
+        Ok(db)
+    }
+
+    /// [`Database::open_waiting`] without the wait: with a URL, the pool
+    /// connects when first used (see [`Database::wait_reachable`]), so a
+    /// process can serve its health routes while the database is down.
+    /// Without one it is [`Database::open`].
+    pub async fn open_lazy(settings: &DbSettings) -> Result<Database, DbError> {
+        let Some(url) = &settings.url else {
+            return open_default(settings).await;
+        };
+        let opts = PgConnectOptions::from_str(url).map_err(|e| DbError::BadUrl(e.to_string()))?;
+        let availability = availability(settings, &opts);
+        let pool = pool_options(settings, &availability)
+            .connect_lazy_with(opts.log_statements(tracing::log::LevelFilter::Trace));
+        Ok(Database::new(pool, availability, redact_url(url), None))
+    }
+
+    /// Returns once the database answers: at once when a connection can be
+    /// made, else after waiting for it (see [`Database::open_waiting`]).
+    pub async fn wait_reachable(&self) -> Result<(), DbError> {
+        self.availability
+            .wait_reachable()
+            .await
+            .map_err(|source| DbError::Connect {
+                target: target(&self.pool.connect_options()),
+                source,
+            })
+    }
+
+    fn new(
+        pool: PgPool,
+        availability: Availability,
+        display_url: String,
+        cluster: Option<PrivateCluster>,
+    ) -> Database {
+        Database {
+            pool,
+            display_url,
+            cluster,
+            availability,
+        }
+    }
+
+    /// Whether the database answers, as this process sees it; pass it to
+    /// whatever uses the pool (`tasker_notify::Wakeups::with_availability`).
+    pub fn availability(&self) -> &Availability {
+        &self.availability
     }
 
     /// True when this process started the cluster it uses.
@@ -133,22 +200,47 @@ impl Database {
     /// Closes the pool and stops a private cluster this process started.
     pub async fn close(mut self) {
         self.pool.close().await;
-        if let Some(cluster) = self.cluster.take() {
+        if let Some(mut cluster) = self.cluster.take() {
             cluster.stop();
         }
     }
 }
 
-/// A pooled connection idle longer than this is pinged before it is handed out.
-const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
-
-async fn pool(settings: &DbSettings, opts: PgConnectOptions) -> Result<PgPool, DbError> {
-    let target = format!(
+/// `host:port/database` of `opts`, for messages.
+fn target(opts: &PgConnectOptions) -> String {
+    format!(
         "{}:{}/{}",
         opts.get_host(),
         opts.get_port(),
         opts.get_database().unwrap_or("")
-    );
+    )
+}
+
+/// A pooled connection idle longer than this is pinged before it is handed out.
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(5);
+
+/// A pool on `opts`, with one connection made, and its [`Availability`].
+async fn pool(
+    settings: &DbSettings,
+    opts: PgConnectOptions,
+) -> Result<(PgPool, Availability), DbError> {
+    let target = target(&opts);
+    let availability = availability(settings, &opts);
+    let pool = pool_options(settings, &availability)
+        .connect_with(opts.log_statements(tracing::log::LevelFilter::Trace))
+        .await
+        .map_err(|source| DbError::Connect { target, source })?;
+    Ok((pool, availability))
+}
+
+fn availability(settings: &DbSettings, opts: &PgConnectOptions) -> Availability {
+    Availability::for_options(opts.clone(), settings.reconnect, settings.acquire_timeout)
+}
+
+/// The pool's options; each new connection tells `availability` that the
+/// database answers (the process's loops need not wait for its prober).
+fn pool_options(settings: &DbSettings, availability: &Availability) -> PgPoolOptions {
+    let availability = availability.clone();
     PgPoolOptions::new()
         .max_connections(settings.max_connections)
         .min_connections(settings.min_connections)
@@ -167,9 +259,10 @@ async fn pool(settings: &DbSettings, opts: PgConnectOptions) -> Result<PgPool, D
                 Ok(true)
             })
         })
-        .connect_with(opts.log_statements(tracing::log::LevelFilter::Trace))
-        .await
-        .map_err(|source| DbError::Connect { target, source })
+        .after_connect(move |_conn, _meta| {
+            availability.answered();
+            Box::pin(async { Ok(()) })
+        })
 }
 
 async fn open_default(settings: &DbSettings) -> Result<Database, DbError> {
@@ -179,15 +272,12 @@ async fn open_default(settings: &DbSettings) -> Result<Database, DbError> {
         .username("postgres")
         .database("postgres");
     if let Ok(opts) = ensure_database(local.clone(), &settings.database_name).await {
-        let pool = pool(settings, opts).await?;
-        return Ok(Database {
-            pool,
-            display_url: format!(
-                "postgres://postgres@127.0.0.1:{}/{}",
-                settings.local_port, settings.database_name
-            ),
-            cluster: None,
-        });
+        let (pool, availability) = pool(settings, opts).await?;
+        let display_url = format!(
+            "postgres://postgres@127.0.0.1:{}/{}",
+            settings.local_port, settings.database_name
+        );
+        return Ok(Database::new(pool, availability, display_url, None));
     }
     tracing::info!(
         port = settings.local_port,
@@ -205,15 +295,17 @@ async fn open_default(settings: &DbSettings) -> Result<Database, DbError> {
             target: format!("private cluster on port {}", settings.private_port),
             source,
         })?;
-    let pool = pool(settings, opts).await?;
-    Ok(Database {
+    let (pool, availability) = pool(settings, opts).await?;
+    let display_url = format!(
+        "postgres://postgres@127.0.0.1:{}/{}",
+        settings.private_port, settings.database_name
+    );
+    Ok(Database::new(
         pool,
-        display_url: format!(
-            "postgres://postgres@127.0.0.1:{}/{}",
-            settings.private_port, settings.database_name
-        ),
-        cluster: Some(cluster),
-    })
+        availability,
+        display_url,
+        Some(cluster),
+    ))
 }
 
 /// Connects to the server's maintenance database and creates `name` if missing;
@@ -292,6 +384,70 @@ mod tests {
         idle_connections_become(&pool, 2).await;
     }
 
+    /// A configured server that is down when a long-running process starts
+    /// is waited for, past the pool's acquire time-out (after which
+    /// [`Database::open`] gives up), and used once it answers; a missing
+    /// database is an error at once.
+    #[tokio::test]
+    async fn open_waiting_waits_for_a_server_that_is_down() {
+        if find_pg_bin_dir().is_err() {
+            eprintln!("skipped: no PostgreSQL server binaries on this machine");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("tasker-pgwait-{}", uuid::Uuid::now_v7()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let mut cluster = PrivateCluster::start(&dir, port).expect("private cluster");
+        cluster.stop();
+        let settings = DbSettings {
+            url: Some(cluster.url("postgres")),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(1),
+            reconnect: Backoff {
+                initial: Duration::from_millis(10),
+                max: Duration::from_millis(200),
+            },
+            ..DbSettings::default()
+        };
+        let waiting = settings.clone();
+        let opening = tokio::spawn(async move { Database::open_waiting(&waiting).await });
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        assert!(!opening.is_finished(), "gave up on a server that is down");
+        cluster.start_again().expect("the cluster starts again");
+        let up = std::time::Instant::now();
+        let db = tokio::time::timeout(Duration::from_secs(5), opening)
+            .await
+            .expect("connected soon after the server came up")
+            .unwrap()
+            .expect("connected");
+        eprintln!("connected {:?} after the server came up", up.elapsed());
+        assert!(db.availability().is_up());
+        let one: i32 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+        db.close().await;
+
+        let missing = DbSettings {
+            url: Some(cluster.url("no_such_database")),
+            ..settings
+        };
+        let refused =
+            tokio::time::timeout(Duration::from_secs(5), Database::open_waiting(&missing))
+                .await
+                .expect("a missing database is not waited for");
+        assert!(
+            matches!(refused, Err(DbError::Connect { .. })),
+            "{:?}",
+            refused.err()
+        );
+        drop(cluster);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// The whole fallback path, for real: nothing answers on the local port, so a
     /// private cluster is initialised in a temporary directory, started, used and
     /// stopped again.
@@ -312,6 +468,7 @@ mod tests {
             max_connections: 2,
             min_connections: 0,
             acquire_timeout: Duration::from_secs(10),
+            reconnect: Backoff::default(),
         };
         let db = Database::open(&settings).await.expect("private cluster");
         assert!(db.owns_cluster());
