@@ -209,11 +209,20 @@ impl Worker {
             .map_or(2, |n| n.get())
             .min(8);
         let runtime = crate::runtime::build("tasker-worker", threads)?;
-        let db = runtime.block_on(open_database(&self.config))?;
+        // A worker started while the database is down waits for it.
+        let db = runtime.block_on(async {
+            let db = Database::open_waiting(&DbSettings::from_config(&self.config))
+                .await
+                .map_err(|e| AbiError::Database(e.to_string()))?;
+            tasker_store::migrate::migrate(&db.pool)
+                .await
+                .map_err(|e| AbiError::Database(format!("migrating: {e}")))?;
+            Ok::<_, AbiError>(db)
+        })?;
         let shutdown = CancellationToken::new();
         // One Wakeups for this worker and its orchestrator: each wakes the
         // other directly.
-        let wakeups = Wakeups::new(&db.pool);
+        let wakeups = Wakeups::with_availability(&db.pool, db.availability().clone());
         let orchestrator = if setup.orchestrate {
             let settings = OrchestratorSettings::from_config(&self.config);
             let (_orch, done) = runtime

@@ -216,6 +216,10 @@ pub struct WorkerList {
 pub struct Health {
     /// `ok`.
     pub status: String,
+    /// This process's circuit breakers (`database`, `handlers.<backend>`) and
+    /// their states (`closed`, `half_open`, `open`); `/health/ready` only.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub breakers: std::collections::BTreeMap<String, String>,
 }
 
 /// The body of every error response.

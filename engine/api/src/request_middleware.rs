@@ -22,6 +22,13 @@ pub(crate) async fn authorize(
     let Some(needed) = needed else {
         return Ok(next.run(req).await);
     };
+    // Known down: answer at once rather than after the pool's time-out.
+    if let tasker_store::db::DbState::Down { since, .. } = state.wakeups.database().state() {
+        return Err(HttpError::database_unavailable(format!(
+            "the database is unreachable (for {}s); retry later",
+            since.elapsed().as_secs()
+        )));
+    }
     let principal = match &state.auth {
         AuthMode::Disabled => Principal {
             name: "anonymous".into(),

@@ -65,7 +65,7 @@ pub fn router(state: ApiState) -> Router {
         ))
         .layer(middleware::from_fn(error_shape))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+        .layer(TraceLayer::new_for_http().on_failure(()).make_span_with(|req: &Request| {
             let id = req
                 .headers()
                 .get("x-request-id")

@@ -114,3 +114,77 @@ async fn strict_mode_refuses_unserved_steps_and_writes_nothing(pool: PgPool) {
         .unwrap();
     assert_eq!(templates, 0);
 }
+
+#[sqlx::test(migrations = false)]
+async fn breakers_show_in_readiness_and_metrics(pool: PgPool) {
+    migrated(&pool).await;
+    tasker_testkit::register_inline(
+        &pool,
+        "namespace: demo\nname: hang\nversion: 1.0.0\nsteps:\n  - name: only\n    handler: { name: test.hang }\n    retry: { max_attempts: 1 }\n    timeout_seconds: 1\n",
+    )
+    .await;
+    let registry = tasker_worker::handler::HandlerRegistry::new();
+    registry.register(
+        "test.hang",
+        tasker_worker::handler::rust::handler_fn(|_, _| async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(json!({}))
+        }),
+    );
+    let stack = Stack::builder(&pool)
+        .registry(registry)
+        .api()
+        .worker(|w| {
+            w.breakers = tasker_model::breaker::BreakerPolicy {
+                enabled: true,
+                failure_threshold: 1,
+                reset_timeout: Duration::from_secs(60),
+            };
+        })
+        .start()
+        .await;
+    let ready = |stack: &Stack| {
+        let url = format!("{}/health/ready", stack.base_url());
+        async move {
+            let body: Value = Client::new()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body
+        }
+    };
+    // The worker's breakers appear once its readers ask them.
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            ready(&stack).await["breakers"]["handlers.rust"] == "closed"
+        })
+        .await
+    );
+    let id = stack.create("hang", json!({})).await;
+    assert_eq!(
+        stack.wait(id).await,
+        tasker_model::state::TaskState::BlockedByFailures
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            ready(&stack).await["breakers"]["handlers.rust"] == "open"
+        })
+        .await
+    );
+    let metrics = Client::new()
+        .get(format!("{}/metrics", stack.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tasker_circuit_breaker_state{breaker=\"handlers.rust\"} 2"),
+        "{metrics}"
+    );
+}

@@ -244,7 +244,14 @@ impl BatchLoop {
                     }
                     Err(e) => {
                         conn.release();
-                        // Left in the queue: the next wake-up or poll takes them again.
+                        // Left in the queue: taken again once the database
+                        // is back, or at the next wake-up or poll.
+                        if self.wakeups.database().report(&e) {
+                            tokio::select! {
+                                _ = stop.cancelled() => return,
+                                _ = self.wakeups.database().wait_up() => continue,
+                            }
+                        }
                         tracing::warn!(error = %e, "taking a batch of results failed; will retry");
                         break;
                     }
@@ -332,16 +339,24 @@ async fn enqueuer_actor(
     mut inbox: Receiver<Command>,
     shutdown: CancellationToken,
 ) {
+    // While the database is down the sweeps are skipped (their ticks repeat)
+    // and their failures, already reported by Availability, are not logged.
+    let quiet = |e: &StoreError| wakeups.database().report(e);
     while let Some(cmd) = inbox.recv().await {
         if shutdown.is_cancelled() {
             return;
+        }
+        if !wakeups.database().is_up() {
+            continue;
         }
         match cmd {
             Command::EnqueueDueRetries => {
                 let due = match store::retry::due_retries(&pool, 500).await {
                     Ok(d) => d,
                     Err(e) => {
-                        tracing::warn!(error = %e, "finding due retries failed");
+                        if !quiet(&e) {
+                            tracing::warn!(error = %e, "finding due retries failed");
+                        }
                         continue;
                     }
                 };
@@ -354,6 +369,7 @@ async fn enqueuer_actor(
                         .await
                     {
                         Ok((_, changed)) => wakeups.announce(&changed),
+                        Err(e) if quiet(&e) => break,
                         Err(e) => {
                             tracing::warn!(task_id = %task, error = %e, "enqueueing due retries failed")
                         }
@@ -376,11 +392,14 @@ async fn enqueuer_actor(
                 if let Some(after) = settings.unserved_step_timeout {
                     match store::worker::fail_unserved(&pool, after, &settings.processor_id).await {
                         Ok((_, changed)) => wakeups.announce(&changed),
+                        Err(e) if quiet(&e) => {}
                         Err(e) => tracing::warn!(error = %e, "ending unserved steps failed"),
                     }
                 }
                 if let Err(e) = store::worker::forget_old(&pool).await {
-                    tracing::warn!(error = %e, "forgetting old workers failed");
+                    if !quiet(&e) {
+                        tracing::warn!(error = %e, "forgetting old workers failed");
+                    }
                 }
             }
             Command::SweepStale => {
@@ -397,6 +416,7 @@ async fn enqueuer_actor(
                     .await
                     {
                         Ok((_, changed)) => wakeups.announce(&changed),
+                        Err(e) if quiet(&e) => break,
                         Err(e) => {
                             tracing::warn!(task_id = %task, error = %e, "re-evaluating a stale task failed")
                         }

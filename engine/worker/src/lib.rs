@@ -342,6 +342,13 @@ impl Reader {
                     }
                     conn.release();
                     drop(first);
+                    if self.wakeups.database().report(&e) {
+                        // The outage is logged once, by Availability.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = self.wakeups.database().wait_up() => continue,
+                        }
+                    }
                     tracing::warn!(queue = %self.queue, error = %e, "reading the step queue failed; retrying");
                     tokio::select! {
                         _ = shutdown.cancelled() => break,

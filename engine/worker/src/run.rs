@@ -60,6 +60,7 @@ impl Job {
         let started_at = Utc::now();
         let step_cancel = self.cancel.child_token();
         let heartbeat = tokio::spawn(heartbeat(
+            self.wakeups.database().clone(),
             self.pool.clone(),
             self.queue.clone(),
             claimed.msg_id,
@@ -277,6 +278,7 @@ pub async fn run_step(
 /// Extends the lease every `heartbeat_interval`; cancels the step when its task
 /// is no longer live (cancelled or resolved by an operator).
 async fn heartbeat(
+    database: tasker_store::db::Availability,
     pool: PgPool,
     queue: String,
     msg_id: i64,
@@ -303,6 +305,7 @@ async fn heartbeat(
                 cancel.cancel();
                 return;
             }
+            Err(e) if database.report(&e) => {}
             Err(e) => tracing::warn!(error = %e, "heartbeat failed; the lease may expire"),
         }
     }
@@ -318,7 +321,8 @@ async fn report_with_retries(
     worker_id: &str,
 ) {
     let mut delay = Duration::from_millis(50);
-    for attempt in 1..=5 {
+    let mut attempt = 0;
+    while attempt < 5 {
         let reported = match conn.get().await {
             Ok(c) => tasker_store::step::report_batch_on(c, queue, outcomes, worker_id).await,
             Err(e) => Err(e.into()),
@@ -330,6 +334,13 @@ async fn report_with_retries(
             }
             Err(e) => {
                 conn.release();
+                if wakeups.database().report(&e) {
+                    // Not an attempt: the outcomes wait for the database (a
+                    // lease that runs out meanwhile makes them stale, no more).
+                    wakeups.database().wait_up().await;
+                    continue;
+                }
+                attempt += 1;
                 tracing::warn!(error = %e, attempt, outcomes = outcomes.len(), "reporting step outcomes failed");
                 tokio::time::sleep(delay).await;
                 delay *= 2;

@@ -18,6 +18,7 @@ use crate::ApiState;
 pub async fn live() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
+        breakers: Default::default(),
     })
 }
 
@@ -53,9 +54,20 @@ pub async fn ready(State(state): State<ApiState>) -> Result<Json<Health>, HttpEr
         }
         DbState::Up => {}
     }
+    let breakers: std::collections::BTreeMap<String, String> = tasker_model::breaker::snapshot()
+        .into_iter()
+        .map(|(name, b)| (name, b.state.as_str().to_string()))
+        .collect();
+    if breakers.get("database").is_some_and(|s| s == "open") {
+        return Err(HttpError::database_unavailable(
+            "the database circuit breaker is open: recent calls kept failing",
+        )
+        .with_details(json!({ "reason": "circuit_open", "breakers": breakers })));
+    }
     match tasker_store::migrate::is_current(&state.pool).await {
         Ok(true) => Ok(Json(Health {
             status: "ok".into(),
+            breakers,
         })),
         Ok(false) => Err(HttpError::new(
             StatusCode::SERVICE_UNAVAILABLE,

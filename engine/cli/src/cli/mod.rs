@@ -112,8 +112,11 @@ fn init_logging(config: &TaskerConfig, quiet: bool) {
         config.telemetry.log_level.clone()
     };
     // PostgreSQL's NOTICEs ("schema pgmq already exists, skipping") are not news.
-    let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},sqlx::postgres::notice=warn")));
+    let filter = EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| {
+        EnvFilter::new(format!(
+            "{level},sqlx::postgres::notice=warn,sqlx_core::pool=error"
+        ))
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

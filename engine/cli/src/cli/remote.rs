@@ -119,7 +119,10 @@ pub async fn task_create(c: &Client, a: CreateArgs) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading --context-file {}", path.display()))?;
             tasker_model::step::parse_json_exact(&text).map_err(|e| {
-                anyhow!("--context-file {} cannot be sent exactly: {e}", path.display())
+                anyhow!(
+                    "--context-file {} cannot be sent exactly: {e}",
+                    path.display()
+                )
             })?
         }
         (None, None) => serde_json::json!({}),
