@@ -3,11 +3,14 @@
 #   math_rust.wasm noop_rust.wasm hostile_rust.wasm bad_import_rust.wasm  (Rust, wit-bindgen)
 #   math_py.wasm                                                          (Python, componentize-py)
 #   math_js.wasm                                                          (JavaScript, componentize-js)
+#   math_c.wasm hostile_c.wasm                                            (C, clang + sdk-wit/c)
 # `build-wasm-examples.sh rust` builds only the Rust ones (seconds; the tests need them).
 # Installs what it needs on a fresh machine: the wasm32-wasip2 Rust target,
 # componentize-py 0.25 in a venv (CPY_VENV, default /tmp/tasker-componentize-py),
-# componentize-js 0.23 with npm (CJS_DIR, default /tmp/tasker-componentize-js).
-# Built files are never committed. A Python/JS component is rebuilt only when
+# componentize-js 0.23 with npm (CJS_DIR, default /tmp/tasker-componentize-js),
+# Debian's clang lld wasi-libc libclang-rt-14-dev-wasm32 for C (whose
+# sdk-wit/c/componentize tool cargo builds once into the target dir).
+# Built files are never committed. A Python/JS/C component is rebuilt only when
 # its sources or the WIT changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +34,23 @@ stale() {
   [ -f "$result" ] || return 0
   [ -n "$(find "$@" -newer "$result" -type f 2>/dev/null | head -1)" ]
 }
+
+echo "== C guests (clang, wasi-libc, sdk-wit/c)"
+need=()
+for pkg in clang lld wasi-libc libclang-rt-14-dev-wasm32; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq "${need[@]}"
+fi
+for guest in math hostile; do
+  if stale "$out/${guest}_c.wasm" "examples/wasm/c/$guest.c" sdk-wit/c/*.[ch] sdk-wit/c/build.sh \
+      sdk-wit/c/componentize/src sdk-wit/c/componentize/Cargo.lock sdk-wit/wit; then
+    sdk-wit/c/build.sh -o "$out/${guest}_c.wasm" "examples/wasm/c/$guest.c"
+  fi
+done
 
 echo "== Python guest (componentize-py)"
 venv="${CPY_VENV:-/tmp/tasker-componentize-py}"

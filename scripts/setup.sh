@@ -5,7 +5,9 @@
 # prepare a machine.
 #
 #   Debian packages  ruby-dev ruby-rspec rake (the gem), clang (libclang for
-#                    the Ruby extension's bindgen), gcc g++ make, valgrind and
+#                    the Ruby extension's bindgen), lld wasi-libc
+#                    libclang-rt-14-dev-wasm32 (with clang: the C WASM guests),
+#                    gcc g++ make, valgrind and
 #                    libcjson-dev (libtasker's C examples and tests), curl and
 #                    python3-venv (the API fuzz run, the Python package),
 #                    nodejs/npm when absent (the JavaScript WASM guest),
@@ -17,7 +19,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in ruby-dev ruby-rspec rake clang gcc g++ make valgrind libcjson-dev curl python3-venv; do
+for pkg in ruby-dev ruby-rspec rake clang lld wasi-libc libclang-rt-14-dev-wasm32 gcc g++ make \
+    valgrind libcjson-dev curl python3-venv; do
   installed "$pkg" || need+=("$pkg")
 done
 command -v psql >/dev/null || need+=(postgresql-client)
