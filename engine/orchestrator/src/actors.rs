@@ -228,7 +228,6 @@ impl BatchLoop {
                 let taken = match async {
                     let c = conn.get().await?;
                     store::take::take_batch_on(
-                        pool,
                         c,
                         settings.result_lease_seconds as i32,
                         qty,

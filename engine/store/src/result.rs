@@ -86,6 +86,18 @@ pub async fn process_batch(
     results: &[(i64, StepResultMessage)],
     processor_id: &str,
 ) -> Result<(Vec<Result<Processed, StoreError>>, Changed), StoreError> {
+    let mut conn = pool.acquire().await?;
+    process_batch_on(&mut conn, results, processor_id).await
+}
+
+/// [`process_batch`] on `conn`: a caller that holds a connection (the take
+/// loop) needs no second one from the pool, so loops holding connections
+/// cannot starve each other of them.
+pub async fn process_batch_on(
+    conn: &mut PgConnection,
+    results: &[(i64, StepResultMessage)],
+    processor_id: &str,
+) -> Result<(Vec<Result<Processed, StoreError>>, Changed), StoreError> {
     let failed: Vec<Uuid> = results
         .iter()
         .filter(|(_, m)| matches!(m.outcome, Outcome::Failure(_)))
@@ -98,7 +110,7 @@ pub async fn process_batch(
             "SELECT id, retry, recoveries FROM tasker.steps WHERE id = ANY($1)",
         )
         .bind(&failed)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?
         .into_iter()
         .map(|(id, retry, recoveries)| (id, (retry, recoveries)))
@@ -123,7 +135,7 @@ pub async fn process_batch(
     decided.sort_by_key(|(i, _)| (results[*i].1.task_id, results[*i].1.step_id));
     let mut all = Changed::none();
     if !decided.is_empty() {
-        let rows = apply(pool, results, &decided, processor_id).await?;
+        let rows = apply(conn, results, &decided, processor_id).await?;
         for ((i, decision), row) in decided.iter().zip(rows) {
             let msg = &results[*i].1;
             out[*i] = Some(processed(msg, decision, row, &mut all));
@@ -140,7 +152,7 @@ pub async fn process_batch(
 /// One call of `tasker.process_step_results` for the decided results, in the
 /// order given; returns one row per result in that order.
 async fn apply(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     results: &[(i64, StepResultMessage)],
     decided: &[(usize, Decision)],
     processor_id: &str,
@@ -196,7 +208,7 @@ async fn apply(
         .bind(&a.reasons)
         .bind(&a.retry_at)
         .bind(processor_id)
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await?;
     if rows.len() != n || rows.iter().zip(&a.msg_ids).any(|(r, id)| r.msg_id != *id) {
         return Err(StoreError::Corrupt(format!(

@@ -5,7 +5,7 @@
 use serde_json::Value;
 use sqlx::PgPool;
 
-use super::result::{process_batch, processed, Decision, ProcessRow, Processed};
+use super::result::{process_batch_on, processed, Decision, ProcessRow, Processed};
 use super::StoreError;
 use crate::queue;
 use tasker_model::change::Changed;
@@ -42,7 +42,8 @@ impl Taken {
 /// every success in the same statement and commit, as a set; what it hands
 /// back unapplied (failures, which need the step's retry policy, or the whole
 /// batch when the set path failed) is decided here and applied by
-/// [`process_batch`], one result per subtransaction, in a second statement.
+/// [`process_batch_on`](crate::result::process_batch_on), one result per
+/// subtransaction, in a second statement on the same connection.
 /// Returns every message read, in queue order (an empty vector when the queue
 /// had nothing visible), and what the batch changed.
 pub async fn take_batch(
@@ -52,13 +53,12 @@ pub async fn take_batch(
     processor_id: &str,
 ) -> Result<(Vec<Taken>, Changed), StoreError> {
     let mut conn = pool.acquire().await?;
-    take_batch_on(pool, &mut conn, lease_seconds, qty, processor_id).await
+    take_batch_on(&mut conn, lease_seconds, qty, processor_id).await
 }
 
-/// [`take_batch`] with its statement on `conn` (a connection the caller keeps
-/// between batches); what the set path left still uses `pool`.
+/// [`take_batch`] with its statements on `conn` (a connection the caller
+/// keeps between batches); it takes no other from the pool.
 pub async fn take_batch_on(
-    pool: &PgPool,
     conn: &mut sqlx::PgConnection,
     lease_seconds: i32,
     qty: i32,
@@ -102,7 +102,7 @@ pub async fn take_batch_on(
         });
     }
     if !left.is_empty() {
-        let outcomes = match process_batch(pool, &left, processor_id).await {
+        let outcomes = match process_batch_on(conn, &left, processor_id).await {
             Ok((o, changed)) => {
                 all.merge(changed);
                 o

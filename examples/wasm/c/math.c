@@ -49,17 +49,16 @@ tasker_result tasker_handle(const tasker_context *ctx) {
     size_t parents = tasker_json_size(ctx->parent_results);
     if (tasker_json_type_of(ctx->parent_results) == TASKER_JSON_OBJECT && parents > 0) {
         /* In key order; the first parent without an integer `value` is named. */
-        uint64_t sum = 0;
+        int64_t sum = 0;
         for (size_t i = 0; i < parents; i++) {
             int64_t v;
             if (!tasker_json_int64(tasker_json_get(tasker_json_at(ctx->parent_results, i), "value"), &v))
                 return tasker_permanent("parent `%s` has no integer `value`",
                                         tasker_json_key_at(ctx->parent_results, i, NULL));
-            /* Wraps on overflow, as the Rust handler's `Iterator::sum` does in
-             * its release build. */
-            sum += (uint64_t)v;
+            /* An overflowing sum fails the step, as the Rust handler's does. */
+            if (__builtin_add_overflow(sum, v, &sum)) return tasker_permanent("overflow");
         }
-        n = (int64_t)sum;
+        n = sum;
     } else if (!tasker_json_int64(tasker_json_get(ctx->input, "value"), &n)) {
         return tasker_permanent("input `value` must be an integer");
     }

@@ -80,7 +80,10 @@ pub fn compute(ctx: &StepContext) -> Result<Value, StepError> {
                     StepError::permanent(format!("parent `{name}` has no integer `value`"))
                 })
             })
-            .sum::<Result<i64, _>>()?
+            .try_fold(0i64, |sum, v| {
+                sum.checked_add(v?)
+                    .ok_or_else(|| StepError::permanent("overflow"))
+            })?
     };
     let operand = ctx.config["operand"].as_i64().unwrap_or(0);
     let value = match ctx.config["op"].as_str().unwrap_or("square") {
@@ -176,6 +179,16 @@ mod tests {
         ))
         .unwrap_err();
         assert!(!err.retryable && err.message.contains("overflow"));
+        // A parent sum that overflows fails too (it does not wrap).
+        let big = [
+            ("a", json!({"value": i64::MAX})),
+            ("b", json!({"value": i64::MAX})),
+        ];
+        let err = compute(&ctx(json!({}), &big, json!({"op": "add"}))).unwrap_err();
+        assert!(
+            !err.retryable && err.message.contains("overflow"),
+            "{err:?}"
+        );
         assert!(
             compute(&ctx(json!({"value": 1}), &[], json!({"op": "pow"})))
                 .unwrap_err()

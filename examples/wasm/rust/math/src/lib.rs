@@ -19,7 +19,10 @@ impl Handler for Compute {
                         StepError::permanent(format!("parent `{name}` has no integer `value`"))
                     })
                 })
-                .sum::<Result<i64, _>>()?,
+                .try_fold(0i64, |sum, v| {
+                    sum.checked_add(v?)
+                        .ok_or_else(|| StepError::permanent("overflow"))
+                })?,
         };
         let operand = ctx.config["operand"].as_i64().unwrap_or(1);
         let value = match ctx.config["op"].as_str() {
