@@ -254,23 +254,35 @@ pub async fn hand_back(
     Ok(n == 1)
 }
 
-/// Extends the lease of a running step and says whether to go on: false once
-/// the task was cancelled or resolved, or the message is gone (another worker
-/// took the step over) — the handler should stop.
+/// The attempt a heartbeat is for: where its message is and which attempt of
+/// which step it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Running<'a> {
+    pub queue: &'a str,
+    pub msg_id: i64,
+    pub task_id: Uuid,
+    pub step_id: Uuid,
+    pub attempt: u32,
+}
+
+/// Extends the lease of a running attempt and says whether to go on: false
+/// once the task was cancelled or resolved, or the attempt is no longer the
+/// step's current one (another worker took the step over after the lease ran
+/// out) — then nothing is extended and the handler should stop.
 pub async fn heartbeat(
     pool: &PgPool,
-    queue: &str,
-    msg_id: i64,
+    running: Running<'_>,
     lease_seconds: i32,
-    task_id: Uuid,
 ) -> Result<bool, StoreError> {
     static SQL: LazyLock<String> =
         LazyLock::new(|| HEARTBEAT.replace("{terminal_states}", &TaskState::terminal_sql_list()));
     let live: Option<bool> = sqlx::query_scalar(SQL.as_str())
-        .bind(queue)
-        .bind(msg_id)
+        .bind(running.queue)
+        .bind(running.msg_id)
         .bind(lease_seconds)
-        .bind(task_id)
+        .bind(running.task_id)
+        .bind(running.step_id)
+        .bind(running.attempt as i32)
         .fetch_optional(pool)
         .await?;
     Ok(live.unwrap_or(false))

@@ -15,7 +15,7 @@ use tasker_model::change::Changed;
 use tasker_model::state::{StepState, TaskState, TransitionError};
 use tasker_model::step::{Outcome, StepResultMessage};
 use tasker_store::queue::{self, StepMessage, RESULTS_QUEUE};
-use tasker_store::step::{claim_batch, heartbeat, report, Claimed, Serves};
+use tasker_store::step::{claim_batch, heartbeat, report, Claimed, Running, Serves};
 use tasker_store::task;
 use tasker_store::template::{self as templates, TemplateCache};
 use tasker_store::{transition, Cause, StoreError, StoreTransitionError};
@@ -865,7 +865,9 @@ async fn claim_then_report_moves_the_step_and_the_messages(pool: PgPool) {
     let task_id = create_diamond(&pool).await;
     let start = step_id(&pool, task_id, "start").await;
 
-    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY).await.unwrap();
+    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     let c = &claimed[0];
     assert_eq!(c.read_ct, 1);
@@ -966,7 +968,9 @@ async fn report_for_an_attempt_that_is_not_current_changes_no_step_state(pool: P
     ensure_results_queue(&pool).await;
     let task_id = create_diamond(&pool).await;
     let start = step_id(&pool, task_id, "start").await;
-    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY).await.unwrap();
+    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY)
+        .await
+        .unwrap();
 
     let stale = success_for(&claimed[0], 7, json!({"value": 9}));
     let _changed = report(&pool, STEP_QUEUE, claimed[0].msg_id, &stale, "w1")
@@ -987,7 +991,9 @@ async fn report_for_an_attempt_that_is_not_current_changes_no_step_state(pool: P
 async fn report_works_on_a_freshly_migrated_database(pool: PgPool) {
     migrated(&pool).await;
     create_diamond(&pool).await;
-    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY).await.unwrap();
+    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY)
+        .await
+        .unwrap();
     let result = success_for(&claimed[0], 1, json!({"value": 9}));
     let _changed = report(&pool, STEP_QUEUE, claimed[0].msg_id, &result, "w1")
         .await
@@ -1001,10 +1007,14 @@ async fn expired_lease_is_reclaimed_as_a_new_attempt(pool: PgPool) {
     let task_id = create_diamond(&pool).await;
     let start = step_id(&pool, task_id, "start").await;
 
-    let first = claim_batch(&pool, STEP_QUEUE, 1, 10, "w1", Serves::ANY).await.unwrap();
+    let first = claim_batch(&pool, STEP_QUEUE, 1, 10, "w1", Serves::ANY)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 1);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let second = claim_batch(&pool, STEP_QUEUE, 30, 10, "w2", Serves::ANY).await.unwrap();
+    let second = claim_batch(&pool, STEP_QUEUE, 30, 10, "w2", Serves::ANY)
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].msg_id, first[0].msg_id);
     assert_eq!(second[0].read_ct, 2);
@@ -1037,9 +1047,13 @@ async fn stale_report_after_reclaim_leaves_the_current_attempts_message(pool: Pg
     let task_id = create_diamond(&pool).await;
     let start = step_id(&pool, task_id, "start").await;
 
-    let first = claim_batch(&pool, STEP_QUEUE, 1, 10, "w1", Serves::ANY).await.unwrap();
+    let first = claim_batch(&pool, STEP_QUEUE, 1, 10, "w1", Serves::ANY)
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let second = claim_batch(&pool, STEP_QUEUE, 1, 10, "w2", Serves::ANY).await.unwrap();
+    let second = claim_batch(&pool, STEP_QUEUE, 1, 10, "w2", Serves::ANY)
+        .await
+        .unwrap();
     assert_eq!(second[0].step.as_ref().unwrap().attempt, 2);
 
     // w1 wakes up and reports its (no longer current) attempt 1.
@@ -1056,7 +1070,9 @@ async fn stale_report_after_reclaim_leaves_the_current_attempts_message(pool: Pg
         "the step message of the current attempt must survive a stale report"
     );
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let third = claim_batch(&pool, STEP_QUEUE, 30, 10, "w3", Serves::ANY).await.unwrap();
+    let third = claim_batch(&pool, STEP_QUEUE, 30, 10, "w3", Serves::ANY)
+        .await
+        .unwrap();
     assert_eq!(third.len(), 1, "the step is not stuck in in_progress");
 }
 
@@ -1071,7 +1087,9 @@ async fn message_of_a_finished_step_is_handed_out_without_a_step(pool: PgPool) {
         StepState::Complete,
     )
     .await;
-    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY).await.unwrap();
+    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     assert!(claimed[0].step.is_none(), "{:?}", claimed[0]);
     assert_eq!(step_row(&pool, start).await, ("complete".to_string(), 0));
@@ -1087,12 +1105,20 @@ async fn message_of_a_finished_step_is_handed_out_without_a_step(pool: PgPool) {
 async fn heartbeat_extends_the_lease_and_reports_a_dead_task(pool: PgPool) {
     migrated(&pool).await;
     let task_id = create_diamond(&pool).await;
-    let claimed = claim_batch(&pool, STEP_QUEUE, 1, 10, "w1", Serves::ANY).await.unwrap();
-    let msg_id = claimed[0].msg_id;
-
-    assert!(heartbeat(&pool, STEP_QUEUE, msg_id, 30, task_id)
+    let claimed = claim_batch(&pool, STEP_QUEUE, 1, 10, "w1", Serves::ANY)
         .await
-        .unwrap());
+        .unwrap();
+    let msg_id = claimed[0].msg_id;
+    let ctx = claimed[0].step.clone().unwrap();
+    let running = Running {
+        queue: STEP_QUEUE,
+        msg_id,
+        task_id,
+        step_id: ctx.step_id,
+        attempt: ctx.attempt,
+    };
+
+    assert!(heartbeat(&pool, running, 30).await.unwrap());
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         claim_batch(&pool, STEP_QUEUE, 30, 10, "w2", Serves::ANY)
@@ -1108,12 +1134,46 @@ async fn heartbeat_extends_the_lease_and_reports_a_dead_task(pool: PgPool) {
         TaskState::Cancelled,
     )
     .await;
-    assert!(!heartbeat(&pool, STEP_QUEUE, msg_id, 30, task_id)
+    assert!(!heartbeat(&pool, running, 30).await.unwrap());
+    let unknown = Running {
+        task_id: Uuid::now_v7(),
+        ..running
+    };
+    assert!(!heartbeat(&pool, unknown, 30).await.unwrap());
+}
+
+#[sqlx::test(migrations = false)]
+async fn a_taken_over_attempts_heartbeat_extends_nothing_and_says_stop(pool: PgPool) {
+    migrated(&pool).await;
+    let task_id = create_diamond(&pool).await;
+    let first = claim_batch(&pool, STEP_QUEUE, 1, 10, "w1", Serves::ANY)
         .await
-        .unwrap());
-    assert!(!heartbeat(&pool, STEP_QUEUE, msg_id, 30, Uuid::now_v7())
+        .unwrap();
+    let ctx = first[0].step.clone().unwrap();
+    let stale = Running {
+        queue: STEP_QUEUE,
+        msg_id: first[0].msg_id,
+        task_id,
+        step_id: ctx.step_id,
+        attempt: ctx.attempt,
+    };
+    // w1 stalls past its lease; w2 takes the step over as attempt 2.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let second = claim_batch(&pool, STEP_QUEUE, 1, 10, "w2", Serves::ANY)
         .await
-        .unwrap());
+        .unwrap();
+    assert_eq!(second[0].step.as_ref().unwrap().attempt, 2);
+    // w1 wakes: its heartbeat must not keep attempt 2's lease alive.
+    assert!(!heartbeat(&pool, stale, 30).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let third = claim_batch(&pool, STEP_QUEUE, 1, 10, "w3", Serves::ANY)
+        .await
+        .unwrap();
+    assert_eq!(
+        third[0].step.as_ref().unwrap().attempt,
+        3,
+        "w2's lease (1 s) ran out: w1's heartbeat did not extend it"
+    );
 }
 
 #[sqlx::test(migrations = false)]
@@ -1128,7 +1188,9 @@ async fn a_result_that_fails_in_a_batch_is_rolled_back_alone(pool: PgPool) {
         .await
         .unwrap();
     let second = second.task_id;
-    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY).await.unwrap();
+    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 2);
     for c in &claimed {
         let _changed = report(
@@ -1211,7 +1273,9 @@ async fn diamonds_with_reported_roots(
             .unwrap();
         tasks.push(created.task_id);
     }
-    let claimed = claim_batch(pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY).await.unwrap();
+    let claimed = claim_batch(pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), n);
     for c in &claimed {
         let task = c.step.as_ref().unwrap().task_id;
@@ -1349,7 +1413,9 @@ async fn two_results_for_one_step_in_a_batch_complete_it_once(pool: PgPool) {
     migrated(&pool).await;
     ensure_results_queue(&pool).await;
     let task = create_diamond(&pool).await;
-    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY).await.unwrap();
+    let claimed = claim_batch(&pool, STEP_QUEUE, 30, 10, "w1", Serves::ANY)
+        .await
+        .unwrap();
     let msg = success_for(&claimed[0], 1, json!(9));
     // The same outcome reported twice (a worker retrying its report).
     for _ in 0..2 {

@@ -64,7 +64,7 @@ impl Job {
             self.pool.clone(),
             self.queue.clone(),
             claimed.msg_id,
-            ctx.task_id,
+            (ctx.task_id, ctx.step_id, ctx.attempt),
             self.settings.clone(),
             step_cancel.clone(),
         ));
@@ -282,7 +282,7 @@ async fn heartbeat(
     pool: PgPool,
     queue: String,
     msg_id: i64,
-    task_id: uuid::Uuid,
+    (task_id, step_id, attempt): (uuid::Uuid, uuid::Uuid, u32),
     settings: Arc<WorkerSettings>,
     cancel: CancellationToken,
 ) {
@@ -290,18 +290,17 @@ async fn heartbeat(
     tick.tick().await; // the first tick is immediate
     loop {
         tick.tick().await;
-        match tasker_store::step::heartbeat(
-            &pool,
-            &queue,
+        let running = tasker_store::step::Running {
+            queue: &queue,
             msg_id,
-            settings.lease_seconds as i32,
             task_id,
-        )
-        .await
-        {
+            step_id,
+            attempt,
+        };
+        match tasker_store::step::heartbeat(&pool, running, settings.lease_seconds as i32).await {
             Ok(true) => {}
             Ok(false) => {
-                tracing::info!(%task_id, "task is no longer live; telling the handler to stop");
+                tracing::info!(%task_id, %step_id, attempt, "the task ended or another worker took the step over; telling the handler to stop");
                 cancel.cancel();
                 return;
             }
