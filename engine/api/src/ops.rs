@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -13,6 +13,22 @@ use super::error::{ErrorBody, HttpError};
 use super::extract::{ApiPath, ApiQuery};
 use super::ApiState;
 use tasker_store::{analytics, archive};
+
+/// Checks an instant given as a query parameter: RFC 3339 years, 0000 to
+/// 9999. (chrono parses years to ±262143, PostgreSQL's `timestamptz` holds
+/// 4713 BC to 294276 AD: an instant outside one of them was a 500.) The error
+/// is a 422 naming `field`.
+pub(crate) fn check_instant(field: &str, value: &DateTime<Utc>) -> Result<(), HttpError> {
+    if (0..=9999).contains(&value.year()) {
+        return Ok(());
+    }
+    Err(HttpError::unprocessable(format!(
+        "{field}: {} is out of range: must be between 0000-01-01T00:00:00Z and \
+         9999-12-31T23:59:59Z",
+        value.to_rfc3339()
+    ))
+    .with_details(serde_json::json!({ "field": field })))
+}
 
 /// Slowest step attempts listed by `GET /v1/analytics`.
 const SLOWEST: i64 = 10;
@@ -63,7 +79,7 @@ pub struct Analytics {
     responses(
         (status = 200, description = "The window's numbers", body = Analytics),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
-        (status = 422, description = "`since` is in the future", body = ErrorBody),
+        (status = 422, description = "`since` is in the future or out of range", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
 pub async fn analytics(
@@ -71,6 +87,9 @@ pub async fn analytics(
     ApiQuery(params): ApiQuery<AnalyticsParams>,
 ) -> Result<Json<Analytics>, HttpError> {
     let until = Utc::now();
+    if let Some(since) = &params.since {
+        check_instant("since", since)?;
+    }
     let since = params.since.unwrap_or(until - DEFAULT_WINDOW);
     if since > until {
         return Err(HttpError::unprocessable("since is in the future")

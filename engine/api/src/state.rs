@@ -47,6 +47,7 @@ pub struct ApiState {
 impl ApiState {
     /// State from the `[web]` configuration.
     pub fn from_config(pool: PgPool, wakeups: Wakeups, config: &TaskerConfig) -> Self {
+        crate::routes::templates::configure(&config.templates);
         let web = &config.web;
         let auth = if web.auth.enabled {
             AuthMode::Keys {

@@ -29,6 +29,7 @@ pub(crate) const BASE: &[ComponentFile] = &[
     component!("base", "orchestration"),
     component!("base", "queues"),
     component!("base", "telemetry"),
+    component!("base", "templates"),
     component!("base", "wasm"),
     component!("base", "web"),
     component!("base", "worker"),

@@ -31,13 +31,13 @@ pub use error::ConfigError;
 pub use secret::{redact_url, Secret, REDACTED};
 pub use sections::{
     ChannelConfig, CircuitBreakerConfig, ClientConfig, DatabaseConfig, LogFormat, Mode,
-    OrchestrationConfig, QueueConfig, StaleTaskAction, TelemetryConfig, WasmConfig, WebAuthConfig,
-    WebConfig, WorkerConfig,
+    OrchestrationConfig, QueueConfig, StaleTaskAction, TelemetryConfig, TemplatesConfig,
+    WasmConfig, WebAuthConfig, WebConfig, WorkerConfig,
 };
 pub use sources::{
     ENV_PREFIX, ENV_SEPARATOR, ENV_VAR_CONFIG_DIR, ENV_VAR_DATABASE_URL, ENV_VAR_ENV,
 };
-pub use validate::{MAX_BATCH_SIZE, MAX_NAMESPACE_LEN};
+pub use validate::{MAX_BATCH_SIZE, MAX_NAMESPACE_LEN, MAX_TEMPLATE_DEPTH};
 
 use serde::{Deserialize, Serialize};
 use sources::Layers;
@@ -72,6 +72,8 @@ pub struct TaskerConfig {
     pub telemetry: TelemetryConfig,
     /// `[wasm]`: WASM handlers.
     pub wasm: WasmConfig,
+    /// `[templates]`: limits on reading templates.
+    pub templates: TemplatesConfig,
 }
 
 /// Where and how [`TaskerConfig::load`] looks for configuration.

@@ -256,6 +256,46 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
+/// `[templates]`: what a template may cost to read, wherever it is read (the
+/// API's template routes, `tasker template validate|apply`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemplatesConfig {
+    /// Largest template text (YAML or JSON), in bytes.
+    pub max_bytes: u64,
+    /// Deepest nesting of sequences and mappings, at most 128.
+    pub max_depth: u32,
+    /// Most YAML alias uses (`*name`) in one template; 0 refuses aliases.
+    pub max_aliases: u32,
+    /// Largest size a template may reach with its aliases replaced (scalar
+    /// bytes plus 16 per value), in bytes.
+    pub max_expanded_bytes: u64,
+    /// Most steps in one template.
+    pub max_steps: u32,
+    /// Most dependencies (`depends_on` entries) in one template.
+    pub max_edges: u32,
+    /// Time budget of one template parse in the API (waiting for a parsing
+    /// slot included), in milliseconds.
+    pub parse_timeout_ms: u64,
+    /// Template parses running at once in the API, each on a blocking thread.
+    pub max_concurrent_parses: u32,
+}
+
+impl Default for TemplatesConfig {
+    fn default() -> Self {
+        TemplatesConfig {
+            max_bytes: 1_048_576,
+            max_depth: 64,
+            max_aliases: 1_000,
+            max_expanded_bytes: 16_777_216,
+            max_steps: 1_000,
+            max_edges: 5_000,
+            parse_timeout_ms: 5_000,
+            max_concurrent_parses: 2,
+        }
+    }
+}
+
 /// `[web]`: the HTTP admin API.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

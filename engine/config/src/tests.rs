@@ -554,6 +554,18 @@ fn validation_names_the_key() {
             "[telemetry]\nlog_level = \"info,[[\"\n",
             "telemetry.log_level",
         ),
+        ("[templates]\nmax_depth = 129\n", "templates.max_depth"),
+        ("[templates]\nmax_depth = 0\n", "templates.max_depth"),
+        ("[templates]\nmax_bytes = 0\n", "templates.max_bytes"),
+        ("[templates]\nmax_steps = 0\n", "templates.max_steps"),
+        (
+            "[templates]\nparse_timeout_ms = 0\n",
+            "templates.parse_timeout_ms",
+        ),
+        (
+            "[templates]\nmax_concurrent_parses = 0\n",
+            "templates.max_concurrent_parses",
+        ),
     ];
     for (text, key) in cases {
         match TaskerConfig::from_toml_str(text) {

@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 pub const MAX_BATCH_SIZE: u32 = 1000;
 /// Longest namespace name (it becomes part of a PGMQ queue name).
 pub const MAX_NAMESPACE_LEN: usize = 40;
+/// Highest `templates.max_depth`: the YAML and JSON deserializers stop at 128 levels.
+pub const MAX_TEMPLATE_DEPTH: u32 = 128;
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -205,6 +207,25 @@ pub(crate) fn validate(config: &TaskerConfig) -> Result<(), ConfigError> {
     at_least_one("wasm.max_result_bytes", wasm.max_result_bytes)?;
     at_least_one("wasm.epoch_tick_ms", wasm.epoch_tick_ms)?;
     at_least_one("wasm.max_concurrent_calls", wasm.max_concurrent_calls)?;
+
+    let templates = &config.templates;
+    at_least_one("templates.max_bytes", templates.max_bytes)?;
+    if !(1..=MAX_TEMPLATE_DEPTH).contains(&templates.max_depth) {
+        return Err(invalid(
+            "templates.max_depth",
+            format!(
+                "must be between 1 and {MAX_TEMPLATE_DEPTH}, got {}",
+                templates.max_depth
+            ),
+        ));
+    }
+    at_least_one("templates.max_expanded_bytes", templates.max_expanded_bytes)?;
+    at_least_one("templates.max_steps", templates.max_steps)?;
+    at_least_one("templates.parse_timeout_ms", templates.parse_timeout_ms)?;
+    at_least_one(
+        "templates.max_concurrent_parses",
+        templates.max_concurrent_parses,
+    )?;
 
     let log_level = &config.telemetry.log_level;
     if log_level.trim().is_empty() {

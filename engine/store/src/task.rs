@@ -99,7 +99,14 @@ pub async fn create(
 
     let task_id = Uuid::now_v7();
     let ids: Vec<Uuid> = template.steps.iter().map(|_| Uuid::now_v7()).collect();
-    let index = |name: &str| template.steps.iter().position(|s| s.name == name);
+    // Step index by name: one lookup per edge, whatever the template's size.
+    let by_name: std::collections::HashMap<&str, usize> = template
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let index = |name: &str| by_name.get(name).copied();
     let states: Vec<&str> = template
         .steps
         .iter()

@@ -72,7 +72,7 @@ pub async fn create_task(
     responses(
         (status = 200, description = "A page of tasks", body = TaskPage),
         (status = 400, description = "Invalid query parameter", body = ErrorBody),
-        (status = 422, description = "Invalid filter value", body = ErrorBody),
+        (status = 422, description = "Invalid filter value (a date out of range, created_after later than created_before, ...)", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_tasks(
@@ -91,6 +91,24 @@ pub async fn list_tasks(
             HttpError::unprocessable(format!("state: {e}"))
                 .with_details(serde_json::json!({"field": "state"}))
         })?;
+    }
+    for (field, value) in [
+        ("created_after", &params.created_after),
+        ("created_before", &params.created_before),
+    ] {
+        if let Some(value) = value {
+            crate::ops::check_instant(field, value)?;
+        }
+    }
+    if let (Some(after), Some(before)) = (&params.created_after, &params.created_before) {
+        if after > before {
+            return Err(HttpError::unprocessable(format!(
+                "created_after ({}) is later than created_before ({})",
+                after.to_rfc3339(),
+                before.to_rfc3339()
+            ))
+            .with_details(serde_json::json!({"field": "created_after"})));
+        }
     }
     let filter = TaskFilter {
         namespace: params.namespace,

@@ -134,6 +134,19 @@ pub enum TemplateError {
         violations: Vec<String>,
     },
 
+    /// The template exceeds one of its [`TemplateLimits`](super::TemplateLimits):
+    /// too large, too deep, too many aliases or too much expansion, too many
+    /// steps or dependencies.
+    #[error("{what}: over the limit {limit} = {max}")]
+    LimitExceeded {
+        /// The limit's configuration key, e.g. `templates.max_depth`.
+        limit: &'static str,
+        /// Its value.
+        max: u64,
+        /// What exceeded it, and where when known.
+        what: String,
+    },
+
     /// A file or directory could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
@@ -172,6 +185,14 @@ impl TemplateError {
         match self {
             TemplateError::InFile { source, .. } => source.problem(),
             other => other,
+        }
+    }
+
+    /// The configuration key of the limit this error exceeds, if it is one.
+    pub fn limit(&self) -> Option<&'static str> {
+        match self.problem() {
+            TemplateError::LimitExceeded { limit, .. } => Some(limit),
+            _ => None,
         }
     }
 

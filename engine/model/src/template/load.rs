@@ -2,24 +2,57 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::{Template, TemplateError};
+use super::{Template, TemplateError, TemplateLimits};
 
-/// Reads and validates one template file; errors name the file.
+/// Reads and validates one template file within the default [`TemplateLimits`];
+/// errors name the file.
 pub fn load_file(path: &Path) -> Result<Template, TemplateError> {
-    let text = fs::read_to_string(path).map_err(|source| TemplateError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Template::from_yaml_str(&text, &path.display().to_string())
+    load_file_with(path, &TemplateLimits::default())
 }
 
-/// Loads every template named by `paths`: a file is read whatever its extension, a
-/// directory is searched recursively for `*.yaml` / `*.yml` files (sorted by path;
-/// symbolic links to directories are not followed). Stops at the first bad file.
-/// Two files defining the same `namespace/name/version` is an error naming both.
+/// Reads and validates one template file within `limits`; errors name the
+/// file. A file over `max_bytes` is refused after reading `max_bytes + 1` bytes.
+pub fn load_file_with(path: &Path, limits: &TemplateLimits) -> Result<Template, TemplateError> {
+    let io = |source| TemplateError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fs::File::open(path).map_err(io)?;
+    let mut bytes = Vec::new();
+    let cap = u64::try_from(limits.max_bytes).unwrap_or(u64::MAX);
+    file.take(cap.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    let source = path.display().to_string();
+    limits
+        .check_size(bytes.len())
+        .map_err(|e| e.in_file(source.as_str()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not UTF-8: {e}"),
+        ))
+    })?;
+    Template::from_yaml_str_with(&text, &source, limits)
+}
+
+/// [`load_paths_with`] within the default [`TemplateLimits`].
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Template>, TemplateError> {
+    load_paths_with(paths, &TemplateLimits::default())
+}
+
+/// Loads every template named by `paths` within `limits`: a file is read
+/// whatever its extension, a directory is searched recursively for `*.yaml` /
+/// `*.yml` files (sorted by path; symbolic links to directories are not
+/// followed). Stops at the first bad file. Two files defining the same
+/// `namespace/name/version` is an error naming both.
+pub fn load_paths_with(
+    paths: &[PathBuf],
+    limits: &TemplateLimits,
+) -> Result<Vec<Template>, TemplateError> {
     let mut files = Vec::new();
     for path in paths {
         let meta = fs::metadata(path).map_err(|source| TemplateError::Io {
@@ -41,7 +74,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Template>, TemplateError> {
         if seen.values().any(|f| f == &file) {
             continue; // the same file named twice, e.g. directly and through its directory
         }
-        let template = load_file(&file)?;
+        let template = load_file_with(&file, limits)?;
         if let Some(first) = seen.get(&template.key()) {
             return Err(TemplateError::DuplicateTemplate {
                 key: template.key(),
@@ -177,6 +210,29 @@ mod tests {
             msg.starts_with(&format!("{}: bad namespace `Ns`", bad.display())),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_file_over_max_bytes_is_refused_naming_file_and_limit() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("big.yaml");
+        let mut text = small("ns", "big");
+        text.push_str(&format!("description: \"{}\"\n", "x".repeat(2_000)));
+        fs::write(&big, &text).expect("write");
+        let limits = crate::template::TemplateLimits {
+            max_bytes: 1_000,
+            ..Default::default()
+        };
+        let err = super::load_paths_with(std::slice::from_ref(&big), &limits).expect_err("too big");
+        assert_eq!(err.limit(), Some("templates.max_bytes"));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: template text is 1001 bytes: over the limit templates.max_bytes = 1000",
+                big.display()
+            )
+        );
+        load_file(&big).expect("within the default limit");
     }
 
     #[test]

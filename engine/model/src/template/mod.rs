@@ -1,13 +1,15 @@
 //! Task templates: the versioned YAML definition of a task's steps and their DAG.
 //!
 //! A template is read with [`Template::from_yaml_str`], [`load_file`] or [`load_paths`]
-//! (which all validate it), stored as JSON (it round-trips through `serde_json`, and
-//! deserializing validates again) and queried for its graph ([`Template::levels`],
-//! [`Template::roots`], [`Template::children_of`]) and input rules
-//! ([`Template::validate_input`]). The YAML reference is `examples/templates/README.md`.
+//! (which all validate it, within [`TemplateLimits`]), stored as JSON (it
+//! round-trips through `serde_json`, and deserializing validates again) and
+//! queried for its graph ([`Template::levels`], [`Template::roots`],
+//! [`Template::children_of`]) and input rules ([`Template::validate_input`]).
+//! The YAML reference is `examples/templates/README.md`.
 
 mod error;
 mod graph;
+mod limits;
 mod load;
 mod parse;
 mod retry;
@@ -17,7 +19,12 @@ mod validate;
 use serde::{Deserialize, Serialize};
 
 pub use error::TemplateError;
-pub use load::{load_file, load_paths};
+pub use limits::{
+    json_depth, scan_json, scan_yaml, TemplateLimits, YamlShape, DEFAULT_MAX_ALIASES,
+    DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, DEFAULT_MAX_EDGES, DEFAULT_MAX_EXPANDED_BYTES,
+    DEFAULT_MAX_STEPS, MAX_DEPTH_CEILING, VALUE_COST,
+};
+pub use load::{load_file, load_file_with, load_paths, load_paths_with};
 pub use retry::{Backoff, RetryPolicy, MAX_ATTEMPTS_LIMIT, MAX_DELAY_MS_LIMIT};
 pub use schema::InputValidator;
 pub use validate::{parse_version, validate_identifier, IdentKind, MAX_TIMEOUT_SECONDS};
@@ -98,15 +105,43 @@ fn empty_object() -> serde_json::Value {
 }
 
 impl Template {
-    /// Parses and validates YAML text. `source` (a file path or `<inline>`) prefixes
-    /// every error message.
+    /// Parses and validates YAML text within the default [`TemplateLimits`].
+    /// `source` (a file path or `<inline>`) prefixes every error message.
     pub fn from_yaml_str(text: &str, source: &str) -> Result<Template, TemplateError> {
-        parse::from_yaml_str(text).map_err(|e| e.in_file(source))
+        Template::from_yaml_str_with(text, source, &TemplateLimits::default())
     }
 
-    /// Parses and validates a JSON value (an HTTP request body, a stored definition).
+    /// Parses and validates YAML text within `limits` (size, depth, aliases and
+    /// their expansion, checked before the text is deserialized; then steps
+    /// and dependencies). `source` prefixes every error message.
+    pub fn from_yaml_str_with(
+        text: &str,
+        source: &str,
+        limits: &TemplateLimits,
+    ) -> Result<Template, TemplateError> {
+        parse::from_yaml_str(text, limits).map_err(|e| e.in_file(source))
+    }
+
+    /// Parses and validates a JSON value (a stored definition). No
+    /// [`TemplateLimits`]: a definition registered under higher limits still loads.
     pub fn from_json_value(value: serde_json::Value) -> Result<Template, TemplateError> {
-        parse::from_json_value(value)
+        parse::from_json_value(value, None)
+    }
+
+    /// Parses and validates a JSON value (an HTTP request body) within
+    /// `limits`: depth, steps and dependencies. (Its size is the text's:
+    /// [`scan_json`] checks it before the text is deserialized.)
+    pub fn from_json_value_with(
+        value: serde_json::Value,
+        limits: &TemplateLimits,
+    ) -> Result<Template, TemplateError> {
+        parse::from_json_value(value, Some(limits))
+    }
+
+    /// Refuses more steps or dependencies than `limits` allow.
+    pub fn check_limits(&self, limits: &TemplateLimits) -> Result<(), TemplateError> {
+        let edges = self.steps.iter().map(|s| s.depends_on.len()).sum();
+        limits.check_counts(self.steps.len(), edges)
     }
 
     /// The pool whose workers run `step`: the step's own `pool`, else the

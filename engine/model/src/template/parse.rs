@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Deserializer};
 
+use super::limits::{self, TemplateLimits};
 use super::{validate::parse_version, StepTemplate, Template, TemplateError};
 
 /// A template as written, before its version is parsed and the whole is validated.
@@ -40,6 +41,15 @@ impl VersionText {
     }
 }
 
+impl RawTemplate {
+    /// Refuses more steps or dependencies than `limits` allow, before the
+    /// graph is checked.
+    fn check_limits(&self, limits: &TemplateLimits) -> Result<(), TemplateError> {
+        let edges = self.steps.iter().map(|s| s.depends_on.len()).sum();
+        limits.check_counts(self.steps.len(), edges)
+    }
+}
+
 impl TryFrom<RawTemplate> for Template {
     type Error = TemplateError;
 
@@ -66,16 +76,33 @@ where
     Ok(Option::<VersionText>::deserialize(deserializer)?.map(VersionText::into_text))
 }
 
-pub(crate) fn from_yaml_str(text: &str) -> Result<Template, TemplateError> {
+/// Parses YAML text within `limits`: [`limits::scan_yaml`] first, so that the
+/// deserializer only ever sees text whose depth and expansion are bounded.
+pub(crate) fn from_yaml_str(
+    text: &str,
+    limits: &TemplateLimits,
+) -> Result<Template, TemplateError> {
+    limits::scan_yaml(text, limits)?;
     let raw: RawTemplate =
         serde_yaml_ng::from_str(text).map_err(|e| TemplateError::from_yaml(&e))?;
+    raw.check_limits(limits)?;
     Template::try_from(raw)
 }
 
-pub(crate) fn from_json_value(value: serde_json::Value) -> Result<Template, TemplateError> {
+/// Parses a JSON value; within `limits` (depth, steps, dependencies) when given.
+pub(crate) fn from_json_value(
+    value: serde_json::Value,
+    limits: Option<&TemplateLimits>,
+) -> Result<Template, TemplateError> {
+    if let Some(limits) = limits {
+        limits::check_value_depth(&value, limits)?;
+    }
     let raw: RawTemplate = serde_json::from_value(value).map_err(|e| TemplateError::Json {
         message: e.to_string(),
     })?;
+    if let Some(limits) = limits {
+        raw.check_limits(limits)?;
+    }
     Template::try_from(raw)
 }
 
