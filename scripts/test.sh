@@ -8,7 +8,8 @@
 # Order: set-up, formatting, one clippy over the whole workspace (the Python
 # and Ruby extensions included), then the suites: Rust (unit, integration,
 # multi-process, doc), the CLI, libtasker from C under valgrind, the API fuzz
-# run, the Python package, the Ruby gem. .ci/run runs exactly this.
+# run, the Python package, the Ruby gem, the polyglot workflow (one template,
+# five runtimes, each worker its own process). .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -25,7 +26,7 @@ stage "fmt"
 cargo fmt --all -- --check
 stage "clippy (the whole workspace, the language extensions included)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-stage "WASM guest examples (Rust; Python and JavaScript unless QUICK=1)"
+stage "WASM guest examples (Rust; C, Python and JavaScript unless QUICK=1)"
 if [ "${QUICK:-0}" = 1 ]; then ./scripts/build-wasm-examples.sh rust; else ./scripts/build-wasm-examples.sh; fi
 stage "cargo test"
 # The default members: everything but the language extensions, which the
@@ -63,4 +64,9 @@ stage "Python package"
 stage "Ruby gem"
 ./bindings-ruby/scripts/test.sh
 # --- bindings-ruby (end) ---
+if [ "${QUICK:-0}" != 1 ]; then
+  stage "polyglot workflow (WASM Rust/Python/JS/C, Python, Ruby and C workers as processes)"
+  # Reuses the Python virtualenv and Ruby extension built just above.
+  ./scripts/test-polyglot.sh
+fi
 stage "all tests passed (target dir: $(du -sh "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1))"

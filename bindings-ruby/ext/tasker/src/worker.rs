@@ -58,10 +58,9 @@ impl RbWorker {
     ) -> Result<Self, Error> {
         let mut config = config(ruby, toml, database_url)?;
         // Namespaces given in Ruby replace the configured ones (the defaults
-        // name "default", which a Ruby worker rarely serves).
-        if !namespaces.is_empty() {
-            config.worker.namespaces = namespaces;
-        }
+        // name "default", which a Ruby worker rarely serves); a worker given
+        // only pools (`Tasker::Worker.new(pools: [...])`) serves only those.
+        config.worker.namespaces = namespaces;
         if let Some(n) = concurrency {
             if n == 0 {
                 return Err(invalid(ruby, "threads must be at least 1".into()));

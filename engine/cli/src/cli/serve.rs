@@ -134,6 +134,12 @@ pub async fn worker(args: WorkerArgs, config: &TaskerConfig) -> anyhow::Result<(
         tasker_worker::handler::wasm::install(&registry, db.pool.clone(), &config.wasm).await?;
     }
     let mut settings = WorkerSettings::from_config(config, args.namespaces);
+    if !args.pools.is_empty() {
+        for p in &args.pools {
+            tasker_store::queue::step_queue(p).map_err(|e| anyhow::anyhow!("--pool {p}: {e}"))?;
+        }
+        settings.pools = args.pools;
+    }
     if let Some(c) = args.concurrency {
         settings.concurrency = c;
     }

@@ -14,7 +14,7 @@ use super::remote::{explain, opt, print_json};
 
 #[derive(Subcommand)]
 pub enum QueueCmd {
-    /// Depth and age of every namespace queue and of the results queue.
+    /// Depth and age of every pool's step queue and of the results queue.
     Stats {
         #[arg(long)]
         json: bool,
@@ -88,7 +88,7 @@ pub async fn queue(c: &Client, cmd: QueueCmd) -> anyhow::Result<()> {
     let mut table = Table::new();
     table.set_header([
         "queue",
-        "namespace",
+        "pool",
         "depth",
         "oldest (s)",
         "newest (s)",
@@ -97,7 +97,11 @@ pub async fn queue(c: &Client, cmd: QueueCmd) -> anyhow::Result<()> {
     for q in list.queues {
         table.add_row([
             q.queue_name,
-            q.namespace.unwrap_or_else(|| "(results)".into()),
+            match (q.pool, q.namespace) {
+                (Some(pool), Some(_)) => format!("{pool} (namespace)"),
+                (Some(pool), None) => pool,
+                (None, _) => "(results)".into(),
+            },
             q.queue_length.to_string(),
             opt(&q.oldest_msg_age_sec),
             opt(&q.newest_msg_age_sec),
