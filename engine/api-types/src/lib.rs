@@ -17,6 +17,7 @@ use uuid::Uuid;
 use tasker_store::component::ComponentMeta;
 use tasker_store::task::NewTask;
 
+pub use tasker_store::dlq::DeadStep;
 /// One row of a step's transition history.
 pub use tasker_store::step::TransitionRow as StepTransition;
 /// The outcome of creating a task.
@@ -29,7 +30,6 @@ pub use tasker_store::task::TaskDetail as TaskDetailBody;
 pub use tasker_store::task::TaskRow as Task;
 /// A registered template version.
 pub use tasker_store::template::TemplateRow as TemplateSummary;
-pub use tasker_store::dlq::DeadStep;
 pub use tasker_store::worker::UnservedStep;
 pub use tasker_store::worker::WorkerRow as Worker;
 

@@ -34,12 +34,19 @@ async fn task_input_is_stored_exactly_or_refused(pool: PgPool) {
     let api = Stack::builder(&pool).workers(0).api().start().await;
     for (context, path) in [
         (r#"{"big": 18446744073709551616}"#, "$.context.big"),
-        (r#"{"list": [1, -9223372036854775809]}"#, "$.context.list[1]"),
+        (
+            r#"{"list": [1, -9223372036854775809]}"#,
+            "$.context.list[1]",
+        ),
         (r#"{"a": 1, "a": 2}"#, "$.context"),
         (r#"{"s": "nul \u0000 here"}"#, "$.context.s"),
     ] {
         let (status, body) = create(&api, context).await;
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{context}: {body}");
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{context}: {body}"
+        );
         let message = body["message"].as_str().unwrap();
         assert!(message.contains(path), "{context}: {message}");
     }

@@ -10,8 +10,8 @@ use sqlx::PgPool;
 
 use tasker_model::state::TaskState;
 use tasker_model::step::StepError;
-use tasker_store::operator::{self, Actor};
 use tasker_store::dlq;
+use tasker_store::operator::{self, Actor};
 use tasker_testkit::{migrated, register_inline, Stack};
 use tasker_worker::handler::rust::handler_fn;
 use tasker_worker::handler::HandlerRegistry;
@@ -69,7 +69,10 @@ async fn a_poison_step_is_listed_then_retried_with_fresh_attempts(pool: PgPool) 
     assert_eq!(dead.input, json!({ "order": 7 }));
     let error = dead.last_error.clone().unwrap();
     assert!(
-        error["message"].as_str().unwrap().contains("poisoned input"),
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("poisoned input"),
         "{error}"
     );
     assert_eq!(dlq::sizes(&pool).await.unwrap(), [("demo".to_string(), 1)]);

@@ -38,9 +38,7 @@ fn checked(queue: &str) -> Result<&str, StoreError> {
     } else {
         Err(StoreError::InvalidRequest {
             field: "queue".into(),
-            reason: format!(
-                "'{queue}' is not a tasker queue (the results queue or steps_<pool>)"
-            ),
+            reason: format!("'{queue}' is not a tasker queue (the results queue or steps_<pool>)"),
         })
     }
 }

@@ -11,9 +11,9 @@
 
 pub mod analytics;
 pub mod api_key;
+pub mod archive;
 pub mod component;
 pub mod db;
-pub mod archive;
 pub mod dlq;
 pub mod evaluate;
 pub mod migrate;

@@ -24,7 +24,6 @@ pub const MISSED_HEARTBEATS: i32 = 3;
 /// How long rows of stopped and gone workers are kept.
 pub const FORGET_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-
 /// What a worker host says about itself when it registers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerInfo {

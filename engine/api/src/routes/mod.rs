@@ -13,6 +13,7 @@ pub(crate) mod tasks;
 pub(crate) mod templates;
 pub(crate) mod workers;
 
+pub use dlq::{discard_dead_step, get_dead_step, list_dlq};
 pub use health::{live, ready};
 pub use queues::list_queues;
 pub use steps::{
@@ -20,7 +21,6 @@ pub use steps::{
 };
 pub use tasks::{cancel_task, create_task, get_task, list_tasks, DEFAULT_PAGE, MAX_PAGE};
 pub use templates::{get_template, list_templates, register_template, validate_template};
-pub use dlq::{discard_dead_step, get_dead_step, list_dlq};
 pub use workers::list_workers;
 
 use crate::keys::Principal;

@@ -235,7 +235,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             triggers,
-            ["steps_dlq", "steps_history_deleted", "tasks_history_deleted"]
+            [
+                "steps_dlq",
+                "steps_history_deleted",
+                "tasks_history_deleted"
+            ]
         );
     }
 
