@@ -57,8 +57,14 @@ pub struct Created {
     pub unserved: Vec<crate::worker::UnservedStep>,
 }
 
-/// Creates a task: [`create`]'s statement.
+/// Creates a task: [`create`]'s statement; `{send_roots}` is one of the two below.
 const CREATE_TASK: &str = crate::sql::body(include_str!("sql/create_task.sql"));
+/// Roots all in one queue: a static INSERT on its table (`{steps}`).
+const SEND_ROOTS_TO_ONE_QUEUE: &str =
+    "INSERT INTO {steps} (vt, message) SELECT clock_timestamp(), m FROM task, unnest($21::jsonb[]) AS x(m) RETURNING 1";
+/// Roots in several queues (pools): one call, one INSERT per queue.
+const SEND_ROOTS_TO_QUEUES: &str =
+    "SELECT tasker.send_step_messages($23::text[], $21::jsonb[]) FROM task";
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -156,7 +162,14 @@ pub async fn create(
     // (`tasker.send_step_messages`; `sql/create_task.sql`). Every part reads
     // `task`, which is empty when the idempotency key exists already: then
     // nothing at all is written.
-    let inserted: Option<Uuid> = sqlx::query_scalar(CREATE_TASK)
+    let sql = match root_queues.split_first() {
+        Some((first, rest)) if rest.iter().all(|q| q == first) => queue::substitute(
+            &CREATE_TASK.replace("{send_roots}", SEND_ROOTS_TO_ONE_QUEUE),
+            first,
+        )?,
+        _ => CREATE_TASK.replace("{send_roots}", SEND_ROOTS_TO_QUEUES),
+    };
+    let inserted: Option<Uuid> = sqlx::query_scalar(&sql)
         .bind(task_id)
         .bind(loaded.id)
         .bind(&template.namespace)

@@ -21,6 +21,10 @@
 -- $20 = the root steps' ids (uuid[])
 -- $21 = the root steps' messages (jsonb[])
 -- $23 = the root steps' queues (text[], `steps_<pool>`), one per message
+-- {send_roots} = how the roots' messages are sent (tasker_store::task::create):
+--   when they all go to one queue, a plain INSERT on its PGMQ table (planned
+--   once per connection, like every statement here); else
+--   tasker.send_step_messages, whose dynamic INSERTs are planned per call
 WITH task AS (
      INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state)
      VALUES ($1, $2, $3, $4, $5, $6, 'steps_in_process')
@@ -51,5 +55,5 @@ WITH task AS (
      UNION ALL
      SELECT y.id, task.id, 'pending', 'enqueued', 'dependencies_met', 0, $7
        FROM task, unnest($20::uuid[]) AS y(id)),
- sent AS (SELECT tasker.send_step_messages($23::text[], $21::jsonb[]) AS n FROM task)
- SELECT task.id FROM task, sent
+ sent AS ({send_roots})
+ SELECT task.id FROM task WHERE (SELECT count(*) FROM sent) >= 0
