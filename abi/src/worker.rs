@@ -209,16 +209,10 @@ impl Worker {
             .map_or(2, |n| n.get())
             .min(8);
         let runtime = crate::runtime::build("tasker-worker", threads)?;
-        // A worker started while the database is down waits for it.
-        let db = runtime.block_on(async {
-            let db = Database::open_waiting(&DbSettings::from_config(&self.config))
-                .await
-                .map_err(|e| AbiError::Database(e.to_string()))?;
-            tasker_store::migrate::migrate(&db.pool)
-                .await
-                .map_err(|e| AbiError::Database(format!("migrating: {e}")))?;
-            Ok::<_, AbiError>(db)
-        })?;
+        // A library call fails with a clear error when the database cannot
+        // be reached (the caller decides whether to wait); once started, the
+        // worker rides out outages (its Availability).
+        let db = runtime.block_on(open_database(&self.config))?;
         let shutdown = CancellationToken::new();
         // One Wakeups for this worker and its orchestrator: each wakes the
         // other directly.
