@@ -15,6 +15,7 @@ mod parse;
 mod retry;
 mod schema;
 mod validate;
+mod yaml_scan;
 
 use serde::{Deserialize, Serialize};
 
