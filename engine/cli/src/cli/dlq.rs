@@ -10,7 +10,7 @@ use uuid::Uuid;
 use tasker_api_types::ListDlqParams;
 use tasker_client::Client;
 
-use super::remote::{explain, print_action, print_json};
+use super::remote::{explain, print_action, print_json, StepAction};
 
 #[derive(Subcommand)]
 pub enum DlqCmd {
@@ -68,28 +68,12 @@ pub async fn run(c: &Client, cmd: DlqCmd) -> anyhow::Result<()> {
             step_id,
             reason,
             json,
-        } => {
-            let dead = c.dead_step(step_id).await.map_err(|e| explain(c, e))?;
-            let id = step_id.to_string();
-            let r = c
-                .retry_step(dead.task_id, &id, reason)
-                .await
-                .map_err(|e| explain(c, e))?;
-            print_action(&r, json, &format!("step {} retried", dead.step))
-        }
+        } => step_action(c, step_id, StepAction::Retry, reason, json).await,
         DlqCmd::Resolve {
             step_id,
             reason,
             json,
-        } => {
-            let dead = c.dead_step(step_id).await.map_err(|e| explain(c, e))?;
-            let id = step_id.to_string();
-            let r = c
-                .resolve_step(dead.task_id, &id, reason)
-                .await
-                .map_err(|e| explain(c, e))?;
-            print_action(&r, json, &format!("step {} resolved", dead.step))
-        }
+        } => step_action(c, step_id, StepAction::Resolve, reason, json).await,
         DlqCmd::Discard {
             step_id,
             reason,
@@ -102,6 +86,18 @@ pub async fn run(c: &Client, cmd: DlqCmd) -> anyhow::Result<()> {
             print_action(&r, json, "step discarded")
         }
     }
+}
+
+/// A step command (`tasker step retry|resolve`) on a dead step found by its id.
+async fn step_action(
+    c: &Client,
+    step_id: Uuid,
+    action: StepAction,
+    reason: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let dead = c.dead_step(step_id).await.map_err(|e| explain(c, e))?;
+    super::remote::step(c, dead.task_id, &step_id.to_string(), action, reason, json).await
 }
 
 async fn list(c: &Client, namespace: Option<String>, limit: i64, json: bool) -> anyhow::Result<()> {
