@@ -11,6 +11,8 @@
 #                    libcjson-dev (libtasker's C examples and tests), curl and
 #                    python3-venv (the API fuzz run, the Python package),
 #                    nodejs/npm when absent (the JavaScript WASM guest),
+#                    chromium and chromium-driver (the dashboard's browser
+#                    test, tests/tests/ui.rs),
 #                    the PostgreSQL client and server when absent
 #   rustup           rustfmt, clippy, the wasm32-wasip2 target
 #   PostgreSQL       started when nothing answers on 127.0.0.1:5432
@@ -20,7 +22,7 @@ cd "$(dirname "$0")/.."
 need=()
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for pkg in ruby-dev ruby-rspec rake clang lld wasi-libc libclang-rt-14-dev-wasm32 gcc g++ make \
-    valgrind libcjson-dev curl python3-venv; do
+    valgrind libcjson-dev curl python3-venv chromium chromium-driver; do
   installed "$pkg" || need+=("$pkg")
 done
 command -v psql >/dev/null || need+=(postgresql-client)

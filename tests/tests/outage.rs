@@ -26,7 +26,7 @@ use tasker_store::template::TemplateCache;
 use tasker_testkit::{migrated, new_task, register_inline};
 
 /// The bootstrap API key the servers accept.
-const KEY: &str = "outage-test-key";
+const KEY: &str = "outage-test-key-0123456789";
 
 /// The `tasker` binary of this build (`cargo build -p tasker-cli`).
 fn tasker_bin() -> PathBuf {

@@ -47,9 +47,35 @@ impl WasmHost {
         Some(dir.join(format!("{sha256}-{}.cwasm", self.fingerprint)))
     }
 
+    /// The compiled component on disk for `sha256`, if cached and loadable
+    /// (an unloadable file is removed).
+    fn compiled_on_disk(&self, sha256: &str) -> Option<Component> {
+        let path = self.cache_path(sha256)?;
+        if !path.exists() {
+            return None;
+        }
+        // SAFETY: the cache directory is the worker's own (config says so);
+        // its files are written only by `compile` below, atomically, for this
+        // engine fingerprint. A file that fails to load is removed.
+        match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "dropping an unusable cached component");
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
     fn compile(&self, bytes: &[u8], sha256: &str) -> Result<Component, LoadError> {
         if !wasmparser_is_component(bytes) {
             return Err(LoadError::NotAComponent);
+        }
+        // The same bytes compiled before (an upload again, or compiled by
+        // another process on this machine): no second compilation. Callers
+        // pass the bytes' own hash.
+        if let Some(component) = self.compiled_on_disk(sha256) {
+            return Ok(component);
         }
         let component = Component::new(&self.engine, bytes)
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
@@ -121,21 +147,7 @@ impl WasmHost {
         if let Some(p) = self.prepared.lock().ok()?.get(sha256).cloned() {
             return Some((p, LoadedFrom::Memory));
         }
-        let path = self.cache_path(sha256)?;
-        if !path.exists() {
-            return None;
-        }
-        // SAFETY: the cache directory is the worker's own (config says so);
-        // its files are written only by `compile` above, atomically, for this
-        // engine fingerprint. A file that fails to load is removed.
-        let component = match unsafe { Component::deserialize_file(&self.engine, &path) } {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "dropping an unusable cached component");
-                let _ = std::fs::remove_file(&path);
-                return None;
-            }
-        };
+        let component = self.compiled_on_disk(sha256)?;
         let (_, mut prepared) = self.check(&component).ok()?;
         prepared.sha256 = sha256.to_string();
         let prepared = Arc::new(prepared);
@@ -172,6 +184,38 @@ impl WasmHost {
         if let Ok(mut m) = self.prepared.lock() {
             m.clear();
         }
+    }
+
+    /// Forgets the component `sha256`: from memory and from the disk cache
+    /// (a deleted upload). True when something was forgotten.
+    pub fn evict(&self, sha256: &str) -> bool {
+        let in_memory = self
+            .prepared
+            .lock()
+            .map(|mut m| m.remove(sha256).is_some())
+            .unwrap_or(false);
+        let on_disk = self
+            .cache_path(sha256)
+            .is_some_and(|path| std::fs::remove_file(path).is_ok());
+        in_memory || on_disk
+    }
+
+    /// Forgets, in memory, every component whose sha256 is not in `keep`
+    /// (those still uploaded); returns how many were forgotten.
+    pub fn retain_only(&self, keep: &std::collections::HashSet<String>) -> usize {
+        self.prepared
+            .lock()
+            .map(|mut m| {
+                let before = m.len();
+                m.retain(|sha, _| keep.contains(sha));
+                before - m.len()
+            })
+            .unwrap_or(0)
+    }
+
+    /// How many prepared components are held in memory.
+    pub fn cached_in_memory(&self) -> usize {
+        self.prepared.lock().map(|m| m.len()).unwrap_or(0)
     }
 }
 

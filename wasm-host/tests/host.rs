@@ -285,6 +285,39 @@ fn compiled_components_are_cached_on_disk() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A deleted upload is forgotten (memory and disk); a validation of bytes
+/// compiled before reuses the disk cache instead of compiling again.
+#[test]
+fn evicted_components_leave_memory_and_disk_and_revalidation_reuses_the_cache() {
+    let dir = tempdir();
+    let bytes = guest("noop_rust.wasm");
+    let sha = tasker_wasm_host::sha256_hex(&bytes);
+    let h = host(Some(dir.clone()));
+    let first = Instant::now();
+    h.validate(&bytes).unwrap();
+    let compiled = first.elapsed();
+    assert_eq!(h.cached_in_memory(), 1);
+    // Another process on this machine validates the same bytes: from disk.
+    let other = host(Some(dir.clone()));
+    let again = Instant::now();
+    let info = other.validate(&bytes).unwrap();
+    let reused = again.elapsed();
+    eprintln!("validate: compiled {compiled:?}, from the disk cache {reused:?}");
+    assert_eq!(info.sha256, sha);
+    assert!(reused < compiled, "{reused:?} vs {compiled:?}");
+    // Deleted: gone from memory and disk.
+    assert!(h.evict(&sha));
+    assert_eq!(h.cached_in_memory(), 0);
+    assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
+    assert!(!h.evict(&sha), "nothing left to forget");
+    // A sweep keeps only what is still uploaded.
+    let keep: std::collections::HashSet<String> = [sha.clone()].into();
+    assert_eq!(other.retain_only(&keep), 0);
+    assert_eq!(other.retain_only(&Default::default()), 1);
+    assert_eq!(other.cached_in_memory(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn tempdir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "tasker-wasm-host-test-{}-{:?}",

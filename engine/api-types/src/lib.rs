@@ -94,6 +94,9 @@ pub struct ListTasksParams {
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
+    /// Include each task's context. The page then ends early (with a
+    /// `next_cursor`) once its contexts reach `web.list_payload_limit_bytes`.
+    pub include_context: Option<bool>,
 }
 
 /// A page of tasks, newest first.
@@ -182,6 +185,14 @@ pub struct QueueInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueList {
     pub queues: Vec<QueueInfo>,
+}
+
+/// Query of `GET /v1/templates`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListTemplatesParams {
+    /// Only templates of this namespace.
+    pub namespace: Option<String>,
 }
 
 /// Query of `GET /v1/dlq`.

@@ -246,8 +246,16 @@ pub async fn delete_component(
 ) -> Result<StatusCode, HttpError> {
     check_name(&name)?;
     check_version(&version)?;
-    if cstore::delete(&state.pool, &name, &version).await? {
+    if let Some(sha256) = cstore::delete(&state.pool, &name, &version).await? {
         tracing::info!(%name, %version, "WASM component deleted");
+        // Unless other uploads share the bytes, forget the compiled form
+        // here; workers forget it at their next sweep (`wasm::install`).
+        if let Some(host) = state.components.host.get() {
+            let still_uploaded = cstore::uploaded_hashes(&state.pool).await?;
+            if !still_uploaded.contains(&sha256) {
+                host.evict(&sha256);
+            }
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(HttpError::not_found(format!(

@@ -53,6 +53,14 @@ impl HttpError {
         e
     }
 
+    /// A 503 saying the server is at a configured limit now, with
+    /// `Retry-After: 1`.
+    pub fn busy(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", message);
+        e.retry_after = Some(1);
+        e
+    }
+
     /// `Retry-After` of this response, in seconds, if it has one.
     pub fn retry_after(&self) -> Option<u64> {
         self.retry_after

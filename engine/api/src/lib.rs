@@ -13,20 +13,24 @@
 //! error is `{"error": code, "message": ..., "details": ...}` ([`error`]).
 
 pub mod error;
+pub mod event_slots;
 pub mod events;
 pub mod extract;
 pub mod keys;
 pub mod metrics;
 pub mod ops;
 pub mod routes;
+pub mod scope;
 pub use tasker_api_types as types;
 pub mod components;
 
+mod connections;
 mod openapi;
 mod request_middleware;
 mod route_table;
 mod server;
 mod state;
+mod ui;
 
 pub use openapi::{openapi, ApiDoc};
 pub use route_table::{routes, Route};

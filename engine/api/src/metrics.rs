@@ -1,10 +1,12 @@
 //! Prometheus metrics (`metrics` facade, `metrics-exporter-prometheus`
 //! recorder) and `GET /metrics`.
 //!
-//! `/metrics` is public, like `/health/*`: it is read-only and no label
-//! carries an id (labels are namespaces, handler names, outcomes, queue and
-//! channel names, all bounded by configuration). Put it behind the network's
-//! own controls if namespace names are sensitive.
+//! `/metrics` is public by default, like `/health/*`: it is read-only and no
+//! label carries an id (labels are namespaces, handler names, outcomes, queue
+//! and channel names, all bounded by configuration). With
+//! `web.metrics_requires_key` it needs a key with `tasks:read`. A scrape
+//! runs no query: the database's gauges are refreshed by one background
+//! reader ([`refresh`], every 5 s), however many scrape.
 //!
 //! Series:
 //! - `tasker_steps_processed_total{namespace,handler,outcome}` (worker; outcome
@@ -22,15 +24,14 @@
 //!   and status (`live`, `stopped`, `gone`), and per live worker
 //!   `tasker_worker_in_flight{worker,runtime}` and
 //!   `tasker_worker_steps{worker,runtime,outcome}` (attempts finished since it
-//!   started; `worker` is its `host:pid`, bounded by the live workers),
-//!   refreshed at each scrape
+//!   started; `worker` is its `host:pid`, bounded by the live workers)
 //! - `tasker_dlq_steps{namespace}`: steps in the dead-letter queue
 //! - `tasker_circuit_breaker_state{breaker}` (0 closed, 1 half-open, 2 open)
 //!   and `tasker_circuit_breaker_opened_total{breaker}`: this process's
 //!   breakers (`database`, `handlers.<backend>`)
 //! - `tasker_queue_depth{queue}`, `tasker_channel_used{channel}`,
 //!   `tasker_channel_capacity{channel}`, `tasker_channel_dropped_total{channel}`
-//!   (refreshed at each scrape)
+//!   (the queue depths from the last refresh)
 //!
 //! Only components in the serving process are counted: run workers and
 //! orchestrators inside `tasker server` (or scrape each process that serves
@@ -38,7 +39,6 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -170,14 +170,25 @@ async fn record_workers(state: &ApiState) -> Result<(), HttpError> {
     Ok(())
 }
 
-/// Prometheus text exposition of every tasker metric.
-#[utoipa::path(get, path = "/metrics", tag = "health",
-    responses(
-        (status = 200, description = "Prometheus text format (version 0.0.4)", body = String, content_type = "text/plain"),
-        (status = 500, description = "The database could not be read", body = super::error::ErrorBody),
-    ))]
-pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse, HttpError> {
-    let handle = install();
+/// How often [`refresh`] reads the database's gauges.
+pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Reads the database's gauges (queue depths, the worker registry, the
+/// dead-letter queue) every [`REFRESH`] until `stop`: one reader per server
+/// however many scrapers, so a scrape costs no query.
+pub async fn refresh(state: ApiState, stop: tokio_util::sync::CancellationToken) {
+    loop {
+        if let Err(e) = record_database_gauges(&state).await {
+            tracing::debug!(error = %e.body.message, "metrics: database gauges not refreshed");
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(REFRESH) => {}
+        }
+    }
+}
+
+async fn record_database_gauges(state: &ApiState) -> Result<(), HttpError> {
     let mut queues: Vec<String> = tstore::pools(&state.pool)
         .await?
         .into_iter()
@@ -192,10 +203,21 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse,
         }
     }
     drop(conn);
-    record_workers(&state).await?;
+    record_workers(state).await?;
     for (namespace, n) in tasker_store::dlq::sizes(&state.pool).await? {
         metrics::gauge!("tasker_dlq_steps", "namespace" => namespace).set(n as f64);
     }
+    Ok(())
+}
+
+/// Prometheus text exposition of every tasker metric. The database's gauges
+/// are those of the last refresh (every 5 s), so a scrape queries nothing.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses(
+        (status = 200, description = "Prometheus text format (version 0.0.4)", body = String, content_type = "text/plain"),
+    ))]
+pub async fn metrics() -> impl IntoResponse {
+    let handle = install();
     for (name, b) in tasker_model::breaker::snapshot() {
         use tasker_model::breaker::BreakerState as S;
         let level = match b.state {
@@ -213,11 +235,11 @@ pub async fn metrics(State(state): State<ApiState>) -> Result<impl IntoResponse,
         metrics::counter!("tasker_channel_dropped_total", "channel" => name).absolute(s.dropped);
     }
     handle.run_upkeep();
-    Ok((
+    (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
         handle.render(),
-    ))
+    )
 }

@@ -4,19 +4,20 @@
 
 use axum::extract::rejection::RawPathParamsRejection;
 use axum::extract::{RawPathParams, Request, State};
-use axum::http::header;
+use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::HttpError;
 use crate::keys::{self, Permission, Principal};
+use crate::scope::{self, Scope};
 use crate::{ApiState, AuthMode};
 
 /// Checks the bearer key and the route's permission; puts the [`Principal`]
 /// in the request's extensions.
 pub(crate) async fn authorize(
-    State((state, needed)): State<(ApiState, Option<Permission>)>,
-    mut req: Request,
+    State((state, needed, scope)): State<(ApiState, Option<Permission>, Scope)>,
+    req: Request,
     next: Next,
 ) -> Result<Response, HttpError> {
     let Some(needed) = needed else {
@@ -30,11 +31,14 @@ pub(crate) async fn authorize(
         )));
     }
     let principal = match &state.auth {
-        AuthMode::Disabled => Principal {
-            name: "anonymous".into(),
-            permissions: vec![Permission::Admin],
-        },
+        AuthMode::Disabled => {
+            refuse_cross_site(&req)?;
+            Principal::unrestricted("anonymous")
+        }
         AuthMode::Keys { bootstrap } => {
+            // Without an `Authorization` header, the dashboard's session
+            // cookie (cross-site checked; `ui::session`).
+            let from_cookie = crate::ui::session::cookie_key(&req)?;
             let presented = req
                 .headers()
                 .get(header::AUTHORIZATION)
@@ -44,6 +48,7 @@ pub(crate) async fn authorize(
                         .or_else(|| v.strip_prefix("bearer "))
                 })
                 .map(str::trim)
+                .or(from_cookie.as_deref())
                 .ok_or_else(|| {
                     HttpError::unauthorized("missing `Authorization: Bearer <api key>` header")
                 })?;
@@ -58,9 +63,64 @@ pub(crate) async fn authorize(
                 .with_details(serde_json::json!({ "required": needed.as_str() })),
         );
     }
+    let (mut parts, body) = req.into_parts();
+    scope::enforce(&state, &principal, scope, &mut parts).await?;
     tracing::debug!(key = %principal.name, "authorized");
-    req.extensions_mut().insert(principal);
-    Ok(next.run(req).await)
+    parts.extensions.insert(principal);
+    Ok(next.run(Request::from_parts(parts, body)).await)
+}
+
+/// With authentication off, anything that reaches the port may act, and so
+/// might a web page in a browser on that host: a cross-site form or
+/// `fetch(..., {mode: "no-cors"})` sends a "simple" request without a CORS
+/// preflight. So a mutating request must not come from another origin
+/// (`Origin`, which browsers send on every such request, must be absent or
+/// this server's `Host`) and must not have a content type a form can send.
+pub(crate) fn refuse_cross_site(req: &Request) -> Result<(), HttpError> {
+    if matches!(
+        req.method(),
+        &Method::GET | &Method::HEAD | &Method::OPTIONS
+    ) {
+        return Ok(());
+    }
+    let headers = req.headers();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("");
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
+        if host.is_empty() || !origin_host.eq_ignore_ascii_case(host) {
+            return Err(HttpError::forbidden(format!(
+                "cross-origin request refused (Origin {origin:?}, Host {host:?}): with authentication off only same-origin or non-browser clients may change anything"
+            )));
+        }
+    }
+    let form_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|t| {
+            matches!(
+                t.as_str(),
+                "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+            )
+        });
+    if form_type {
+        return Err(HttpError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "a form content type (text/plain, urlencoded, multipart) is refused on changes: send application/json (or the route's own type)",
+        ));
+    }
+    Ok(())
 }
 
 /// Turns any error response that is not already JSON (unknown route, 405,

@@ -2,6 +2,7 @@
 //! and docs pages) and [`serve`], which binds and runs it.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{header, Method, StatusCode};
@@ -16,7 +17,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::openapi::{docs, openapi_json};
+use crate::connections::{self, ConnectionLimits};
+use crate::keys::Permission;
+use crate::openapi::{docs, openapi_json, redoc_js};
 use crate::request_middleware::{authorize, error_shape, not_found, reject_nul_params};
 use crate::{components, metrics, routes, ApiState, AuthMode};
 use tasker_notify::Wakeups;
@@ -40,7 +43,11 @@ pub fn router(state: ApiState) -> Router {
     let upload_limit = state.components.max_component_bytes;
     let outer_limit = state.body_limit_bytes.max(upload_limit);
     for r in routes() {
-        let layer = middleware::from_fn_with_state((state.clone(), r.permission), authorize);
+        let permission = match r.path {
+            "/metrics" if state.metrics_requires_key => Some(Permission::TasksRead),
+            _ => r.permission,
+        };
+        let layer = middleware::from_fn_with_state((state.clone(), permission, r.scope), authorize);
         let limit = match (r.method == Method::PUT, r.path) {
             (true, components::UPLOAD_PATH) => upload_limit,
             _ => state.body_limit_bytes,
@@ -56,6 +63,8 @@ pub fn router(state: ApiState) -> Router {
     let request_id = header::HeaderName::from_static("x-request-id");
     app.route("/openapi.json", axum::routing::get(openapi_json))
         .route("/docs", axum::routing::get(docs))
+        .route("/docs/redoc.standalone.js", axum::routing::get(redoc_js))
+        .merge(crate::ui::router())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(outer_limit))
         .layer(RequestBodyLimitLayer::new(outer_limit))
@@ -87,8 +96,22 @@ pub async fn serve(
 ) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), ApiError> {
     metrics::install();
     let state = ApiState::from_config(pool, wakeups, config);
-    if matches!(state.auth, AuthMode::Disabled) {
-        tracing::warn!("HTTP API authentication is DISABLED (web.auth.enabled = false): anyone who can reach {} can drive tasker", config.web.bind);
+    match &state.auth {
+        AuthMode::Disabled => {
+            tracing::warn!("HTTP API authentication is DISABLED (web.auth.enabled = false): anyone who can reach {} can drive tasker", config.web.bind);
+        }
+        AuthMode::Keys { bootstrap: Some(_) } => {
+            match tasker_store::api_key::any_usable(&state.pool).await {
+                Ok(false) => tracing::warn!(
+                    "the bootstrap key (web.auth.bootstrap_key) is ACTIVE with every permission until the first API key exists: create keys with `tasker apikey create`, then remove it from the configuration"
+                ),
+                Ok(true) => tracing::info!(
+                    "the bootstrap key is retired (API keys exist); remove web.auth.bootstrap_key from the configuration"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot tell whether the bootstrap key is retired"),
+            }
+        }
+        AuthMode::Keys { bootstrap: None } => {}
     }
     let bind_err = |source| ApiError::Bind {
         addr: config.web.bind.clone(),
@@ -98,12 +121,14 @@ pub async fn serve(
         .await
         .map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
+    tokio::spawn(metrics::refresh(state.clone(), shutdown.clone()));
     let app = router(state);
     tracing::info!(%addr, "HTTP API listening");
-    let handle = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-    });
+    let limits = ConnectionLimits {
+        max_connections: usize::try_from(config.web.max_connections).unwrap_or(usize::MAX),
+        header_read_timeout: Duration::from_millis(config.web.header_read_timeout_ms),
+        idle_timeout: Duration::from_millis(config.web.idle_timeout_ms),
+    };
+    let handle = tokio::spawn(connections::serve(listener, app, limits, shutdown));
     Ok((addr, handle))
 }

@@ -12,6 +12,7 @@ use tasker_notify::Wakeups;
 use tasker_store::template::TemplateCache;
 
 use crate::components;
+use crate::event_slots::EventSlots;
 
 /// How requests are authenticated.
 #[derive(Debug, Clone)]
@@ -42,6 +43,13 @@ pub struct ApiState {
     /// Refuse templates and tasks with steps no live worker serves
     /// (`web.require_live_workers`).
     pub require_live_workers: bool,
+    /// Bytes of contexts or results one listing carries
+    /// (`web.list_payload_limit_bytes`).
+    pub list_payload_limit_bytes: u64,
+    /// Open event streams, capped (`web.max_event_streams*`).
+    pub event_slots: EventSlots,
+    /// `/metrics` needs a key (`web.metrics_requires_key`).
+    pub metrics_requires_key: bool,
 }
 
 impl ApiState {
@@ -74,6 +82,9 @@ impl ApiState {
                 tasker_worker::handler::wasm::host_config(&config.wasm),
             ),
             require_live_workers: web.require_live_workers,
+            list_payload_limit_bytes: web.list_payload_limit_bytes,
+            event_slots: EventSlots::new(web.max_event_streams, web.max_event_streams_per_key),
+            metrics_requires_key: web.metrics_requires_key,
         }
     }
 

@@ -463,9 +463,12 @@ async fn auth_401_403_200_and_revocation(pool: PgPool) {
     )
     .await;
 
-    let (_, reader) = keys::create_key(&pool, "reader", &[Permission::TasksRead])
-        .await
-        .unwrap();
+    let (_, reader) = keys::create_key(
+        &pool,
+        &keys::KeySpec::new("reader", &[Permission::TasksRead]),
+    )
+    .await
+    .unwrap();
     s.key = reader;
     assert_eq!(
         s.get("/v1/tasks").send().await.unwrap().status(),
@@ -480,9 +483,12 @@ async fn auth_401_403_200_and_revocation(pool: PgPool) {
     let body = error(res, StatusCode::FORBIDDEN).await;
     assert!(body["message"].as_str().unwrap().contains("tasks:create"));
 
-    let (_, creator) = keys::create_key(&pool, "creator", &[Permission::TasksCreate])
-        .await
-        .unwrap();
+    let (_, creator) = keys::create_key(
+        &pool,
+        &keys::KeySpec::new("creator", &[Permission::TasksCreate]),
+    )
+    .await
+    .unwrap();
     s.key = creator;
     let (status, _) = s.create(None).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -724,9 +730,10 @@ async fn event_stream_metrics_and_analytics_of_a_diamond(pool: PgPool) {
         .unwrap();
     error(res, StatusCode::NOT_FOUND).await;
 
-    // Metrics: public, Prometheus text, counters moved, no ids.
+    // Metrics: public, Prometheus text, counters moved, no ids. The
+    // database's gauges come from a refresh every 5 s (`metrics::REFRESH`).
     let mut text = String::new();
-    for _ in 0..50 {
+    for _ in 0..150 {
         let res = s
             .http
             .get(format!("{}/metrics", s.base))
@@ -735,7 +742,10 @@ async fn event_stream_metrics_and_analytics_of_a_diamond(pool: PgPool) {
             .unwrap();
         assert_eq!(res.status(), StatusCode::OK);
         text = res.text().await.unwrap();
-        if text.contains("tasker_task_latency_seconds_count") {
+        if text.contains("tasker_task_latency_seconds_count")
+            && text.contains("tasker_queue_depth{queue=\"steps_demo\"}")
+            && text.contains("tasker_workers{runtime=\"rust\",status=\"live\"} 1")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -886,16 +896,29 @@ async fn dead_letters_list_and_requeue(pool: PgPool) {
     .await;
 
     let requeue = format!("/v1/queues/steps_demo/archive/{msg_id}/requeue");
-    let (_, reader) = keys::create_key(&pool, "reader", &[Permission::TasksRead])
-        .await
-        .unwrap();
+    let (_, reader) = keys::create_key(
+        &pool,
+        &keys::KeySpec::new("reader", &[Permission::TasksRead]),
+    )
+    .await
+    .unwrap();
     s.key = reader;
     error(
         s.post(&requeue).send().await.unwrap(),
         StatusCode::FORBIDDEN,
     )
     .await;
+    // The bootstrap key retired when the first key was created.
     s.key = BOOT.into();
+    error(
+        s.post(&requeue).send().await.unwrap(),
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let (_, admin) = keys::create_key(&pool, &keys::KeySpec::new("admin", &[Permission::Admin]))
+        .await
+        .unwrap();
+    s.key = admin;
     let res = s.post(&requeue).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let r: Value = res.json().await.unwrap();
@@ -1451,6 +1474,27 @@ async fn every_route_happy_401_403_bad_input_404_409(pool: PgPool) {
     let fx = s.fixture(&pool).await;
     let routes = api::routes();
     let mut counts = [0usize; 6];
+    // Every route below runs with an admin key: the bootstrap key retires
+    // with the first key the loop creates.
+    let (_, admin) = keys::create_key(
+        &pool,
+        &keys::KeySpec::new("matrix-admin", &[Permission::Admin]),
+    )
+    .await
+    .unwrap();
+    // Every permission but admin, limited to a namespace the fixture does not use.
+    let elsewhere_spec = keys::KeySpec {
+        namespaces: Some(vec!["elsewhere".into()]),
+        ..keys::KeySpec::new(
+            "elsewhere",
+            &Permission::ALL
+                .iter()
+                .copied()
+                .filter(|&p| p != Permission::Admin)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (_, elsewhere) = keys::create_key(&pool, &elsewhere_spec).await.unwrap();
     for r in &routes {
         let method = r.method.as_str();
         let what = format!("{method} {}", r.path);
@@ -1467,13 +1511,17 @@ async fn every_route_happy_401_403_bad_input_404_409(pool: PgPool) {
                 .filter(|&p| p != needed && p != Permission::Admin)
                 .collect();
             let name = format!("without-{}", needed.as_str().replace(':', "-"));
-            let (_, key) = match keys::create_key(&pool, &name, &others).await {
+            let (_, key) = match keys::create_key(&pool, &keys::KeySpec::new(&name, &others)).await
+            {
                 Ok(k) => k,
                 Err(_) => {
                     // Same permission as an earlier route: reuse by a fresh name.
-                    keys::create_key(&pool, &format!("{name}-{}", counts[2]), &others)
-                        .await
-                        .unwrap()
+                    keys::create_key(
+                        &pool,
+                        &keys::KeySpec::new(&format!("{name}-{}", counts[2]), &others),
+                    )
+                    .await
+                    .unwrap()
                 }
             };
             let res = s.send_req(&any, Some(&key)).send().await.unwrap();
@@ -1482,11 +1530,51 @@ async fn every_route_happy_401_403_bad_input_404_409(pool: PgPool) {
             counts[2] += 1;
         }
 
+        // 403 for a key limited to another namespace, before anything changes
+        // (the happy path below still finds everything as it was). A listing
+        // asks for the fixture's namespace by name.
+        if r.permission.is_some() && r.scope != api::scope::Scope::Any {
+            let (happy, _) = &case.happy;
+            let mut outside = happy.clone();
+            if method == "GET"
+                && r.scope == api::scope::Scope::Handler
+                && !outside.path.contains("namespace=")
+            {
+                let sep = if outside.path.contains('?') { '&' } else { '?' };
+                outside.path = format!("{}{sep}namespace=demo", outside.path);
+            }
+            let res = s.send_req(&outside, Some(&elsewhere)).send().await.unwrap();
+            assert_eq!(
+                res.status(),
+                StatusCode::FORBIDDEN,
+                "{what} with a key limited to `elsewhere`"
+            );
+            if method == "GET" && r.scope == api::scope::Scope::Handler {
+                // Unfiltered, the listing shows nothing of `demo`.
+                let mut unfiltered = happy.clone();
+                unfiltered.path = unfiltered
+                    .path
+                    .replace("namespace=demo&", "")
+                    .replace("?namespace=demo", "");
+                let res = s
+                    .send_req(&unfiltered, Some(&elsewhere))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(res.status(), StatusCode::OK, "{what}");
+                let text = res.text().await.unwrap();
+                assert!(
+                    !text.contains("\"demo\""),
+                    "{what} shows `demo` to a key limited to `elsewhere`: {text}"
+                );
+            }
+        }
+
         // Happy path.
         let (happy, status) = &case.happy;
         let res = tokio::time::timeout(
             std::time::Duration::from_secs(10),
-            s.send_req(happy, Some(BOOT)).send(),
+            s.send_req(happy, Some(&admin)).send(),
         )
         .await
         .unwrap_or_else(|_| panic!("{what}: happy path timed out"))
@@ -1508,17 +1596,17 @@ async fn every_route_happy_401_403_bad_input_404_409(pool: PgPool) {
             assert!(
                 *status == StatusCode::BAD_REQUEST || *status == StatusCode::UNPROCESSABLE_ENTITY
             );
-            let res = s.send_req(bad, Some(BOOT)).send().await.unwrap();
+            let res = s.send_req(bad, Some(&admin)).send().await.unwrap();
             expect_error(res, *status, field, &format!("{what}: bad input")).await;
             counts[3] += 1;
         }
         if let Some(unknown) = &case.unknown {
-            let res = s.send_req(unknown, Some(BOOT)).send().await.unwrap();
+            let res = s.send_req(unknown, Some(&admin)).send().await.unwrap();
             error(res, StatusCode::NOT_FOUND).await;
             counts[4] += 1;
         }
         if let Some(conflict) = &case.conflict {
-            let res = s.send_req(conflict, Some(BOOT)).send().await.unwrap();
+            let res = s.send_req(conflict, Some(&admin)).send().await.unwrap();
             let body = error(res, StatusCode::CONFLICT).await;
             assert!(body["message"].is_string(), "{what}: {body}");
             counts[5] += 1;

@@ -55,12 +55,15 @@ impl Server {
     async fn start(pool: &PgPool) -> Server {
         migrated(pool).await;
         let stack = Stack::builder(pool).workers(0).api().start().await;
-        let (_, admin) = keys::create_key(pool, "admin", &[Permission::Admin])
+        let (_, admin) = keys::create_key(pool, &keys::KeySpec::new("admin", &[Permission::Admin]))
             .await
             .unwrap();
-        let (_, reader) = keys::create_key(pool, "reader", &[Permission::TasksRead])
-            .await
-            .unwrap();
+        let (_, reader) = keys::create_key(
+            pool,
+            &keys::KeySpec::new("reader", &[Permission::TasksRead]),
+        )
+        .await
+        .unwrap();
         Server {
             target: Target {
                 base: stack.base_url(),

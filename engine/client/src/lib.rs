@@ -211,6 +211,9 @@ impl Client {
         if let Some(l) = f.limit {
             q.push(("limit", l.to_string()));
         }
+        if let Some(with) = f.include_context {
+            q.push(("include_context", with.to_string()));
+        }
         if let Some(c) = cursor.or(f.cursor) {
             q.push(("cursor", c.to_string()));
         }

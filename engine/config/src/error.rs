@@ -32,6 +32,15 @@ pub enum ConfigError {
         /// The dotted key, e.g. `worker.concurency`.
         key: String,
     },
+    /// A `TASKER_*` variable that names no configuration key, in strict mode
+    /// (otherwise it is a [`crate::ConfigWarning`]).
+    #[error(
+        "environment variable {name}: not a configuration key (keys are TASKER_<SECTION>__<KEY>)"
+    )]
+    UnknownVariable {
+        /// The variable's name.
+        name: String,
+    },
     /// A value of the wrong type.
     #[error("{file}: '{key}' has the wrong type: expected {expected}, found {found}")]
     WrongType {

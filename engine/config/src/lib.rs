@@ -11,6 +11,10 @@
 //! 3. `DATABASE_URL` (alias of `database.url`), then `TASKER_<SECTION>__<KEY>=value`
 //!    variables (`__` separates nesting levels; `TASKER_ENV` and
 //!    `TASKER_CONFIG_DIR` select the environment and directory and are not keys).
+//!    Any other `TASKER_*` name that addresses no section (`TASKER_BIN`) is
+//!    ignored with a [`ConfigWarning`] ([`TaskerConfig::load_with_warnings`]),
+//!    or refused in strict mode (`TASKER_STRICT_CONFIG=1`,
+//!    [`LoadOptions::strict`], [`check_variables`]).
 //!
 //! Each layer is checked on its own before merging, so an unknown key or a wrong
 //! type is reported with the exact file (or variable) and dotted key. The merged
@@ -23,6 +27,7 @@ mod secret;
 mod sections;
 mod sources;
 mod validate;
+mod variables;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +43,7 @@ pub use sources::{
     ENV_PREFIX, ENV_SEPARATOR, ENV_VAR_CONFIG_DIR, ENV_VAR_DATABASE_URL, ENV_VAR_ENV,
 };
 pub use validate::{MAX_BATCH_SIZE, MAX_NAMESPACE_LEN, MAX_TEMPLATE_DEPTH};
+pub use variables::{ConfigWarning, ENV_VAR_STRICT, NON_KEY_VARS};
 
 use serde::{Deserialize, Serialize};
 use sources::Layers;
@@ -93,6 +99,9 @@ pub struct LoadOptions {
     /// The environment variables to use instead of the process's (a seam for
     /// tests and embedders). `None`: the process environment.
     pub vars: Option<Vec<(String, String)>>,
+    /// Strict mode: a `TASKER_*` variable that is not a key is an error, not a
+    /// warning. Also turned on by `TASKER_STRICT_CONFIG=1` among the variables.
+    pub strict: bool,
 }
 
 impl std::fmt::Debug for LoadOptions {
@@ -107,6 +116,7 @@ impl std::fmt::Debug for LoadOptions {
             .field("env", &self.env)
             .field("use_env_vars", &self.use_env_vars)
             .field("vars", &var_names)
+            .field("strict", &self.strict)
             .finish()
     }
 }
@@ -119,6 +129,7 @@ impl Default for LoadOptions {
             env: None,
             use_env_vars: true,
             vars: None,
+            strict: false,
         }
     }
 }
@@ -131,6 +142,7 @@ impl LoadOptions {
             env: Some(env.to_string()),
             use_env_vars: false,
             vars: Some(Vec::new()),
+            strict: false,
         }
     }
 
@@ -192,9 +204,31 @@ impl LoadOptions {
     }
 }
 
+/// A loaded configuration and what is worth telling about it.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The merged, validated configuration.
+    pub config: TaskerConfig,
+    /// Things ignored on the way (foreign `TASKER_*` variables), for the caller
+    /// to show once its logging is set up.
+    pub warnings: Vec<ConfigWarning>,
+}
+
 impl TaskerConfig {
     /// Loads, merges and validates the configuration described by `options`.
+    /// Warnings ([`TaskerConfig::load_with_warnings`]) are logged with
+    /// `tracing::warn!`: a caller that sets its logging up only after loading
+    /// should call `load_with_warnings` and show them itself.
     pub fn load(options: &LoadOptions) -> Result<TaskerConfig, ConfigError> {
+        let loaded = Self::load_with_warnings(options)?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok(loaded.config)
+    }
+
+    /// [`TaskerConfig::load`], returning the warnings instead of logging them.
+    pub fn load_with_warnings(options: &LoadOptions) -> Result<Loaded, ConfigError> {
         let resolved = options.resolve();
         let mut layers = Layers::new();
         match &resolved.source {
@@ -222,12 +256,15 @@ impl TaskerConfig {
                 layers.add_embedded(&format!("environments/{}", resolved.env), files)?;
             }
         }
+        let mut warnings = Vec::new();
         if options.use_env_vars {
-            layers.add_env_vars(&options.variables())?;
+            let vars = options.variables();
+            let strict = options.strict || variables::strict_from(&vars)?;
+            warnings = layers.add_env_vars(&vars, strict)?;
         }
         let config = layers.extract()?;
         config.validate()?;
-        Ok(config)
+        Ok(Loaded { config, warnings })
     }
 
     /// [`TaskerConfig::load`] with [`LoadOptions::default`].
@@ -272,6 +309,26 @@ impl TaskerConfig {
         toml::to_string(&shown)
             .unwrap_or_else(|e| format!("# cannot render the configuration: {e}\n"))
     }
+}
+
+/// Checks the override variables of `options` (the process environment when
+/// its `vars` is `None`) as strict mode would, each on its own: every
+/// `TASKER_*` variable must be a key (or one of [`NON_KEY_VARS`]) with a value
+/// of the key's type. Returns every problem, for `tasker config validate`;
+/// cross-key rules are checked when a configuration is loaded.
+pub fn check_variables(options: &LoadOptions) -> Vec<ConfigError> {
+    let vars = options.variables();
+    let mut problems = Vec::new();
+    if let Err(e) = variables::strict_from(&vars) {
+        problems.push(e);
+    }
+    for var in &vars {
+        let mut layers = Layers::new();
+        if let Err(e) = layers.add_env_vars(std::slice::from_ref(var), true) {
+            problems.push(e);
+        }
+    }
+    problems
 }
 
 /// Loads every environment found under `<config_dir>/environments`, with no

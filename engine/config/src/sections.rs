@@ -309,6 +309,21 @@ pub struct WebConfig {
     /// Refuse to register a template or create a task with a step that no
     /// live worker serves (422), instead of reporting it in the response.
     pub require_live_workers: bool,
+    /// Time a client has to send a request's headers, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// An idle keep-alive connection is closed after this many milliseconds.
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: u32,
+    /// Event streams (SSE) open at once, over all keys; more get 503.
+    pub max_event_streams: u32,
+    /// Event streams open at once per API key; more get 503.
+    pub max_event_streams_per_key: u32,
+    /// Bytes of task contexts or step results one listing may carry; past
+    /// it a task list page ends early and a step list omits the rest.
+    pub list_payload_limit_bytes: u64,
+    /// `/metrics` needs an API key with `tasks:read` when true.
+    pub metrics_requires_key: bool,
     /// `[web.auth]`: API authentication.
     pub auth: WebAuthConfig,
 }
@@ -320,6 +335,13 @@ impl Default for WebConfig {
             request_body_limit_bytes: 16_777_216,
             request_timeout_ms: 30_000,
             require_live_workers: false,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 1024,
+            max_event_streams: 512,
+            max_event_streams_per_key: 32,
+            list_payload_limit_bytes: 8_388_608,
+            metrics_requires_key: false,
             auth: WebAuthConfig::default(),
         }
     }

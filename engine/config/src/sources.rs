@@ -4,6 +4,7 @@
 
 use super::embedded::{self, ComponentFile};
 use super::error::ConfigError;
+use super::variables::{classify, ConfigWarning, VarKind};
 use super::TaskerConfig;
 use figment::providers::{Format, Serialized, Toml};
 use figment::value::Value;
@@ -84,24 +85,32 @@ impl Layers {
 
     /// Adds the override variables among `vars`: `TASKER_A__B=v` sets `a.b`, and
     /// `DATABASE_URL` sets `database.url` (a `TASKER_DATABASE__URL` wins over it).
-    pub(crate) fn add_env_vars(&mut self, vars: &[(String, String)]) -> Result<(), ConfigError> {
+    /// A foreign `TASKER_*` variable (see [`crate::variables`]) is returned as a
+    /// warning, or is an error when `strict`.
+    pub(crate) fn add_env_vars(
+        &mut self,
+        vars: &[(String, String)],
+        strict: bool,
+    ) -> Result<Vec<ConfigWarning>, ConfigError> {
         let alias = vars
             .iter()
             .filter(|(name, value)| name == ENV_VAR_DATABASE_URL && !value.is_empty());
         for (name, value) in alias {
             self.add_env_value(name, "database.url", Value::from(value.clone()))?;
         }
+        let mut warnings = Vec::new();
         for (name, raw) in vars {
-            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
-                continue;
+            let parts = match classify(name) {
+                VarKind::Skip => continue,
+                VarKind::Foreign if strict => {
+                    return Err(ConfigError::UnknownVariable { name: name.clone() })
+                }
+                VarKind::Foreign => {
+                    warnings.push(ConfigWarning::ForeignVariable { name: name.clone() });
+                    continue;
+                }
+                VarKind::Key(parts) => parts,
             };
-            if name == ENV_VAR_ENV || name == ENV_VAR_CONFIG_DIR {
-                continue;
-            }
-            let parts: Vec<String> = rest
-                .split(ENV_SEPARATOR)
-                .map(|part| part.to_ascii_lowercase())
-                .collect();
             let label = env_label(name);
             if parts.iter().any(|part| part.is_empty()) {
                 return Err(ConfigError::UnknownKey {
@@ -120,7 +129,7 @@ impl Layers {
                 other => other?,
             }
         }
-        Ok(())
+        Ok(warnings)
     }
 
     fn add_env_value(&mut self, name: &str, key: &str, value: Value) -> Result<(), ConfigError> {

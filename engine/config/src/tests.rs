@@ -25,6 +25,7 @@ fn load_with_vars(
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         ),
+        strict: false,
     })
 }
 
@@ -225,6 +226,7 @@ fn env_vars_select_directory_and_environment() {
             ("TASKER_CONFIG_DIR".to_string(), dir_text),
             ("TASKER_ENV".to_string(), "production".to_string()),
         ]),
+        strict: false,
     };
     assert_eq!(options.resolve().source, ConfigSource::Dir(dir));
     let config = TaskerConfig::load(&options).unwrap();
@@ -241,6 +243,7 @@ fn env_vars_are_ignored_when_disabled() {
             "TASKER_WORKER__CONCURRENCY".to_string(),
             "99".to_string(),
         )]),
+        strict: false,
     };
     assert_eq!(TaskerConfig::load(&options).unwrap().worker.concurrency, 4);
 }
@@ -253,14 +256,20 @@ fn database_url_alias_and_string_values() {
         "test",
         &[
             ("DATABASE_URL", "postgres://a@h/one"),
-            ("TASKER_WEB__AUTH__BOOTSTRAP_KEY", "12345"),
+            (
+                "TASKER_WEB__AUTH__BOOTSTRAP_KEY",
+                "123456789012345678901234",
+            ),
             ("TASKER_WORKER__NAMESPACES", "[billing, shipping]"),
             ("TASKER_ORCHESTRATION__MODE", "polling"),
         ],
     )
     .unwrap();
     assert_eq!(config.database.url.unwrap().expose(), "postgres://a@h/one");
-    assert_eq!(config.web.auth.bootstrap_key.unwrap().expose(), "12345");
+    assert_eq!(
+        config.web.auth.bootstrap_key.unwrap().expose(),
+        "123456789012345678901234"
+    );
     assert_eq!(config.worker.namespaces, ["billing", "shipping"]);
     assert_eq!(config.orchestration.mode, Mode::Polling);
 
@@ -580,7 +589,7 @@ fn validation_names_the_key() {
 #[test]
 fn redacted_toml_hides_secrets_and_keeps_the_rest() {
     let config = TaskerConfig::from_toml_str(
-        "[database]\nurl = \"postgres://u:secret@h/db\"\n[web.auth]\nbootstrap_key = \"topsecret\"\n",
+        "[database]\nurl = \"postgres://u:secret@h/db\"\n[web.auth]\nbootstrap_key = \"topsecret-topsecret-topsecret\"\n",
     )
     .unwrap();
     let shown = config.to_redacted_toml();
@@ -593,8 +602,11 @@ fn redacted_toml_hides_secrets_and_keeps_the_rest() {
         !shown_key.contains("topsecret") && shown_key.contains("api_key = \"***\""),
         "{shown_key}"
     );
-    // The shown text is itself a loadable configuration.
-    let reparsed = TaskerConfig::from_toml_str(&shown).unwrap();
+    // The shown text is itself a loadable configuration, but for a
+    // bootstrap key's placeholder, which is refused as a key.
+    let err = TaskerConfig::from_toml_str(&shown).unwrap_err();
+    assert!(err.to_string().contains("web.auth.bootstrap_key"), "{err}");
+    let reparsed = TaskerConfig::from_toml_str(&shown_key).unwrap();
     assert_eq!(reparsed.channels, config.channels);
     // Without secrets, the keys are simply absent.
     let plain = TaskerConfig::default().to_redacted_toml();
@@ -609,7 +621,7 @@ fn redacted_toml_hides_secrets_and_keeps_the_rest() {
 #[test]
 fn debug_output_has_no_secret() {
     let config = TaskerConfig::from_toml_str(
-        "[database]\nurl = \"postgres://u:secret@h/db\"\n[web.auth]\nbootstrap_key = \"topsecret\"\n",
+        "[database]\nurl = \"postgres://u:secret@h/db\"\n[web.auth]\nbootstrap_key = \"topsecret-topsecret-topsecret\"\n",
     )
     .unwrap();
     let debug = format!("{config:?}");

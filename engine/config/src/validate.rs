@@ -5,6 +5,9 @@ use super::error::ConfigError;
 use super::TaskerConfig;
 use std::net::SocketAddr;
 
+/// The shortest bootstrap key accepted (`web.auth.bootstrap_key`).
+pub const MIN_BOOTSTRAP_KEY_CHARS: usize = 24;
+
 /// Largest batch size accepted anywhere.
 pub const MAX_BATCH_SIZE: u32 = 1000;
 /// Longest namespace name (it becomes part of a PGMQ queue name).
@@ -185,6 +188,15 @@ pub(crate) fn validate(config: &TaskerConfig) -> Result<(), ConfigError> {
     }
     at_least_one("web.request_body_limit_bytes", web.request_body_limit_bytes)?;
     at_least_one("web.request_timeout_ms", web.request_timeout_ms)?;
+    at_least_one("web.header_read_timeout_ms", web.header_read_timeout_ms)?;
+    at_least_one("web.idle_timeout_ms", web.idle_timeout_ms)?;
+    at_least_one("web.max_connections", web.max_connections)?;
+    at_least_one("web.max_event_streams", web.max_event_streams)?;
+    at_least_one(
+        "web.max_event_streams_per_key",
+        web.max_event_streams_per_key,
+    )?;
+    at_least_one("web.list_payload_limit_bytes", web.list_payload_limit_bytes)?;
     if web
         .auth
         .bootstrap_key
@@ -195,6 +207,15 @@ pub(crate) fn validate(config: &TaskerConfig) -> Result<(), ConfigError> {
             "web.auth.bootstrap_key",
             "must not be empty; leave it unset instead",
         ));
+    }
+    if let Some(key) = &web.auth.bootstrap_key {
+        let len = key.expose().chars().count();
+        if len < MIN_BOOTSTRAP_KEY_CHARS {
+            return Err(invalid(
+                "web.auth.bootstrap_key",
+                format!("must be at least {MIN_BOOTSTRAP_KEY_CHARS} characters (it is {len}); generate one with `openssl rand -hex 32`"),
+            ));
+        }
     }
 
     let wasm = &config.wasm;

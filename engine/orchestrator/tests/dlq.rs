@@ -102,9 +102,11 @@ async fn a_discarded_step_fails_its_task_and_leaves_the_queue(pool: PgPool) {
     let h = Stack::start(&pool, registry).await;
     let id = h.create("poison", json!({})).await;
     assert_eq!(h.wait(id).await, TaskState::BlockedByFailures);
-    let dead = dlq::list(&pool, Some("demo"), None, 10).await.unwrap();
+    let dead = dlq::list(&pool, Some(&["demo".to_string()]), None, 10)
+        .await
+        .unwrap();
     assert_eq!(dead.len(), 1);
-    assert!(dlq::list(&pool, Some("other"), None, 10)
+    assert!(dlq::list(&pool, Some(&["other".to_string()]), None, 10)
         .await
         .unwrap()
         .is_empty());

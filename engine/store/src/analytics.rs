@@ -110,20 +110,52 @@ pub struct HistoryEntry {
     pub created_at: DateTime<Utc>,
 }
 
-/// Every transition of a task and of its steps, in the order they happened
-/// (within one transaction, the steps' before the task's: they caused it).
-pub async fn task_history(pool: &PgPool, task_id: Uuid) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+/// Where a task's history stands: its current state and the last task and
+/// step transition ids; `None` when there is no such task. Costs two index
+/// probes however long the history is.
+pub async fn history_mark(
+    pool: &PgPool,
+    task_id: Uuid,
+) -> Result<Option<(String, i64, i64)>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT 'task' AS kind, t.id, NULL::text AS step_name, t.from_state, t.to_state, \
-                NULL::integer AS attempt, t.created_at \
-           FROM tasker.task_transitions t WHERE t.task_id = $1 \
-         UNION ALL \
-         SELECT 'step', st.id, s.name, st.from_state, st.to_state, st.attempt, st.created_at \
-           FROM tasker.step_transitions st JOIN tasker.steps s ON s.id = st.step_id \
-          WHERE st.task_id = $1 \
-          ORDER BY created_at, kind, id",
+        "SELECT t.state,
+                coalesce((SELECT max(id) FROM tasker.task_transitions WHERE task_id = t.id), 0),
+                coalesce((SELECT max(id) FROM tasker.step_transitions WHERE task_id = t.id), 0)
+           FROM tasker.tasks t WHERE t.id = $1",
     )
     .bind(task_id)
+    .fetch_optional(pool)
+    .await
+}
+
+/// A page of a task's history: up to `limit` task transitions after id
+/// `after_task` and up to `limit` step transitions after id `after_step`,
+/// in the order they happened (within one transaction, the steps' before
+/// the task's: they caused it).
+pub async fn history_after(
+    pool: &PgPool,
+    task_id: Uuid,
+    after_task: i64,
+    after_step: i64,
+    limit: i64,
+) -> Result<Vec<HistoryEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT * FROM (
+           (SELECT 'task' AS kind, t.id, NULL::text AS step_name, t.from_state, t.to_state,
+                   NULL::integer AS attempt, t.created_at
+              FROM tasker.task_transitions t WHERE t.task_id = $1 AND t.id > $2
+             ORDER BY t.id LIMIT $4)
+           UNION ALL
+           (SELECT 'step', st.id, s.name, st.from_state, st.to_state, st.attempt, st.created_at
+              FROM tasker.step_transitions st JOIN tasker.steps s ON s.id = st.step_id
+             WHERE st.task_id = $1 AND st.id > $3
+             ORDER BY st.id LIMIT $4)
+         ) page ORDER BY created_at, kind, id",
+    )
+    .bind(task_id)
+    .bind(after_task)
+    .bind(after_step)
+    .bind(limit)
     .fetch_all(pool)
     .await
 }

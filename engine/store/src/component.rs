@@ -114,15 +114,26 @@ pub async fn list(pool: &PgPool) -> Result<Vec<ComponentMeta>, sqlx::Error> {
     .await
 }
 
-/// Deletes one component; false when there was none.
-pub async fn delete(pool: &PgPool, name: &str, version: &str) -> Result<bool, sqlx::Error> {
-    let done =
-        sqlx::query("DELETE FROM tasker.handler_components WHERE name = $1 AND version = $2")
-            .bind(name)
-            .bind(version)
-            .execute(pool)
-            .await?;
-    Ok(done.rows_affected() > 0)
+/// Deletes one component; returns its sha256, `None` when there was none.
+pub async fn delete(
+    pool: &PgPool,
+    name: &str,
+    version: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "DELETE FROM tasker.handler_components WHERE name = $1 AND version = $2 RETURNING sha256",
+    )
+    .bind(name)
+    .bind(version)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The sha256 of every uploaded component (caches keep only these).
+pub async fn uploaded_hashes(pool: &PgPool) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT DISTINCT sha256 FROM tasker.handler_components")
+        .fetch_all(pool)
+        .await
 }
 
 /// The component a step runs: its handler name and the template's

@@ -57,21 +57,22 @@ const SELECT: &str = "SELECT d.step_id, s.name AS step, d.task_id, t.state AS ta
    JOIN tasker.tasks t ON t.id = d.task_id
    JOIN tasker.templates tp ON tp.id = t.template_id";
 
-/// Dead steps by step id (UUIDv7: oldest step first): of `namespace` (all
-/// when `None`), after the step id `after` (the cursor), `limit` at most.
+/// Dead steps by step id (UUIDv7: oldest step first): of one of
+/// `namespaces` (all when `None`), after the step id `after` (the cursor),
+/// `limit` at most.
 pub async fn list(
     pool: &PgPool,
-    namespace: Option<&str>,
+    namespaces: Option<&[String]>,
     after: Option<Uuid>,
     limit: i64,
 ) -> Result<Vec<DeadStep>, StoreError> {
     Ok(sqlx::query_as(&format!(
         "{SELECT}
-          WHERE ($1::text IS NULL OR d.namespace = $1)
+          WHERE ($1::text[] IS NULL OR d.namespace = ANY($1))
             AND ($2::uuid IS NULL OR d.step_id > $2)
           ORDER BY d.step_id LIMIT $3"
     ))
-    .bind(namespace)
+    .bind(namespaces)
     .bind(after)
     .bind(limit)
     .fetch_all(pool)

@@ -505,7 +505,7 @@ async fn diamond_task_is_created_with_steps_edges_audit_and_one_root_message(poo
 
     let detail = task::detail(&pool, task_id).await.unwrap();
     assert_eq!(detail.task.state, "steps_in_process");
-    assert_eq!(detail.task.context, json!({"value": 3}));
+    assert_eq!(detail.task.context, Some(json!({"value": 3})));
     assert_eq!(
         (
             detail.task.template_name.as_str(),

@@ -59,7 +59,7 @@ mod stack;
 pub use stack::{Stack, StackBuilder};
 
 /// The bootstrap API key of [`config`] (the API accepts it with every permission).
-pub const BOOTSTRAP_KEY: &str = "testkit-bootstrap-key";
+pub const BOOTSTRAP_KEY: &str = "testkit-bootstrap-key-0123456789";
 
 /// How long [`Stack::wait`] waits for a task to settle, unless
 /// [`StackBuilder::wait_timeout`] says otherwise.

@@ -30,6 +30,7 @@ use tasker_store::operator::Actor;
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_dlq(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     ApiQuery(params): ApiQuery<ListDlqParams>,
 ) -> Result<Json<DlqPage>, HttpError> {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
@@ -39,13 +40,8 @@ pub async fn list_dlq(
                 .with_details(serde_json::json!({"field": "limit"})),
         );
     }
-    let mut steps = dlq::list(
-        &state.pool,
-        params.namespace.as_deref(),
-        params.cursor,
-        limit + 1,
-    )
-    .await?;
+    let namespaces = crate::scope::list_filter(&who, params.namespace.as_deref())?;
+    let mut steps = dlq::list(&state.pool, namespaces.as_deref(), params.cursor, limit + 1).await?;
     let more = steps.len() as i64 > limit;
     steps.truncate(limit as usize);
     let next_cursor = more.then(|| steps.last().map(|s| s.step_id)).flatten();

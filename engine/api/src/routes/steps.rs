@@ -30,7 +30,10 @@ pub async fn list_steps(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<Vec<Step>>, HttpError> {
-    Ok(Json(task::detail(&state.pool, id).await?.steps))
+    let budget = state.list_payload_limit_bytes;
+    Ok(Json(
+        task::detail_within(&state.pool, id, budget).await?.steps,
+    ))
 }
 
 async fn resolve_step(state: &ApiState, task_id: Uuid, step: &str) -> Result<Step, HttpError> {

@@ -43,6 +43,7 @@ pub async fn create_task(
     ExactJson(req): ExactJson<CreateTaskRequest>,
 ) -> Result<impl IntoResponse, HttpError> {
     reject_nul(&req)?;
+    crate::scope::check(&who, &req.namespace)?;
     let req: tasker_store::task::NewTask = req.into();
     let loaded = state
         .templates
@@ -66,7 +67,9 @@ pub async fn create_task(
     Ok((status, Json(created)))
 }
 
-/// Lists tasks, newest first, with filters and cursor pagination.
+/// Lists tasks, newest first, with filters and cursor pagination. Tasks are
+/// summaries: their contexts only with `include_context=true`, and then a
+/// page ends early once it carries `web.list_payload_limit_bytes` of them.
 #[utoipa::path(get, path = "/v1/tasks", tag = "tasks",
     params(ListTasksParams),
     responses(
@@ -77,6 +80,7 @@ pub async fn create_task(
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_tasks(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     ApiQuery(params): ApiQuery<ListTasksParams>,
 ) -> Result<Json<TaskPage>, HttpError> {
     let limit = params.limit.unwrap_or(DEFAULT_PAGE);
@@ -111,6 +115,7 @@ pub async fn list_tasks(
         }
     }
     let filter = TaskFilter {
+        namespaces: crate::scope::list_filter(&who, params.namespace.as_deref())?,
         namespace: params.namespace,
         state: params.state,
         template: params.template,
@@ -119,8 +124,20 @@ pub async fn list_tasks(
         cursor: params.cursor,
     };
     let mut rows = task::list(&state.pool, &filter, limit + 1).await?;
-    let more = rows.len() as i64 > limit;
+    let mut more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
+    if params.include_context == Some(true) {
+        let ids: Vec<Uuid> = rows.iter().map(|t| t.id).collect();
+        let contexts =
+            task::contexts_within(&state.pool, &ids, state.list_payload_limit_bytes).await?;
+        if contexts.len() < rows.len() {
+            rows.truncate(contexts.len());
+            more = true;
+        }
+        for (row, context) in rows.iter_mut().zip(contexts) {
+            row.context = context;
+        }
+    }
     let next_cursor = if more {
         rows.last().map(|t| t.id)
     } else {
@@ -145,7 +162,8 @@ pub async fn get_task(
     State(state): State<ApiState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<TaskDetailBody>, HttpError> {
-    Ok(Json(task::detail(&state.pool, id).await?))
+    let budget = state.list_payload_limit_bytes;
+    Ok(Json(task::detail_within(&state.pool, id, budget).await?))
 }
 
 /// Cancels a task and every unfinished step.

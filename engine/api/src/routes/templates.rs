@@ -15,11 +15,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use tokio::sync::Semaphore;
 
 use crate::error::{ErrorBody, HttpError};
-use crate::extract::ApiPath;
+use crate::extract::{ApiPath, ApiQuery};
+use crate::keys::Principal;
+use crate::scope;
 use crate::types::*;
 use crate::ApiState;
 use tasker_config::TemplatesConfig;
@@ -224,10 +226,12 @@ fn levels(t: &Template) -> Vec<StepLevel> {
     security(("bearer" = ["templates:write"])))]
 pub async fn register_template(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, HttpError> {
     let template = parse_template(&headers, body).await?;
+    scope::check(&who, &template.namespace)?;
     let unserved = super::workers::unserved_steps(&state, &template).await?;
     let registered = tstore::register(&state.pool, &template).await?;
     let status = if registered.created {
@@ -261,10 +265,12 @@ pub async fn register_template(
     ),
     security(("bearer" = ["tasks:read"])))]
 pub async fn validate_template(
+    Extension(who): Extension<Principal>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<TemplateAccepted>, HttpError> {
     let template = parse_template(&headers, body).await?;
+    scope::check(&who, &template.namespace)?;
     Ok(Json(TemplateAccepted {
         key: template.key(),
         created: false,
@@ -273,18 +279,23 @@ pub async fn validate_template(
     }))
 }
 
-/// Every registered template version.
+/// Every registered template version (of one namespace with `namespace`).
 #[utoipa::path(get, path = "/v1/templates", tag = "templates",
+    params(ListTemplatesParams),
     responses(
         (status = 200, description = "The templates", body = TemplateList),
+        (status = 400, description = "Invalid query parameter", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:read"])))]
 pub async fn list_templates(
     State(state): State<ApiState>,
+    Extension(who): Extension<Principal>,
+    ApiQuery(params): ApiQuery<ListTemplatesParams>,
 ) -> Result<Json<TemplateList>, HttpError> {
-    Ok(Json(TemplateList {
-        templates: tstore::list(&state.pool).await?,
-    }))
+    let shown = scope::list_filter(&who, params.namespace.as_deref())?;
+    let mut templates = tstore::list(&state.pool).await?;
+    templates.retain(|t| shown.as_ref().is_none_or(|ns| ns.contains(&t.namespace)));
+    Ok(Json(TemplateList { templates }))
 }
 
 /// One registered template version's definition.

@@ -149,6 +149,14 @@ pub fn config(cmd: &ConfigCmd, env: &Option<String>, dir: &Option<PathBuf>) -> a
                 .or_else(|| std::env::var_os("TASKER_CONFIG_DIR").map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from("config/tasker"));
             let mut failed = 0;
+            // The variables of this process, strictly: a foreign TASKER_* name fails.
+            let problems = tasker_config::check_variables(&tasker_config::LoadOptions::default());
+            for problem in &problems {
+                println!("invalid variables: {problem}");
+            }
+            if problems.is_empty() {
+                println!("ok      variables");
+            }
             for (name, result) in validate_environments(&dir) {
                 if env.as_ref().is_some_and(|e| e != &name) {
                     continue;
@@ -161,14 +169,25 @@ pub fn config(cmd: &ConfigCmd, env: &Option<String>, dir: &Option<PathBuf>) -> a
                     }
                 }
             }
+            let mut invalid = Vec::new();
+            if !problems.is_empty() {
+                invalid.push(format!("{} environment variable(s)", problems.len()));
+            }
             if failed > 0 {
-                bail!("{failed} environment(s) invalid in {}", dir.display());
+                invalid.push(format!("{failed} environment(s) in {}", dir.display()));
+            }
+            if !invalid.is_empty() {
+                bail!("invalid: {}", invalid.join(" and "));
             }
             Ok(())
         }
         ConfigCmd::Show => {
-            let config = super::load_config(env, dir)?;
-            print!("{}", config.to_redacted_toml());
+            let loaded = super::load_config(env, dir)?;
+            // Logging is not set up for `config`: warnings go straight to stderr.
+            for warning in &loaded.warnings {
+                eprintln!("warning: {warning}");
+            }
+            print!("{}", loaded.config.to_redacted_toml());
             Ok(())
         }
     }

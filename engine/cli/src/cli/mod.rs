@@ -33,8 +33,17 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "URL")]
     api: Option<String>,
     /// API key for the admin API (overrides client.api_key / TASKER_CLIENT__API_KEY).
-    #[arg(long, global = true, value_name = "KEY")]
+    /// Visible to other users in `ps`: prefer TASKER_CLIENT__API_KEY or --api-key-file.
+    #[arg(
+        long,
+        global = true,
+        value_name = "KEY",
+        conflicts_with = "api_key_file"
+    )]
     api_key: Option<String>,
+    /// Read the API key from this file (its first line; e.g. a mounted secret).
+    #[arg(long, global = true, value_name = "PATH")]
+    api_key_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -80,17 +89,18 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Loads the configuration as the global flags say.
+/// Loads the configuration as the global flags say; the warnings (foreign
+/// `TASKER_*` variables) are for the caller to show once logging is set up.
 pub(crate) fn load_config(
     cli_env: &Option<String>,
     dir: &Option<PathBuf>,
-) -> anyhow::Result<TaskerConfig> {
+) -> anyhow::Result<tasker_config::Loaded> {
     let opts = LoadOptions {
         config_dir: dir.clone(),
         env: cli_env.clone(),
         ..LoadOptions::default()
     };
-    Ok(TaskerConfig::load(&opts)?)
+    Ok(TaskerConfig::load_with_warnings(&opts)?)
 }
 
 /// Opens the configured (or default) database and migrates it.
@@ -119,6 +129,7 @@ fn init_logging(config: &TaskerConfig, quiet: bool) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(log_ansi())
         .with_writer(std::io::stderr);
     let _ = match config.telemetry.log_format {
         tasker_config::LogFormat::Json => builder.json().try_init(),
@@ -126,12 +137,19 @@ fn init_logging(config: &TaskerConfig, quiet: bool) {
     };
 }
 
+/// ANSI colours in log lines only when stderr (where they go) is a terminal,
+/// and never with `NO_COLOR` set to anything but "" (<https://no-color.org>).
+fn log_ansi() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     // `config validate` must work even when the configuration is broken.
     if let Command::Config(cmd) = &cli.command {
         return admin::config(cmd, &cli.env, &cli.config_dir);
     }
-    let config = load_config(&cli.env, &cli.config_dir)?;
+    let tasker_config::Loaded { config, warnings } = load_config(&cli.env, &cli.config_dir)?;
     let quiet = matches!(
         cli.command,
         Command::Demo(_)
@@ -146,9 +164,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Worker(serve::WorkerArgs { cmd: Some(_), .. })
     );
     init_logging(&config, quiet);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
     let target = remote::Target {
         url: cli.api.clone(),
         api_key: cli.api_key.clone(),
+        api_key_file: cli.api_key_file.clone(),
     };
     match cli.command {
         Command::Config(_) => Ok(()),

@@ -17,10 +17,11 @@ use tasker_api_types::{ActionResult, CreateTaskRequest, ListTasksParams, Task};
 use tasker_client::{Client, ClientError};
 use tasker_config::TaskerConfig;
 
-/// `--api` / `--api-key` over `[client]`.
+/// `--api` / `--api-key` / `--api-key-file` over `[client]`.
 pub struct Target {
     pub url: Option<String>,
     pub api_key: Option<String>,
+    pub api_key_file: Option<std::path::PathBuf>,
 }
 
 /// The client for the configured (or overridden) API.
@@ -29,14 +30,51 @@ pub fn client(config: &TaskerConfig, target: &Target) -> anyhow::Result<Client> 
         .url
         .clone()
         .unwrap_or_else(|| config.client.url.clone());
-    let key = target.api_key.clone().or_else(|| {
+    let from_file = match &target.api_key_file {
+        Some(path) => Some(read_key_file(path)?),
+        None => None,
+    };
+    let key = from_file.or_else(|| target.api_key.clone()).or_else(|| {
         config
             .client
             .api_key
             .as_ref()
             .map(|s| s.expose().to_string())
     });
+    if key.is_some() {
+        if let Some(host) = plain_http_beyond_loopback(&url) {
+            tracing::warn!(
+                "sending the API key over plain http to {host}: anyone on the path can read it; use an https URL"
+            );
+        }
+    }
     Ok(Client::new(&url, key)?)
+}
+
+/// The first line of `path`, trimmed; an error names the file.
+fn read_key_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow!("cannot read the API key file {}: {e}", path.display()))?;
+    let key = text.lines().next().unwrap_or("").trim().to_string();
+    if key.is_empty() {
+        anyhow::bail!("the API key file {} is empty", path.display());
+    }
+    Ok(key)
+}
+
+/// The host of an `http://` URL whose host is not a loopback address.
+fn plain_http_beyond_loopback(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| host.to_string())
 }
 
 /// A client error as a message that says what to do about it.
@@ -406,6 +444,26 @@ pub async fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_http_is_flagged_only_beyond_loopback() {
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:80/x",
+            "https://api.example.com",
+        ] {
+            assert_eq!(plain_http_beyond_loopback(local), None, "{local}");
+        }
+        assert_eq!(
+            plain_http_beyond_loopback("http://api.example.com:8080/v1").as_deref(),
+            Some("api.example.com")
+        );
+        assert_eq!(
+            plain_http_beyond_loopback("http://10.0.0.5").as_deref(),
+            Some("10.0.0.5")
+        );
+    }
 
     #[test]
     fn diamond_levels() {

@@ -26,6 +26,13 @@ pub fn register(registry: &HandlerRegistry) {
             Ok(json!({ "slept_ms": ms, "attempt": ctx.attempt }))
         }),
     );
+    // `demo.fail_until`: fails (permanently) while the task input's
+    // `fail_until` (RFC 3339) is in the future, then succeeds: a step an
+    // operator retries once its cause is gone (the dashboard's test uses it).
+    registry.register(
+        "demo.fail_until",
+        handler_fn(|ctx, _| async move { fail_until(&ctx, chrono::Utc::now()) }),
+    );
     registry.register(
         "ecommerce.validate_order",
         handler_fn(|ctx, _| async move { validate_order(&ctx) }),
@@ -105,6 +112,21 @@ pub fn compute(ctx: &StepContext) -> Result<Value, StepError> {
     Ok(json!({ "value": value }))
 }
 
+/// `demo.fail_until` at `now`: an error while the input's `fail_until` is
+/// later than `now`, else `{"ok": true, "attempt": n}`.
+fn fail_until(ctx: &StepContext, now: chrono::DateTime<chrono::Utc>) -> Result<Value, StepError> {
+    let until = ctx.input["fail_until"]
+        .as_str()
+        .and_then(|s| chrono::DateTime::parse_from_rfc3339(s).ok())
+        .ok_or_else(|| StepError::permanent("input `fail_until` must be an RFC 3339 instant"))?;
+    if until > now {
+        return Err(StepError::permanent(format!(
+            "refusing to run before {until} (the input's fail_until)"
+        )));
+    }
+    Ok(json!({ "ok": true, "attempt": ctx.attempt }))
+}
+
 fn items(ctx: &StepContext) -> Result<&Vec<Value>, StepError> {
     ctx.input["items"]
         .as_array()
@@ -154,6 +176,24 @@ mod tests {
             timeout_seconds: 30,
             recoveries: 0,
         }
+    }
+
+    #[test]
+    fn fail_until_fails_before_the_instant_and_succeeds_after() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let c = ctx(
+            json!({"fail_until": "2030-01-01T00:00:00Z"}),
+            &[],
+            json!({}),
+        );
+        let err = fail_until(&c, at("2029-12-31T23:59:59Z")).unwrap_err();
+        assert!(!err.retryable && err.message.contains("refusing to run before"));
+        assert_eq!(
+            fail_until(&c, at("2030-01-01T00:00:00Z")).unwrap(),
+            json!({"ok": true, "attempt": 1})
+        );
+        let bad = ctx(json!({}), &[], json!({}));
+        assert!(fail_until(&bad, at("2030-01-01T00:00:00Z")).is_err());
     }
 
     #[test]

@@ -303,8 +303,34 @@ pub async fn install(
         .await
         .map_err(|e| LoadError::Host(e.to_string()))??;
     let host = Arc::new(host);
-    registry.add_source(Arc::new(WasmSource::new(pool, host.clone())));
+    registry.add_source(Arc::new(WasmSource::new(pool.clone(), host.clone())));
+    tokio::spawn(forget_deleted(pool, Arc::downgrade(&host)));
     Ok(host)
+}
+
+/// How often a host drops the compiled components no longer uploaded.
+const SWEEP: Duration = Duration::from_secs(60);
+
+/// Every [`SWEEP`], forgets the in-memory components whose uploads were
+/// deleted, until the host is dropped.
+async fn forget_deleted(pool: PgPool, host: std::sync::Weak<WasmHost>) {
+    loop {
+        tokio::time::sleep(SWEEP).await;
+        let Some(host) = host.upgrade() else { return };
+        match tasker_store::component::uploaded_hashes(&pool).await {
+            Ok(hashes) => {
+                let keep = hashes.into_iter().collect();
+                let forgotten = host.retain_only(&keep);
+                if forgotten > 0 {
+                    tracing::info!(
+                        forgotten,
+                        "forgot compiled WASM components no longer uploaded"
+                    );
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "WASM cache sweep skipped"),
+        }
+    }
 }
 
 #[cfg(test)]
