@@ -9,7 +9,8 @@
 # and Ruby extensions included), then the suites: Rust (unit, integration,
 # multi-process, doc), the CLI, libtasker from C under valgrind, the API fuzz
 # run, the Python package, the Ruby gem, the polyglot workflow (one template,
-# five runtimes, each worker its own process). .ci/run runs exactly this.
+# five runtimes, each worker its own process), the dashboard in headless
+# Chromium. .ci/run runs exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
@@ -69,4 +70,6 @@ if [ "${QUICK:-0}" != 1 ]; then
   # Reuses the Python virtualenv and Ruby extension built just above.
   ./scripts/test-polyglot.sh
 fi
+stage "the dashboard in a real browser (headless Chromium over WebDriver)"
+./scripts/test-ui.sh
 stage "all tests passed (target dir: $(du -sh "$CARGO_TARGET_DIR" 2>/dev/null | cut -f1))"

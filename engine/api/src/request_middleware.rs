@@ -54,7 +54,7 @@ pub(crate) async fn authorize(
                 })?;
             keys::verify(&state.pool, presented, bootstrap.as_deref())
                 .await?
-                .ok_or_else(|| HttpError::unauthorized("invalid or revoked API key"))?
+                .ok_or_else(|| HttpError::unauthorized("invalid, revoked or expired API key"))?
         }
     };
     if !principal.allows(needed) {

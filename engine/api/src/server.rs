@@ -123,7 +123,7 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(bind_err)?;
     tokio::spawn(metrics::refresh(state.clone(), shutdown.clone()));
     let app = router(state);
-    tracing::info!(%addr, "HTTP API listening");
+    tracing::info!(%addr, "HTTP API listening (dashboard at /ui, API reference at /docs)");
     let limits = ConnectionLimits {
         max_connections: usize::try_from(config.web.max_connections).unwrap_or(usize::MAX),
         header_read_timeout: Duration::from_millis(config.web.header_read_timeout_ms),

@@ -3,7 +3,7 @@
 // transitions, error and result, and the actions on it).
 
 import {
-  action, api, badge, between, enc, errorText, field, h, json, notify, onLeave, put, SETTLED, shortId, table, when,
+  action, api, badge, between, can, enc, errorText, field, h, json, notify, onLeave, put, SETTLED, shortId, table, when,
 } from './lib.js';
 import { dag, setNodeState } from './charts.js';
 
@@ -73,7 +73,7 @@ function stepRow(taskId, task, s, done) {
     h('td', {}, when(s.started_at)),
     h('td', {}, between(s.started_at, s.completed_at)),
     h('td', {}, err ? h('span', { class: 'err' }, err) : '—'),
-    h('td', { class: 'actions' }, stepActions(taskId, s, task.state, done)));
+    can('steps:resolve') ? h('td', {}, h('span', { class: 'actions' }, stepActions(taskId, s, task.state, done))) : null);
 }
 
 function taskFacts(t) {
@@ -112,7 +112,8 @@ export async function taskPage(root, taskId) {
     const nodes = t.steps.map((s) => ({ name: s.name, state: s.state }));
     svg = dag(nodes, t.edges, (name) => { location.hash = `#/tasks/${taskId}/steps/${enc(name)}`; });
     graphBox.replaceChildren(svg);
-    stepsBox.replaceChildren(table('Steps', ['step', 'handler', 'state', 'attempts', 'started', 'took', 'last error', 'actions'],
+    const columns = ['step', 'handler', 'state', 'attempts', 'started', 'took', 'last error'];
+    stepsBox.replaceChildren(table('Steps', can('steps:resolve') ? [...columns, 'actions'] : columns,
       t.steps.map((s) => stepRow(taskId, t, s, refresh))));
     inputBox.replaceChildren(json(t.context));
   };

@@ -138,9 +138,13 @@ fn a_bearer_key_wins_over_the_cookie_and_skips_the_cross_site_check() {
 // ------------------------------------------------------------ through the router
 
 async fn app(pool: &PgPool) -> axum::Router {
+    app_with(pool, true).await
+}
+
+async fn app_with(pool: &PgPool, auth: bool) -> axum::Router {
     tasker_store::migrate::migrate(pool).await.unwrap();
     let mut config = tasker_config::TaskerConfig::from_toml_str("").unwrap();
-    config.web.auth.enabled = true;
+    config.web.auth.enabled = auth;
     config.web.auth.bootstrap_key = Some(tasker_config::Secret::new(BOOT));
     let wakeups = tasker_notify::Wakeups::new(pool);
     crate::router(ApiState::from_config(pool.clone(), wakeups, &config))
@@ -311,4 +315,20 @@ async fn sign_in_says_who_and_a_read_only_session_is_refused_actions(pool: PgPoo
         super::super::assets::CSP
     );
     assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+}
+
+#[sqlx::test(migrations = false)]
+async fn without_authentication_the_page_needs_no_sign_in(pool: PgPool) {
+    let app = app_with(&pool, false).await;
+    let (status, headers, body) = send(&app, Method::GET, "/ui/session", None, false, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(
+        (body["signed_in"].clone(), body["auth_enabled"].clone()),
+        (true.into(), false.into()),
+        "{body}"
+    );
+    assert_eq!(body["permissions"], serde_json::json!(["admin"]));
+    let (status, _, body) = send(&app, Method::GET, "/v1/templates", None, false, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

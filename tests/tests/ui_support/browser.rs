@@ -299,9 +299,10 @@ impl Browser {
             .collect()
     }
 
-    /// Ends the browser session, then chromedriver (on drop).
-    pub async fn close(self) {
+    /// Ends the browser session and chromedriver.
+    pub async fn close(mut self) {
         let _ = self.client.clone().close().await;
+        self.session.clear();
     }
 }
 
@@ -310,6 +311,11 @@ impl Drop for Browser {
     /// test failed half-way), then chromedriver.
     fn drop(&mut self) {
         use std::io::{Read, Write};
+        if self.session.is_empty() {
+            let _ = self.driver.kill();
+            let _ = self.driver.wait();
+            return;
+        }
         if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.driver_port)) {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
             let request = format!(
@@ -317,7 +323,15 @@ impl Drop for Browser {
                 self.session, self.driver_port
             );
             if stream.write_all(request.as_bytes()).is_ok() {
-                let _ = stream.read_to_end(&mut Vec::new());
+                // chromedriver answers once the browser has quit; the
+                // connection may stay open after the answer.
+                let (mut seen, mut chunk) = (Vec::new(), [0u8; 4096]);
+                while let Ok(n @ 1..) = stream.read(&mut chunk) {
+                    seen.extend_from_slice(&chunk[..n]);
+                    if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
             }
         }
         let _ = self.driver.kill();
