@@ -8,7 +8,7 @@
 #                    the Ruby extension's bindgen), lld wasi-libc
 #                    libclang-rt-14-dev-wasm32 (with clang: the C WASM guests),
 #                    gcc g++ make, valgrind and
-#                    libcjson-dev (libtasker's C examples and tests), curl and
+#                    libcjson-dev, pkg-config (libtasker's C examples and tests), curl and
 #                    python3-venv (the API fuzz run, the Python package),
 #                    nodejs/npm when absent (the JavaScript WASM guest),
 #                    chromium and chromium-driver (the dashboard's browser
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 need=()
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 for pkg in ruby-dev ruby-rspec rake clang lld wasi-libc libclang-rt-14-dev-wasm32 gcc g++ make \
-    valgrind libcjson-dev curl python3-venv chromium chromium-driver; do
+    valgrind libcjson-dev pkg-config curl python3-venv chromium chromium-driver; do
   installed "$pkg" || need+=("$pkg")
 done
 command -v psql >/dev/null || need+=(postgresql-client)

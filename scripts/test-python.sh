@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# The Python package (bindings-python/): installs it the way a user does and
-# tests it against a real PostgreSQL.
+# The Python package (bindings-python/): builds it once, installs it the way a
+# user does and tests it against a real PostgreSQL.
 #
-# 1. Smoke test: a fresh virtualenv, `pip install ./bindings-python` (maturin
-#    builds the abi3 wheel in release, in $CARGO_TARGET_DIR), then the example
-#    in examples/python/ runs a diamond workflow against a fresh database.
-# 2. pytest: unit tests and integration tests (each test makes and drops its
-#    own database) with the package installed in a test virtualenv.
+# 1. Build: `maturin build --release` and `maturin sdist` (in a build
+#    virtualenv with maturin) make the abi3 wheel (CPython 3.9+) and the sdist
+#    (completed by bindings-python/complete_sdist.py) into
+#    $CARGO_TARGET_DIR/python/dist; cargo's output goes to $CARGO_TARGET_DIR,
+#    so the workspace's release artifacts are reused.
+# 2. Smoke test: a fresh virtualenv, `pip install --no-index <the wheel>` with a
+#    PATH holding nothing but the virtualenv (no cargo, no cc: installing
+#    compiles nothing; the time is printed), then the example in
+#    examples/python/ runs a diamond workflow against a fresh database.
+# 3. pytest: unit tests and integration tests (each test makes and drops its
+#    own database) with the same wheel installed in a test virtualenv.
 #
 # DATABASE_URL must point at a server where the user may CREATE DATABASE.
 set -euo pipefail
@@ -18,13 +24,40 @@ server_url="${admin_url%/*}"
 python="${PYTHON:-python3}"
 venvs="$CARGO_TARGET_DIR/python"
 mkdir -p "$venvs"
+pip_quiet=(-q --disable-pip-version-check)
 
-echo "== python: smoke test of the installed package (fresh virtualenv)"
+# A virtualenv reused between runs; made again when it no longer works (a
+# venv's scripts name its absolute path, so a moved target directory breaks it).
+reusable_venv() {
+  "$1/bin/python" -m pip --version >/dev/null 2>&1 || {
+    rm -rf "$1"
+    "$python" -m venv "$1"
+  }
+}
+
+echo "== python: build the wheel and the sdist (maturin, release)"
+build_venv="$venvs/build-venv"
+reusable_venv "$build_venv"
+"$build_venv/bin/python" -m pip install "${pip_quiet[@]}" "maturin>=1.16,<2"
+dist="$venvs/dist"
+rm -rf "$dist"
+start=$SECONDS
+# The wheel from the workspace itself (its Cargo.lock, its target directory);
+# the sdist separately: `maturin build --sdist` would build the wheel from the
+# unpacked sdist instead, a second, separate compilation.
+(cd bindings-python && PATH="$build_venv/bin:$PATH" maturin build --release --locked --out "$dist")
+(cd bindings-python && PATH="$build_venv/bin:$PATH" maturin sdist --out "$dist" 2>&1 | grep -v "^warning: manifest has no\|^  |\|^  = note: see\|^From .cargo package")
+"$build_venv/bin/python" bindings-python/complete_sdist.py "$dist"/tasker-*.tar.gz
+wheel="$(ls "$dist"/tasker-*-abi3-*.whl)"
+echo "built in $(( SECONDS - start )) s: $(cd "$dist" && ls)"
+
+echo "== python: smoke test of the installed wheel (fresh virtualenv, no compiler on PATH)"
 smoke="$venvs/smoke-venv"
 rm -rf "$smoke"
 "$python" -m venv "$smoke"
-"$smoke/bin/pip" install -q --upgrade pip
-"$smoke/bin/pip" install ./bindings-python
+start=$EPOCHREALTIME
+env -i PATH="$smoke/bin" HOME="$HOME" "$smoke/bin/pip" install "${pip_quiet[@]}" --no-index --no-deps "$wheel"
+awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "installed in %.1f s\n", b - a }'
 db="tasker_py_smoke_$$"
 psql "$admin_url" -qc "DROP DATABASE IF EXISTS $db" -c "CREATE DATABASE $db"
 trap 'psql "$admin_url" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true' EXIT
@@ -34,15 +67,9 @@ trap - EXIT
 
 echo "== python: pytest"
 test_venv="$venvs/test-venv"
-# Reused between runs; made again when it no longer works (a venv's scripts
-# name its absolute path, so a moved target directory breaks it).
-"$test_venv/bin/python" -m pip --version >/dev/null 2>&1 || {
-  rm -rf "$test_venv"
-  "$python" -m venv "$test_venv"
-}
-"$test_venv/bin/python" -m pip install -q "maturin>=1.16,<2" "pytest>=8"
-# The same build as above (cargo's cache in $CARGO_TARGET_DIR makes it quick).
-PATH="$test_venv/bin:$PATH" "$test_venv/bin/python" -m pip install -q --no-build-isolation --force-reinstall --no-deps ./bindings-python
+reusable_venv "$test_venv"
+"$test_venv/bin/python" -m pip install "${pip_quiet[@]}" "pytest>=8"
+"$test_venv/bin/python" -m pip install "${pip_quiet[@]}" --no-index --no-deps --force-reinstall "$wheel"
 # Run from the tests folder so `import tasker` finds the installed package,
 # not the source tree.
 (cd bindings-python/tests && TASKER_TEST_PG_URL="$admin_url" "$test_venv/bin/python" -m pytest -q -p no:cacheprovider .)

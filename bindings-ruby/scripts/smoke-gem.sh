@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The installed-gem smoke test: build the .gem, `gem install --local` it into a
-# temporary GEM_HOME from a clean directory, then run a small workflow with
-# `ruby -e` (no -I: the installed gem is what loads) against a fresh database.
+# The installed-gem smoke test: build the platform gem (`rake native gem`: the
+# extension compiled in the workspace, inside the gem), `gem install --local`
+# it into a fresh GEM_HOME from a clean directory with no cargo on PATH
+# (installing compiles nothing; the time is printed), then run a small
+# workflow with `ruby -e` (no -I: the installed gem is what loads) against a
+# fresh database.
 #
 #   smoke-gem.sh [EXT_OUT]   # EXT_OUT: also copy the installed gem's compiled
 #                            # extension there (scripts/test.sh runs rspec on it)
+#   SOURCE_GEM=1 smoke-gem.sh   # the source gem instead: `gem install` runs cargo
 #
-# With CARGO_TARGET_DIR set, the gem's build shares it (dependencies already
-# built are reused) and installs under $CARGO_TARGET_DIR/ruby-gem-smoke, a
-# fixed path, so repeated runs do not leave new artifacts behind.
+# With CARGO_TARGET_DIR set, the build shares it (the workspace's release
+# artifacts are reused, none invalidated) and the test works under
+# $CARGO_TARGET_DIR/ruby-gem-smoke, a fixed path, so repeated runs do not leave
+# new artifacts behind.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 ext_out="${1:-}"
@@ -28,17 +33,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
-gemfile="$("$here/scripts/build-gem.sh" "$work/pkg")"
-echo "built $gemfile ($(du -h "$gemfile" | cut -f1))"
+start=$SECONDS
+if [ "${SOURCE_GEM:-0}" = 1 ]; then
+  (cd "$here" && rake gem OUT_DIR="$work/pkg")
+  install_path="$PATH"        # the source gem needs cargo
+else
+  (cd "$here" && rake native gem OUT_DIR="$work/pkg")
+  install_path="/usr/bin:/bin"  # no cargo, no rustc
+fi
+gemfile="$(ls "$work"/pkg/tasker-*.gem)"
+echo "built $gemfile ($(du -h "$gemfile" | cut -f1)) in $(( SECONDS - start )) s"
 cd "$work"
 export GEM_HOME="$work/gems" GEM_PATH="$work/gems"
-start=$(date +%s)
-gem install --local --no-document "$gemfile"
-echo "installed in $(( $(date +%s) - start )) s"
+start=$EPOCHREALTIME
+PATH="$install_path" gem install --local --no-document "$gemfile"
+awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "installed in %.1f s\n", b - a }'
 if [ -n "$ext_out" ]; then
   installed="$(find "$GEM_HOME" -name 'tasker_rb.so' | head -1)"
   [ -n "$installed" ] || { echo "smoke: no tasker_rb.so in the installed gem" >&2; exit 1; }
-  cp "$installed" "$ext_out"
+  cp "$installed" "$ext_out.new"
+  mv "$ext_out.new" "$ext_out"
 fi
 
 psql "$server/postgres" -qXc "CREATE DATABASE $db" >/dev/null

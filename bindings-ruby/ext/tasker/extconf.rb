@@ -5,6 +5,12 @@
 # tasker_rb.so; `make install` puts it in sitearchdir/tasker/ (RubyGems points
 # sitearchdir into the installed gem). CARGO_TARGET_DIR is honoured, so CI can
 # reuse a shared target directory; `make clean` never touches it.
+#
+# Cargo runs without SOURCE_DATE_EPOCH, which RubyGems sets to the current time
+# for extension builds: the cc crate's build script declares
+# `rerun-if-env-changed=SOURCE_DATE_EPOCH`, so each install re-ran the build
+# scripts of ring, wasmtime and others and recompiled everything above them,
+# and the next build without it did the same again.
 require "rbconfig"
 require "shellwords"
 
@@ -36,7 +42,7 @@ File.write(File.join(here, "Makefile"), <<~MAKE)
   all: #{dl}
 
   #{dl}: FORCE
-  \tenv RUBY=#{q[RbConfig.ruby]} CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --release --locked#{feature_args} --manifest-path #{q[File.join(here, 'Cargo.toml')]}
+  \tenv -u SOURCE_DATE_EPOCH RUBY=#{q[RbConfig.ruby]} CARGO_TARGET_DIR=$(TARGET_DIR) $(CARGO) build --release --locked#{feature_args} --manifest-path #{q[File.join(here, 'Cargo.toml')]}
   \tcp #{q[built]} #{dl}
 
   install: #{dl}
