@@ -14,6 +14,9 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+mod schedules;
+
+pub use schedules::{CatchUp, CreateScheduleRequest, ListSchedulesParams, Schedule, SchedulePage};
 use tasker_store::component::ComponentMeta;
 use tasker_store::task::NewTask;
 
@@ -55,10 +58,28 @@ pub struct CreateTaskRequest {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 255)]
     pub idempotency_key: Option<String>,
+    /// A delayed start (RFC 3339): the task is created at once, but no step
+    /// is claimed before this instant. At most a year ahead; up to a minute
+    /// in the past means now. Excludes `delay_seconds`.
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
+    /// A delayed start in seconds from now (at most a year). Excludes `run_at`.
+    #[serde(default)]
+    pub delay_seconds: Option<u64>,
 }
 
 fn empty_object() -> Value {
     Value::Object(Default::default())
+}
+
+impl CreateTaskRequest {
+    /// The request's delayed start, if any.
+    pub fn start(&self) -> tasker_store::task::Start {
+        tasker_store::task::Start {
+            run_at: self.run_at,
+            delay_seconds: self.delay_seconds,
+        }
+    }
 }
 
 impl From<CreateTaskRequest> for NewTask {

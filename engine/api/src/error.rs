@@ -163,11 +163,12 @@ impl From<StoreError> for HttpError {
             StoreError::TemplateNotFound { .. }
             | StoreError::TaskNotFound(_)
             | StoreError::StepNotFound(_)
+            | StoreError::ScheduleNotFound(_)
             | StoreError::NamespaceNotFound(_) => HttpError::not_found(msg),
             StoreError::InputRejected { .. } | StoreError::Template(_) => {
                 HttpError::unprocessable(msg)
             }
-            StoreError::TemplateConflict { .. } => {
+            StoreError::TemplateConflict { .. } | StoreError::ScheduleConflict { .. } => {
                 HttpError::new(StatusCode::CONFLICT, "conflict", msg)
             }
             StoreError::Transition(t) => match t {

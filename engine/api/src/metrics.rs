@@ -17,6 +17,8 @@
 //! - `tasker_task_latency_seconds` histogram, creation to completion (orchestrator)
 //! - `tasker_leases_expired_total{namespace}` (worker: a step message read again
 //!   after its lease ran out)
+//! - `tasker_schedule_fires_total{namespace}` (orchestrator: schedule ticks
+//!   that created a task)
 //!
 //! The worker and the orchestrator record through `tasker_model::telemetry`; this
 //! module installs the recorder and serves the text.
@@ -84,6 +86,10 @@ fn describe() {
     describe_counter!(
         "tasker_leases_expired_total",
         "Step messages read again after their lease ran out (a worker died or stalled)"
+    );
+    describe_counter!(
+        "tasker_schedule_fires_total",
+        "Schedule ticks fired (a task created), by namespace"
     );
     describe_histogram!(
         "tasker_step_duration_seconds",

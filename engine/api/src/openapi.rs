@@ -27,12 +27,14 @@ use crate::{components, events, metrics, ops, routes};
         routes::dlq::list_dlq, routes::dlq::get_dead_step, routes::dlq::discard_dead_step, routes::health::ready,
         events::task_events, ops::analytics, ops::list_archive, ops::requeue, metrics::metrics,
         components::upload_component, components::list_components, components::get_component, components::delete_component,
+        routes::schedules::create_schedule, routes::schedules::list_schedules, routes::schedules::get_schedule,
+        routes::schedules::pause_schedule, routes::schedules::resume_schedule, routes::schedules::delete_schedule,
     ),
     components(schemas(ErrorBody, Permission, events::TaskStateEvent, events::StepStateEvent,
         components::ComponentBytes, components::ComponentAccepted, components::ComponentList, tasker_store::component::ComponentMeta)),
     modifiers(&BearerAuth, &AuthResponses),
     tags(
-        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "workers"), (name = "dlq"), (name = "analytics"), (name = "health"), (name = "components"),
+        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "workers"), (name = "dlq"), (name = "analytics"), (name = "health"), (name = "components"), (name = "schedules"),
     )
 )]
 pub struct ApiDoc;

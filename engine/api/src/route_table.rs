@@ -137,6 +137,42 @@ pub fn routes() -> Vec<Route> {
             h::validate_template,
         ),
         route(
+            M::POST,
+            "/v1/schedules",
+            (Some(P::TasksCreate), S::Handler),
+            h::create_schedule,
+        ),
+        route(
+            M::GET,
+            "/v1/schedules",
+            (Some(P::TasksRead), S::Handler),
+            h::list_schedules,
+        ),
+        route(
+            M::GET,
+            "/v1/schedules/{schedule_id}",
+            (Some(P::TasksRead), S::Path),
+            h::get_schedule,
+        ),
+        route(
+            M::POST,
+            "/v1/schedules/{schedule_id}/pause",
+            (Some(P::TasksCreate), S::Path),
+            h::pause_schedule,
+        ),
+        route(
+            M::POST,
+            "/v1/schedules/{schedule_id}/resume",
+            (Some(P::TasksCreate), S::Path),
+            h::resume_schedule,
+        ),
+        route(
+            M::DELETE,
+            "/v1/schedules/{schedule_id}",
+            (Some(P::TasksCreate), S::Path),
+            h::delete_schedule,
+        ),
+        route(
             M::GET,
             "/v1/queues",
             (Some(P::TasksRead), S::Unscoped),

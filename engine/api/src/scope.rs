@@ -19,7 +19,8 @@ pub enum Scope {
     /// Not namespace data (health, metrics, reading components): any key.
     Any,
     /// The namespace follows from the path: `{namespace}`, a task `{id}` or a
-    /// dead step `{step_id}`; checked before the handler runs.
+    /// dead step `{step_id}`, a schedule `{schedule_id}`; checked before the
+    /// handler runs.
     Path,
     /// The namespace is in the body or is a list filter: the handler checks.
     Handler,
@@ -86,7 +87,7 @@ pub(crate) async fn enforce(
 }
 
 /// The namespace a path names: `{namespace}` itself, or that of the task
-/// `{id}` or of the step `{step_id}`.
+/// `{id}`, of the step `{step_id}` or of the schedule `{schedule_id}`.
 async fn path_namespace(state: &ApiState, parts: &mut Parts) -> Result<Option<String>, HttpError> {
     let Ok(params) = RawPathParams::from_request_parts(parts, &()).await else {
         return Ok(None);
@@ -99,6 +100,12 @@ async fn path_namespace(state: &ApiState, parts: &mut Parts) -> Result<Option<St
                     return Ok(None);
                 };
                 return Ok(tasker_store::task::namespace_of(&state.pool, id).await?);
+            }
+            "schedule_id" => {
+                let Ok(id) = Uuid::parse_str(value) else {
+                    return Ok(None);
+                };
+                return Ok(tasker_store::schedule::namespace_of(&state.pool, id).await?);
             }
             "step_id" => {
                 let Ok(id) = Uuid::parse_str(value) else {

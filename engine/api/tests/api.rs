@@ -1035,6 +1035,10 @@ struct Fixture {
     /// to read, one to discard.
     dead: String,
     to_discard: String,
+    /// A schedule of `demo/diamond` named `fixture` (read, paused, resumed;
+    /// 409 on a second `fixture`), and one to delete.
+    schedule: String,
+    schedule_to_delete: String,
 }
 
 const NO_SUCH_TASK: &str = "0190b3c4-0000-7000-8000-00000000dead";
@@ -1359,6 +1363,75 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             unknown: None,
             conflict: None,
         },
+        // Schedules, in route order: create, list, read, pause, resume, delete.
+        ("POST", "/v1/schedules") => {
+            let body = |name: &str, cron: &str| {
+                json!({"name": name, "namespace": "demo", "template": "diamond",
+                       "cron": cron, "timezone": "Europe/Paris", "context": {"value": 2}})
+            };
+            Case {
+                happy: (
+                    req("POST", "/v1/schedules").json(body("hourly", "0 * * * *")),
+                    StatusCode::CREATED,
+                ),
+                bad: Some((
+                    req("POST", "/v1/schedules").json(body("broken", "every hour")),
+                    unproc,
+                    "cron",
+                )),
+                unknown: None,
+                conflict: Some(req("POST", "/v1/schedules").json(body("fixture", "0 * * * *"))),
+            }
+        }
+        ("GET", "/v1/schedules") => Case {
+            happy: (req("GET", "/v1/schedules?namespace=demo&limit=2"), ok),
+            bad: Some((req("GET", "/v1/schedules?limit=0"), unproc, "limit")),
+            unknown: None,
+            conflict: None,
+        },
+        ("GET", "/v1/schedules/{schedule_id}") => Case {
+            happy: (req("GET", format!("/v1/schedules/{}", fx.schedule)), ok),
+            bad: Some((
+                req("GET", "/v1/schedules/not-a-uuid"),
+                bad_req,
+                "schedule_id",
+            )),
+            unknown: Some(req("GET", format!("/v1/schedules/{NO_SUCH_TASK}"))),
+            conflict: None,
+        },
+        ("POST", "/v1/schedules/{schedule_id}/pause")
+        | ("POST", "/v1/schedules/{schedule_id}/resume") => {
+            let action = path.rsplit('/').next().unwrap_or_default();
+            Case {
+                happy: (
+                    req("POST", format!("/v1/schedules/{}/{action}", fx.schedule)),
+                    ok,
+                ),
+                bad: Some((
+                    req("POST", format!("/v1/schedules/not-a-uuid/{action}")),
+                    bad_req,
+                    "schedule_id",
+                )),
+                unknown: Some(req(
+                    "POST",
+                    format!("/v1/schedules/{NO_SUCH_TASK}/{action}"),
+                )),
+                conflict: None,
+            }
+        }
+        ("DELETE", "/v1/schedules/{schedule_id}") => Case {
+            happy: (
+                req("DELETE", format!("/v1/schedules/{}", fx.schedule_to_delete)),
+                StatusCode::NO_CONTENT,
+            ),
+            bad: Some((
+                req("DELETE", "/v1/schedules/not-a-uuid"),
+                bad_req,
+                "schedule_id",
+            )),
+            unknown: Some(req("DELETE", format!("/v1/schedules/{NO_SUCH_TASK}"))),
+            conflict: None,
+        },
         _ => panic!(
             "route {method} {path} has no row in the API test matrix (engine/api/tests/api.rs, \
              matrix_case): add its happy path, bad input, unknown id and conflict cases"
@@ -1420,7 +1493,24 @@ impl Server {
                 .await
                 .unwrap()
         );
+        let mut schedules = Vec::new();
+        for name in ["fixture", "doomed"] {
+            let res = self
+                .post("/v1/schedules")
+                .json(
+                    &json!({"name": name, "namespace": "demo", "template": "diamond",
+                              "cron": "0 0 1 1 *", "context": {"value": 2}}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::CREATED);
+            let body: Value = res.json().await.unwrap();
+            schedules.push(body["id"].as_str().unwrap().to_string());
+        }
         Fixture {
+            schedule: schedules[0].clone(),
+            schedule_to_delete: schedules[1].clone(),
             task: ids[0].clone(),
             cancelled: ids[1].clone(),
             to_cancel: ids[2].clone(),
@@ -1443,6 +1533,7 @@ fn concrete(fx: &Fixture, path: &str) -> String {
         .replace("{version}", "latest")
         .replace("{queue}", "steps_demo")
         .replace("{msg_id}", "1")
+        .replace("{schedule_id}", &fx.schedule)
 }
 
 /// Asserts `status` and the error shape, and that the error names `field`

@@ -17,6 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+mod schedules;
+
 use sse::SseParser;
 use tasker_api_types::ErrorBody;
 use tasker_api_types::{

@@ -48,6 +48,8 @@ async fn diamond_through_the_client(pool: PgPool) {
             context: json!({"value": 3}),
             priority: 0,
             idempotency_key: None,
+            run_at: None,
+            delay_seconds: None,
         })
         .await
         .unwrap();
@@ -146,6 +148,8 @@ async fn api_errors_decode_into_client_errors(pool: PgPool) {
             context: json!({}),
             priority: 0,
             idempotency_key: None,
+            run_at: None,
+            delay_seconds: None,
         })
         .await
         .unwrap_err()

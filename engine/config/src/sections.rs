@@ -137,6 +137,9 @@ pub struct OrchestrationConfig {
     /// An enqueued step that no live worker of its pool has been able to run
     /// for this long ends in error (kind `no_worker`), in seconds; 0 never.
     pub unserved_step_timeout_seconds: u64,
+    /// How often the orchestrator fires due schedules, in milliseconds; 0:
+    /// this orchestrator fires none (others still do).
+    pub schedule_tick_interval_ms: u64,
 }
 
 impl Default for OrchestrationConfig {
@@ -151,6 +154,7 @@ impl Default for OrchestrationConfig {
             retry_sweep_interval_ms: 1_000,
             vacuum_interval_seconds: 30,
             unserved_step_timeout_seconds: 600,
+            schedule_tick_interval_ms: 1_000,
         }
     }
 }

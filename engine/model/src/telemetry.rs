@@ -35,6 +35,12 @@ pub fn record_task_latency(seconds: f64) {
     metrics::histogram!("tasker_task_latency_seconds").record(seconds);
 }
 
+/// Records that a schedule fired a tick (a task was created for it).
+pub fn record_schedule_fire(namespace: &str) {
+    metrics::counter!("tasker_schedule_fires_total", "namespace" => namespace.to_string())
+        .increment(1);
+}
+
 /// Records that a step's message came back after its lease expired (the
 /// worker holding it died or stalled), so the step runs again.
 pub fn record_lease_expired(namespace: &str) {

@@ -12,6 +12,7 @@
 //!  results listener ─ResultsReady───▶ command processor ──▶ result processor ──▶ finalizer
 //!  sweep timers ─EnqueueDue/Stale/Vacuum/Workers▶   │          ──▶ step enqueuer
 //!  clients ────────CreateTask────────▶        └──────────▶ task requests
+//!  schedule tick (its own loop) ──▶ store::schedule::fire_due
 //! ```
 //!
 //! * **task requests** create tasks (one transaction each, see `store::task`);
@@ -21,6 +22,9 @@
 //!   a wake-up when a retry is due;
 //! * **step enqueuer** enqueues due retries, re-evaluates stale tasks and
 //!   starts the vacuum of churned tables (`store::vacuum`);
+//! * **schedule tick** fires due schedules about once a second
+//!   (`store::schedule::fire_due`: exactly once per tick across every
+//!   orchestrator, by the fire row's primary key, with no leader);
 //! * **finalizer** observes finished tasks (logs, latency). Finalizing itself
 //!   happens inside the result's transaction under the task row lock, which is
 //!   what makes it exactly-once across any number of orchestrators.
@@ -31,6 +35,7 @@
 //! The PGMQ results queue is the durable buffer, so nothing is lost.
 
 mod actors;
+mod schedules;
 
 use std::time::Duration;
 
@@ -65,6 +70,9 @@ pub struct OrchestratorSettings {
     /// An enqueued step no live worker could run for this long ends in error
     /// (`tasker_store::worker::fail_unserved`); `None`: never.
     pub unserved_step_timeout: Option<Duration>,
+    /// How often due schedules are fired (`tasker_store::schedule::fire_due`);
+    /// `None`: never by this orchestrator.
+    pub schedule_tick_interval: Option<Duration>,
     pub channels: ChannelConfig,
 }
 
@@ -86,6 +94,8 @@ impl OrchestratorSettings {
                 .then(|| Duration::from_secs(o.vacuum_interval_seconds)),
             unserved_step_timeout: (o.unserved_step_timeout_seconds > 0)
                 .then(|| Duration::from_secs(o.unserved_step_timeout_seconds)),
+            schedule_tick_interval: (o.schedule_tick_interval_ms > 0)
+                .then(|| Duration::from_millis(o.schedule_tick_interval_ms)),
             channels: config.channels.clone(),
         }
     }
@@ -158,6 +168,16 @@ pub async fn start(
         )
         .await
         .map_err(queue::QueueError::Sql)?;
+    let schedule_loop = settings.schedule_tick_interval.map(|every| {
+        schedules::run(
+            pool.clone(),
+            wakeups.clone(),
+            templates.clone(),
+            settings.processor_id.clone(),
+            every,
+            shutdown.clone(),
+        )
+    });
     let actors = actors::Actors::spawn(
         pool.clone(),
         wakeups.clone(),
@@ -198,6 +218,9 @@ pub async fn start(
         shutdown.clone(),
         || Command::SweepWorkers,
     ));
+    if let Some(schedule_loop) = schedule_loop {
+        tasks.spawn(schedule_loop);
+    }
     let handle = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     tracing::info!(processor = %settings.processor_id, mode = ?settings.mode, "orchestrator started");
     Ok((Orchestrator { commands: cmd_tx }, handle))

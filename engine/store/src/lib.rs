@@ -22,6 +22,7 @@ pub mod queue;
 pub mod recovery;
 pub mod result;
 pub mod retry;
+pub mod schedule;
 mod sql;
 pub mod step;
 pub mod take;
@@ -58,6 +59,10 @@ pub enum StoreError {
     TaskNotFound(Uuid),
     #[error("step {0} not found")]
     StepNotFound(Uuid),
+    #[error("schedule {0} not found")]
+    ScheduleNotFound(Uuid),
+    #[error("a schedule named '{name}' exists already in namespace '{namespace}'")]
+    ScheduleConflict { namespace: String, name: String },
     #[error("processing the result of step {step} failed and was rolled back: {reason}")]
     ResultRolledBack { step: Uuid, reason: String },
     #[error("invalid request: {field} {reason}")]

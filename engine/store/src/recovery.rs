@@ -16,7 +16,8 @@ use tasker_model::change::Changed;
 use tasker_model::state::{sql_list, StepState, TaskState};
 
 /// Non-terminal tasks whose task row and steps have not changed for `older_than`.
-/// Tasks waiting on purpose (retry backoff, blocked awaiting an operator) are not stale.
+/// Tasks waiting on purpose (retry backoff, blocked awaiting an operator, a
+/// delayed start: stale only `older_than` after its `run_at`) are not stale.
 pub async fn stale_tasks(
     pool: &PgPool,
     older_than: Duration,
@@ -30,6 +31,7 @@ pub async fn stale_tasks(
             "SELECT t.id FROM tasker.tasks t
               WHERE t.state NOT IN ({})
                 AND t.updated_at < now() - make_interval(secs => $1)
+                AND (t.run_at IS NULL OR t.run_at < now() - make_interval(secs => $1))
                 AND NOT EXISTS (SELECT 1 FROM tasker.steps s
                                  WHERE s.task_id = t.id AND s.updated_at >= now() - make_interval(secs => $1))
               ORDER BY t.updated_at LIMIT $2",

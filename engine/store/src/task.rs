@@ -4,11 +4,15 @@
 //! its steps, edges, the first transitions and a queue message for every root
 //! step commit together or not at all.
 
+mod read;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
+
+pub use read::*;
 
 use super::template::TemplateCache;
 use super::StoreError;
@@ -33,6 +37,79 @@ pub struct NewTask {
     /// Creating twice with the same key (per namespace) returns the first task.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+}
+
+/// A delayed start of a new task ([`create_at`]): no step is claimed before
+/// `run_at`, or before now + `delay_seconds`; neither means at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Start {
+    /// At most [`MAX_DELAY`] ahead; up to [`PAST_TOLERANCE`] in the past means now.
+    pub run_at: Option<DateTime<Utc>>,
+    /// Excludes `run_at`.
+    pub delay_seconds: Option<u64>,
+}
+
+/// Farthest ahead a delayed start may be: a year.
+pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
+/// How far in the past a `run_at` may be (clock skew), meaning "now".
+pub const PAST_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Start {
+    /// When the task's steps may first run, `None` for at once: `run_at` or
+    /// now + `delay_seconds` (not both), at most [`MAX_DELAY`] ahead; a
+    /// `run_at` up to [`PAST_TOLERANCE`] in the past is now, earlier is refused.
+    pub fn resolve(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let invalid = |field: &str, reason: String| StoreError::InvalidRequest {
+            field: field.into(),
+            reason,
+        };
+        let max = chrono::Duration::from_std(MAX_DELAY).unwrap_or(chrono::Duration::MAX);
+        let tolerance = chrono::Duration::from_std(PAST_TOLERANCE).unwrap_or_default();
+        let (field, at) = match (self.run_at, self.delay_seconds) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "run_at",
+                    "and delay_seconds exclude each other: give one".into(),
+                ))
+            }
+            (None, None) => return Ok(None),
+            (Some(at), None) => ("run_at", at),
+            (None, Some(secs)) => {
+                let delay = i64::try_from(secs)
+                    .ok()
+                    .and_then(chrono::Duration::try_seconds)
+                    .filter(|d| *d <= max)
+                    .ok_or_else(|| {
+                        invalid(
+                            "delay_seconds",
+                            format!("must be at most {} seconds", MAX_DELAY.as_secs()),
+                        )
+                    })?;
+                ("delay_seconds", now + delay)
+            }
+        };
+        if at > now + max {
+            return Err(invalid(
+                field,
+                format!(
+                    "must be at most {} days ahead",
+                    MAX_DELAY.as_secs() / 86_400
+                ),
+            ));
+        }
+        if at < now - tolerance {
+            return Err(invalid(
+                field,
+                format!(
+                    "is {}s in the past (at most {}s is accepted, meaning now)",
+                    (now - at).num_seconds(),
+                    PAST_TOLERANCE.as_secs()
+                ),
+            ));
+        }
+        Ok((at > now).then_some(at))
+    }
 }
 
 fn empty_object() -> Value {
@@ -61,10 +138,10 @@ pub struct Created {
 const CREATE_TASK: &str = crate::sql::body(include_str!("sql/create_task.sql"));
 /// Roots all in one queue: a static INSERT on its table (`{steps}`).
 const SEND_ROOTS_TO_ONE_QUEUE: &str =
-    "INSERT INTO {steps} (vt, message) SELECT clock_timestamp(), m FROM task, unnest($21::jsonb[]) AS x(m) RETURNING 1";
+    "INSERT INTO {steps} (vt, message) SELECT coalesce($24::timestamptz, clock_timestamp()), m FROM task, unnest($21::jsonb[]) AS x(m) RETURNING 1";
 /// Roots in several queues (pools): one call, one INSERT per queue.
 const SEND_ROOTS_TO_QUEUES: &str =
-    "SELECT tasker.send_step_messages($23::text[], $21::jsonb[]) FROM task";
+    "SELECT tasker.send_step_messages($23::text[], $21::jsonb[], $24::timestamptz) FROM task";
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
@@ -75,6 +152,36 @@ pub async fn create(
     pool: &PgPool,
     templates: &TemplateCache,
     req: &NewTask,
+    processor_id: &str,
+) -> Result<(Created, Changed), StoreError> {
+    create_at(pool, templates, req, &Start::default(), processor_id).await
+}
+
+/// [`create`] with a delayed start: its roots' messages are sent visible
+/// from the start's instant (refused, with nothing written, when invalid).
+pub async fn create_at(
+    pool: &PgPool,
+    templates: &TemplateCache,
+    req: &NewTask,
+    start: &Start,
+    processor_id: &str,
+) -> Result<(Created, Changed), StoreError> {
+    let run_at = start.resolve(Utc::now())?;
+    let mut conn = pool.acquire().await?;
+    create_on(&mut conn, pool, templates, req, run_at, None, processor_id).await
+}
+
+/// [`create`] on `conn` (e.g. inside the caller's transaction), its roots
+/// visible from `run_at` (`None`: at once, else a resolved [`Start`]),
+/// recording `schedule_id` as the schedule that fired it; templates are read
+/// through `pool`.
+pub async fn create_on(
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    templates: &TemplateCache,
+    req: &NewTask,
+    run_at: Option<DateTime<Utc>>,
+    schedule_id: Option<Uuid>,
     processor_id: &str,
 ) -> Result<(Created, Changed), StoreError> {
     if let Some(key) = &req.idempotency_key {
@@ -235,7 +342,9 @@ pub async fn create(
         .bind(&messages)
         .bind(&pools)
         .bind(&root_queues)
-        .fetch_optional(pool)
+        .bind(run_at)
+        .bind(schedule_id)
+        .fetch_optional(&mut *conn)
         .await?;
     if inserted.is_none() {
         let existing: Uuid = sqlx::query_scalar(
@@ -243,7 +352,7 @@ pub async fn create(
         )
         .bind(&template.namespace)
         .bind(&req.idempotency_key)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
         let created = Created {
             task_id: existing,
@@ -262,253 +371,4 @@ pub async fn create(
         changed = changed.with_queue(q);
     }
     Ok((created, changed))
-}
-
-/// A task row.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
-#[cfg_attr(
-    feature = "openapi",
-    derive(utoipa::ToSchema),
-    schema(as = Task, description = "A task.")
-)]
-pub struct TaskRow {
-    pub id: Uuid,
-    pub namespace: String,
-    pub template_name: String,
-    pub template_version: String,
-    /// The task's input. In a listing only with `include_context=true`.
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<Value>,
-    pub priority: i32,
-    pub idempotency_key: Option<String>,
-    pub state: String,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-/// A step row, as shown to users.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
-#[cfg_attr(
-    feature = "openapi",
-    derive(utoipa::ToSchema),
-    schema(as = Step, description = "A step of a task.")
-)]
-pub struct StepRow {
-    pub id: Uuid,
-    pub task_id: Uuid,
-    pub name: String,
-    pub handler_name: String,
-    pub state: String,
-    /// Starts so far: the handler's own tries plus `recoveries`.
-    pub attempts: i32,
-    /// Starts that took over from a lost worker (its lease expired); they do
-    /// not count against `max_attempts`.
-    pub recoveries: i32,
-    pub max_attempts: i32,
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub result: Option<Value>,
-    /// True when a listing left `result` out to stay within
-    /// `web.list_payload_limit_bytes`; read the step itself for it.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    #[sqlx(default)]
-    pub result_omitted: bool,
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
-    pub last_error: Option<Value>,
-    pub next_retry_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub completed_at: Option<DateTime<Utc>>,
-}
-
-/// A task with its steps and edges. Step results past
-/// `web.list_payload_limit_bytes` are left out (`result_omitted`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[cfg_attr(
-    feature = "openapi",
-    derive(utoipa::ToSchema),
-    schema(as = TaskDetailBody, description = "A task with its steps and the DAG's edges.")
-)]
-pub struct TaskDetail {
-    #[serde(flatten)]
-    pub task: TaskRow,
-    pub steps: Vec<StepRow>,
-    /// `[parent step name, child step name]` pairs.
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
-    pub edges: Vec<(String, String)>,
-}
-
-/// Filters of a task listing ([`list`]); `cursor` is the last id of the
-/// previous page.
-#[derive(Debug, Clone, Default)]
-pub struct TaskFilter {
-    pub namespace: Option<String>,
-    /// Only tasks of one of these namespaces (a namespace-limited key).
-    pub namespaces: Option<Vec<String>>,
-    pub state: Option<String>,
-    pub template: Option<String>,
-    pub created_after: Option<DateTime<Utc>>,
-    pub created_before: Option<DateTime<Utc>>,
-    pub cursor: Option<Uuid>,
-}
-
-/// Up to `limit` tasks matching `filter`, newest first (UUIDv7 order, so
-/// `id < cursor` continues a listing without duplicates).
-pub async fn list(
-    pool: &PgPool,
-    filter: &TaskFilter,
-    limit: i64,
-) -> Result<Vec<TaskRow>, StoreError> {
-    Ok(sqlx::query_as(
-        "SELECT t.id, t.namespace, tp.name AS template_name, tp.version AS template_version,
-                NULL::jsonb AS context,
-                t.priority, t.idempotency_key, t.state, t.created_at, t.updated_at, t.completed_at
-           FROM tasker.tasks t JOIN tasker.templates tp ON tp.id = t.template_id
-          WHERE ($1::text IS NULL OR t.namespace = $1)
-            AND ($2::text IS NULL OR t.state = $2)
-            AND ($3::text IS NULL OR tp.name = $3)
-            AND ($4::timestamptz IS NULL OR t.created_at >= $4)
-            AND ($5::timestamptz IS NULL OR t.created_at < $5)
-            AND ($6::uuid IS NULL OR t.id < $6)
-            AND ($8::text[] IS NULL OR t.namespace = ANY($8))
-          ORDER BY t.id DESC
-          LIMIT $7",
-    )
-    .bind(&filter.namespace)
-    .bind(&filter.state)
-    .bind(&filter.template)
-    .bind(filter.created_after)
-    .bind(filter.created_before)
-    .bind(filter.cursor)
-    .bind(limit)
-    .bind(&filter.namespaces)
-    .fetch_all(pool)
-    .await?)
-}
-
-/// The contexts of the first of `ids` (in order) whose sizes, as JSON
-/// text, add up to at most `budget` bytes, at least one; the rest are left
-/// out, for a listing to end its page there. `None` for a task that no
-/// longer exists.
-pub async fn contexts_within(
-    pool: &PgPool,
-    ids: &[Uuid],
-    budget: u64,
-) -> Result<Vec<Option<Value>>, StoreError> {
-    let sizes: Vec<(Uuid, i64)> = sqlx::query_as(
-        "SELECT id, octet_length(context::text)::bigint FROM tasker.tasks WHERE id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(pool)
-    .await?;
-    let size_of = |id: &Uuid| {
-        sizes
-            .iter()
-            .find(|(i, _)| i == id)
-            .map_or(0, |(_, n)| u64::try_from(*n).unwrap_or(0))
-    };
-    let mut total = 0u64;
-    let mut taken = Vec::new();
-    for id in ids {
-        total = total.saturating_add(size_of(id));
-        if total > budget && !taken.is_empty() {
-            break;
-        }
-        taken.push(*id);
-    }
-    let rows: Vec<(Uuid, Value)> =
-        sqlx::query_as("SELECT id, context FROM tasker.tasks WHERE id = ANY($1)")
-            .bind(&taken)
-            .fetch_all(pool)
-            .await?;
-    Ok(taken
-        .iter()
-        .map(|id| rows.iter().find(|(i, _)| i == id).map(|(_, c)| c.clone()))
-        .collect())
-}
-
-/// The namespace of a task, `None` when there is no such task.
-pub async fn namespace_of(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT namespace FROM tasker.tasks WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-}
-
-/// The namespace of the task a step belongs to, `None` when there is no such step.
-pub async fn namespace_of_step(
-    pool: &PgPool,
-    step_id: Uuid,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT t.namespace FROM tasker.steps s JOIN tasker.tasks t ON t.id = s.task_id
-          WHERE s.id = $1",
-    )
-    .bind(step_id)
-    .fetch_optional(pool)
-    .await
-}
-
-/// The task's current state name, `None` when there is no such task.
-pub async fn state(pool: &PgPool, id: Uuid) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT state FROM tasker.tasks WHERE id = $1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-}
-
-/// Reads one task row.
-pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<TaskRow, StoreError> {
-    sqlx::query_as(
-        "SELECT t.id, t.namespace, tp.name AS template_name, tp.version AS template_version, t.context,
-                t.priority, t.idempotency_key, t.state, t.created_at, t.updated_at, t.completed_at
-           FROM tasker.tasks t JOIN tasker.templates tp ON tp.id = t.template_id
-          WHERE t.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or(StoreError::TaskNotFound(id))
-}
-
-/// Reads a task with its steps (in creation order) and edges.
-pub async fn detail(pool: &PgPool, id: Uuid) -> Result<TaskDetail, StoreError> {
-    detail_within(pool, id, u64::MAX).await
-}
-
-/// [`detail`] with step results, in step order, while their JSON text adds
-/// up to at most `results_budget` bytes; the others are `result_omitted`.
-pub async fn detail_within(
-    pool: &PgPool,
-    id: Uuid,
-    results_budget: u64,
-) -> Result<TaskDetail, StoreError> {
-    let mut conn = pool.acquire().await?;
-    let task = get(&mut conn, id).await?;
-    // Results in step order while their JSON text fits `results_budget`.
-    let steps = sqlx::query_as(
-        "SELECT id, task_id, name, handler_name, state, attempts, recoveries, max_attempts,
-                CASE WHEN running <= $2 THEN result END AS result,
-                (result IS NOT NULL AND running > $2) AS result_omitted,
-                last_error, next_retry_at, created_at, started_at, completed_at
-           FROM (SELECT s.*, sum(coalesce(octet_length(s.result::text), 0))
-                               OVER (ORDER BY s.id) AS running
-                   FROM tasker.steps s WHERE s.task_id = $1) sized
-          ORDER BY id",
-    )
-    .bind(id)
-    .bind(i64::try_from(results_budget).unwrap_or(i64::MAX))
-    .fetch_all(&mut *conn)
-    .await?;
-    let edges = sqlx::query_as(
-        "SELECT p.name, c.name FROM tasker.step_edges e
-           JOIN tasker.steps p ON p.id = e.parent_id
-           JOIN tasker.steps c ON c.id = e.child_id
-          WHERE e.task_id = $1 ORDER BY p.id, c.id",
-    )
-    .bind(id)
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(TaskDetail { task, steps, edges })
 }

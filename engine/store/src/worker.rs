@@ -235,7 +235,8 @@ pub async fn unserved(
 }
 
 /// Ends, with error kind `no_worker` (`tasker_model::step::kind::NO_WORKER`), the enqueued steps that no live
-/// worker of their pool has run for `after`: they waited at least that long,
+/// worker of their pool has run for `after`: they waited at least that long
+/// (their message visible that long: a delayed start's wait does not count),
 /// and no worker that runs their handler in their pool heartbeated within it.
 /// Each gets a permanent failure result, as a worker would report one
 /// (enqueued → enqueued_for_orchestration, the step message deleted, the
@@ -267,7 +268,9 @@ async fn fail_unserved_in(
     processor_id: &str,
 ) -> Result<usize, StoreError> {
     let q = queue::step_queue(pool_name)?;
-    // The oldest messages first; a message leased by a worker is being run.
+    // The oldest messages first; a message leased by a worker is being run,
+    // one not visible yet (a delayed start, `vt` = its `run_at`) waits: a
+    // step is unserved once its message has been visible for `after`.
     let find = queue::substitute(
         &format!(
             "SELECT m.msg_id, s.id, s.task_id, s.attempts, s.handler_name
@@ -276,7 +279,7 @@ async fn fail_unserved_in(
                  ON s.id = CASE WHEN m.message->>'step_id' ~ '^[0-9a-f-]{{36}}$'
                                 THEN (m.message->>'step_id')::uuid END
               WHERE m.enqueued_at < now() - make_interval(secs => $1)
-                AND m.vt <= clock_timestamp()
+                AND m.vt <= clock_timestamp() - make_interval(secs => $1)
                 AND s.state = 'enqueued' AND s.updated_at < now() - make_interval(secs => $1)
                 AND NOT EXISTS (SELECT 1 FROM tasker.workers w
                                  WHERE $2 = ANY (w.pools) AND {}

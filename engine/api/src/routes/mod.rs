@@ -1,13 +1,14 @@
 //! The routes, each annotated for OpenAPI.
 //!
 //! One file per resource: [`tasks`], [`steps`], [`templates`], [`queues`],
-//! [`workers`], [`dlq`], [`health`]; [`body`] holds the request-body checks they share. Every
+//! [`workers`], [`dlq`], [`schedules`], [`health`]; [`body`] holds the request-body checks they share. Every
 //! route function is re-exported here (`routes::create_task`, ...).
 
 mod body;
 pub(crate) mod dlq;
 pub(crate) mod health;
 pub(crate) mod queues;
+pub(crate) mod schedules;
 pub(crate) mod steps;
 pub(crate) mod tasks;
 pub(crate) mod templates;
@@ -16,6 +17,9 @@ pub(crate) mod workers;
 pub use dlq::{discard_dead_step, get_dead_step, list_dlq};
 pub use health::{live, ready};
 pub use queues::list_queues;
+pub use schedules::{
+    create_schedule, delete_schedule, get_schedule, list_schedules, pause_schedule, resume_schedule,
+};
 pub use steps::{
     complete_step, get_step, list_steps, resolve_step_manually, retry_step, step_transitions,
 };

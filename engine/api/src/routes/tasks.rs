@@ -34,7 +34,7 @@ pub const DEFAULT_PAGE: i64 = 50;
         (status = 404, description = "Template not registered", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "Invalid body or input rejected by the template's schema", body = ErrorBody),
+        (status = 422, description = "Invalid body, input rejected by the template's schema, or an invalid delayed start (`run_at` and `delay_seconds` both, more than a year ahead, `run_at` past)", body = ErrorBody),
     ),
     security(("bearer" = ["tasks:create"])))]
 pub async fn create_task(
@@ -44,6 +44,9 @@ pub async fn create_task(
 ) -> Result<impl IntoResponse, HttpError> {
     reject_nul(&req)?;
     crate::scope::check(&who, &req.namespace)?;
+    let start = req.start();
+    // Refused before anything is read: both given, too far ahead or past.
+    start.resolve(chrono::Utc::now())?;
     let req: tasker_store::task::NewTask = req.into();
     let loaded = state
         .templates
@@ -55,8 +58,14 @@ pub async fn create_task(
         )
         .await?;
     let unserved = super::workers::unserved_steps(&state, &loaded.template).await?;
-    let (mut created, changed) =
-        task::create(&state.pool, &state.templates, &req, &processor_id(&who)).await?;
+    let (mut created, changed) = task::create_at(
+        &state.pool,
+        &state.templates,
+        &req,
+        &start,
+        &processor_id(&who),
+    )
+    .await?;
     state.wakeups.announce(&changed);
     created.unserved = unserved;
     let status = if created.created {

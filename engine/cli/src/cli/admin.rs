@@ -53,6 +53,14 @@ pub enum TaskCmd {
         idempotency_key: Option<String>,
         #[arg(long, default_value_t = 0)]
         priority: i32,
+        /// Start no step before this instant (RFC 3339, e.g.
+        /// 2026-12-24T18:00:00Z); at most a year ahead.
+        #[arg(long, conflicts_with = "delay")]
+        run_at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Start no step before this delay from now: 90s, 10m, 1h30m, 2d (a
+        /// bare number is seconds); at most a year.
+        #[arg(long, value_parser = super::schedule::parse_delay)]
+        delay: Option<u64>,
         #[arg(long)]
         json: bool,
     },

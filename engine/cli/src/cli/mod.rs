@@ -8,6 +8,7 @@ mod component;
 mod demo;
 mod dlq;
 mod remote;
+mod schedule;
 mod serve;
 mod task_watch;
 mod templates_queues;
@@ -70,6 +71,9 @@ enum Command {
     /// The dead-letter queue of steps: list, show, retry, resolve, discard.
     #[command(subcommand)]
     Dlq(dlq::DlqCmd),
+    /// Fire a template on a cron expression: create, list, show, pause, resume, delete.
+    #[command(subcommand)]
+    Schedule(schedule::ScheduleCmd),
     /// Create, list and revoke API keys for the admin API.
     #[command(subcommand)]
     Apikey(apikey::ApiKeyCmd),
@@ -159,6 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Step(_)
             | Command::Queue(_)
             | Command::Dlq(_)
+            | Command::Schedule(_)
             | Command::Apikey(_)
             | Command::Component(_)
             | Command::Worker(serve::WorkerArgs { cmd: Some(_), .. })
@@ -210,6 +215,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     context_file,
                     idempotency_key,
                     priority,
+                    run_at,
+                    delay,
                     json,
                 } => {
                     let args = remote::CreateArgs {
@@ -220,6 +227,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         context_file,
                         idempotency_key,
                         priority,
+                        run_at,
+                        delay_seconds: delay,
                         json,
                     };
                     remote::task_create(&c, args).await
@@ -251,6 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Dlq(cmd) => dlq::run(&remote::client(&config, &target)?, cmd).await,
+        Command::Schedule(cmd) => schedule::run(&remote::client(&config, &target)?, cmd).await,
         Command::Step(cmd) => {
             let c = remote::client(&config, &target)?;
             use admin::StepCmd as S;

@@ -145,6 +145,9 @@ pub struct CreateArgs {
     pub context_file: Option<PathBuf>,
     pub idempotency_key: Option<String>,
     pub priority: i32,
+    /// A delayed start: `--run-at` (RFC 3339) or `--delay` (seconds).
+    pub run_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub delay_seconds: Option<u64>,
     pub json: bool,
 }
 
@@ -172,6 +175,8 @@ pub async fn task_create(c: &Client, a: CreateArgs) -> anyhow::Result<()> {
         context,
         priority: a.priority,
         idempotency_key: a.idempotency_key,
+        run_at: a.run_at,
+        delay_seconds: a.delay_seconds,
     };
     let created = c.create_task(&req).await.map_err(|e| explain(c, e))?;
     if a.json {
@@ -268,6 +273,12 @@ pub async fn task_get(c: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
             ))
             .unwrap_or_default()
     );
+    if let Some(at) = t.run_at {
+        println!("run at  {}", at.to_rfc3339());
+    }
+    if let Some(schedule) = t.schedule_id {
+        println!("fired by schedule {schedule}");
+    }
     let levels = levels(
         &d.steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
         &d.edges,

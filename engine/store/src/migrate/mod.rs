@@ -224,7 +224,7 @@ mod tests {
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(tables, 15);
+        assert_eq!(tables, 17);
         let triggers: Vec<String> = sqlx::query_scalar(
             "SELECT tgname::text FROM pg_trigger
               WHERE tgrelid IN ('tasker.tasks'::regclass, 'tasker.steps'::regclass)

@@ -21,13 +21,17 @@
 -- $20 = the root steps' ids (uuid[])
 -- $21 = the root steps' messages (jsonb[])
 -- $23 = the root steps' queues (text[], `steps_<pool>`), one per message
+-- $24 = run_at (timestamptz): a delayed start, the roots' messages visible
+--   from then; NULL for at once
+-- $25 = schedule id (uuid): the schedule that fired the task, NULL for none
 -- {send_roots} = how the roots' messages are sent (tasker_store::task::create):
 --   when they all go to one queue, a plain INSERT on its PGMQ table (planned
 --   once per connection, like every statement here); else
 --   tasker.send_step_messages, whose dynamic INSERTs are planned per call
 WITH task AS (
-     INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state)
-     VALUES ($1, $2, $3, $4, $5, $6, 'steps_in_process')
+     INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state,
+                               run_at, schedule_id)
+     VALUES ($1, $2, $3, $4, $5, $6, 'steps_in_process', $24, $25)
      ON CONFLICT (namespace, idempotency_key) DO NOTHING
      RETURNING id),
  task_audit AS (
