@@ -127,6 +127,9 @@ pub async fn run(
     config.orchestration.retry_sweep_interval_ms = 1000;
     // A run leaves ~30,000 dead rows; vacuum during it, as a live system would.
     config.orchestration.vacuum_interval_seconds = 5;
+    // No schedules exist in a bench database: no tick loop competing for
+    // the bench's few connections.
+    config.orchestration.schedule_tick_interval_ms = 0;
     let (options, bench_config) = (options.clone(), config.clone());
     database::run_in(&config, target, &claims(), move |db| {
         measure(options, bench_config, db)

@@ -167,18 +167,23 @@ pub async fn create_at(
     processor_id: &str,
 ) -> Result<(Created, Changed), StoreError> {
     let run_at = start.resolve(Utc::now())?;
+    // The template first: reading it may take a connection of its own, which
+    // must not wait while this call holds another (a small pool would run
+    // dry under concurrent creations).
+    let loaded = templates
+        .get(pool, &req.namespace, &req.name, req.version.as_deref())
+        .await?;
     let mut conn = pool.acquire().await?;
-    create_on(&mut conn, pool, templates, req, run_at, None, processor_id).await
+    create_on(&mut conn, &loaded, req, run_at, None, processor_id).await
 }
 
-/// [`create`] on `conn` (e.g. inside the caller's transaction), its roots
-/// visible from `run_at` (`None`: at once, else a resolved [`Start`]),
-/// recording `schedule_id` as the schedule that fired it; templates are read
-/// through `pool`.
+/// [`create`] on `conn` (e.g. inside the caller's transaction) from the
+/// `loaded` template `req` names, its roots visible from `run_at` (`None`:
+/// at once, else a resolved [`Start`]), recording `schedule_id` as the
+/// schedule that fired it.
 pub async fn create_on(
     conn: &mut PgConnection,
-    pool: &PgPool,
-    templates: &TemplateCache,
+    loaded: &crate::template::Loaded,
     req: &NewTask,
     run_at: Option<DateTime<Utc>>,
     schedule_id: Option<Uuid>,
@@ -192,9 +197,6 @@ pub async fn create_on(
             });
         }
     }
-    let loaded = templates
-        .get(pool, &req.namespace, &req.name, req.version.as_deref())
-        .await?;
     let template = &loaded.template;
     loaded
         .input

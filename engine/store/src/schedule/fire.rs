@@ -103,17 +103,16 @@ pub async fn fire_due(
             last = Some(tick);
             // A savepoint: a task that cannot be created leaves the fire row.
             let mut sp = sqlx::Connection::begin(&mut *tx).await?;
-            match task::create_on(
-                &mut sp,
-                pool,
-                templates,
-                &req,
-                None,
-                Some(s.id),
-                processor_id,
-            )
-            .await
+            let created = match templates
+                .get(pool, &req.namespace, &req.name, req.version.as_deref())
+                .await
             {
+                Ok(loaded) => {
+                    task::create_on(&mut sp, &loaded, &req, None, Some(s.id), processor_id).await
+                }
+                Err(e) => Err(e),
+            };
+            match created {
                 Ok((created, changed)) => {
                     sqlx::query(
                         "UPDATE tasker.schedule_fires SET task_id = $3
