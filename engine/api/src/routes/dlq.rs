@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::body::optional_body;
 use super::processor_id;
-use super::tasks::{DEFAULT_PAGE, MAX_PAGE};
+use super::tasks::page_limit;
 use crate::error::HttpError;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::keys::Principal;
@@ -33,13 +33,7 @@ pub async fn list_dlq(
     Extension(who): Extension<Principal>,
     ApiQuery(params): ApiQuery<ListDlqParams>,
 ) -> Result<Json<DlqPage>, HttpError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(
-            HttpError::unprocessable(format!("limit must be 1..={MAX_PAGE}, got {limit}"))
-                .with_details(serde_json::json!({"field": "limit"})),
-        );
-    }
+    let limit = page_limit(params.limit)?;
     let namespaces = crate::scope::list_filter(&who, params.namespace.as_deref())?;
     let mut steps = dlq::list(&state.pool, namespaces.as_deref(), params.cursor, limit + 1).await?;
     let more = steps.len() as i64 > limit;

@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use uuid::Uuid;
 
 use super::body::reject_nul;
-use super::tasks::{DEFAULT_PAGE, MAX_PAGE};
+use super::tasks::page_limit;
 use crate::error::{ErrorBody, HttpError};
 use crate::extract::{ApiPath, ApiQuery, ExactJson};
 use crate::keys::Principal;
@@ -56,13 +56,7 @@ pub async fn list_schedules(
     Extension(who): Extension<Principal>,
     ApiQuery(params): ApiQuery<ListSchedulesParams>,
 ) -> Result<Json<SchedulePage>, HttpError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(
-            HttpError::unprocessable(format!("limit must be 1..={MAX_PAGE}, got {limit}"))
-                .with_details(serde_json::json!({"field": "limit"})),
-        );
-    }
+    let limit = page_limit(params.limit)?;
     let namespaces = crate::scope::list_filter(&who, params.namespace.as_deref())?;
     let mut schedules =
         schedule::list(&state.pool, namespaces.as_deref(), params.cursor, limit + 1).await?;

@@ -24,6 +24,19 @@ pub const MAX_PAGE: i64 = 500;
 /// Page size when `limit` is absent.
 pub const DEFAULT_PAGE: i64 = 50;
 
+/// A listing's `limit`: [`DEFAULT_PAGE`] when absent, else 1..=[`MAX_PAGE`]
+/// (422 naming `limit`).
+pub fn page_limit(limit: Option<i64>) -> Result<i64, HttpError> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(
+            HttpError::unprocessable(format!("limit must be 1..={MAX_PAGE}, got {limit}"))
+                .with_details(serde_json::json!({"field": "limit"})),
+        );
+    }
+    Ok(limit)
+}
+
 /// Creates a task from a registered template.
 #[utoipa::path(post, path = "/v1/tasks", tag = "tasks",
     request_body = CreateTaskRequest,
@@ -92,13 +105,7 @@ pub async fn list_tasks(
     Extension(who): Extension<Principal>,
     ApiQuery(params): ApiQuery<ListTasksParams>,
 ) -> Result<Json<TaskPage>, HttpError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(
-            HttpError::unprocessable(format!("limit must be 1..={MAX_PAGE}, got {limit}"))
-                .with_details(serde_json::json!({"field": "limit"})),
-        );
-    }
+    let limit = page_limit(params.limit)?;
     if let Some(s) = &params.state {
         s.parse::<TaskState>().map_err(|e| {
             HttpError::unprocessable(format!("state: {e}"))
