@@ -26,5 +26,5 @@ PROFILE=debug  # the test runs target/debug/tasker
 polyglot_prepare
 echo "== polyglot: prepared in $(( $(date +%s) - t0 )) s; running the test"
 POLYGLOT_PYTHON="$POLYGLOT_PYTHON" POLYGLOT_RUBY_LIB="$POLYGLOT_RUBY_LIB" POLYGLOT_C_WORKER="$POLYGLOT_C_WORKER" \
-  cargo test --locked -p tasker-tests --test polyglot -- --ignored --nocapture
+  cargo test --locked --test polyglot -- --ignored --nocapture
 echo "== polyglot: done in $(( $(date +%s) - t0 )) s"

@@ -32,8 +32,11 @@ if [ "${QUICK:-0}" = 1 ]; then ./scripts/build-wasm-examples.sh rust; else ./scr
 stage "cargo test"
 # The default members: everything but the language extensions, which the
 # Python and Ruby suites below build and test as their users install them.
-# The multi-process tests (tests/) run the `tasker` binary: build it first.
-cargo build --locked -p tasker-cli
+# The multi-process tests (tests/) run the `tasker` binary: `cargo test`
+# builds it before any test runs (tasker-cli's own tests need it), with the
+# features of this build. (A `cargo build -p tasker-cli` resolves other
+# features and compiled the engine and wasmtime a second time.) The later
+# stages reuse this build: they select the workspace, never `-p`.
 cargo test --all-targets --locked
 cargo test --doc --locked
 stage "the CLI"
