@@ -3,7 +3,10 @@
 -- moves the step to p_to (NULL: the result is stale and changes nothing),
 -- enqueues the children that became ready, re-decides the task and deletes the
 -- result message. Returns the task's state and the queue of each step it
--- enqueued (tasker.enqueue_steps).
+-- enqueued (tasker.enqueue_steps). A step under a concurrency limit that
+-- leaves its slot lets the group's held steps in (tasker.admit_held); a task
+-- of a template limit that finishes lets its group's waiting tasks in
+-- (tasker.admit_tasks): their queues are returned too.
 CREATE OR REPLACE FUNCTION tasker.apply_step_result(
     p_msg_id bigint, p_task uuid, p_step uuid, p_task_state text,
     p_attempt integer, p_outcome text, p_result jsonb, p_error jsonb,
@@ -13,6 +16,7 @@ CREATE OR REPLACE FUNCTION tasker.apply_step_result(
 LANGUAGE plpgsql AS $$
 DECLARE
     v_found text;
+    v_group text;
 BEGIN
     task_state := p_task_state;
     enqueued := '{}';
@@ -33,7 +37,8 @@ BEGIN
                result = CASE WHEN p_to = 'complete' THEN p_result ELSE result END,
                last_error = CASE WHEN p_to = 'complete' THEN NULL ELSE p_error END,
                next_retry_at = p_next_retry_at
-         WHERE id = p_step AND state = 'enqueued_for_orchestration';
+         WHERE id = p_step AND state = 'enqueued_for_orchestration'
+        RETURNING concurrency_group INTO v_group;
         IF NOT FOUND THEN
             RAISE EXCEPTION 'step % state changed underneath: expected enqueued_for_orchestration', p_step
                 USING ERRCODE = 'TK001';
@@ -44,7 +49,16 @@ BEGIN
             enqueued := tasker.enqueue_steps(tasker.release_children(p_step),
                                              'pending', 'dependencies_met', p_processor);
         END IF;
+        IF v_group IS NOT NULL THEN
+            enqueued := enqueued || tasker.admit_held(ARRAY[v_group], p_processor);
+        END IF;
         task_state := tasker.evaluate_task(p_task, p_task_state, p_processor);
+        IF task_state IN ('complete', 'error', 'cancelled', 'resolved_manually') THEN
+            SELECT t.concurrency_group INTO v_group FROM tasker.tasks t WHERE t.id = p_task;
+            IF v_group IS NOT NULL THEN
+                enqueued := enqueued || tasker.admit_tasks(ARRAY[v_group], p_processor);
+            END IF;
+        END IF;
     END IF;
     DELETE FROM pgmq.q_orchestration_results WHERE msg_id = p_msg_id;
 END;

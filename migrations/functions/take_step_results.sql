@@ -28,11 +28,19 @@
 --      tasks that change through tasker.evaluate_task;
 --   7. answer.
 --
+-- Concurrency limits (docs/flow-control.md): a released child under a step
+-- limit stays pending (held); when the batch completed or held a step of a
+-- group, or finished a task of a template group, tasker.admit_held /
+-- tasker.admit_tasks run for those groups after 5 (nothing more when the
+-- batch has none), and the queues they sent to are reported on every current
+-- result.
+--
 -- Anything raised in 1-6 rolls the subtransaction back; the batch is read
 -- again and returned unapplied, and the caller applies it one result at a
 -- time (in Rust: tasker_store::result::take_batch_on), so a bad message or a
 -- conflict costs only itself. The transitions applied here (enqueued_for_orchestration -> complete,
--- pending -> enqueued) are checked against engine/model/src/state.rs by the
+-- pending -> enqueued, pending -> waiting for a wait step, which gets no
+-- message) are checked against engine/model/src/state.rs by the
 -- tests rather than on every call. Audit rows are stamped with
 -- clock_timestamp() (see transition_task.sql).
 --
@@ -74,6 +82,10 @@ DECLARE
     v_task record;
     v_after jsonb := '{}';
     v_rows tasker.applied_result[];
+    v_groups text[];
+    v_held_groups text[];
+    v_task_groups text[] := '{}';
+    v_admitted text[] := '{}';
 BEGIN
     BEGIN
         -- 1. Read and parse. Successes sorted by task then step: the lock order.
@@ -160,7 +172,7 @@ BEGIN
                        result = c.result, last_error = NULL, next_retry_at = NULL
                   FROM cur c
                  WHERE c.current AND s.id = c.step_id AND s.state = 'enqueued_for_orchestration'
-             RETURNING s.id, s.task_id, s.attempts),
+             RETURNING s.id, s.task_id, s.attempts, s.concurrency_group),
             audit AS (
                 INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event,
                                                      reason, attempt, processor_id, created_at)
@@ -173,8 +185,10 @@ BEGIN
             SELECT array_agg(c.found ORDER BY c.ord), array_agg(c.current ORDER BY c.ord),
                    array_agg(c.step_state ORDER BY c.ord),
                    array_agg(c.step_attempts ORDER BY c.ord), array_agg(c.task_before ORDER BY c.ord),
-                   (SELECT array_agg(d.id) FROM done d)
-              INTO v_found, v_current, v_state, v_attempts, v_before, v_done
+                   (SELECT array_agg(d.id) FROM done d),
+                   (SELECT array_agg(DISTINCT d.concurrency_group) FROM done d
+                     WHERE d.concurrency_group IS NOT NULL)
+              INTO v_found, v_current, v_state, v_attempts, v_before, v_done, v_groups
               FROM cur c;
             IF coalesce(cardinality(v_done), 0)
                <> (SELECT count(*) FROM unnest(v_current) x WHERE x) THEN
@@ -185,14 +199,30 @@ BEGIN
             IF v_done IS NOT NULL THEN
                 -- 4. One parent fewer to wait for, per completed parent, for
                 -- each child; a pending child left waiting for none moves to
-                -- enqueued; its message goes to its pool's queue.
+                -- enqueued (unless it is under a step concurrency limit: then
+                -- it is held, pending); its message goes to its pool's queue.
                 WITH released AS (
                     UPDATE tasker.steps c
                        SET pending_parents = c.pending_parents - k.n,
                            state = CASE WHEN c.state = 'pending' AND c.pending_parents = k.n
-                                        THEN 'enqueued' ELSE c.state END,
+                                             AND c.concurrency_group IS NULL
+                                        THEN CASE WHEN c.wait_seconds IS NULL THEN 'enqueued'
+                                                  ELSE 'waiting' END
+                                        ELSE c.state END,
                            next_retry_at = CASE WHEN c.state = 'pending' AND c.pending_parents = k.n
                                                 THEN NULL ELSE c.next_retry_at END,
+                           -- A wait step begins to wait (tasker.enqueue_steps).
+                           attempts = CASE WHEN c.wait_seconds IS NOT NULL AND c.state = 'pending'
+                                                AND c.pending_parents = k.n
+                                           THEN c.attempts + 1 ELSE c.attempts END,
+                           started_at = CASE WHEN c.wait_seconds IS NOT NULL AND c.state = 'pending'
+                                                  AND c.pending_parents = k.n
+                                             THEN now() ELSE c.started_at END,
+                           wake_at = CASE WHEN c.wait_seconds IS NOT NULL AND c.state = 'pending'
+                                               AND c.pending_parents = k.n
+                                          THEN tasker.wait_due_at(c.task_id, c.wait_signal,
+                                                                  c.wait_seconds, now())
+                                          ELSE c.wake_at END,
                            updated_at = now()
                       FROM (SELECT e.child_id, count(*)::integer AS n
                               FROM tasker.step_edges e
@@ -202,30 +232,42 @@ BEGIN
                                               WHERE e.parent_id = ANY (v_done)))
                        AND c.id = k.child_id
                  RETURNING c.id, c.task_id, c.attempts, 'steps_' || c.pool AS queue,
-                           c.state = 'enqueued' AND c.pending_parents = 0 AS ready),
+                           c.state = 'enqueued' AND c.pending_parents = 0 AS ready,
+                           c.state = 'waiting' AND c.pending_parents = 0
+                               AND c.wake_at IS NOT NULL AS waits,
+                           CASE WHEN c.state = 'pending' AND c.pending_parents = 0
+                                THEN c.concurrency_group END AS held_group),
                 moved AS (
                     SELECT r.id, r.task_id, r.attempts, r.queue FROM released r WHERE r.ready),
                 audit AS (
                     INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state,
                                                          event, attempt, processor_id, created_at)
-                    SELECT m.id, m.task_id, 'pending', 'enqueued', 'dependencies_met', m.attempts,
-                           p_processor, clock_timestamp()
-                      FROM moved m)
+                    SELECT r.id, r.task_id, 'pending',
+                           CASE WHEN r.ready THEN 'enqueued' ELSE 'waiting' END,
+                           'dependencies_met', r.attempts, p_processor, clock_timestamp()
+                      FROM released r WHERE r.ready OR r.waits)
                 SELECT array_agg(m.id ORDER BY m.queue, m.id),
                        array_agg(m.queue ORDER BY m.queue, m.id),
                        array_agg(jsonb_build_object('step_id', m.id, 'task_id', m.task_id)
-                                 ORDER BY m.queue, m.id)
-                  INTO v_ready, v_ready_queues, v_ready_msgs
+                                 ORDER BY m.queue, m.id),
+                       (SELECT array_agg(r.held_group) FROM released r
+                         WHERE r.held_group IS NOT NULL)
+                  INTO v_ready, v_ready_queues, v_ready_msgs, v_held_groups
                   FROM moved m;
                 v_ready := coalesce(v_ready, '{}');
+                v_groups := coalesce(v_groups, '{}') || coalesce(v_held_groups, '{}');
 
-                -- 5. Their messages, on their pools' queues.
+                -- 5. Their messages, on their pools' queues; the held steps
+                -- of the groups that freed a slot or held one, admitted.
                 PERFORM tasker.send_step_messages(v_ready_queues, v_ready_msgs);
+                IF cardinality(v_groups) > 0 THEN
+                    v_admitted := tasker.admit_held(v_groups, p_processor);
+                END IF;
 
                 -- 6. Each task's state from its steps; the ones that change go
                 -- through the legal path.
                 FOR v_task IN
-                    SELECT t.id, t.state
+                    SELECT t.id, t.state, t.concurrency_group
                       FROM tasker.tasks t
                      WHERE t.id = ANY (ARRAY(SELECT DISTINCT x.task_id
                                                FROM unnest(s_tasks, v_current) AS x(task_id, current)
@@ -235,7 +277,16 @@ BEGIN
                 LOOP
                     v_after := v_after || jsonb_build_object(
                         v_task.id::text, tasker.evaluate_task(v_task.id, v_task.state, p_processor));
+                    -- A finished task of a template limit frees its slot.
+                    IF v_task.concurrency_group IS NOT NULL
+                       AND v_after->>(v_task.id::text)
+                           IN ('complete', 'error', 'cancelled', 'resolved_manually') THEN
+                        v_task_groups := v_task_groups || v_task.concurrency_group;
+                    END IF;
                 END LOOP;
+                IF cardinality(v_task_groups) > 0 THEN
+                    v_admitted := v_admitted || tasker.admit_tasks(v_task_groups, p_processor);
+                END IF;
             END IF;
 
             -- 7. What happened to each result. A task's change is reported on
@@ -244,7 +295,8 @@ BEGIN
             SELECT array_agg(r.a ORDER BY r.ord) INTO v_rows
               FROM (SELECT x.ord, ROW(
                            x.msg_id, x.found, CASE WHEN x.found THEN x.current END,
-                           CASE WHEN x.current THEN k.queues WHEN x.found THEN '{}' END,
+                           CASE WHEN x.current THEN k.queues || v_admitted
+                                WHEN x.found THEN '{}' END,
                            x.step_state, x.step_attempts, x.before,
                            CASE WHEN x.current
                                      AND x.ord = max(x.ord) FILTER (WHERE x.current)

@@ -14,9 +14,17 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+mod limits;
+mod pauses;
+mod retention;
 mod schedules;
+mod signals;
 
+pub use limits::{Limit, LimitList, SetLimitRequest};
+pub use pauses::{ListPausesParams, Pause, PauseChange, PauseList, PauseParams};
+pub use retention::{RetentionNamespace, RetentionRun, RetentionRunRequest};
 pub use schedules::{CatchUp, CreateScheduleRequest, ListSchedulesParams, Schedule, SchedulePage};
+pub use signals::{SendSignalRequest, SignalResult};
 use tasker_store::component::ComponentMeta;
 use tasker_store::task::NewTask;
 

@@ -19,6 +19,10 @@
 //!   after its lease ran out)
 //! - `tasker_schedule_fires_total{namespace}` (orchestrator: schedule ticks
 //!   that created a task)
+//! - `tasker_retention_tasks_removed_total` (orchestrator: finished tasks
+//!   deleted by the retention sweep)
+//! - `tasker_rate_limit_deferred_total{limit}` (worker: step messages a claim
+//!   read and deferred because their rate limit's bucket was empty)
 //!
 //! The worker and the orchestrator record through `tasker_model::telemetry`; this
 //! module installs the recorder and serves the text.
@@ -28,6 +32,7 @@
 //!   `tasker_worker_steps{worker,runtime,outcome}` (attempts finished since it
 //!   started; `worker` is its `host:pid`, bounded by the live workers)
 //! - `tasker_dlq_steps{namespace}`: steps in the dead-letter queue
+//! - `tasker_pauses{scope}`: pauses in force (`task`, `template`, `namespace`)
 //! - `tasker_circuit_breaker_state{breaker}` (0 closed, 1 half-open, 2 open)
 //!   and `tasker_circuit_breaker_opened_total{breaker}`: this process's
 //!   breakers (`database`, `handlers.<backend>`)
@@ -91,6 +96,14 @@ fn describe() {
         "tasker_schedule_fires_total",
         "Schedule ticks fired (a task created), by namespace"
     );
+    describe_counter!(
+        "tasker_retention_tasks_removed_total",
+        "Finished tasks deleted by the orchestrators' retention sweep"
+    );
+    describe_counter!(
+        "tasker_rate_limit_deferred_total",
+        "Step messages a claim deferred because their rate limit's bucket was empty, by limit"
+    );
     describe_histogram!(
         "tasker_step_duration_seconds",
         Unit::Seconds,
@@ -117,6 +130,10 @@ fn describe() {
     describe_gauge!(
         "tasker_dlq_steps",
         "Steps in the dead-letter queue (ended in error, waiting for an operator), by namespace"
+    );
+    describe_gauge!(
+        "tasker_pauses",
+        "Pauses in force, by scope (task, template, namespace)"
     );
     describe_gauge!(
         "tasker_workers",
@@ -212,6 +229,9 @@ async fn record_database_gauges(state: &ApiState) -> Result<(), HttpError> {
     record_workers(state).await?;
     for (namespace, n) in tasker_store::dlq::sizes(&state.pool).await? {
         metrics::gauge!("tasker_dlq_steps", "namespace" => namespace).set(n as f64);
+    }
+    for (scope, n) in tasker_store::pause::counts(&state.pool).await? {
+        metrics::gauge!("tasker_pauses", "scope" => scope).set(n as f64);
     }
     Ok(())
 }

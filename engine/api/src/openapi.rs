@@ -18,7 +18,7 @@ use crate::{components, events, metrics, ops, routes};
     info(title = "tasker admin API", description = "Create, watch and operate tasks; register templates."),
     paths(
         routes::tasks::create_task, routes::tasks::list_tasks, routes::tasks::get_task,
-        routes::steps::list_steps, routes::tasks::cancel_task,
+        routes::steps::list_steps, routes::tasks::cancel_task, routes::signals::send_signal,
         routes::steps::get_step, routes::steps::step_transitions, routes::steps::retry_step,
         routes::steps::resolve_step_manually, routes::steps::complete_step,
         routes::templates::register_template, routes::templates::list_templates,
@@ -29,12 +29,18 @@ use crate::{components, events, metrics, ops, routes};
         components::upload_component, components::list_components, components::get_component, components::delete_component,
         routes::schedules::create_schedule, routes::schedules::list_schedules, routes::schedules::get_schedule,
         routes::schedules::pause_schedule, routes::schedules::resume_schedule, routes::schedules::delete_schedule,
+        routes::retention::run_retention,
+        routes::pauses::pause_task, routes::pauses::resume_task, routes::pauses::pause_template,
+        routes::pauses::resume_template, routes::pauses::pause_namespace, routes::pauses::resume_namespace,
+        routes::pauses::list_pauses,
+        routes::limits::set_limit, routes::limits::list_limits, routes::limits::get_limit,
+        routes::limits::delete_limit,
     ),
     components(schemas(ErrorBody, Permission, events::TaskStateEvent, events::StepStateEvent,
         components::ComponentBytes, components::ComponentAccepted, components::ComponentList, tasker_store::component::ComponentMeta)),
     modifiers(&BearerAuth, &AuthResponses),
     tags(
-        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "workers"), (name = "dlq"), (name = "analytics"), (name = "health"), (name = "components"), (name = "schedules"),
+        (name = "tasks"), (name = "steps"), (name = "templates"), (name = "queues"), (name = "workers"), (name = "dlq"), (name = "analytics"), (name = "health"), (name = "components"), (name = "schedules"), (name = "retention"), (name = "limits"),
     )
 )]
 pub struct ApiDoc;

@@ -83,6 +83,12 @@ pub fn routes() -> Vec<Route> {
             h::cancel_task,
         ),
         route(
+            M::POST,
+            "/v1/tasks/{id}/signals/{name}",
+            (Some(P::TasksCreate), S::Path),
+            h::send_signal,
+        ),
+        route(
             M::GET,
             "/v1/tasks/{id}/steps/{step}",
             (Some(P::TasksRead), S::Path),
@@ -111,6 +117,73 @@ pub fn routes() -> Vec<Route> {
             "/v1/tasks/{id}/steps/{step}/complete",
             (Some(P::StepsResolve), S::Path),
             h::complete_step,
+        ),
+        route(
+            M::POST,
+            "/v1/tasks/{id}/pause",
+            (Some(P::TasksCancel), S::Path),
+            h::pause_task,
+        ),
+        route(
+            M::POST,
+            "/v1/tasks/{id}/resume",
+            (Some(P::TasksCancel), S::Path),
+            h::resume_task,
+        ),
+        route(
+            M::POST,
+            "/v1/templates/{namespace}/{name}/pause",
+            (Some(P::TasksCancel), S::Path),
+            h::pause_template,
+        ),
+        route(
+            M::POST,
+            "/v1/templates/{namespace}/{name}/resume",
+            (Some(P::TasksCancel), S::Path),
+            h::resume_template,
+        ),
+        route(
+            M::POST,
+            "/v1/namespaces/{namespace}/pause",
+            (Some(P::TasksCancel), S::Path),
+            h::pause_namespace,
+        ),
+        route(
+            M::POST,
+            "/v1/namespaces/{namespace}/resume",
+            (Some(P::TasksCancel), S::Path),
+            h::resume_namespace,
+        ),
+        route(
+            M::GET,
+            "/v1/pauses",
+            (Some(P::TasksRead), S::Handler),
+            h::list_pauses,
+        ),
+        // Rate limits cover every namespace.
+        route(
+            M::PUT,
+            "/v1/limits/{name}",
+            (Some(P::Admin), S::Unscoped),
+            h::set_limit,
+        ),
+        route(
+            M::GET,
+            "/v1/limits",
+            (Some(P::TasksRead), S::Unscoped),
+            h::list_limits,
+        ),
+        route(
+            M::GET,
+            "/v1/limits/{name}",
+            (Some(P::TasksRead), S::Unscoped),
+            h::get_limit,
+        ),
+        route(
+            M::DELETE,
+            "/v1/limits/{name}",
+            (Some(P::Admin), S::Unscoped),
+            h::delete_limit,
         ),
         route(
             M::POST,
@@ -219,6 +292,12 @@ pub fn routes() -> Vec<Route> {
             "/v1/analytics",
             (Some(P::TasksRead), S::Unscoped),
             ops::analytics,
+        ),
+        route(
+            M::POST,
+            "/v1/retention/run",
+            (Some(P::Admin), S::Unscoped),
+            h::run_retention,
         ),
         // Uploaded WASM components (`components.rs`).
         route(

@@ -50,6 +50,10 @@ pub struct ApiState {
     pub event_slots: EventSlots,
     /// `/metrics` needs a key (`web.metrics_requires_key`).
     pub metrics_requires_key: bool,
+    /// The ages of `POST /v1/retention/run` (`[retention]`).
+    pub retention: tasker_store::retention::RetentionPolicy,
+    /// Its default batch size (`retention.batch_size`).
+    pub retention_batch_size: u32,
 }
 
 impl ApiState {
@@ -85,6 +89,8 @@ impl ApiState {
             list_payload_limit_bytes: web.list_payload_limit_bytes,
             event_slots: EventSlots::new(web.max_event_streams, web.max_event_streams_per_key),
             metrics_requires_key: web.metrics_requires_key,
+            retention: tasker_store::retention::RetentionPolicy::from_config(&config.retention),
+            retention_batch_size: config.retention.batch_size,
         }
     }
 

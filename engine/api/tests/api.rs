@@ -14,6 +14,11 @@ use tasker_testkit::{migrated, wasm_guest, Stack, BOOTSTRAP_KEY as BOOT, DIAMOND
 
 const BODY_LIMIT: u64 = 64 * 1024;
 
+/// A template whose root step waits for signal `open` (`docs/waits.md`).
+const GATE: &str = "namespace: demo\nname: gate\nversion: 1.0.0\nsteps:\n\
+  - { name: gate, wait_for: { signal: open, timeout: 1h } }\n\
+  - { name: after, handler: { name: math.compute }, depends_on: [gate] }\n";
+
 /// The API alone (no orchestrator, no worker: tasks stay where the API put
 /// them) and an HTTP client sending `key` as its bearer token.
 struct Server {
@@ -69,6 +74,28 @@ impl Server {
             .await
             .unwrap();
         assert!(res.status().is_success(), "{:?}", res.text().await);
+    }
+
+    /// Registers `demo/gate` (a root step waiting for signal `open`, then
+    /// `after`) and creates a task of it; returns its id.
+    async fn create_gated(&self) -> String {
+        let res = self
+            .post("/v1/templates")
+            .header("content-type", "application/yaml")
+            .body(GATE)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{:?}", res.text().await);
+        let res = self
+            .post("/v1/tasks")
+            .json(&json!({"namespace": "demo", "name": "gate"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let body: Value = res.json().await.unwrap();
+        body["task_id"].as_str().unwrap().to_string()
     }
 
     async fn create(&self, key: Option<&str>) -> (StatusCode, Value) {
@@ -1039,6 +1066,8 @@ struct Fixture {
     /// 409 on a second `fixture`), and one to delete.
     schedule: String,
     schedule_to_delete: String,
+    /// A task of `demo/gate`, whose root step waits for signal `open` (happy signal).
+    gated: String,
 }
 
 const NO_SUCH_TASK: &str = "0190b3c4-0000-7000-8000-00000000dead";
@@ -1104,6 +1133,24 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             )),
             unknown: Some(req("POST", format!("/v1/tasks/{NO_SUCH_TASK}/cancel"))),
             conflict: Some(req("POST", format!("/v1/tasks/{}/cancel", fx.cancelled))),
+        },
+        ("POST", "/v1/tasks/{id}/signals/{name}") => Case {
+            happy: (
+                req("POST", format!("/v1/tasks/{}/signals/open", fx.gated))
+                    .json(json!({"payload": {"by": "matrix"}})),
+                ok,
+            ),
+            bad: Some((
+                req("POST", format!("/v1/tasks/{}/signals/Open-Now", fx.gated)).json(json!({})),
+                unproc,
+                "name",
+            )),
+            unknown: Some(
+                req("POST", format!("/v1/tasks/{NO_SUCH_TASK}/signals/open")).json(json!({})),
+            ),
+            conflict: Some(
+                req("POST", format!("/v1/tasks/{}/signals/open", fx.cancelled)).json(json!({})),
+            ),
         },
         ("GET", "/v1/tasks/{id}/steps/{step}") => Case {
             happy: (req("GET", format!("/v1/tasks/{t}/steps/start")), ok),
@@ -1319,6 +1366,20 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             unknown: None,
             conflict: None,
         },
+        // A dry run: the fixture's tasks are young, nothing would go.
+        ("POST", "/v1/retention/run") => Case {
+            happy: (
+                req("POST", "/v1/retention/run").json(json!({"dry_run": true})),
+                ok,
+            ),
+            bad: Some((
+                req("POST", "/v1/retention/run").json(json!({"dry_run": "yes"})),
+                unproc,
+                "dry_run",
+            )),
+            unknown: None,
+            conflict: None,
+        },
         // WASM components, in route order: upload, list, read, delete.
         ("PUT", "/v1/components/{name}/{version}") => Case {
             happy: (
@@ -1383,6 +1444,66 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
                 conflict: Some(req("POST", "/v1/schedules").json(body("fixture", "0 * * * *"))),
             }
         }
+        ("POST", "/v1/tasks/{id}/pause") | ("POST", "/v1/tasks/{id}/resume") => {
+            let action = path.rsplit('/').next().unwrap_or_default();
+            Case {
+                happy: (req("POST", format!("/v1/tasks/{t}/{action}")), ok),
+                bad: Some((
+                    req("POST", format!("/v1/tasks/not-a-uuid/{action}")),
+                    bad_req,
+                    "id",
+                )),
+                unknown: Some(req("POST", format!("/v1/tasks/{NO_SUCH_TASK}/{action}"))),
+                conflict: None,
+            }
+        }
+        ("POST", "/v1/templates/{namespace}/{name}/pause") => Case {
+            happy: (
+                req("POST", "/v1/templates/demo/diamond/pause?reason=matrix"),
+                ok,
+            ),
+            bad: Some((
+                req(
+                    "POST",
+                    format!(
+                        "/v1/templates/demo/diamond/pause?reason={}",
+                        "x".repeat(1001)
+                    ),
+                ),
+                unproc,
+                "reason",
+            )),
+            unknown: Some(req("POST", "/v1/templates/demo/nothing/pause")),
+            conflict: None,
+        },
+        ("POST", "/v1/templates/{namespace}/{name}/resume") => Case {
+            happy: (req("POST", "/v1/templates/demo/diamond/resume"), ok),
+            bad: None,
+            unknown: Some(req("POST", "/v1/templates/demo/nothing/resume")),
+            conflict: None,
+        },
+        ("POST", "/v1/namespaces/{namespace}/pause") => Case {
+            happy: (req("POST", "/v1/namespaces/demo/pause"), ok),
+            bad: Some((
+                req("POST", "/v1/namespaces/demo/pause?bogus=1"),
+                bad_req,
+                "bogus",
+            )),
+            unknown: Some(req("POST", "/v1/namespaces/nowhere/pause")),
+            conflict: None,
+        },
+        ("POST", "/v1/namespaces/{namespace}/resume") => Case {
+            happy: (req("POST", "/v1/namespaces/demo/resume"), ok),
+            bad: None,
+            unknown: Some(req("POST", "/v1/namespaces/nowhere/resume")),
+            conflict: None,
+        },
+        ("GET", "/v1/pauses") => Case {
+            happy: (req("GET", "/v1/pauses?namespace=demo"), ok),
+            bad: Some((req("GET", "/v1/pauses?bogus=1"), bad_req, "bogus")),
+            unknown: None,
+            conflict: None,
+        },
         ("GET", "/v1/schedules") => Case {
             happy: (req("GET", "/v1/schedules?namespace=demo&limit=2"), ok),
             bad: Some((req("GET", "/v1/schedules?limit=0"), unproc, "limit")),
@@ -1430,6 +1551,38 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
                 "schedule_id",
             )),
             unknown: Some(req("DELETE", format!("/v1/schedules/{NO_SUCH_TASK}"))),
+            conflict: None,
+        },
+        // Rate limits, in route order: set, list, read, delete.
+        ("PUT", "/v1/limits/{name}") => Case {
+            happy: (
+                req("PUT", "/v1/limits/matrix").json(json!({"per_second": 10.0, "burst": 2})),
+                ok,
+            ),
+            bad: Some((
+                req("PUT", "/v1/limits/matrix").json(json!({"per_second": 0})),
+                unproc,
+                "per_second",
+            )),
+            unknown: None,
+            conflict: None,
+        },
+        ("GET", "/v1/limits") => Case {
+            happy: (req("GET", "/v1/limits"), ok),
+            bad: None,
+            unknown: None,
+            conflict: None,
+        },
+        ("GET", "/v1/limits/{name}") => Case {
+            happy: (req("GET", "/v1/limits/matrix"), ok),
+            bad: Some((req("GET", "/v1/limits/Bad-Name"), unproc, "name")),
+            unknown: Some(req("GET", "/v1/limits/nothing")),
+            conflict: None,
+        },
+        ("DELETE", "/v1/limits/{name}") => Case {
+            happy: (req("DELETE", "/v1/limits/matrix"), StatusCode::NO_CONTENT),
+            bad: Some((req("DELETE", "/v1/limits/Bad-Name"), unproc, "name")),
+            unknown: Some(req("DELETE", "/v1/limits/nothing")),
             conflict: None,
         },
         _ => panic!(
@@ -1508,7 +1661,9 @@ impl Server {
             let body: Value = res.json().await.unwrap();
             schedules.push(body["id"].as_str().unwrap().to_string());
         }
+        let gated = self.create_gated().await;
         Fixture {
+            gated,
             schedule: schedules[0].clone(),
             schedule_to_delete: schedules[1].clone(),
             task: ids[0].clone(),

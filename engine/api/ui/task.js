@@ -84,6 +84,7 @@ function taskFacts(t) {
     `${t.namespace}/${t.template_name} v${t.template_version}`));
   add('state', h('span', { id: 'task-state' }, badge(t.state)));
   add('priority', String(t.priority));
+  if (t.paused) add('paused', h('span', { id: 'task-paused' }, 'yes: no new step starts until resumed'));
   add('idempotency key', t.idempotency_key ? h('code', {}, t.idempotency_key) : '—');
   add('created', when(t.created_at));
   add('completed', when(t.completed_at));
@@ -108,7 +109,9 @@ export async function taskPage(root, taskId) {
     const t = detail;
     const cancel = FINISHED_TASK.includes(t.state) ? null : action('tasks:cancel', 'Cancel task',
       () => api(`/v1/tasks/${taskId}/cancel`, { method: 'POST', json: {} }), { done: refresh, danger: true });
-    head.replaceChildren(taskFacts(t), h('div', { class: 'actions' }, cancel));
+    const hold = FINISHED_TASK.includes(t.state) ? null : action('tasks:cancel', t.paused ? 'Resume task' : 'Pause task',
+      () => api(`/v1/tasks/${taskId}/${t.paused ? 'resume' : 'pause'}`, { method: 'POST' }), { done: refresh });
+    head.replaceChildren(taskFacts(t), h('div', { class: 'actions' }, hold, cancel));
     const nodes = t.steps.map((s) => ({ name: s.name, state: s.state }));
     svg = dag(nodes, t.edges, (name) => { location.hash = `#/tasks/${taskId}/steps/${enc(name)}`; });
     graphBox.replaceChildren(svg);
@@ -133,17 +136,18 @@ export async function taskPage(root, taskId) {
 }
 
 /** The runs of a step, from its transitions: each move to `in_progress`
- *  starts one (an operator's retry restarts the attempt count, so runs are
- *  numbered apart from attempts); its end, outcome and reason follow. */
+ *  (or to `waiting`, a wait step's wait) starts one (an operator's retry
+ *  restarts the attempt count, so runs are numbered apart from attempts);
+ *  its end, outcome and reason follow. */
 function runs(transitions) {
   const list = [];
   let run = null;
   for (const tr of transitions) {
-    if (tr.to_state === 'in_progress') {
+    if (tr.to_state === 'in_progress' || tr.to_state === 'waiting') {
       run = { attempt: tr.attempt, start: tr.created_at, end: null, outcome: null, reason: null, by: tr.processor_id };
       list.push(run);
     } else if (run && !run.outcome) {
-      if (tr.from_state === 'in_progress') run.end = tr.created_at;
+      if (tr.from_state === 'in_progress' || tr.from_state === 'waiting') run.end = tr.created_at;
       if (tr.reason) run.reason = tr.reason;
       if (tr.to_state !== 'enqueued_for_orchestration') run.outcome = tr.to_state;
     }

@@ -17,7 +17,13 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+mod limits;
+mod pauses;
+mod retention;
 mod schedules;
+mod signals;
+
+pub use pauses::PauseTarget;
 
 use sse::SseParser;
 use tasker_api_types::ErrorBody;

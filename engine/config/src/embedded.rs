@@ -28,6 +28,7 @@ pub(crate) const BASE: &[ComponentFile] = &[
     component!("base", "database"),
     component!("base", "orchestration"),
     component!("base", "queues"),
+    component!("base", "retention"),
     component!("base", "telemetry"),
     component!("base", "templates"),
     component!("base", "wasm"),

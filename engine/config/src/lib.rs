@@ -23,6 +23,7 @@
 
 mod embedded;
 mod error;
+mod retention;
 mod secret;
 mod sections;
 mod sources;
@@ -33,6 +34,7 @@ mod variables;
 mod tests;
 
 pub use error::ConfigError;
+pub use retention::RetentionConfig;
 pub use secret::{redact_url, Secret, REDACTED};
 pub use sections::{
     ChannelConfig, CircuitBreakerConfig, ClientConfig, DatabaseConfig, LogFormat, Mode,
@@ -80,6 +82,8 @@ pub struct TaskerConfig {
     pub wasm: WasmConfig,
     /// `[templates]`: limits on reading templates.
     pub templates: TemplatesConfig,
+    /// `[retention]`: removing finished tasks after an age.
+    pub retention: RetentionConfig,
 }
 
 /// Where and how [`TaskerConfig::load`] looks for configuration.

@@ -248,6 +248,17 @@ pub(crate) fn validate(config: &TaskerConfig) -> Result<(), ConfigError> {
         templates.max_concurrent_parses,
     )?;
 
+    let retention = &config.retention;
+    at_least_one("retention.interval_seconds", retention.interval_seconds)?;
+    batch_size("retention.batch_size", retention.batch_size)?;
+    for namespace in retention.namespaces.keys() {
+        identifier(
+            &format!("retention.namespaces.{namespace}"),
+            namespace,
+            MAX_NAMESPACE_LEN,
+        )?;
+    }
+
     let log_level = &config.telemetry.log_level;
     if log_level.trim().is_empty() {
         return Err(invalid("telemetry.log_level", "must not be empty"));

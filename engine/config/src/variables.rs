@@ -158,6 +158,7 @@ mod tests {
             "telemetry",
             "wasm",
             "templates",
+            "retention",
         ] {
             assert!(is_section(section), "{section}");
         }

@@ -101,6 +101,7 @@ state_enum!(
     Error => "error",
     Cancelled => "cancelled",
     ResolvedManually => "resolved_manually",
+    Waiting => "waiting",
 });
 
 impl TaskState {
@@ -186,8 +187,13 @@ impl StepState {
     /// * in_progress → enqueued_for_orchestration when the worker reports;
     ///   the orchestrator then decides complete / waiting_for_retry / error;
     /// * waiting_for_retry → enqueued when the backoff is due;
+    /// * a wait step (`wait_for`, `sleep`: no handler) goes pending → waiting
+    ///   instead of enqueued, holding no message; waiting →
+    ///   enqueued_for_orchestration when its signal arrives or its time is
+    ///   up, then complete (or error: a signal's time-out);
     /// * operators: cancel any non-terminal step; retry a failed step
-    ///   (error → enqueued); resolve manually or complete manually.
+    ///   (error → enqueued, a wait step error → waiting); resolve manually or
+    ///   complete manually.
     pub const LEGAL: &'static [(StepState, StepState)] = {
         use StepState::*;
         &[
@@ -218,6 +224,17 @@ impl StepState {
             (InProgress, Complete),
             (WaitingForRetry, Complete),
             (Error, Complete),
+            (Pending, Waiting),
+            (Error, Waiting),
+            (Waiting, EnqueuedForOrchestration),
+            (Waiting, Cancelled),
+            (Waiting, ResolvedManually),
+            (Waiting, Complete),
+            // A step under a concurrency limit whose retry came due, or that
+            // an operator retried, is held (pending, no message) until its
+            // group has a free slot (`tasker.enqueue_steps`).
+            (WaitingForRetry, Pending),
+            (Error, Pending),
         ]
     };
 
@@ -335,6 +352,11 @@ mod tests {
             (Pending, Enqueued),
             (InProgress, Enqueued),
             (Enqueued, EnqueuedForOrchestration),
+            (Pending, Waiting),
+            (Error, Waiting),
+            (Waiting, EnqueuedForOrchestration),
+            (WaitingForRetry, Pending),
+            (Error, Pending),
         ] {
             assert!(check_step(from, to).is_ok(), "{from} -> {to}");
         }

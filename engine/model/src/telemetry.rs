@@ -47,3 +47,15 @@ pub fn record_lease_expired(namespace: &str) {
     metrics::counter!("tasker_leases_expired_total", "namespace" => namespace.to_string())
         .increment(1);
 }
+
+/// Records finished tasks removed by a retention sweep (called by the orchestrator).
+pub fn record_retention_removed(tasks: u64) {
+    metrics::counter!("tasker_retention_tasks_removed_total").increment(tasks);
+}
+
+/// Records messages a claim read and deferred because their rate limit's
+/// bucket was empty (called by the worker; `docs/flow-control.md`).
+pub fn record_rate_limit_deferred(limit: &str, messages: u64) {
+    metrics::counter!("tasker_rate_limit_deferred_total", "limit" => limit.to_string())
+        .increment(messages);
+}

@@ -350,6 +350,10 @@ async fn enqueuer_actor(
         }
         match cmd {
             Command::EnqueueDueRetries => {
+                // Waits due (a sleep over, a signal's time-out) on the same tick.
+                super::waits::wake_due(&pool, &wakeups, &settings.processor_id).await;
+                // Held work under concurrency limits, where a slot is free.
+                super::concurrency::admit(&pool, &wakeups, &settings.processor_id).await;
                 let due = match store::retry::due_retries(&pool, 500).await {
                     Ok(d) => d,
                     Err(e) => {
@@ -402,6 +406,19 @@ async fn enqueuer_actor(
                 }
             }
             Command::SweepStale => {
+                // Paused tasks are not stale; messages parked by a claim that
+                // raced a resume are released here.
+                match store::pause::repair(&pool).await {
+                    Ok(changed) => wakeups.announce(&changed),
+                    Err(e) if quiet(&e) => {}
+                    Err(e) => tracing::warn!(error = %e, "repairing pauses failed"),
+                }
+                // Rate-limit buckets that are full again are as good as none.
+                match store::limit::prune_idle_buckets(&pool).await {
+                    Ok(_) => {}
+                    Err(e) if quiet(&e) => {}
+                    Err(e) => tracing::warn!(error = %e, "pruning rate-limit buckets failed"),
+                }
                 let stale = store::recovery::stale_tasks(&pool, settings.stale_after, 100)
                     .await
                     .unwrap_or_default();

@@ -13,6 +13,7 @@
 //!  sweep timers ─EnqueueDue/Stale/Vacuum/Workers▶   │          ──▶ step enqueuer
 //!  clients ────────CreateTask────────▶        └──────────▶ task requests
 //!  schedule tick (its own loop) ──▶ store::schedule::fire_due
+//!  retention sweep (its own loop) ──▶ store::retention::run
 //! ```
 //!
 //! * **task requests** create tasks (one transaction each, see `store::task`);
@@ -20,7 +21,8 @@
 //!   them, reading and applying a batch in one statement and one commit
 //!   (`store::take::take_batch`; up to four batches at once), and schedules
 //!   a wake-up when a retry is due;
-//! * **step enqueuer** enqueues due retries, re-evaluates stale tasks and
+//! * **step enqueuer** enqueues due retries, wakes due waits (`store::wait`:
+//!   a sleep over, a signal's time-out), re-evaluates stale tasks and
 //!   starts the vacuum of churned tables (`store::vacuum`);
 //! * **schedule tick** fires due schedules about once a second
 //!   (`store::schedule::fire_due`: exactly once per tick across every
@@ -35,7 +37,10 @@
 //! The PGMQ results queue is the durable buffer, so nothing is lost.
 
 mod actors;
+mod concurrency;
+mod retention;
 mod schedules;
+mod waits;
 
 use std::time::Duration;
 
@@ -51,6 +56,8 @@ use tasker_store::queue::{self, RESULTS_QUEUE};
 use tasker_store::task::{Created, NewTask};
 use tasker_store::template::TemplateCache;
 use tasker_store::StoreError;
+
+pub use retention::RetentionSweep;
 
 /// How an orchestrator behaves.
 #[derive(Debug, Clone)]
@@ -73,6 +80,8 @@ pub struct OrchestratorSettings {
     /// How often due schedules are fired (`tasker_store::schedule::fire_due`);
     /// `None`: never by this orchestrator.
     pub schedule_tick_interval: Option<Duration>,
+    /// The retention sweep of finished tasks (`[retention]`); `None`: off.
+    pub retention: Option<RetentionSweep>,
     pub channels: ChannelConfig,
 }
 
@@ -96,6 +105,7 @@ impl OrchestratorSettings {
                 .then(|| Duration::from_secs(o.unserved_step_timeout_seconds)),
             schedule_tick_interval: (o.schedule_tick_interval_ms > 0)
                 .then(|| Duration::from_millis(o.schedule_tick_interval_ms)),
+            retention: RetentionSweep::from_config(&config.retention),
             channels: config.channels.clone(),
         }
     }
@@ -220,6 +230,14 @@ pub async fn start(
     ));
     if let Some(schedule_loop) = schedule_loop {
         tasks.spawn(schedule_loop);
+    }
+    if let Some(sweep) = settings.retention.clone() {
+        tasks.spawn(retention::run(
+            pool.clone(),
+            wakeups.clone(),
+            sweep,
+            shutdown.clone(),
+        ));
     }
     let handle = tokio::spawn(async move { while tasks.join_next().await.is_some() {} });
     tracing::info!(processor = %settings.processor_id, mode = ?settings.mode, "orchestrator started");

@@ -640,14 +640,15 @@ async fn stale_task_is_reevaluated_or_failed(pool: PgPool) {
     assert_eq!(next, TaskState::StepsInProcess);
     assert_eq!(changed.queues, vec![q.clone()], "the root was sent again");
     assert_eq!(queue_len(&pool, &q).await, 1);
-    let body: Value = sqlx::query_scalar(&format!("SELECT message FROM pgmq.q_{q}"))
+    let body: Value = sqlx::query_scalar(&format!("SELECT message - 'rank' FROM pgmq.q_{q}"))
         .fetch_one(&pool)
         .await
         .unwrap();
     let steps = steps_of(&pool, first).await;
     assert_eq!(
         body,
-        json!({ "step_id": steps["root"].id, "task_id": first })
+        json!({ "step_id": steps["root"].id, "task_id": first }),
+        "sent ranked by tasker.send_step_messages"
     );
     assert_eq!(steps["root"].state, "enqueued");
     assert_eq!(steps["child"].state, "pending");

@@ -25,8 +25,11 @@ pub async fn lock_task(conn: &mut PgConnection, task_id: Uuid) -> Result<TaskSta
 }
 
 /// Moves `step_ids` from `from` to `enqueued` (those still in `from`), audits
-/// them and sends each one's message to its pool's queue (`tasker.enqueue_steps`).
-/// Returns the queue of every step that moved (its length is how many moved).
+/// them and sends each one's message to its pool's queue (`tasker.enqueue_steps`);
+/// a wait step moves to `waiting` instead, with no message. A step under a
+/// concurrency limit is held and its group admitted (`crate::concurrency`).
+/// Returns the queue of every step enqueued (its length is how many),
+/// admitted steps of other tasks included.
 pub async fn enqueue_steps(
     conn: &mut PgConnection,
     step_ids: &[Uuid],
@@ -49,7 +52,8 @@ pub async fn enqueue_steps(
 }
 
 /// Moves every step of a task not yet in a terminal state to `to`, audited, in
-/// one statement (cancelling, resolving or failing a whole task).
+/// one statement (cancelling, resolving or failing a whole task); a waiting
+/// step's wake-up goes with it.
 pub(crate) async fn settle_open_steps(
     conn: &mut PgConnection,
     task_id: Uuid,
@@ -65,7 +69,8 @@ pub(crate) async fn settle_open_steps(
                   WHERE task_id = $1 AND state NOT IN ({})
                     FOR UPDATE),
              upd AS (
-                 UPDATE tasker.steps s SET state = $2, updated_at = now(), completed_at = now()
+                 UPDATE tasker.steps s SET state = $2, updated_at = now(), completed_at = now(),
+                                           wake_at = NULL
                    FROM moved WHERE s.id = moved.id
               RETURNING s.id, s.attempts, moved.from_state)
              INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, reason, attempt, processor_id)

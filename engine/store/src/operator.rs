@@ -37,6 +37,22 @@ pub async fn cancel_task(
     .await
 }
 
+/// [`cancel_task`] in the caller's transaction (it takes the task lock); a
+/// task already finished is left as it is. Used by concurrency strategies
+/// (`crate::concurrency`).
+pub(crate) async fn cancel_locked(
+    conn: &mut PgConnection,
+    task_id: Uuid,
+    actor: Actor<'_>,
+) -> Result<Changed, StoreError> {
+    let state = lock_task(conn, task_id).await?;
+    if state.is_terminal() {
+        return Ok(Changed::none());
+    }
+    let events = ("cancel", "task_cancelled");
+    end_locked_task(conn, task_id, state, TaskState::Cancelled, events, actor).await
+}
+
 /// Resolves a task manually: it ends as `resolved_manually`; unfinished steps
 /// are cancelled so no worker runs them.
 pub async fn resolve_task(
@@ -128,7 +144,9 @@ async fn end_locked_task(
         .bind(task_id)
         .execute(&mut *conn)
         .await?;
-    Ok(changed(task_id, state, to, &[]))
+    // Its concurrency slots are free: admit what waits for them.
+    let queues = crate::concurrency::release_task(conn, task_id, actor.processor_id).await?;
+    Ok(changed(task_id, state, to, &queues))
 }
 
 async fn lock_step(

@@ -134,14 +134,40 @@ pub async fn exists(conn: &mut PgConnection, queue: &str) -> Result<bool, QueueE
     )
 }
 
-/// Creates `queue` if missing. Idempotent.
+/// Creates `queue` if missing, with, for a step queue (`steps_<pool>`), the
+/// index the claim reads messages in `rank` order by (`sql/claim_steps.sql`).
+/// Idempotent, and safe when several processes ensure one queue at once: an
+/// advisory lock on the name serializes them (in a transaction, or a
+/// savepoint of the caller's, so the lock lasts until the caller commits).
 pub async fn ensure(conn: &mut PgConnection, queue: &str) -> Result<(), QueueError> {
-    if !exists(&mut *conn, queue).await? {
+    use sqlx::Connection;
+    check_name(queue)?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('tasker.queue'), hashtext($1))")
+        .bind(queue)
+        .execute(&mut *tx)
+        .await?;
+    if !exists(&mut tx, queue).await? {
         sqlx::query("SELECT pgmq.create($1)")
             .bind(queue)
-            .execute(&mut *conn)
+            .execute(&mut *tx)
             .await?;
     }
+    if queue.starts_with("steps_") {
+        let indexed: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            .bind(format!("pgmq.q_{queue}_rank_idx"))
+            .fetch_one(&mut *tx)
+            .await?;
+        if !indexed {
+            let index = format!(
+                "CREATE INDEX IF NOT EXISTS \"q_{queue}_rank_idx\" ON {} \
+                 (((message->>'rank')::float8) NULLS FIRST, msg_id)",
+                table(queue)?
+            );
+            sqlx::query(&index).execute(&mut *tx).await?;
+        }
+    }
+    tx.commit().await?;
     Ok(())
 }
 

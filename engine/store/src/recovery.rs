@@ -17,7 +17,9 @@ use tasker_model::state::{sql_list, StepState, TaskState};
 
 /// Non-terminal tasks whose task row and steps have not changed for `older_than`.
 /// Tasks waiting on purpose (retry backoff, blocked awaiting an operator, a
-/// delayed start: stale only `older_than` after its `run_at`) are not stale.
+/// delayed start: stale only `older_than` after its `run_at`; a step waiting
+/// for a signal or a time: stale only `older_than` after it was due; a task
+/// waiting for a concurrency slot, or with a step held by one) are not stale.
 pub async fn stale_tasks(
     pool: &PgPool,
     older_than: Duration,
@@ -32,8 +34,16 @@ pub async fn stale_tasks(
               WHERE t.state NOT IN ({})
                 AND t.updated_at < now() - make_interval(secs => $1)
                 AND (t.run_at IS NULL OR t.run_at < now() - make_interval(secs => $1))
+                AND NOT tasker.task_paused(t.id)
                 AND NOT EXISTS (SELECT 1 FROM tasker.steps s
                                  WHERE s.task_id = t.id AND s.updated_at >= now() - make_interval(secs => $1))
+                AND NOT EXISTS (SELECT 1 FROM tasker.steps s
+                                 WHERE s.task_id = t.id AND s.state = 'waiting'
+                                   AND s.wake_at >= now() - make_interval(secs => $1))
+                AND t.concurrency_admitted
+                AND NOT EXISTS (SELECT 1 FROM tasker.steps s
+                                 WHERE s.task_id = t.id AND s.concurrency_group IS NOT NULL
+                                   AND s.state = 'pending' AND s.pending_parents = 0)
               ORDER BY t.updated_at LIMIT $2",
             sql_list(
                 TaskState::ALL
@@ -124,7 +134,11 @@ pub async fn recover(
         .await?;
         if !has_message {
             let body = serde_json::json!(queue::StepMessage { step_id, task_id });
-            queue::send_batch(&mut tx, &q, &[body]).await?;
+            sqlx::query("SELECT tasker.send_step_messages(ARRAY[$1], ARRAY[$2::jsonb])")
+                .bind(&q)
+                .bind(&body)
+                .execute(&mut *tx)
+                .await?;
             orphaned.push(step_id);
             queues.push(q);
         }

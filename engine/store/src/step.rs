@@ -70,6 +70,46 @@ struct ClaimRow {
     namespace: Option<String>,
     template_name: Option<String>,
     parent_results: Option<Value>,
+    /// Set for a message a rate limit deferred: the limit, and in how many
+    /// seconds its bucket should admit it.
+    deferred_limit: Option<String>,
+    deferred_seconds: Option<f64>,
+}
+
+/// A message a rate limit deferred in a claim: hidden until its bucket
+/// should admit it, no read counted, no attempt spent (`docs/flow-control.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deferred {
+    pub msg_id: i64,
+    /// The limit whose bucket was empty.
+    pub limit: String,
+    /// When the message is visible again, in seconds from the claim.
+    pub seconds: f64,
+}
+
+/// What one claim read: the messages to run (or delete), and the ones rate
+/// limits deferred.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub claimed: Vec<Claimed>,
+    pub deferred: Vec<Deferred>,
+}
+
+impl Batch {
+    /// Messages read: claimed and deferred.
+    pub fn read(&self) -> usize {
+        self.claimed.len() + self.deferred.len()
+    }
+
+    /// How soon the first deferred message is visible again (a worker reads
+    /// again then); `None` when nothing was deferred.
+    pub fn next_in(&self) -> Option<std::time::Duration> {
+        self.deferred
+            .iter()
+            .map(|d| d.seconds)
+            .min_by(f64::total_cmp)
+            .map(|s| std::time::Duration::from_secs_f64(s.clamp(0.0, 3600.0)))
+    }
 }
 
 /// Reads up to `qty` messages from `queue` with a lease of `lease_seconds`,
@@ -89,6 +129,9 @@ struct ClaimRow {
 /// lose the lease, which makes the message visible again (at-least-once). One
 /// statement sees one snapshot; the message and its step's `enqueued` state
 /// are committed by the same transaction, so it sees both or neither.
+///
+/// Messages of rate-limited steps their limit does not admit yet are
+/// deferred, not returned: [`claim_with_deferrals`] returns them too.
 pub async fn claim_batch<'c>(
     db: impl sqlx::PgExecutor<'c>,
     queue: &str,
@@ -97,6 +140,22 @@ pub async fn claim_batch<'c>(
     processor_id: &str,
     serves: Serves<'_>,
 ) -> Result<Vec<Claimed>, StoreError> {
+    claim_with_deferrals(db, queue, lease_seconds, qty, processor_id, serves)
+        .await
+        .map(|b| b.claimed)
+}
+
+/// [`claim_batch`], also returning the messages rate limits deferred (the
+/// claim hid them until their limit should admit them: a worker reads again
+/// then, see [`Batch::next_in`]).
+pub async fn claim_with_deferrals<'c>(
+    db: impl sqlx::PgExecutor<'c>,
+    queue: &str,
+    lease_seconds: i32,
+    qty: i32,
+    processor_id: &str,
+    serves: Serves<'_>,
+) -> Result<Batch, StoreError> {
     let sql = crate::queue::substitute(CLAIM_STEPS, queue)?;
     let rows: Vec<ClaimRow> = sqlx::query_as(&sql)
         .bind(qty)
@@ -106,7 +165,18 @@ pub async fn claim_batch<'c>(
         .bind(serves.components)
         .fetch_all(db)
         .await?;
-    Ok(rows.into_iter().map(Claimed::from).collect())
+    let mut batch = Batch::default();
+    for mut r in rows {
+        match r.deferred_limit.take() {
+            Some(limit) => batch.deferred.push(Deferred {
+                msg_id: r.msg_id,
+                limit,
+                seconds: r.deferred_seconds.unwrap_or(0.0),
+            }),
+            None => batch.claimed.push(Claimed::from(r)),
+        }
+    }
+    Ok(batch)
 }
 
 impl From<ClaimRow> for Claimed {
@@ -293,7 +363,9 @@ pub async fn find(pool: &PgPool, task_id: Uuid, step: &str) -> Result<Option<Ste
     let id = Uuid::parse_str(step).ok();
     Ok(sqlx::query_as(
         "SELECT id, task_id, name, handler_name, state, attempts, recoveries, max_attempts, result, last_error,
-                next_retry_at, created_at, started_at, completed_at
+                next_retry_at, created_at, started_at, completed_at, wait_signal,
+                CASE WHEN state = 'waiting'
+                     THEN started_at + make_interval(secs => wait_seconds) END AS wait_until
            FROM tasker.steps
           WHERE task_id = $1 AND (id = $2 OR ($2::uuid IS NULL AND name = $3))",
     )

@@ -16,7 +16,7 @@ pub use read::*;
 
 use super::template::TemplateCache;
 use super::StoreError;
-use crate::queue::{self, StepMessage};
+use crate::queue;
 use tasker_model::change::Changed;
 use tasker_model::state::StepState;
 
@@ -136,9 +136,15 @@ pub struct Created {
 
 /// Creates a task: [`create`]'s statement; `{send_roots}` is one of the two below.
 const CREATE_TASK: &str = crate::sql::body(include_str!("sql/create_task.sql"));
-/// Roots all in one queue: a static INSERT on its table (`{steps}`).
-const SEND_ROOTS_TO_ONE_QUEUE: &str =
-    "INSERT INTO {steps} (vt, message) SELECT coalesce($24::timestamptz, clock_timestamp()), m FROM task, unnest($21::jsonb[]) AS x(m) RETURNING 1";
+/// Roots all in one queue: a static INSERT on its table (`{steps}`), ranked
+/// and parked like `tasker.send_step_messages` does.
+const SEND_ROOTS_TO_ONE_QUEUE: &str = "INSERT INTO {steps} (vt, message)
+     SELECT CASE WHEN EXISTS (SELECT 1 FROM tasker.pauses)
+                  AND tasker.paused($3, (SELECT name FROM tasker.templates WHERE id = $2), NULL)
+                 THEN 'infinity' ELSE coalesce($24::timestamptz, clock_timestamp()) END,
+            (m - 'priority') || jsonb_build_object('rank',
+                extract(epoch FROM coalesce($24::timestamptz, clock_timestamp())) - $5)
+       FROM task, unnest($21::jsonb[]) AS x(m) RETURNING 1";
 /// Roots in several queues (pools): one call, one INSERT per queue.
 const SEND_ROOTS_TO_QUEUES: &str =
     "SELECT tasker.send_step_messages($23::text[], $21::jsonb[], $24::timestamptz) FROM task";
@@ -222,15 +228,18 @@ pub async fn create_on(
         .map(|(i, s)| (s.name.as_str(), i))
         .collect();
     let index = |name: &str| by_name.get(name).copied();
+    // Concurrency limits: a root under one is created held (pending) and
+    // admitted after the insert (`crate::concurrency`).
+    let groups = crate::concurrency::groups(template, &req.context);
     let states: Vec<&str> = template
         .steps
         .iter()
-        .map(|s| {
-            if s.depends_on.is_empty() {
-                StepState::Enqueued.as_str()
-            } else {
-                StepState::Pending.as_str()
-            }
+        .map(|s| match (s.depends_on.is_empty(), &s.wait) {
+            (false, _) => StepState::Pending.as_str(),
+            _ if s.concurrency.is_some() || groups.task.is_some() => StepState::Pending.as_str(),
+            // A wait root begins to wait: no message (`sql/create_task.sql`).
+            (true, Some(_)) => StepState::Waiting.as_str(),
+            (true, None) => StepState::Enqueued.as_str(),
         })
         .collect();
     let retry: Vec<Value> = template
@@ -249,19 +258,21 @@ pub async fn create_on(
             children.push(ids[i]);
         }
     }
+    let roots: Vec<Uuid> = (0..ids.len())
+        .filter(|&i| states[i] != StepState::Pending.as_str())
+        .map(|i| ids[i])
+        .collect();
+    // The roots that get a message: not the wait roots.
     let root_index: Vec<usize> = (0..ids.len())
         .filter(|&i| states[i] == StepState::Enqueued.as_str())
         .collect();
-    let roots: Vec<Uuid> = root_index.iter().map(|&i| ids[i]).collect();
     let root_queues: Vec<&str> = root_index.iter().map(|&i| queues[i].as_str()).collect();
-    let messages: Vec<Value> = roots
+    // `priority` becomes the message's `rank` as it is sent (the task row is
+    // not visible to `tasker.send_step_messages` within this statement).
+    let messages: Vec<Value> = root_index
         .iter()
-        .map(|id| {
-            serde_json::json!(StepMessage {
-                step_id: *id,
-                task_id
-            })
-        })
+        .map(|&i| &ids[i])
+        .map(|id| serde_json::json!({"step_id": id, "task_id": task_id, "priority": req.priority}))
         .collect();
 
     // One statement, so one round trip and one (durable) commit: the task, the
@@ -346,6 +357,25 @@ pub async fn create_on(
         .bind(&root_queues)
         .bind(run_at)
         .bind(schedule_id)
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.wait.as_ref().and_then(|w| w.signal()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            template
+                .steps
+                .iter()
+                .map(|s| s.wait.as_ref().map(|w| w.seconds() as i32))
+                .collect::<Vec<_>>(),
+        )
+        .bind(&groups.steps)
+        .bind(&groups.step_limits)
+        .bind(groups.task.as_ref().map(|t| t.0.as_str()))
+        .bind(groups.task.as_ref().map(|t| t.1))
+        .bind(groups.task.as_ref().map(|t| t.2.as_str()))
         .fetch_optional(&mut *conn)
         .await?;
     if inserted.is_none() {
@@ -371,6 +401,11 @@ pub async fn create_on(
     let mut changed = Changed::none();
     for q in root_queues {
         changed = changed.with_queue(q);
+    }
+    if groups.task.is_some() || groups.steps.iter().any(Option::is_some) {
+        changed.merge(
+            crate::concurrency::admit_created(&mut *conn, task_id, &groups, processor_id).await?,
+        );
     }
     Ok((created, changed))
 }

@@ -79,6 +79,9 @@ pub async fn register(pool: &PgPool, template: &Template) -> Result<Registered, 
             (id, false)
         }
     };
+    if created {
+        crate::limit::record_template_steps(&mut tx, id, template).await?;
+    }
     tx.commit().await?;
     Ok(Registered {
         id,

@@ -198,18 +198,16 @@ pub struct UnservedStep {
     pub pool: String,
 }
 
-/// The steps of `template` whose handler no live worker of their pool runs.
+/// The steps of `template` whose handler no live worker of their pool runs
+/// (wait steps run none: never unserved).
 pub async fn unserved(
     pool: &PgPool,
     template: &tasker_model::template::Template,
 ) -> Result<Vec<UnservedStep>, StoreError> {
-    let steps: Vec<&str> = template.steps.iter().map(|s| s.name.as_str()).collect();
-    let handlers: Vec<&str> = template
-        .steps
-        .iter()
-        .map(|s| s.handler.name.as_str())
-        .collect();
-    let pools: Vec<&str> = template.steps.iter().map(|s| template.pool_of(s)).collect();
+    let run: Vec<_> = template.steps.iter().filter(|s| s.wait.is_none()).collect();
+    let steps: Vec<&str> = run.iter().map(|s| s.name.as_str()).collect();
+    let handlers: Vec<&str> = run.iter().map(|s| s.handler.name.as_str()).collect();
+    let pools: Vec<&str> = run.iter().map(|s| template.pool_of(s)).collect();
     let sql = format!(
         "SELECT x.step, x.handler, x.pool
            FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS x(step, handler, pool, ord)

@@ -277,6 +277,9 @@ impl Reader {
     async fn run(self, mut wake: Wake, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let mut conn = HeldConnection::new(self.pool.clone());
+        // When the first message a rate limit deferred is visible again: the
+        // reader reads then, whatever the wake-ups (docs/flow-control.md).
+        let mut deferred_until: Option<tokio::time::Instant> = None;
         loop {
             // Wait for at least one free slot before reading.
             let first = tokio::select! {
@@ -318,7 +321,7 @@ impl Reader {
                 components: allowed.components,
             };
             let claimed = match async {
-                tasker_store::step::claim_batch(
+                tasker_store::step::claim_with_deferrals(
                     conn.get().await?,
                     &self.queue,
                     self.settings.lease_seconds as i32,
@@ -358,12 +361,20 @@ impl Reader {
                     continue;
                 }
             };
+            let read = claimed.read();
+            if let Some(next) = claimed.next_in() {
+                let at = tokio::time::Instant::now() + next;
+                deferred_until = Some(deferred_until.map_or(at, |u| u.min(at)));
+                record_deferred(&claimed.deferred);
+            }
+            let claimed = claimed.claimed;
             if !allowed.trials.is_empty() && claimed.is_empty() {
                 for t in &allowed.trials {
                     t.release_trial();
                 }
             }
-            let full = claimed.len() as i32 == qty;
+            // Deferred messages count: they were read, more may be behind them.
+            let full = read as i32 == qty;
             let mut first = Some(first);
             for c in claimed {
                 let permit = match first.take() {
@@ -396,10 +407,35 @@ impl Reader {
             if full {
                 continue; // more may be waiting: read again at once
             }
+            let deferred = async {
+                match deferred_until {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = conn.wait_idle(wake.wait()) => {}
+                _ = conn.wait_idle(async {
+                    tokio::select! {
+                        _ = wake.wait() => {}
+                        _ = deferred => {}
+                    }
+                }) => {}
+            }
+            if deferred_until.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                deferred_until = None;
             }
         }
+    }
+}
+
+/// Counts the messages of a claim that rate limits deferred, by limit.
+fn record_deferred(deferred: &[tasker_store::step::Deferred]) {
+    let mut by_limit: std::collections::BTreeMap<&str, u64> = Default::default();
+    for d in deferred {
+        *by_limit.entry(d.limit.as_str()).or_default() += 1;
+    }
+    for (limit, n) in by_limit {
+        tasker_model::telemetry::record_rate_limit_deferred(limit, n);
     }
 }

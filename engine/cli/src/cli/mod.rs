@@ -7,9 +7,13 @@ mod bench;
 mod component;
 mod demo;
 mod dlq;
+mod limit;
+mod pause;
 mod remote;
+mod retention;
 mod schedule;
 mod serve;
+mod signal;
 mod task_watch;
 mod templates_queues;
 
@@ -74,6 +78,22 @@ enum Command {
     /// Fire a template on a cron expression: create, list, show, pause, resume, delete.
     #[command(subcommand)]
     Schedule(schedule::ScheduleCmd),
+    /// Send a signal to a task, for the step that waits for it (`wait_for`).
+    #[command(subcommand)]
+    Signal(signal::SignalCmd),
+    /// Remove finished tasks past their namespace's age (`[retention]`): `run [--dry-run]`.
+    #[command(subcommand)]
+    Retention(retention::RetentionCmd),
+    /// Pause a task, a template or a namespace (nothing new is claimed;
+    /// running steps finish), or list the pauses in force.
+    #[command(subcommand)]
+    Pause(pause::PauseCmd),
+    /// Resume a paused task, template or namespace where it stopped.
+    #[command(subcommand)]
+    Resume(pause::Target),
+    /// Named rate limits that steps reference (`rate_limit:`): set, list, show, delete.
+    #[command(subcommand)]
+    Limit(limit::LimitCmd),
     /// Create, list and revoke API keys for the admin API.
     #[command(subcommand)]
     Apikey(apikey::ApiKeyCmd),
@@ -164,6 +184,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Queue(_)
             | Command::Dlq(_)
             | Command::Schedule(_)
+            | Command::Signal(_)
+            | Command::Retention(_)
+            | Command::Pause(_)
+            | Command::Resume(_)
+            | Command::Limit(_)
             | Command::Apikey(_)
             | Command::Component(_)
             | Command::Worker(serve::WorkerArgs { cmd: Some(_), .. })
@@ -261,6 +286,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dlq(cmd) => dlq::run(&remote::client(&config, &target)?, cmd).await,
         Command::Schedule(cmd) => schedule::run(&remote::client(&config, &target)?, cmd).await,
+        Command::Signal(cmd) => signal::run(&remote::client(&config, &target)?, cmd).await,
+        Command::Retention(cmd) => retention::run(&remote::client(&config, &target)?, cmd).await,
+        Command::Pause(cmd) => pause::pause(&remote::client(&config, &target)?, cmd).await,
+        Command::Resume(t) => pause::resume(&remote::client(&config, &target)?, t).await,
+        Command::Limit(cmd) => limit::run(&remote::client(&config, &target)?, cmd).await,
         Command::Step(cmd) => {
             let c = remote::client(&config, &target)?;
             use admin::StepCmd as S;

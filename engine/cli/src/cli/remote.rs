@@ -279,6 +279,9 @@ pub async fn task_get(c: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
     if let Some(schedule) = t.schedule_id {
         println!("fired by schedule {schedule}");
     }
+    if d.paused {
+        println!("paused  (nothing new is claimed; `tasker pause list` shows by what)");
+    }
     let levels = levels(
         &d.steps.iter().map(|s| s.name.clone()).collect::<Vec<_>>(),
         &d.edges,
@@ -300,12 +303,18 @@ pub async fn task_get(c: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
             (Some(a), Some(b)) => format!("{:.3}s", secs(b - a)),
             _ => String::new(),
         };
-        let detail = s
-            .result
-            .as_ref()
-            .or(s.last_error.as_ref())
-            .map(|v| v.to_string())
-            .unwrap_or_default();
+        let detail = match (&s.wait_until, &s.wait_signal) {
+            (Some(until), Some(signal)) => {
+                format!("waits for signal '{signal}' until {}", until.to_rfc3339())
+            }
+            (Some(until), None) => format!("sleeps until {}", until.to_rfc3339()),
+            _ => s
+                .result
+                .as_ref()
+                .or(s.last_error.as_ref())
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        };
         table.add_row([
             levels.get(&s.name).copied().unwrap_or(0).to_string(),
             s.name.clone(),

@@ -57,6 +57,11 @@ pub const WASM_RESULT_TOO_LARGE: &str = "wasm_result_too_large";
 /// No free WASM instance slot (`wasm.max_concurrent_calls`). Retryable.
 pub const WASM_CAPACITY: &str = "wasm_capacity";
 
+/// A step waiting for a signal (`wait_for`) did not receive it within its
+/// `timeout`; recorded by the orchestrator. Not retried (`tasker step retry`
+/// waits again).
+pub const SIGNAL_TIMEOUT: &str = "signal_timeout";
+
 /// Every kind, in the order of `docs/error-kinds.md`.
 pub const ALL: &[&str] = &[
     HANDLER,
@@ -75,4 +80,5 @@ pub const ALL: &[&str] = &[
     WASM_LIMIT,
     WASM_RESULT_TOO_LARGE,
     WASM_CAPACITY,
+    SIGNAL_TIMEOUT,
 ];

@@ -120,6 +120,42 @@ pub enum TemplateError {
         value: u32,
     },
 
+    /// A step declares not exactly one of `handler`, `wait_for`, `sleep`.
+    #[error("step `{step}` has {found}: a step has exactly one of `handler`, `wait_for`, `sleep`")]
+    StepKind {
+        /// The step.
+        step: String,
+        /// What it has instead: `none of them`, `more than one of them`.
+        found: String,
+    },
+
+    /// A step's `wait_for` or `sleep` is wrong.
+    #[error("step `{step}` has a bad wait: {reason}")]
+    BadWait {
+        /// The step.
+        step: String,
+        /// Which rule failed.
+        reason: String,
+    },
+
+    /// A step's `rate_limit` is wrong (its name or its key).
+    #[error("step `{step}` has a bad rate_limit: {reason}")]
+    BadRateLimit {
+        /// The step.
+        step: String,
+        /// Which rule failed.
+        reason: String,
+    },
+
+    /// A template's or a step's `concurrency` is wrong.
+    #[error("{place} has a bad concurrency: {reason}")]
+    BadConcurrency {
+        /// `the template` or `step `<name>``.
+        place: String,
+        /// Which rule failed.
+        reason: String,
+    },
+
     /// `input_schema` is not a valid JSON Schema.
     #[error("input_schema is not a valid JSON Schema: {reason}")]
     InvalidInputSchema {

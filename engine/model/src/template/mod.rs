@@ -7,18 +7,22 @@
 //! [`Template::children_of`]) and input rules ([`Template::validate_input`]).
 //! The YAML reference is `examples/templates/README.md`.
 
+mod concurrency;
 mod error;
 mod graph;
 mod limits;
 mod load;
 mod parse;
+mod rate_limit;
 mod retry;
 mod schema;
 mod validate;
+mod wait;
 mod yaml_scan;
 
 use serde::{Deserialize, Serialize};
 
+pub use concurrency::{Concurrency, Strategy, MAX_CONCURRENCY};
 pub use error::TemplateError;
 pub use limits::{
     json_depth, scan_json, scan_yaml, TemplateLimits, YamlShape, DEFAULT_MAX_ALIASES,
@@ -26,9 +30,16 @@ pub use limits::{
     DEFAULT_MAX_STEPS, MAX_DEPTH_CEILING, VALUE_COST,
 };
 pub use load::{load_file, load_file_with, load_paths, load_paths_with};
+pub use rate_limit::{
+    check_limit, format_rate, parse_rate, validate_limit_name, RateLimitRef, MAX_BURST,
+    MAX_PER_SECOND, MIN_PER_SECOND,
+};
 pub use retry::{Backoff, RetryPolicy, MAX_ATTEMPTS_LIMIT, MAX_DELAY_MS_LIMIT};
 pub use schema::InputValidator;
 pub use validate::{parse_version, validate_identifier, IdentKind, MAX_TIMEOUT_SECONDS};
+pub use wait::{
+    format_duration, parse_duration, Wait, MAX_WAIT_SECONDS, SIGNAL_HANDLER, SLEEP_HANDLER,
+};
 
 /// A task template: one `namespace/name/version`, its input schema and its steps.
 ///
@@ -54,29 +65,43 @@ pub struct Template {
     pub pool: Option<String>,
     /// The steps, in declaration order.
     pub steps: Vec<StepTemplate>,
+    /// At most `limit` tasks of the template run at once per key value
+    /// (`concurrency`; see [`Concurrency`]); `None`: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
 }
 
 /// One step of a template.
+///
+/// Written with exactly one of `handler`, `wait_for` or `sleep` (a wait
+/// step, see [`Wait`]); read and written through `wait::RawStep`, so a
+/// handler step's JSON is unchanged by wait steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "wait::RawStep", into = "wait::RawStep")]
 pub struct StepTemplate {
     /// Unique within the template. `^[a-z][a-z0-9_]*$`, 1..=63 characters.
     pub name: String,
-    /// The handler that runs the step.
+    /// The handler that runs the step; for a wait step a placeholder naming
+    /// its kind ([`Wait::handler`]), which no worker runs.
     pub handler: HandlerRef,
     /// Names of the steps that must complete before this one; empty for a root.
-    #[serde(default)]
     pub depends_on: Vec<String>,
-    /// How often and how fast the step is retried.
-    #[serde(default)]
+    /// How often and how fast the step is retried (a wait step: once).
     pub retry: RetryPolicy,
     /// Longest one attempt may run, `1..=86400`; default 30.
-    #[serde(default = "default_timeout_seconds")]
     pub timeout_seconds: u32,
     /// The worker pool that runs the step (see [`Template::pool_of`]); none
     /// means the template's `pool`, else the namespace's.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// What the step waits for instead of running a handler (`wait_for`,
+    /// `sleep`); `None` for a handler step.
+    pub wait: Option<Wait>,
+    /// The named rate limit the step's starts count against (`rate_limit`;
+    /// see [`RateLimitRef`]); `None`: unlimited.
+    pub rate_limit: Option<RateLimitRef>,
+    /// At most `limit` runs of this step at once per key value, across the
+    /// template's tasks (`concurrency`, strategy `queue`); `None`: unlimited.
+    pub concurrency: Option<Concurrency>,
 }
 
 /// Which handler runs a step, and its configuration.
@@ -97,9 +122,8 @@ pub struct HandlerRef {
     pub config: serde_json::Value,
 }
 
-fn default_timeout_seconds() -> u32 {
-    30
-}
+/// `timeout_seconds` when a step gives none.
+pub(crate) const DEFAULT_TIMEOUT_SECONDS: u32 = 30;
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())

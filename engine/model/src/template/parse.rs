@@ -19,6 +19,8 @@ pub(crate) struct RawTemplate {
     #[serde(default)]
     pool: Option<String>,
     steps: Vec<StepTemplate>,
+    #[serde(default)]
+    concurrency: Option<super::Concurrency>,
 }
 
 /// A version as YAML may give it: `1.0.0` is a string, but `1.0` is a float and `1`
@@ -62,6 +64,7 @@ impl TryFrom<RawTemplate> for Template {
             input_schema: raw.input_schema,
             pool: raw.pool,
             steps: raw.steps,
+            concurrency: raw.concurrency,
         };
         template.validate()?;
         Ok(template)

@@ -28,6 +28,9 @@ pub enum IdentKind {
     /// A worker pool (a step queue, like a namespace's): `^[a-z][a-z0-9_]*$`,
     /// at most 40 characters.
     Pool,
+    /// The name of a signal a step waits for (`wait_for.signal`):
+    /// `^[a-z][a-z0-9_]*$`, at most 63 characters.
+    SignalName,
 }
 
 impl IdentKind {
@@ -35,7 +38,7 @@ impl IdentKind {
     pub fn max_len(self) -> usize {
         match self {
             IdentKind::Namespace | IdentKind::Pool => 40,
-            IdentKind::TemplateName | IdentKind::StepName => 63,
+            IdentKind::TemplateName | IdentKind::StepName | IdentKind::SignalName => 63,
             IdentKind::HandlerName => 100,
         }
     }
@@ -64,6 +67,7 @@ impl fmt::Display for IdentKind {
             IdentKind::StepName => "step name",
             IdentKind::HandlerName => "handler name",
             IdentKind::Pool => "pool",
+            IdentKind::SignalName => "signal name",
         })
     }
 }
@@ -131,6 +135,8 @@ impl Template {
         if self.steps.is_empty() {
             return Err(TemplateError::EmptySteps);
         }
+        // Signal name -> the step that waits for it: one step per name.
+        let mut signals = std::collections::HashMap::new();
         for step in &self.steps {
             validate_identifier(IdentKind::StepName, &step.name)?;
             validate_identifier(IdentKind::HandlerName, &step.handler.name)?;
@@ -152,6 +158,18 @@ impl Template {
                     value: step.timeout_seconds,
                 });
             }
+            if let Some(wait) = &step.wait {
+                check_wait(step, wait, &mut signals)?;
+            }
+            if let Some(limit) = &step.rate_limit {
+                limit.check(&step.name)?;
+            }
+            if let Some(c) = &step.concurrency {
+                c.check(Some(&step.name))?;
+            }
+        }
+        if let Some(c) = &self.concurrency {
+            c.check(None)?;
         }
         graph::check(&self.steps)?;
         if let Some(input_schema) = &self.input_schema {
@@ -159,6 +177,34 @@ impl Template {
         }
         Ok(())
     }
+}
+
+/// A wait step's rules: a valid signal name, waited for by no other step of
+/// the template; a length within bounds; no pool (it runs in none).
+fn check_wait<'a>(
+    step: &'a super::StepTemplate,
+    wait: &'a super::Wait,
+    signals: &mut std::collections::HashMap<&'a str, &'a str>,
+) -> Result<(), TemplateError> {
+    let bad = |reason: String| TemplateError::BadWait {
+        step: step.name.clone(),
+        reason,
+    };
+    if let Some(signal) = wait.signal() {
+        validate_identifier(IdentKind::SignalName, signal)?;
+        if let Some(first) = signals.insert(signal, &step.name) {
+            return Err(bad(format!(
+                "signal `{signal}` is waited for by both `{first}` and `{}`; a signal name \
+                 is unique in a template",
+                step.name
+            )));
+        }
+    }
+    wait.check().map_err(bad)?;
+    if step.pool.is_some() {
+        return Err(bad("a wait step runs in no pool: it takes no `pool`".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

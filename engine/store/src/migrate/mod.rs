@@ -224,7 +224,9 @@ mod tests {
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(tables, 17);
+        // 17, pauses (priority and pauses), signals (durable waits), rate_limits,
+        // rate_buckets, template_step_limits (rate limits).
+        assert_eq!(tables, 22);
         let triggers: Vec<String> = sqlx::query_scalar(
             "SELECT tgname::text FROM pg_trigger
               WHERE tgrelid IN ('tasker.tasks'::regclass, 'tasker.steps'::regclass)

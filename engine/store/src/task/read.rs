@@ -70,6 +70,14 @@ pub struct StepRow {
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// The signal the step waits for (a `wait_for` step, `docs/waits.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[sqlx(default)]
+    pub wait_signal: Option<String>,
+    /// While the step is `waiting`: when its sleep ends, or its signal times out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[sqlx(default)]
+    pub wait_until: Option<DateTime<Utc>>,
 }
 
 /// A task with its steps and edges. Step results past
@@ -87,6 +95,10 @@ pub struct TaskDetail {
     /// `[parent step name, child step name]` pairs.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<String>>))]
     pub edges: Vec<(String, String)>,
+    /// Whether a pause (of the task, its template or its namespace) holds
+    /// its steps: `tasker pause list` shows which.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// Filters of a task listing ([`list`]); `cursor` is the last id of the
@@ -243,7 +255,9 @@ pub async fn detail_within(
         "SELECT id, task_id, name, handler_name, state, attempts, recoveries, max_attempts,
                 CASE WHEN running <= $2 THEN result END AS result,
                 (result IS NOT NULL AND running > $2) AS result_omitted,
-                last_error, next_retry_at, created_at, started_at, completed_at
+                last_error, next_retry_at, created_at, started_at, completed_at, wait_signal,
+                CASE WHEN state = 'waiting'
+                     THEN started_at + make_interval(secs => wait_seconds) END AS wait_until
            FROM (SELECT s.*, sum(coalesce(octet_length(s.result::text), 0))
                                OVER (ORDER BY s.id) AS running
                    FROM tasker.steps s WHERE s.task_id = $1) sized
@@ -262,5 +276,14 @@ pub async fn detail_within(
     .bind(id)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(TaskDetail { task, steps, edges })
+    let paused = sqlx::query_scalar("SELECT tasker.task_paused($1)")
+        .bind(id)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(TaskDetail {
+        task,
+        steps,
+        edges,
+        paused,
+    })
 }
