@@ -37,6 +37,9 @@ use tasker_store::db::{find_pg_bin_dir, PrivateCluster};
 use tasker_store::template::TemplateCache;
 use tasker_testkit::{eventually, example, migrated, new_task, register_inline, steps};
 
+mod common;
+use common::{free_port, tasker_bin};
+
 /// Held by each test of this file while it needs a quiet machine (the chaos
 /// test's latency measurement; the crash test's leases): both run in one
 /// binary, in parallel otherwise.
@@ -72,30 +75,6 @@ steps:
 "#;
 
 // ---------------------------------------------------------------- processes
-
-/// The `tasker` binary of this build (`cargo build -p tasker-cli`).
-fn tasker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>");
-    let bin = dir.join("tasker");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p tasker-cli` first",
-        bin.display()
-    );
-    bin
-}
-
-/// A TCP port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A `tasker` process that can be SIGKILLed and started again with the same
 /// arguments; its stderr goes (appended across restarts) to a log file. Killed

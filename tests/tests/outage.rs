@@ -25,32 +25,11 @@ use tasker_store::db::{find_pg_bin_dir, PrivateCluster};
 use tasker_store::template::TemplateCache;
 use tasker_testkit::{migrated, new_task, register_inline};
 
+mod common;
+use common::{free_port, tasker_bin};
+
 /// The bootstrap API key the servers accept.
 const KEY: &str = "outage-test-key-0123456789";
-
-/// The `tasker` binary of this build (`cargo build -p tasker-cli`).
-fn tasker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>");
-    let bin = dir.join("tasker");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p tasker-cli` first",
-        bin.display()
-    );
-    bin
-}
-
-/// A TCP port nothing listens on now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// A `tasker` child process logging to a file, killed when dropped.
 struct Proc {

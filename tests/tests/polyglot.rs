@@ -18,7 +18,6 @@
 //! the `tasker` processes, which refuse unknown ones.)
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,6 +30,9 @@ use tasker_store as store;
 use tasker_store::template::TemplateCache;
 use tasker_testkit::{eventually, migrated, new_task, repo_root, steps, wasm_examples_dir};
 use uuid::Uuid;
+
+mod common;
+use common::{db_url, free_port, tasker_bin};
 
 const NAMESPACE: &str = "polyglot";
 const TEMPLATE: &str = "order_pricing";
@@ -163,32 +165,6 @@ fn required(var: &str, what: &str) -> String {
              extension and the C worker built: run scripts/test-polyglot.sh"
         ),
     }
-}
-
-/// The `tasker` binary of this build (`cargo build -p tasker-cli`).
-fn tasker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>")
-        .join("tasker");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p tasker-cli` first",
-        bin.display()
-    );
-    bin
-}
-
-fn db_url(pool: &PgPool) -> String {
-    let o = pool.connect_options();
-    format!(
-        "postgres://postgres@{}:{}/{}",
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or("postgres")
-    )
 }
 
 /// A child process, killed when dropped.
@@ -374,14 +350,6 @@ async fn wait_complete(
             steps(pool, *id).await
         );
     }
-}
-
-/// A free TCP port on 127.0.0.1 (for the API).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 // ------------------------------------------------------------ the test

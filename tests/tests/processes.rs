@@ -1,8 +1,6 @@
 //! tasker as separate processes against one real PostgreSQL: orchestrators and
 //! worker hosts started with the `tasker` binary, killed with SIGKILL.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -18,75 +16,8 @@ use tasker_testkit::{
 };
 use uuid::Uuid;
 
-/// The `tasker` binary of this build (`cargo build -p tasker-cli`;
-/// `scripts/test.sh` builds it before the tests).
-fn tasker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>");
-    let bin = dir.join("tasker");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p tasker-cli` first",
-        bin.display()
-    );
-    bin
-}
-
-fn db_url(pool: &PgPool) -> String {
-    let o = pool.connect_options();
-    format!(
-        "postgres://postgres@{}:{}/{}",
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or("postgres")
-    )
-}
-
-/// A `tasker` child process, killed when dropped.
-struct Proc(Child);
-
-impl Proc {
-    fn start(pool: &PgPool, args: &[&str]) -> Proc {
-        Proc::start_with(pool, args, &[])
-    }
-
-    fn start_with(pool: &PgPool, args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let child = Command::new(tasker_bin())
-            .args(args)
-            .envs(env.iter().copied())
-            .env("TASKER_ENV", "test")
-            .env("TASKER_DATABASE__URL", db_url(pool))
-            .env_remove("DATABASE_URL")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tasker");
-        Proc(child)
-    }
-
-    fn sigkill(&mut self) {
-        let _ = self.0.kill(); // SIGKILL on Unix
-        let _ = self.0.wait();
-    }
-
-    fn sigterm(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{cli, db_url, Proc};
 
 /// Migrates the test's database and registers the template `yaml`.
 async fn setup(pool: &PgPool, yaml: &str) -> Template {
@@ -326,22 +257,6 @@ async fn polling_processes_complete_without_notifications(pool: PgPool) {
     // 4 steps x 2 hops, each waiting at most one poll interval (test env: 50 ms
     // worker, 200 ms orchestrator).
     assert!(took < Duration::from_secs(10), "polling run took {took:?}");
-}
-
-/// Runs the `tasker` CLI with `env`, returning stdout; panics with stderr on failure.
-fn cli(env: &[(&str, &str)], args: &[&str]) -> String {
-    let out = Command::new(tasker_bin())
-        .args(args)
-        .envs(env.iter().copied())
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run tasker");
-    assert!(
-        out.status.success(),
-        "tasker {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The README's flow for a new user, through the CLI and the HTTP API: a key,

@@ -2,7 +2,6 @@
 //! binary of this build) against one real PostgreSQL: each tick fires
 //! exactly once, with no leader.
 
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -14,38 +13,18 @@ use tasker_store::template::TemplateCache;
 use tasker_testkit::{eventually, migrated, register_inline};
 use uuid::Uuid;
 
-/// The `tasker` binary of this build (`cargo build -p tasker-cli`).
-fn tasker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>");
-    let bin = dir.join("tasker");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p tasker-cli` first",
-        bin.display()
-    );
-    bin
-}
+mod common;
+use common::{db_url, tasker_bin};
 
 /// A `tasker server` process (an orchestrator and the API), killed when dropped.
 struct Server(Child);
 
 impl Server {
     fn start(pool: &PgPool, tick_ms: &str) -> Server {
-        let o = pool.connect_options();
-        let url = format!(
-            "postgres://postgres@{}:{}/{}",
-            o.get_host(),
-            o.get_port(),
-            o.get_database().unwrap_or("postgres")
-        );
         let child = Command::new(tasker_bin())
             .arg("server")
             .env("TASKER_ENV", "test")
-            .env("TASKER_DATABASE__URL", url)
+            .env("TASKER_DATABASE__URL", db_url(pool))
             .env("TASKER_ORCHESTRATION__SCHEDULE_TICK_INTERVAL_MS", tick_ms)
             .env_remove("DATABASE_URL")
             .stdout(Stdio::null())

@@ -12,6 +12,7 @@
 //! Ignored by default (it needs Debian's `chromium` and `chromium-driver`);
 //! `scripts/test-ui.sh` runs it, and fails when they are missing.
 
+mod common;
 #[path = "ui_support/mod.rs"]
 mod ui_support;
 

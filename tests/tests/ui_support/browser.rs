@@ -3,6 +3,7 @@
 //! condition in the page, click, type, screenshots, the browser's console log
 //! and the URLs the page loaded.
 
+use crate::common::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,14 +26,6 @@ fn program(name: &str) -> PathBuf {
                  `chromium-driver` (scripts/setup.sh installs them)"
             )
         })
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 /// chromedriver's legacy log endpoint: the browser's console (and network

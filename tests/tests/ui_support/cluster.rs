@@ -12,26 +12,10 @@ use tasker_store::template::TemplateCache;
 use tasker_testkit::{eventually, new_task};
 use uuid::Uuid;
 
-use super::browser::free_port;
+use crate::common::{db_url, free_port, tasker_bin};
 
 /// The namespace of the test's templates (the worker serves it).
 pub const NAMESPACE: &str = "ui";
-
-/// The `tasker` binary of this build.
-fn tasker_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .expect("target/<profile>")
-        .join("tasker");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p tasker-cli` first",
-        bin.display()
-    );
-    bin
-}
 
 /// `target/ui-screenshots`.
 pub fn screenshot_dir() -> PathBuf {
@@ -40,16 +24,6 @@ pub fn screenshot_dir() -> PathBuf {
         .nth(3)
         .expect("target/")
         .join("ui-screenshots")
-}
-
-fn db_url(pool: &PgPool) -> String {
-    let o = pool.connect_options();
-    format!(
-        "postgres://postgres@{}:{}/{}",
-        o.get_host(),
-        o.get_port(),
-        o.get_database().unwrap_or("postgres")
-    )
 }
 
 /// A `tasker` process, killed when dropped.
