@@ -11,7 +11,28 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// `tasker task list | head` closes stdout early: leave quietly, as a
+/// program killed by SIGPIPE would (exit code 141), instead of a panic and a
+/// backtrace. (Rust ignores SIGPIPE so that sockets report it as an error;
+/// restoring it would let a closed client connection kill `tasker server`.)
+fn leave_quietly_on_broken_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
+    leave_quietly_on_broken_stdout();
     let args = cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
