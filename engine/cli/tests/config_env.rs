@@ -92,19 +92,17 @@ fn development_logs_at_info() {
 /// quietly with 141 (as if SIGPIPE ended it), no panic, no backtrace.
 #[test]
 fn a_closed_stdout_ends_the_command_quietly() {
-    use std::process::Stdio;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tasker"))
+    // A pipe whose read end is closed before the command starts.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_tasker"))
         .args(["config", "show"])
         .current_dir(repo())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .stdout(writer)
+        .output()
         .expect("the tasker binary runs");
-    // Close the read end before the command writes anything.
-    drop(child.stdout.take());
-    let out = child.wait_with_output().expect("tasker ends");
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(141), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
