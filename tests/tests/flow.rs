@@ -13,7 +13,7 @@ use tasker_testkit::{eventually, migrated, new_task, register_inline};
 use uuid::Uuid;
 
 mod common;
-use common::{cli, db_url, free_port, Proc};
+use common::{admin_key, cli, free_port, Proc};
 
 const ONE_STEP: &str = r#"
 namespace: flow
@@ -184,20 +184,7 @@ async fn a_sleep_wakes_on_time_after_every_process_was_killed_and_a_signal_comes
     );
 
     // The signal, with the CLI through the restarted server's API.
-    let db = db_url(&pool);
-    let base = [
-        ("TASKER_ENV", "test"),
-        ("TASKER_DATABASE__URL", db.as_str()),
-    ];
-    let key_out = cli(
-        &base,
-        &["apikey", "create", "flow", "--permissions", "admin"],
-    );
-    let key = key_out
-        .lines()
-        .find(|l| l.starts_with("tk_"))
-        .expect("a key")
-        .to_string();
+    let key = admin_key(&pool, "flow");
     let up = eventually(Duration::from_secs(30), || async {
         std::net::TcpStream::connect(bind.as_str()).is_ok()
     })

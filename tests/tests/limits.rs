@@ -16,7 +16,7 @@ use tasker_store::template::TemplateCache;
 use tasker_testkit::{eventually, migrated, new_task, register_inline};
 
 mod common;
-use common::{cli, db_url, Proc};
+use common::{admin_key, cli, db_url, Proc};
 
 const PACED: &str = r#"
 namespace: rl
@@ -50,19 +50,7 @@ async fn shared_limit(pool: &PgPool, base: u16, mode: &str) {
     let url = format!("http://127.0.0.1:{port}");
     let bind = format!("127.0.0.1:{port}");
     let db = db_url(&pool);
-    let base = [
-        ("TASKER_ENV", "test"),
-        ("TASKER_DATABASE__URL", db.as_str()),
-    ];
-    let key_out = cli(
-        &base,
-        &["apikey", "create", "limits", "--permissions", "admin"],
-    );
-    let key = key_out
-        .lines()
-        .find(|l| l.starts_with("tk_"))
-        .expect("a key")
-        .to_string();
+    let key = admin_key(&pool, "limits");
     let _server = Proc::start_with(&pool, &["server"], &[("TASKER_WEB__BIND", bind.as_str())]);
     let worker_env = [("TASKER_WORKER__MODE", mode)];
     let _workers = [

@@ -17,7 +17,7 @@ use tasker_testkit::{
 use uuid::Uuid;
 
 mod common;
-use common::{cli, db_url, Proc};
+use common::{admin_key, cli, db_url, Proc};
 
 /// Migrates the test's database and registers the template `yaml`.
 async fn setup(pool: &PgPool, yaml: &str) -> Template {
@@ -273,15 +273,7 @@ async fn the_cli_flow_of_the_readme(pool: PgPool) {
         ("TASKER_ENV", "test"),
         ("TASKER_DATABASE__URL", db.as_str()),
     ];
-    let key_out = cli(
-        &base,
-        &["apikey", "create", "readme", "--permissions", "admin"],
-    );
-    let key = key_out
-        .lines()
-        .find(|l| l.starts_with("tk_"))
-        .expect("a key")
-        .to_string();
+    let key = admin_key(&pool, "readme");
     let _server = Proc::start_with(&pool, &["server"], &[("TASKER_WEB__BIND", bind.as_str())]);
     let _worker = Proc::start(&pool, &["worker", "--namespace", "demo"]);
     let env = [

@@ -107,3 +107,20 @@ pub fn cli(env: &[(&str, &str)], args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A new admin API key on the test's database, made with `tasker apikey
+/// create` (as a user would), named `name`.
+pub fn admin_key(pool: &PgPool, name: &str) -> String {
+    let db = db_url(pool);
+    let out = cli(
+        &[
+            ("TASKER_ENV", "test"),
+            ("TASKER_DATABASE__URL", db.as_str()),
+        ],
+        &["apikey", "create", name, "--permissions", "admin"],
+    );
+    out.lines()
+        .find(|l| l.starts_with("tk_"))
+        .expect("`tasker apikey create` printed a key")
+        .to_string()
+}
