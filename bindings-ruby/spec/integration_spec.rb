@@ -145,6 +145,12 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
     task["steps"].to_h { |s| [s["name"], s] }
   end
 
+  it "creates a task with a priority" do
+    id = @client.create_task(namespace: "demo", name: "linear", context: { "value" => 3 }, priority: 60)
+    expect(@client.wait(id, timeout: 30)).to eq("complete")
+    expect(@client.get_task(id)["priority"]).to eq(60)
+  end
+
   it "runs a linear task through Ruby handlers" do
     state, task = run_task("demo", "linear", { "value" => 3 })
     expect(state).to eq("complete")

@@ -14,10 +14,11 @@ module Tasker
       @native.register_template(yaml.to_s)
     end
 
-    # Creates a task; returns its id (a String).
-    def create_task(namespace:, name:, context: {}, version: nil, idempotency_key: nil)
+    # Creates a task; returns its id (a String). `priority` is seconds of
+    # head start in the claim order (docs/flow-control.md).
+    def create_task(namespace:, name:, context: {}, version: nil, idempotency_key: nil, priority: 0)
       id, _created = @native.create_task(namespace.to_s, name.to_s, JSON.generate(context),
-                                         version&.to_s, idempotency_key&.to_s)
+                                         version&.to_s, idempotency_key&.to_s, Integer(priority))
       id
     end
 

@@ -53,6 +53,8 @@ impl RbClient {
 
     /// Creates a task; returns `[task_id, created]` (`created` is false when an
     /// idempotency key matched an existing task).
+    // magnus binds the Ruby method's positional arguments one to one.
+    #[allow(clippy::too_many_arguments)]
     fn create_task(
         ruby: &Ruby,
         rb_self: &Self,
@@ -61,6 +63,7 @@ impl RbClient {
         context_json: String,
         version: Option<String>,
         idempotency_key: Option<String>,
+        priority: i32,
     ) -> Result<(String, bool), Error> {
         let client = rb_self.client(ruby)?;
         // Refused, naming the path, when it holds what tasker cannot store
@@ -72,7 +75,7 @@ impl RbClient {
             name,
             version,
             context,
-            priority: 0,
+            priority,
             idempotency_key,
         };
         let created = nogvl::blocking(ruby, |_| client.create_task(&request))?
@@ -130,7 +133,7 @@ pub fn define(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     let class = native.define_class("Client", ruby.class_object())?;
     class.define_singleton_method("new", function!(RbClient::new, 2))?;
     class.define_method("register_template", method!(RbClient::register_template, 1))?;
-    class.define_method("create_task", method!(RbClient::create_task, 5))?;
+    class.define_method("create_task", method!(RbClient::create_task, 6))?;
     class.define_method("get_task", method!(RbClient::get_task, 1))?;
     class.define_method("wait", method!(RbClient::wait, 2))?;
     Ok(())
