@@ -11,6 +11,10 @@
 //!   else the benchmark would write ([`Claims`]): no messages in its queues,
 //!   no component of its names. Nothing there is ever truncated or purged,
 //!   and what the benchmark wrote stays there.
+//! - [`Target::Filled`]: the same, but finished tasks (complete, error,
+//!   cancelled, resolved_manually) may already be there: to measure a
+//!   database at scale (scripts/bench-flat-cost.sh). Unfinished tasks and
+//!   queued messages are still refused.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -31,6 +35,8 @@ pub enum Target {
     Scratch,
     /// This database (a URL), if it holds nothing the benchmark did not create.
     Url(String),
+    /// This database (a URL), which may also hold finished tasks.
+    Filled(String),
 }
 
 /// What a benchmark writes besides tasks: checked in a [`Target::Url`]
@@ -83,7 +89,8 @@ where
     });
     let result = match target {
         Target::Scratch => run_scratch(config, interrupted, bench).await,
-        Target::Url(url) => run_named(config, url, claims, interrupted, bench).await,
+        Target::Url(url) => run_named(config, url, claims, false, interrupted, bench).await,
+        Target::Filled(url) => run_named(config, url, claims, true, interrupted, bench).await,
     };
     watcher.abort();
     result
@@ -244,6 +251,7 @@ async fn run_named<T, F, Fut>(
     config: &TaskerConfig,
     url: &str,
     claims: &Claims,
+    finished_ok: bool,
     interrupted: CancellationToken,
     bench: F,
 ) -> anyhow::Result<T>
@@ -264,7 +272,7 @@ where
         let name: String = sqlx::query_scalar("SELECT current_database()::text")
             .fetch_one(&db.pool)
             .await?;
-        refuse_unless_unused(&db.pool, &name, &display_url, claims).await?;
+        refuse_unless_unused(&db.pool, &name, &display_url, claims, finished_ok).await?;
         tasker_store::migrate::migrate(&db.pool)
             .await
             .with_context(|| format!("migrating {display_url}"))?;
@@ -340,12 +348,14 @@ async fn exists(pool: &PgPool, relation: &str) -> Result<bool, sqlx::Error> {
 
 /// Refuses a named database that holds tasks, messages in `claims`' queues
 /// or components of `claims`' names: the benchmark did not create them.
-/// Reads only; runs before the database is migrated.
+/// With `finished_ok`, tasks in a terminal state are allowed (only unfinished
+/// ones are refused). Reads only; runs before the database is migrated.
 pub async fn refuse_unless_unused(
     pool: &PgPool,
     name: &str,
     display_url: &str,
     claims: &Claims,
+    finished_ok: bool,
 ) -> anyhow::Result<()> {
     let refuse = |what: String| {
         anyhow::anyhow!(
@@ -356,11 +366,16 @@ pub async fn refuse_unless_unused(
         )
     };
     if exists(pool, "tasker.tasks").await? {
-        let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.tasks")
-            .fetch_one(pool)
-            .await?;
+        let tasks: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tasker.tasks WHERE NOT $1
+                 OR state NOT IN ('complete', 'error', 'cancelled', 'resolved_manually')",
+        )
+        .bind(finished_ok)
+        .fetch_one(pool)
+        .await?;
         if tasks > 0 {
-            return Err(refuse(format!("it holds {tasks} task(s)")));
+            let kind = if finished_ok { "unfinished " } else { "" };
+            return Err(refuse(format!("it holds {tasks} {kind}task(s)")));
         }
     }
     for queue in &claims.queues {

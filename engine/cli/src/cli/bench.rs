@@ -17,7 +17,10 @@ connect: nothing in it is read or changed. With --database-url the benchmark run
 in that database instead (migrating it), and only if it holds no tasks, no \
 messages in the queues the benchmark uses and no component named bench-noop: \
 otherwise it refuses, naming the database. Nothing there is truncated or purged, \
-and what the benchmark wrote stays there.";
+and what the benchmark wrote stays there. With --allow-finished-tasks as well, \
+tasks already finished there (complete, error, cancelled, resolved_manually) are \
+accepted and left alone: to measure a database at scale \
+(scripts/bench-flat-cost.sh); unfinished tasks are still refused.";
 
 #[derive(Args)]
 #[command(after_long_help = DATABASE_HELP)]
@@ -42,6 +45,10 @@ pub struct BenchArgs {
     /// (see below). Also for `bench wasm`.
     #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
+    /// With --database-url: accept a database that already holds finished
+    /// tasks (to measure at scale); unfinished ones are still refused.
+    #[arg(long, global = true, requires = "database_url")]
+    allow_finished_tasks: bool,
     #[command(subcommand)]
     what: Option<BenchWhat>,
 }
@@ -69,6 +76,7 @@ pub struct WasmBenchArgs {
 
 pub async fn run(args: BenchArgs, config: &TaskerConfig) -> anyhow::Result<()> {
     let target = match args.database_url {
+        Some(url) if args.allow_finished_tasks => Target::Filled(url),
         Some(url) => Target::Url(url),
         None => Target::Scratch,
     };
