@@ -277,9 +277,13 @@ impl Reader {
     async fn run(self, mut wake: Wake, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
         let mut conn = HeldConnection::new(self.pool.clone());
-        // When the first message a rate limit deferred is visible again: the
-        // reader reads then, whatever the wake-ups (docs/flow-control.md).
-        let mut deferred_until: Option<tokio::time::Instant> = None;
+        // When each message a rate limit deferred is visible again: the
+        // reader reads at each of these times, whatever the wake-ups
+        // (docs/flow-control.md). Every one is kept, not only the first: a
+        // read at the first may defer nothing, and nothing else would wake
+        // the reader for the later ones in event-driven mode.
+        let mut deferred_at: std::collections::BTreeSet<tokio::time::Instant> =
+            std::collections::BTreeSet::new();
         loop {
             // Wait for at least one free slot before reading.
             let first = tokio::select! {
@@ -362,9 +366,14 @@ impl Reader {
                 }
             };
             let read = claimed.read();
-            if let Some(next) = claimed.next_in() {
-                let at = tokio::time::Instant::now() + next;
-                deferred_until = Some(deferred_until.map_or(at, |u| u.min(at)));
+            if !claimed.deferred.is_empty() {
+                let now = tokio::time::Instant::now();
+                deferred_at.extend(
+                    claimed
+                        .deferred
+                        .iter()
+                        .map(|d| now + Duration::from_secs_f64(d.seconds.clamp(0.0, 3600.0))),
+                );
                 record_deferred(&claimed.deferred);
             }
             let claimed = claimed.claimed;
@@ -407,8 +416,9 @@ impl Reader {
             if full {
                 continue; // more may be waiting: read again at once
             }
+            let next_deferred = deferred_at.first().copied();
             let deferred = async {
-                match deferred_until {
+                match next_deferred {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
@@ -422,9 +432,8 @@ impl Reader {
                     }
                 }) => {}
             }
-            if deferred_until.is_some_and(|at| at <= tokio::time::Instant::now()) {
-                deferred_until = None;
-            }
+            // The times that have come: the next read covers their messages.
+            deferred_at = deferred_at.split_off(&tokio::time::Instant::now());
         }
     }
 }
