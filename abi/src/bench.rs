@@ -57,6 +57,8 @@ pub fn sample_context(handler: &str) -> StepContext {
         config: serde_json::json!({"op": "noop"}),
         timeout_seconds: 30,
         recoveries: 0,
+        traceparent: None,
+        log: Default::default(),
     }
 }
 

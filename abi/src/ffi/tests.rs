@@ -37,6 +37,8 @@ fn ctx() -> StepContext {
         config: serde_json::json!({}),
         timeout_seconds: 5,
         recoveries: 0,
+        traceparent: None,
+        log: Default::default(),
     }
 }
 

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 mod exact;
 pub mod kind;
+pub mod log;
 
 pub use exact::{check_value, parse_json_exact, JsonProblem};
 
@@ -42,6 +43,22 @@ pub struct StepContext {
     /// against `max_attempts`. `attempt - recoveries` is the handler's own try.
     #[serde(default)]
     pub recoveries: u32,
+    /// The W3C `traceparent` of this attempt's span (`00-<trace id>-<span
+    /// id>-<flags>`): a handler's own spans and logs join the task's trace
+    /// with it. `None` for contexts made outside a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The attempt's own log ([`log::AttemptLog`]): what the handler writes
+    /// here is stored with the attempt (`tasker step logs`).
+    #[serde(skip)]
+    pub log: log::AttemptLog,
+}
+
+impl StepContext {
+    /// The trace id of [`StepContext::traceparent`] (32 hex digits).
+    pub fn trace_id(&self) -> Option<&str> {
+        self.traceparent.as_deref().and_then(|t| t.get(3..35))
+    }
 }
 
 /// How a handler attempt ended.

@@ -201,6 +201,8 @@ impl From<ClaimRow> for Claimed {
                     config: r.handler_config.unwrap_or(Value::Null),
                     timeout_seconds: r.timeout_seconds.unwrap_or(30).max(1) as u32,
                     recoveries: r.recoveries.unwrap_or(0).max(0) as u32,
+                    traceparent: None,
+                    log: Default::default(),
                 })
             }
             _ => None,

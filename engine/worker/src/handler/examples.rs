@@ -175,6 +175,8 @@ mod tests {
             config,
             timeout_seconds: 30,
             recoveries: 0,
+            traceparent: None,
+            log: Default::default(),
         }
     }
 
