@@ -47,6 +47,7 @@ pub mod worker;
 pub use database_client::DatabaseClient;
 pub use error::{AbiError, TaskerStatus};
 pub use handler::StepHandle;
+pub use runtime::set_host_language;
 pub use worker::Worker;
 
 /// The ABI version this header describes: `MAJOR * 10000 + MINOR * 100 + PATCH`.

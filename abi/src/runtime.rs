@@ -5,6 +5,8 @@
 //! and no allocation behind (valgrind checks this in CI). Runtime threads log
 //! through [`crate::log`].
 
+use std::sync::OnceLock;
+
 use tokio::runtime::{Builder, Runtime};
 
 use crate::error::AbiError;
@@ -20,4 +22,18 @@ pub(crate) fn build(name: &str, threads: usize) -> Result<Runtime, AbiError> {
         .on_thread_stop(crate::log::leave)
         .build()
         .map_err(|e| AbiError::Internal(format!("starting the runtime failed: {e}")))
+}
+
+static HOST_LANGUAGE: OnceLock<&'static str> = OnceLock::new();
+
+/// Names the language of the program hosting this library (`python`,
+/// `ruby`; `c` when never set): the bindings call it once at load, and a
+/// worker's spans name it as their service (`tasker-python`, ...).
+pub fn set_host_language(language: &'static str) {
+    let _ = HOST_LANGUAGE.set(language);
+}
+
+/// The language set by [`set_host_language`], else `c`.
+pub fn host_language() -> &'static str {
+    HOST_LANGUAGE.get().copied().unwrap_or("c")
 }

@@ -209,6 +209,11 @@ impl Worker {
             .map_or(2, |n| n.get())
             .min(8);
         let runtime = crate::runtime::build("tasker-worker", threads)?;
+        // Spans go out when `[telemetry] traces_enabled`, as this host's
+        // language (`tasker-python`, `tasker-ruby`, `tasker-c`).
+        let role = format!("tasker-{}", crate::runtime::host_language());
+        tasker_trace::start_export(&self.config.telemetry, &role)
+            .map_err(|e| AbiError::InvalidArgument(e.to_string()))?;
         // A library call fails with a clear error when the database cannot
         // be reached (the caller decides whether to wait); once started, the
         // worker rides out outages (its Availability).
@@ -335,6 +340,9 @@ impl Worker {
             result
         });
         runtime.shutdown_timeout(Duration::from_secs(5));
+        if let Some(exporting) = tasker_trace::export::running() {
+            exporting.flush();
+        }
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(AbiError::Database(e.to_string())),

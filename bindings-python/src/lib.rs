@@ -306,6 +306,7 @@ impl PyClient {
             context: parse_json(context_json, "context")?,
             priority,
             idempotency_key,
+            traceparent: None,
         };
         let c = self.inner.clone();
         let created = py.detach(move || c.create_task(&request)).map_err(to_py)?;
@@ -344,6 +345,7 @@ fn abi_version() -> u32 {
 #[pymodule]
 fn _tasker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
+    tasker::set_host_language("python");
     m.add_class::<PyWorker>()?;
     m.add_class::<PyStep>()?;
     m.add_class::<PyClient>()?;

@@ -8,7 +8,9 @@
 -- visible minus its task's priority (a message's own `priority` key, set by
 -- create_task.sql for a task not committed yet, wins over the task row). A
 -- message of a paused task (tasker.pauses) is parked: visible at 'infinity'
--- until the pause is lifted.
+-- until the pause is lifted. Its PGMQ `headers` carry the task's trace,
+-- {"traceparent": ...} (a message's own `traceparent` key, set by
+-- create_task.sql, wins), for the worker's span of the attempt.
 DROP FUNCTION IF EXISTS tasker.send_step_messages(text[], jsonb[]);
 CREATE OR REPLACE FUNCTION tasker.send_step_messages(p_queues text[], p_msgs jsonb[],
                                                      p_vt timestamptz DEFAULT NULL)
@@ -22,12 +24,14 @@ BEGIN
     END IF;
     FOR v_queue IN SELECT DISTINCT q FROM unnest(p_queues) AS q LOOP
         EXECUTE format(
-            'INSERT INTO pgmq.%I (vt, message)
+            'INSERT INTO pgmq.%I (vt, message, headers)
              SELECT CASE WHEN $5 AND tasker.task_paused(t.id) THEN ''infinity''
                          ELSE coalesce($4, clock_timestamp()) END,
-                    (x.m - ''priority'') || jsonb_build_object(''rank'',
+                    (x.m - ''priority'' - ''traceparent'') || jsonb_build_object(''rank'',
                         extract(epoch FROM coalesce($4, clock_timestamp()))
-                        - coalesce((x.m->>''priority'')::float8, t.priority, 0))
+                        - coalesce((x.m->>''priority'')::float8, t.priority, 0)),
+                    jsonb_strip_nulls(jsonb_build_object(''traceparent'',
+                        coalesce(x.m->>''traceparent'', t.traceparent)))
                FROM unnest($1, $2) AS x(q, m)
                LEFT JOIN tasker.tasks t ON t.id = (x.m->>''task_id'')::uuid
               WHERE x.q = $3', 'q_' || v_queue)

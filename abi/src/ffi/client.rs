@@ -118,6 +118,7 @@ pub unsafe extern "C" fn tasker_client_create_task(
             context,
             priority: 0,
             idempotency_key: key.map(str::to_string),
+            traceparent: None,
         };
         let created = c.create_task(&request)?;
         // SAFETY: checked above.

@@ -99,6 +99,7 @@ impl From<CreateTaskRequest> for NewTask {
             context: r.context,
             priority: r.priority,
             idempotency_key: r.idempotency_key,
+            traceparent: None,
         }
     }
 }

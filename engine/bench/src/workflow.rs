@@ -203,6 +203,7 @@ async fn measure(options: Options, config: TaskerConfig, db: BenchDb) -> anyhow:
         context: json!({}),
         priority: 0,
         idempotency_key: None,
+        traceparent: None,
     };
 
     // (a) sequential latency
@@ -392,6 +393,7 @@ async fn creation_rate(pool: &PgPool, n: usize) -> anyhow::Result<f64> {
                     context: json!({}),
                     priority: 0,
                     idempotency_key: None,
+                    traceparent: None,
                 };
                 for _ in 0..n / 4 {
                     // Nobody reads the idle namespace: nothing to announce.

@@ -44,7 +44,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(cli::run(args)) {
+    let outcome = rt.block_on(cli::run(args));
+    // Spans still queued go out before the process ends.
+    if let Some(exporting) = tasker_trace::export::running() {
+        exporting.flush();
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

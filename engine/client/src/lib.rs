@@ -184,7 +184,21 @@ impl Client {
 
     /// `POST /v1/tasks`.
     pub async fn create_task(&self, req: &CreateTaskRequest) -> Result<CreatedTask, ClientError> {
-        Self::call(self.request(Method::POST, &["v1", "tasks"]).json(req)).await
+        self.create_task_in_trace(req, None).await
+    }
+
+    /// [`Client::create_task`] as part of the caller's trace: `traceparent`
+    /// (W3C) goes in the request's header, and the task's trace continues it.
+    pub async fn create_task_in_trace(
+        &self,
+        req: &CreateTaskRequest,
+        traceparent: Option<&str>,
+    ) -> Result<CreatedTask, ClientError> {
+        let mut request = self.request(Method::POST, &["v1", "tasks"]).json(req);
+        if let Some(tp) = traceparent {
+            request = request.header("traceparent", tp);
+        }
+        Self::call(request).await
     }
 
     /// `GET /v1/tasks/{id}`: the task with its steps and edges.

@@ -401,6 +401,20 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// Whether metrics are recorded and exposed.
     pub metrics_enabled: bool,
+    /// Whether spans are exported over OTLP (`docs/observability.md`). Off:
+    /// tasks still carry a `traceparent`, nothing is sent anywhere.
+    pub traces_enabled: bool,
+    /// The OTLP/HTTP collector: a base URL (`/v1/traces` is appended) or the
+    /// full traces URL.
+    pub otlp_endpoint: String,
+    /// The `service.name` spans carry; empty: the process's role
+    /// (`tasker-server`, `tasker-worker`, `tasker-python`, ...).
+    pub service_name: String,
+    /// The share of new traces sampled, 0.0–1.0; a trace continued from a
+    /// caller follows the caller's decision.
+    pub trace_sample_ratio: f64,
+    /// How often finished spans are sent, in milliseconds.
+    pub trace_export_interval_ms: u64,
 }
 
 impl Default for TelemetryConfig {
@@ -409,6 +423,11 @@ impl Default for TelemetryConfig {
             log_level: "info".to_string(),
             log_format: LogFormat::Text,
             metrics_enabled: true,
+            traces_enabled: false,
+            otlp_endpoint: "http://127.0.0.1:4318".to_string(),
+            service_name: String::new(),
+            trace_sample_ratio: 1.0,
+            trace_export_interval_ms: 1000,
         }
     }
 }

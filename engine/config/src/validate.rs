@@ -269,5 +269,27 @@ pub(crate) fn validate(config: &TaskerConfig) -> Result<(), ConfigError> {
             format!("is not a valid tracing filter ({log_level:?}): {e}"),
         ));
     }
+    let telemetry = &config.telemetry;
+    if !(0.0..=1.0).contains(&telemetry.trace_sample_ratio) {
+        return Err(invalid(
+            "telemetry.trace_sample_ratio",
+            "must be between 0.0 and 1.0",
+        ));
+    }
+    let endpoint = telemetry.otlp_endpoint.trim();
+    if telemetry.traces_enabled
+        && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+    {
+        return Err(invalid(
+            "telemetry.otlp_endpoint",
+            format!("must be an http:// or https:// URL (got {endpoint:?})"),
+        ));
+    }
+    if telemetry.trace_export_interval_ms == 0 {
+        return Err(invalid(
+            "telemetry.trace_export_interval_ms",
+            "must be at least 1",
+        ));
+    }
     Ok(())
 }

@@ -17,3 +17,4 @@ pub mod state;
 pub mod step;
 pub mod telemetry;
 pub mod template;
+pub mod trace;

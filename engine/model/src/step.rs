@@ -134,6 +134,10 @@ pub struct StepResultMessage {
     pub worker_id: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+    /// The `traceparent` of the attempt's span: the orchestrator's span for
+    /// applying this result is its child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl StepError {

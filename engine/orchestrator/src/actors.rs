@@ -225,6 +225,7 @@ impl BatchLoop {
                 b.store(true, Ordering::SeqCst);
             }
             loop {
+                let taken_at = std::time::SystemTime::now();
                 let taken = match async {
                     let c = conn.get().await?;
                     store::take::take_batch_on(
@@ -256,7 +257,7 @@ impl BatchLoop {
                     }
                 };
                 let full = taken.len() as i32 >= qty;
-                follow_up(pool, taken, &self.commands, &self.finalizer).await;
+                follow_up(pool, taken, taken_at, &self.commands, &self.finalizer).await;
                 if !full || stop.is_cancelled() {
                     break;
                 }
@@ -271,11 +272,13 @@ impl BatchLoop {
     }
 }
 
-/// After a batch: schedules due retries, tells the finalizer about finished
-/// or blocked tasks, dead-letters what is not a result.
+/// After a batch: records each result's span, schedules due retries, tells
+/// the finalizer about finished or blocked tasks, dead-letters what is not a
+/// result.
 async fn follow_up(
     pool: &PgPool,
     taken: Vec<Taken>,
+    taken_at: std::time::SystemTime,
     commands: &Sender<Command>,
     finalizer: &Sender<(Uuid, TaskState)>,
 ) {
@@ -292,6 +295,7 @@ async fn follow_up(
                 continue;
             }
         };
+        crate::spans::result_applied(&msg, &outcome, taken_at);
         match outcome {
             Ok(processed) => {
                 if let Processed::RetryScheduled { at, .. } = &processed {

@@ -40,6 +40,7 @@ mod actors;
 mod concurrency;
 mod retention;
 mod schedules;
+mod spans;
 mod waits;
 
 use std::time::Duration;

@@ -497,6 +497,7 @@ async fn result_of_a_non_current_attempt_is_stale(pool: PgPool) {
         worker_id: "w1".into(),
         started_at: now,
         finished_at: now,
+        traceparent: None,
     };
     let _changed = store_step::report(&pool, &q, claimed[0].msg_id, &current, "w1")
         .await

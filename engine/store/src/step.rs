@@ -64,6 +64,8 @@ struct ClaimRow {
     handler_config: Option<Value>,
     attempts: Option<i32>,
     recoveries: Option<i32>,
+    /// The message's trace (its PGMQ header), else its task's.
+    traceparent: Option<String>,
     max_attempts: Option<i32>,
     timeout_seconds: Option<i32>,
     context: Option<Value>,
@@ -201,7 +203,7 @@ impl From<ClaimRow> for Claimed {
                     config: r.handler_config.unwrap_or(Value::Null),
                     timeout_seconds: r.timeout_seconds.unwrap_or(30).max(1) as u32,
                     recoveries: r.recoveries.unwrap_or(0).max(0) as u32,
-                    traceparent: None,
+                    traceparent: r.traceparent,
                     log: Default::default(),
                 })
             }

@@ -19,6 +19,7 @@ use super::StoreError;
 use crate::queue;
 use tasker_model::change::Changed;
 use tasker_model::state::StepState;
+use tasker_model::trace::Traceparent;
 
 /// A request to create a task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -37,6 +38,11 @@ pub struct NewTask {
     /// Creating twice with the same key (per namespace) returns the first task.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// The W3C `traceparent` of the submission (the API takes it from the
+    /// request's `traceparent` header): the task's trace continues it. `None`
+    /// (or a malformed value) starts a new trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A delayed start of a new task ([`create_at`]): no step is claimed before
@@ -138,12 +144,13 @@ pub struct Created {
 const CREATE_TASK: &str = crate::sql::body(include_str!("sql/create_task.sql"));
 /// Roots all in one queue: a static INSERT on its table (`{steps}`), ranked
 /// and parked like `tasker.send_step_messages` does.
-const SEND_ROOTS_TO_ONE_QUEUE: &str = "INSERT INTO {steps} (vt, message)
+const SEND_ROOTS_TO_ONE_QUEUE: &str = "INSERT INTO {steps} (vt, message, headers)
      SELECT CASE WHEN EXISTS (SELECT 1 FROM tasker.pauses)
                   AND tasker.paused($3, (SELECT name FROM tasker.templates WHERE id = $2), NULL)
                  THEN 'infinity' ELSE coalesce($24::timestamptz, clock_timestamp()) END,
-            (m - 'priority') || jsonb_build_object('rank',
-                extract(epoch FROM coalesce($24::timestamptz, clock_timestamp())) - $5)
+            (m - 'priority' - 'traceparent') || jsonb_build_object('rank',
+                extract(epoch FROM coalesce($24::timestamptz, clock_timestamp())) - $5),
+            jsonb_build_object('traceparent', $33::text)
        FROM task, unnest($21::jsonb[]) AS x(m) RETURNING 1";
 /// Roots in several queues (pools): one call, one INSERT per queue.
 const SEND_ROOTS_TO_QUEUES: &str =
@@ -269,10 +276,22 @@ pub async fn create_on(
     let root_queues: Vec<&str> = root_index.iter().map(|&i| queues[i].as_str()).collect();
     // `priority` becomes the message's `rank` as it is sent (the task row is
     // not visible to `tasker.send_step_messages` within this statement).
+    // The task's trace: the submission's, or a new one (a malformed value is
+    // no trace, as W3C Trace Context says). The roots' messages carry it in
+    // their headers (a message key here, moved there as it is sent).
+    let traceparent = req
+        .traceparent
+        .as_deref()
+        .and_then(Traceparent::parse)
+        .unwrap_or_else(Traceparent::new_root)
+        .to_string();
     let messages: Vec<Value> = root_index
         .iter()
         .map(|&i| &ids[i])
-        .map(|id| serde_json::json!({"step_id": id, "task_id": task_id, "priority": req.priority}))
+        .map(|id| {
+            serde_json::json!({"step_id": id, "task_id": task_id, "priority": req.priority,
+                               "traceparent": traceparent})
+        })
         .collect();
 
     // One statement, so one round trip and one (durable) commit: the task, the
@@ -376,6 +395,7 @@ pub async fn create_on(
         .bind(groups.task.as_ref().map(|t| t.0.as_str()))
         .bind(groups.task.as_ref().map(|t| t.1))
         .bind(groups.task.as_ref().map(|t| t.2.as_str()))
+        .bind(&traceparent)
         .fetch_optional(&mut *conn)
         .await?;
     if inserted.is_none() {

@@ -314,6 +314,7 @@ async fn fail_unserved_in(
             worker_id: processor_id.to_string(),
             started_at: now,
             finished_at: now,
+            traceparent: None,
         };
         msg_ids.push(msg_id);
         step_ids.push(step_id);

@@ -68,6 +68,7 @@ async fn complete(pool: &PgPool, c: &Claimed) {
         worker_id: "w".into(),
         started_at: chrono::Utc::now(),
         finished_at: chrono::Utc::now(),
+        traceparent: None,
     };
     let _changed = report(pool, STEP_QUEUE, c.msg_id, &msg, "w").await.unwrap();
     let _taken = take_batch(pool, 30, 100, "o").await.unwrap();

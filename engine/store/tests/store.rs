@@ -129,6 +129,7 @@ fn success_for(claimed: &Claimed, attempt: u32, value: Value) -> StepResultMessa
         worker_id: "w1".into(),
         started_at: chrono::Utc::now(),
         finished_at: chrono::Utc::now(),
+        traceparent: None,
     }
 }
 

@@ -163,6 +163,7 @@ pub fn new_task(namespace: &str, name: &str, context: Value) -> NewTask {
         context,
         priority: 0,
         idempotency_key: None,
+        traceparent: None,
     }
 }
 

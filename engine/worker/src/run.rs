@@ -14,6 +14,7 @@ use tasker_model::step::{kind, Outcome, StepContext, StepResultMessage};
 use tasker_notify::Wakeups;
 use tasker_store::db::HeldConnection;
 use tasker_store::step::Claimed;
+use tasker_trace::{KeyValue, Span, SpanKind};
 
 /// Everything a step's run needs from its worker.
 pub(super) struct Job {
@@ -45,7 +46,7 @@ pub(super) struct Report {
 
 impl Job {
     pub async fn run(self, claimed: Claimed) {
-        let Some(ctx) = claimed.step else {
+        let Some(mut ctx) = claimed.step else {
             // The step finished, was cancelled or resolved meanwhile: nothing to run.
             if let Err(e) =
                 tasker_store::step::discard(&self.pool, &self.queue, claimed.msg_id).await
@@ -58,6 +59,10 @@ impl Job {
             tasker_model::telemetry::record_lease_expired(&ctx.namespace);
         }
         let started_at = Utc::now();
+        // The attempt's span (claim → handler → report), a child of the
+        // message's trace; the handler sees it as its parent.
+        let mut span = attempt_span(&ctx, &self.settings.worker_id, &self.queue);
+        ctx.traceparent = Some(span.traceparent().to_string());
         let step_cancel = self.cancel.child_token();
         let heartbeat = tokio::spawn(heartbeat(
             self.wakeups.database().clone(),
@@ -93,6 +98,10 @@ impl Job {
         };
         let seconds = clock.elapsed().as_secs_f64();
         heartbeat.abort();
+        if let Outcome::Failure(e) = &outcome {
+            span.set(KeyValue::new("tasker.error_kind", e.kind.clone()));
+            span.fail(e.message.clone());
+        }
         if let Outcome::Failure(e) = &outcome {
             if e.kind == NO_HANDLER {
                 // Delivered to the wrong worker (its handler is not here, or
@@ -133,6 +142,7 @@ impl Job {
             worker_id: self.settings.worker_id.clone(),
             started_at,
             finished_at: Utc::now(),
+            traceparent: Some(span.traceparent().to_string()),
         };
         let report = Report {
             queue: self.queue.clone(),
@@ -151,7 +161,27 @@ impl Job {
             )
             .await;
         }
+        span.end();
     }
+}
+
+/// The span of one attempt on this worker.
+fn attempt_span(ctx: &StepContext, worker_id: &str, queue: &str) -> Span {
+    Span::start(
+        "tasker.step.attempt",
+        SpanKind::Consumer,
+        ctx.traceparent.as_deref(),
+        vec![
+            KeyValue::new("tasker.task_id", ctx.task_id.to_string()),
+            KeyValue::new("tasker.step_id", ctx.step_id.to_string()),
+            KeyValue::new("tasker.step", ctx.step_name.clone()),
+            KeyValue::new("tasker.handler", ctx.handler.clone()),
+            KeyValue::new("tasker.namespace", ctx.namespace.clone()),
+            KeyValue::new("tasker.attempt", i64::from(ctx.attempt)),
+            KeyValue::new("tasker.worker_id", worker_id.to_string()),
+            KeyValue::new("messaging.destination.name", queue.to_string()),
+        ],
+    )
 }
 
 impl Job {

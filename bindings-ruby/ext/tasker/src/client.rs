@@ -77,6 +77,7 @@ impl RbClient {
             context,
             priority,
             idempotency_key,
+            traceparent: None,
         };
         let created = nogvl::blocking(ruby, |_| client.create_task(&request))?
             .map_err(|e| abi_error(ruby, e))?;

@@ -67,6 +67,7 @@ pub(crate) fn invalid(ruby: &Ruby, message: String) -> Error {
 
 #[magnus::init]
 fn init(ruby: &Ruby) -> Result<(), Error> {
+    tasker::set_host_language("ruby");
     let tasker = ruby.define_module("Tasker")?;
     let native = tasker.define_module("Native")?;
     native.const_set("ABI_VERSION", tasker::TASKER_ABI_VERSION)?;

@@ -53,14 +53,52 @@ pub fn page_limit(limit: Option<i64>) -> Result<i64, HttpError> {
 pub async fn create_task(
     State(state): State<ApiState>,
     Extension(who): Extension<Principal>,
+    headers: axum::http::HeaderMap,
     ExactJson(req): ExactJson<CreateTaskRequest>,
 ) -> Result<impl IntoResponse, HttpError> {
+    // The task's trace begins here, continuing the caller's (W3C
+    // `traceparent` header) when it sent one.
+    let mut span = tasker_trace::Span::start(
+        "tasker.task.create",
+        tasker_trace::SpanKind::Server,
+        headers.get("traceparent").and_then(|v| v.to_str().ok()),
+        vec![
+            tasker_trace::KeyValue::new("tasker.namespace", req.namespace.clone()),
+            tasker_trace::KeyValue::new("tasker.template", req.name.clone()),
+        ],
+    );
+    let created = create(&state, &who, req, span.traceparent()).await;
+    match &created {
+        Ok(c) => span.set(tasker_trace::KeyValue::new(
+            "tasker.task_id",
+            c.task_id.to_string(),
+        )),
+        Err(e) => span.fail(e.to_string()),
+    }
+    span.end();
+    let created = created?;
+    let status = if created.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(created)))
+}
+
+/// [`create_task`] within its span (`traceparent`).
+async fn create(
+    state: &ApiState,
+    who: &Principal,
+    req: CreateTaskRequest,
+    traceparent: &str,
+) -> Result<task::Created, HttpError> {
     reject_nul(&req)?;
-    crate::scope::check(&who, &req.namespace)?;
+    crate::scope::check(who, &req.namespace)?;
     let start = req.start();
     // Refused before anything is read: both given, too far ahead or past.
     start.resolve(chrono::Utc::now())?;
-    let req: tasker_store::task::NewTask = req.into();
+    let mut req: tasker_store::task::NewTask = req.into();
+    req.traceparent = Some(traceparent.to_string());
     let loaded = state
         .templates
         .get(
@@ -70,23 +108,18 @@ pub async fn create_task(
             req.version.as_deref(),
         )
         .await?;
-    let unserved = super::workers::unserved_steps(&state, &loaded.template).await?;
+    let unserved = super::workers::unserved_steps(state, &loaded.template).await?;
     let (mut created, changed) = task::create_at(
         &state.pool,
         &state.templates,
         &req,
         &start,
-        &processor_id(&who),
+        &processor_id(who),
     )
     .await?;
     state.wakeups.announce(&changed);
     created.unserved = unserved;
-    let status = if created.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(created)))
+    Ok(created)
 }
 
 /// Lists tasks, newest first, with filters and cursor pagination. Tasks are

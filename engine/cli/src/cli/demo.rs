@@ -67,6 +67,7 @@ fn demo_tasks() -> Vec<NewTask> {
         context: json!({ "value": value }),
         priority: 0,
         idempotency_key: None,
+        traceparent: None,
     };
     vec![
         math("linear", 3),
@@ -88,6 +89,7 @@ fn demo_tasks() -> Vec<NewTask> {
             }),
             priority: 0,
             idempotency_key: None,
+            traceparent: None,
         },
     ]
 }

@@ -197,6 +197,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
+    let role = match &cli.command {
+        Command::Server => "tasker-server",
+        Command::Worker(_) => "tasker-worker",
+        _ => "tasker-cli",
+    };
+    tasker_trace::start_export(&config.telemetry, role)?;
     let target = remote::Target {
         url: cli.api.clone(),
         api_key: cli.api_key.clone(),

@@ -178,7 +178,28 @@ pub async fn task_create(c: &Client, a: CreateArgs) -> anyhow::Result<()> {
         run_at: a.run_at,
         delay_seconds: a.delay_seconds,
     };
-    let created = c.create_task(&req).await.map_err(|e| explain(c, e))?;
+    // The submission's span: it continues the trace in $TRACEPARENT (as
+    // otel-cli and CI tools set it), if any, and the task's trace continues it.
+    let inherited = std::env::var("TRACEPARENT").ok();
+    let mut span = tasker_trace::Span::start(
+        "tasker.client.create_task",
+        tasker_trace::SpanKind::Client,
+        inherited.as_deref(),
+        vec![
+            tasker_trace::KeyValue::new("tasker.namespace", req.namespace.clone()),
+            tasker_trace::KeyValue::new("tasker.template", req.name.clone()),
+        ],
+    );
+    let created = c.create_task_in_trace(&req, Some(span.traceparent())).await;
+    match &created {
+        Ok(t) => span.set(tasker_trace::KeyValue::new(
+            "tasker.task_id",
+            t.task_id.to_string(),
+        )),
+        Err(e) => span.fail(e.to_string()),
+    }
+    span.end();
+    let created = created.map_err(|e| explain(c, e))?;
     if a.json {
         return print_json(&created);
     }

@@ -86,6 +86,7 @@ pub async fn fire_due(
             context: s.context.clone(),
             priority: 0,
             idempotency_key: None,
+            traceparent: None,
         };
         let mut last = None;
         for tick in ticks {

@@ -126,7 +126,7 @@ WITH candidates AS MATERIALIZED (
        LEFT JOIN deferred d ON d.msg_id = c.msg_id
       WHERE m.msg_id = ANY (ARRAY(SELECT msg_id FROM checked))
         AND c.msg_id = m.msg_id
-  RETURNING m.msg_id, m.read_ct, c.paused AS parked, d.limit_name AS deferred_limit,
+  RETURNING m.msg_id, m.read_ct, m.headers->>'traceparent' AS traceparent, c.paused AS parked, d.limit_name AS deferred_limit,
             extract(epoch FROM d.until - clock_timestamp())::float8 AS deferred_seconds,
             CASE WHEN NOT c.paused AND d.until IS NULL THEN c.step_id END AS step_id),
  target AS (
@@ -157,7 +157,7 @@ WITH candidates AS MATERIALIZED (
         (SELECT coalesce(jsonb_object_agg(p.name, p.result), '{}'::jsonb)
            FROM tasker.step_edges e JOIN tasker.steps p ON p.id = e.parent_id
           WHERE e.child_id = c.id) AS parent_results,
-        r.deferred_limit, r.deferred_seconds
+        r.deferred_limit, r.deferred_seconds, coalesce(r.traceparent, t.traceparent) AS traceparent
    FROM read r
    CROSS JOIN lease
    LEFT JOIN claimed c ON c.id = r.step_id

@@ -35,6 +35,8 @@
 -- $30, $31, $32 = the task's concurrency group under its template's limit
 --   (text, NULL for none), limit (int), strategy (text); such a task is
 --   created not admitted, every root `pending` (held) until it is
+-- $33 = the task's traceparent (text): its trace; the roots' messages carry
+--   it in their PGMQ headers
 -- {send_roots} = how the roots' messages are sent (tasker_store::task::create):
 --   when they all go to one queue, a plain INSERT on its PGMQ table (planned
 --   once per connection, like every statement here); else
@@ -42,9 +44,9 @@
 WITH task AS (
      INSERT INTO tasker.tasks (id, template_id, namespace, context, priority, idempotency_key, state,
                                run_at, schedule_id, concurrency_group, concurrency_limit,
-                               concurrency_strategy, concurrency_admitted)
+                               concurrency_strategy, concurrency_admitted, traceparent)
      VALUES ($1, $2, $3, $4, $5, $6, 'steps_in_process', $24, $25, $30::text, $31::int, $32::text,
-             $30::text IS NULL)
+             $30::text IS NULL, $33::text)
      ON CONFLICT (namespace, idempotency_key) DO NOTHING
      RETURNING id),
  task_audit AS (
