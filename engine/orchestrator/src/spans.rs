@@ -21,12 +21,14 @@ pub(crate) fn result_applied(
         "tasker.step.result",
         SpanKind::Internal,
         msg.traceparent.as_deref(),
-        vec![
-            KeyValue::new("tasker.task_id", msg.task_id.to_string()),
-            KeyValue::new("tasker.step_id", msg.step_id.to_string()),
-            KeyValue::new("tasker.attempt", i64::from(msg.attempt)),
-            KeyValue::new("tasker.worker_id", msg.worker_id.clone()),
-        ],
+        || {
+            vec![
+                KeyValue::new("tasker.task_id", msg.task_id.to_string()),
+                KeyValue::new("tasker.step_id", msg.step_id.to_string()),
+                KeyValue::new("tasker.attempt", i64::from(msg.attempt)),
+                KeyValue::new("tasker.worker_id", msg.worker_id.clone()),
+            ]
+        },
         taken_at,
     );
     let processed = match outcome {
@@ -52,10 +54,12 @@ pub(crate) fn result_applied(
             "tasker.task.finish",
             SpanKind::Internal,
             Some(span.traceparent()),
-            vec![
-                KeyValue::new("tasker.task_id", msg.task_id.to_string()),
-                KeyValue::new("tasker.task_state", state.to_string()),
-            ],
+            || {
+                vec![
+                    KeyValue::new("tasker.task_id", msg.task_id.to_string()),
+                    KeyValue::new("tasker.task_state", state.to_string()),
+                ]
+            },
         );
         if state != TaskState::Complete {
             end.fail(format!("the task ended {state}"));

@@ -16,18 +16,20 @@ const SCOPE: &str = "tasker";
 
 /// One span. Ends when [`Span::end`] is called or when dropped.
 pub struct Span {
-    inner: BoxedSpan,
+    /// `None` while nothing exports: no tracer is asked, no attribute made.
+    inner: Option<BoxedSpan>,
     traceparent: String,
 }
 
 impl Span {
     /// Starts a span named `name`, a child of `parent` (a `traceparent`; none
-    /// or a malformed one starts a new trace).
+    /// or a malformed one starts a new trace), with the `attributes` made
+    /// only when spans are exported.
     pub fn start(
         name: &'static str,
         kind: SpanKind,
         parent: Option<&str>,
-        attributes: Vec<KeyValue>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
     ) -> Span {
         Span::start_at(name, kind, parent, attributes, SystemTime::now())
     }
@@ -38,10 +40,18 @@ impl Span {
         name: &'static str,
         kind: SpanKind,
         parent: Option<&str>,
-        attributes: Vec<KeyValue>,
+        attributes: impl FnOnce() -> Vec<KeyValue>,
         start: SystemTime,
     ) -> Span {
         let parent = parent.and_then(Traceparent::parse);
+        if crate::export::running().is_none() {
+            // Nothing is recorded: the parent's trace goes on (or a new one
+            // starts, so the task and its handlers have a trace id to log).
+            return Span {
+                inner: None,
+                traceparent: parent.unwrap_or_else(Traceparent::new_root).to_string(),
+            };
+        }
         let cx = match parent {
             Some(tp) => Context::new().with_remote_span_context(span_context(tp)),
             None => Context::new(),
@@ -50,7 +60,7 @@ impl Span {
         let inner = tracer
             .span_builder(Cow::Borrowed(name))
             .with_kind(kind)
-            .with_attributes(attributes)
+            .with_attributes(attributes())
             .with_start_time(start)
             .start_with_context(&tracer, &cx);
         let sc = inner.span_context();
@@ -61,12 +71,10 @@ impl Span {
                 sampled: sc.is_sampled(),
             }
         } else {
-            // Not exporting and no parent: a new trace all the same, so the
-            // task and its handlers have a trace id to log.
             parent.unwrap_or_else(Traceparent::new_root)
         };
         Span {
-            inner,
+            inner: Some(inner),
             traceparent: traceparent.to_string(),
         }
     }
@@ -79,22 +87,30 @@ impl Span {
 
     /// Adds an attribute.
     pub fn set(&mut self, attribute: KeyValue) {
-        self.inner.set_attribute(attribute);
+        if let Some(span) = &mut self.inner {
+            span.set_attribute(attribute);
+        }
     }
 
     /// Marks the span failed, with `message`.
     pub fn fail(&mut self, message: impl Into<String>) {
-        self.inner.set_status(Status::error(message.into()));
+        if let Some(span) = &mut self.inner {
+            span.set_status(Status::error(message.into()));
+        }
     }
 
     /// Ends the span now.
     pub fn end(mut self) {
-        self.inner.end();
+        if let Some(span) = &mut self.inner {
+            span.end();
+        }
     }
 
     /// Ends the span at `at` (a span whose work ended earlier).
     pub fn end_at(mut self, at: SystemTime) {
-        self.inner.end_with_timestamp(at);
+        if let Some(span) = &mut self.inner {
+            span.end_with_timestamp(at);
+        }
     }
 }
 
@@ -125,9 +141,9 @@ mod tests {
     #[test]
     fn without_an_exporter_a_span_keeps_its_parents_trace() {
         let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let span = Span::start("t", SpanKind::Internal, Some(parent), vec![]);
+        let span = Span::start("t", SpanKind::Internal, Some(parent), Vec::new);
         assert_eq!(span.traceparent(), parent);
-        let root = Span::start("t", SpanKind::Internal, Some("garbage"), vec![]);
+        let root = Span::start("t", SpanKind::Internal, Some("garbage"), Vec::new);
         let tp = Traceparent::parse(root.traceparent()).expect("a new trace");
         assert_ne!(tp.trace_id_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         root.end();

@@ -171,16 +171,18 @@ fn attempt_span(ctx: &StepContext, worker_id: &str, queue: &str) -> Span {
         "tasker.step.attempt",
         SpanKind::Consumer,
         ctx.traceparent.as_deref(),
-        vec![
-            KeyValue::new("tasker.task_id", ctx.task_id.to_string()),
-            KeyValue::new("tasker.step_id", ctx.step_id.to_string()),
-            KeyValue::new("tasker.step", ctx.step_name.clone()),
-            KeyValue::new("tasker.handler", ctx.handler.clone()),
-            KeyValue::new("tasker.namespace", ctx.namespace.clone()),
-            KeyValue::new("tasker.attempt", i64::from(ctx.attempt)),
-            KeyValue::new("tasker.worker_id", worker_id.to_string()),
-            KeyValue::new("messaging.destination.name", queue.to_string()),
-        ],
+        || {
+            vec![
+                KeyValue::new("tasker.task_id", ctx.task_id.to_string()),
+                KeyValue::new("tasker.step_id", ctx.step_id.to_string()),
+                KeyValue::new("tasker.step", ctx.step_name.clone()),
+                KeyValue::new("tasker.handler", ctx.handler.clone()),
+                KeyValue::new("tasker.namespace", ctx.namespace.clone()),
+                KeyValue::new("tasker.attempt", i64::from(ctx.attempt)),
+                KeyValue::new("tasker.worker_id", worker_id.to_string()),
+                KeyValue::new("messaging.destination.name", queue.to_string()),
+            ]
+        },
     )
 }
 

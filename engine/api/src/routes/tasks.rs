@@ -62,10 +62,12 @@ pub async fn create_task(
         "tasker.task.create",
         tasker_trace::SpanKind::Server,
         headers.get("traceparent").and_then(|v| v.to_str().ok()),
-        vec![
-            tasker_trace::KeyValue::new("tasker.namespace", req.namespace.clone()),
-            tasker_trace::KeyValue::new("tasker.template", req.name.clone()),
-        ],
+        || {
+            vec![
+                tasker_trace::KeyValue::new("tasker.namespace", req.namespace.clone()),
+                tasker_trace::KeyValue::new("tasker.template", req.name.clone()),
+            ]
+        },
     );
     let created = create(&state, &who, req, span.traceparent()).await;
     match &created {

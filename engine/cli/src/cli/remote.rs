@@ -185,10 +185,12 @@ pub async fn task_create(c: &Client, a: CreateArgs) -> anyhow::Result<()> {
         "tasker.client.create_task",
         tasker_trace::SpanKind::Client,
         inherited.as_deref(),
-        vec![
-            tasker_trace::KeyValue::new("tasker.namespace", req.namespace.clone()),
-            tasker_trace::KeyValue::new("tasker.template", req.name.clone()),
-        ],
+        || {
+            vec![
+                tasker_trace::KeyValue::new("tasker.namespace", req.namespace.clone()),
+                tasker_trace::KeyValue::new("tasker.template", req.name.clone()),
+            ]
+        },
     );
     let created = c.create_task_in_trace(&req, Some(span.traceparent())).await;
     match &created {
@@ -299,6 +301,13 @@ pub async fn task_get(c: &Client, id: Uuid, json: bool) -> anyhow::Result<()> {
     }
     if let Some(schedule) = t.schedule_id {
         println!("fired by schedule {schedule}");
+    }
+    if let Some(trace) = t
+        .traceparent
+        .as_deref()
+        .and_then(tasker_model::trace::Traceparent::parse)
+    {
+        println!("trace   {}", trace.trace_id_hex());
     }
     if d.paused {
         println!("paused  (nothing new is claimed; `tasker pause list` shows by what)");

@@ -36,6 +36,10 @@ pub struct TaskRow {
     /// The schedule that fired this task, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<Uuid>,
+    /// The task's W3C `traceparent`: its trace id names the task's trace in
+    /// a tracing backend (`docs/traces.md`). None for tasks made before 0.2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// A step row, as shown to users.
@@ -126,7 +130,7 @@ pub async fn list(
         "SELECT t.id, t.namespace, tp.name AS template_name, tp.version AS template_version,
                 NULL::jsonb AS context,
                 t.priority, t.idempotency_key, t.state, t.created_at, t.updated_at, t.completed_at,
-                t.run_at, t.schedule_id
+                t.run_at, t.schedule_id, t.traceparent
            FROM tasker.tasks t JOIN tasker.templates tp ON tp.id = t.template_id
           WHERE ($1::text IS NULL OR t.namespace = $1)
             AND ($2::text IS NULL OR t.state = $2)
@@ -226,7 +230,7 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> Result<TaskRow, StoreErro
     sqlx::query_as(
         "SELECT t.id, t.namespace, tp.name AS template_name, tp.version AS template_version, t.context,
                 t.priority, t.idempotency_key, t.state, t.created_at, t.updated_at, t.completed_at,
-                t.run_at, t.schedule_id
+                t.run_at, t.schedule_id, t.traceparent
            FROM tasker.tasks t JOIN tasker.templates tp ON tp.id = t.template_id
           WHERE t.id = $1",
     )
