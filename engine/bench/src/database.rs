@@ -56,6 +56,9 @@ pub struct BenchDb {
     pub name: String,
     /// Its URL, without a password.
     pub display_url: String,
+    /// Its URL as configured (with a password, if any): for the processes a
+    /// benchmark starts, never for printing.
+    pub url: String,
     /// True for a scratch database (dropped after the run).
     pub scratch: bool,
     /// Cancelled on Ctrl-C / SIGTERM: whatever the benchmark started in the
@@ -224,6 +227,7 @@ where
                 pool: db.pool.clone(),
                 name: name.clone(),
                 display_url: display_url.clone(),
+                url: url.clone(),
                 scratch: true,
                 interrupted: interrupted.clone(),
             };
@@ -290,6 +294,7 @@ where
         pool: db.pool.clone(),
         name,
         display_url,
+        url: url.to_string(),
         scratch: false,
         interrupted: interrupted.clone(),
     };

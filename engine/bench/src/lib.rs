@@ -2,7 +2,9 @@
 //!
 //! - [`workflow`]: `tasker bench`: sequential latency and throughput of real
 //!   workflows (an orchestrator and a worker in this process), next to the
-//!   raw PGMQ floor measured in the same run;
+//!   raw PGMQ floor measured in the same run; [`processes`] (`--processes`):
+//!   the same with `tasker server` and `tasker worker` as processes and an
+//!   HTTP client;
 //! - [`wasm`]: `tasker bench wasm`: the WASM backend's dispatch and loading
 //!   costs next to plain wasmtime ([`raw_floor`]);
 //! - [`dispatch`]: the C ABI's handler backends, a no-op step each, without a
@@ -16,6 +18,7 @@
 
 pub mod database;
 pub mod dispatch;
+pub mod processes;
 pub mod raw_floor;
 mod stats;
 pub mod wasm;

@@ -320,16 +320,17 @@ async fn measure(options: Options, config: TaskerConfig, db: BenchDb) -> anyhow:
     })
 }
 
-struct Floor {
-    msgs_per_s: f64,
-    hop3_p50: f64,
-    hop3_p99: f64,
+/// The raw PGMQ floor of a run.
+pub(crate) struct Floor {
+    pub(crate) msgs_per_s: f64,
+    pub(crate) hop3_p50: f64,
+    pub(crate) hop3_p99: f64,
 }
 
 /// Raw PGMQ: `floor_messages` sent, read and deleted in batches; and
 /// `floor_hops` sequential 3-hop relays (send, read, delete on three queues).
 /// Every message sent is read and deleted again, so the queues end empty.
-async fn floor(pool: &PgPool, batch: i32, options: &Options) -> anyhow::Result<Floor> {
+pub(crate) async fn floor(pool: &PgPool, batch: i32, options: &Options) -> anyhow::Result<Floor> {
     let mut conn = pool.acquire().await?;
     for q in FLOOR_QUEUES {
         queue::ensure(&mut conn, q).await?;

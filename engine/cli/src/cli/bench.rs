@@ -41,6 +41,11 @@ pub struct BenchArgs {
     /// Messages of the raw PGMQ floor's send->read->delete run.
     #[arg(long, default_value_t = 8000)]
     floor_messages: usize,
+    /// Run `tasker server` and `tasker worker` as processes of their own (this
+    /// binary), with this process as the HTTP client, as users deploy them;
+    /// the workflows are the examples' demo/linear and demo/diamond.
+    #[arg(long)]
+    processes: bool,
     /// Run in this database, not in a scratch one: it must hold no tasks
     /// (see below). Also for `bench wasm`.
     #[arg(long, global = true, value_name = "URL")]
@@ -99,6 +104,12 @@ pub async fn run(args: BenchArgs, config: &TaskerConfig) -> anyhow::Result<()> {
                 floor_messages: args.floor_messages,
                 ..Default::default()
             };
+            if args.processes {
+                let tasker = std::env::current_exe()?;
+                return tasker_bench::processes::run(&options, config, &target, tasker)
+                    .await
+                    .map(drop);
+            }
             tasker_bench::workflow::run(&options, config, &target)
                 .await
                 .map(drop)

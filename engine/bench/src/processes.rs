@@ -1,0 +1,283 @@
+//! `tasker bench --processes`: the workflow benchmark in the shape users
+//! deploy: `tasker server` (API and orchestrator) and `tasker worker` as
+//! processes of their own, and this process as the client, submitting over
+//! HTTP with the Rust client and following each task's events stream (SSE),
+//! next to the raw PGMQ floor measured in the same run.
+//!
+//! The workflows are the examples' `demo/linear` and `demo/diamond` (the
+//! worker's built-in `math.compute` handler: microseconds of work), so the
+//! figures are tasker's own cost per step across processes.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::json;
+use tasker_api_types::CreateTaskRequest;
+use tasker_client::{Client, TaskEvent};
+use tasker_config::TaskerConfig;
+use tasker_model::template::Template;
+use tasker_store::queue;
+
+use crate::database::{self, BenchDb, Claims, Target};
+use crate::stats::summary;
+use crate::workflow::{floor, Floor, Options, Report};
+
+const NAMESPACE: &str = "demo";
+const LINEAR: &str = include_str!("../../../examples/templates/linear.yaml");
+const DIAMOND: &str = include_str!("../../../examples/templates/diamond.yaml");
+
+/// The queues the run writes to, checked in a named database before it runs.
+pub fn claims() -> Claims {
+    let mut claims = crate::workflow::claims();
+    claims
+        .queues
+        .push(queue::step_queue(NAMESPACE).expect("a valid namespace"));
+    claims
+}
+
+/// Runs the multi-process benchmark in `target`, starting `tasker` (the
+/// binary at `tasker_bin`) as the server and the worker.
+pub async fn run(
+    options: &Options,
+    config: &TaskerConfig,
+    target: &Target,
+    tasker_bin: PathBuf,
+) -> anyhow::Result<Report> {
+    if cfg!(debug_assertions) {
+        eprintln!("warning: a debug build; figures are meaningful only with --release");
+    }
+    let options = options.clone();
+    database::run_in(config, target, &claims(), move |db| {
+        measure(options, db, tasker_bin)
+    })
+    .await
+}
+
+/// A child process, stopped with SIGTERM (then killed) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn measure(options: Options, db: BenchDb, tasker_bin: PathBuf) -> anyhow::Result<Report> {
+    let pool = db.pool.clone();
+    println!(
+        "tasker bench --processes on {} ({}; {} cores): tasker server + tasker worker as processes, this process the HTTP client",
+        db.display_url,
+        if db.scratch { "a scratch database, dropped afterwards" } else { "the database named with --database-url" },
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
+    for text in [LINEAR, DIAMOND] {
+        tasker_store::template::register(&pool, &Template::from_yaml_str(text, "<bench>")?).await?;
+    }
+    let batch = options.batch.max(1) as i32;
+    let floor_before = floor(&pool, batch, &options).await?;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    // A bootstrap key: accepted while the database holds no key of its own.
+    let key = format!("bench-{}", uuid::Uuid::now_v7().simple());
+    let start = |args: &[&str]| -> anyhow::Result<Proc> {
+        let child = Command::new(&tasker_bin)
+            .args(args)
+            .env("TASKER_DATABASE__URL", &db.url)
+            .env(
+                "TASKER_DATABASE__MAX_CONNECTIONS",
+                options.connections.max(4).to_string(),
+            )
+            .env("TASKER_WEB__BIND", &bind)
+            .env("TASKER_WEB__AUTH__BOOTSTRAP_KEY", &key)
+            .env(
+                "TASKER_ORCHESTRATION__RESULT_BATCH_SIZE",
+                options.batch.to_string(),
+            )
+            .env("TASKER_ORCHESTRATION__SCHEDULE_TICK_INTERVAL_MS", "0")
+            .env("TASKER_TELEMETRY__LOG_LEVEL", "warn")
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting {} {args:?}: {e}", tasker_bin.display()))?;
+        Ok(Proc(child))
+    };
+    let _server = start(&["server"])?;
+    let _worker = start(&["worker", "--namespace", NAMESPACE])?;
+    let client = Client::new(&format!("http://{bind}"), Some(key.clone()))?;
+    let listening = Instant::now();
+    while std::net::TcpStream::connect(&bind).is_err() {
+        anyhow::ensure!(
+            listening.elapsed() < Duration::from_secs(60),
+            "tasker server did not listen on {bind} within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let req = |name: &str| CreateTaskRequest {
+        namespace: NAMESPACE.into(),
+        name: name.into(),
+        version: None,
+        context: json!({ "value": 3 }),
+        priority: 0,
+        idempotency_key: None,
+        run_at: None,
+        delay_seconds: None,
+    };
+
+    // (a) sequential latency: create, then follow the events until the end.
+    let run_one = |name: &'static str| {
+        let (client, req) = (&client, req(name));
+        async move {
+            let created = client.create_task(&req).await?;
+            let mut events = client.task_events(created.task_id).await?;
+            let mut last = None;
+            while let Some(ev) = events.next().await {
+                if let TaskEvent::State(s) = ev? {
+                    last = Some(s.state);
+                }
+            }
+            anyhow::ensure!(
+                last.as_deref() == Some("complete"),
+                "task {} ended {last:?}",
+                created.task_id
+            );
+            Ok::<_, anyhow::Error>(())
+        }
+    };
+    // Warm-up: the worker registers, connections open, plans are made.
+    for _ in 0..10 {
+        tokio::time::timeout(Duration::from_secs(60), run_one("linear"))
+            .await
+            .map_err(|_| anyhow::anyhow!("a warm-up task took over 60 s (is the worker up?)"))??;
+    }
+    let mut lat = Vec::with_capacity(options.linear);
+    for _ in 0..options.linear {
+        let t0 = Instant::now();
+        run_one("linear").await?;
+        lat.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    let (p50, p99, min, max) = summary(lat);
+    println!(
+        "\n(a) sequential: {} linear 4-step tasks over HTTP, create -> the events stream says complete",
+        options.linear
+    );
+    println!("    task latency  p50 {p50:.2} ms  p99 {p99:.2} ms  (min {min:.2}, max {max:.2})");
+    println!(
+        "    per step      p50 {:.2} ms  p99 {:.2} ms",
+        p50 / 4.0,
+        p99 / 4.0
+    );
+
+    // (b) throughput: 4 HTTP clients create; completion is counted in the database.
+    let t0 = Instant::now();
+    let creators: Vec<_> = (0..4)
+        .map(|k| {
+            let client = client.clone();
+            let n = options.diamonds / 4 + usize::from(k < options.diamonds % 4);
+            let r = req("diamond");
+            tokio::spawn(async move {
+                let mut ids = Vec::with_capacity(n);
+                for _ in 0..n {
+                    ids.push(client.create_task(&r).await?.task_id);
+                }
+                Ok::<_, anyhow::Error>(ids)
+            })
+        })
+        .collect();
+    let mut ids = Vec::with_capacity(options.diamonds);
+    for c in creators {
+        ids.extend(c.await??);
+    }
+    let created = t0.elapsed();
+    let complete = loop {
+        let (done, open): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE state = 'complete'),
+                    count(*) FILTER (WHERE state NOT IN ('complete', 'error', 'cancelled', 'blocked_by_failures'))
+               FROM tasker.tasks WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_one(&pool)
+        .await?;
+        if open == 0 {
+            break done;
+        }
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(600),
+            "the throughput run did not finish in 10 minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let elapsed = t0.elapsed().as_secs_f64();
+    let steps = (ids.len() * 4) as f64;
+    println!(
+        "\n(b) throughput: {} diamond tasks ({steps} steps) from 4 HTTP clients, 1 server + 1 worker process",
+        ids.len()
+    );
+    println!(
+        "    all created in {:.2} s ({:.0} tasks/s over HTTP), all done in {elapsed:.2} s ({complete} complete)",
+        created.as_secs_f64(),
+        ids.len() as f64 / created.as_secs_f64()
+    );
+    println!(
+        "    {:.0} steps/s, {:.0} tasks/s",
+        steps / elapsed,
+        ids.len() as f64 / elapsed
+    );
+    drop(_worker);
+    drop(_server);
+
+    let floor_after = floor(&pool, batch, &options).await?;
+    report_floor(
+        &floor_before,
+        &floor_after,
+        options.batch,
+        p50,
+        steps / elapsed,
+    );
+    Ok(Report {
+        database: db.name,
+        scratch: db.scratch,
+        linear_p50_ms: p50,
+        linear_p99_ms: p99,
+        steps_per_s: steps / elapsed,
+        diamonds_complete: complete,
+        creation_per_s: ids.len() as f64 / created.as_secs_f64(),
+    })
+}
+
+fn report_floor(before: &Floor, after: &Floor, batch: u32, p50: f64, steps_per_s: f64) {
+    println!("\n(c) the floor: raw PGMQ on the same server, batch {batch}");
+    for (label, f) in [("before", before), ("after ", after)] {
+        println!(
+            "    {label}: send->read->delete {:.0} msgs/s; 3-hop ping-pong p50 {:.2} ms p99 {:.2} ms",
+            f.msgs_per_s, f.hop3_p50, f.hop3_p99
+        );
+    }
+    let msgs = (before.msgs_per_s + after.msgs_per_s) / 2.0;
+    let hop3 = (before.hop3_p50 + after.hop3_p50) / 2.0;
+    println!(
+        "\nratios (ours / floor): per-step p50 latency {:.1}x of a raw hop; throughput {:.2}x of raw send->read->delete",
+        (p50 / 4.0) / (hop3 / 3.0),
+        steps_per_s / msgs
+    );
+    println!(
+        "noise: floor before vs after differs by {:.0}%",
+        100.0 * (before.msgs_per_s - after.msgs_per_s).abs() / msgs
+    );
+}
