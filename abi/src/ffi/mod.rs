@@ -49,3 +49,5 @@ pub(crate) static CLIENTS: Table<crate::DatabaseClient> = Table::new("TaskerClie
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod log_tests;

@@ -50,7 +50,10 @@ pub fn register(registry: &HandlerRegistry) {
             // `simulate_payment_failures: n` in the input makes the first n attempts
             // fail as a flaky provider would, to show retries with backoff.
             let failures = ctx.input["simulate_payment_failures"].as_u64().unwrap_or(0);
+            // `ctx.log` lines are stored with the attempt: `tasker step logs <task> charge_payment`.
+            ctx.log.info(format!("charging order {} (attempt {})", order_id(&ctx), ctx.attempt));
             if u64::from(ctx.attempt) <= failures {
+                ctx.log.warn("payment provider timed out; the retry policy decides when to try again");
                 return Err(StepError::retryable(format!("payment provider timed out (attempt {})", ctx.attempt)));
             }
             let total = ctx.parent_results["validate_order"]["total_cents"].as_i64().unwrap_or(0);
