@@ -12,8 +12,8 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::contract::bindings::tasker::handler::{log, trace};
-use crate::sink::{GuestLevel, GuestLog};
 use crate::error::Limit;
+use crate::sink::{GuestLevel, GuestLog};
 
 /// Per-store state.
 pub(crate) struct State {

@@ -366,7 +366,10 @@ fn log_lines_and_output_reach_the_calls_log_and_trace_context_the_guest() {
     let (prepared, _) = h
         .load(&tasker_wasm_host::sha256_hex(&hostile), &hostile)
         .unwrap();
-    for (mode, expect) in [("panic", "panics on purpose"), ("print", "bytes of stdout/stderr dropped")] {
+    for (mode, expect) in [
+        ("panic", "panics on purpose"),
+        ("print", "bytes of stdout/stderr dropped"),
+    ] {
         let lines = Arc::new(Lines::default());
         let mut inp = input(&format!(r#"{{"mode":"{mode}"}}"#));
         inp.log = Some(lines.clone());
@@ -382,8 +385,19 @@ fn log_lines_and_output_reach_the_calls_log_and_trace_context_the_guest() {
     // A guest importing `trace` reads the attempt's traceparent; the math
     // guest, which does not import it, loaded above all the same.
     let info = h.validate(&hostile).unwrap();
-    assert!(info.imports.iter().any(|i| i.starts_with("tasker:handler/trace@")), "{:?}", info.imports);
-    assert!(!h.validate(&math).unwrap().imports.iter().any(|i| i.contains("trace")));
+    assert!(
+        info.imports
+            .iter()
+            .any(|i| i.starts_with("tasker:handler/trace@")),
+        "{:?}",
+        info.imports
+    );
+    assert!(!h
+        .validate(&math)
+        .unwrap()
+        .imports
+        .iter()
+        .any(|i| i.contains("trace")));
     let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
     let mut inp = input(r#"{"mode":"traceparent"}"#);
     inp.traceparent = tp.to_string();

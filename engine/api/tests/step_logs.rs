@@ -96,7 +96,12 @@ async fn both_attempts_lines_by_name_and_id_404_and_403(pool: PgPool) {
     let quiet = logs_of(&stack, &format!("/v1/tasks/{id}/steps/ship_order/logs")).await;
     assert!(quiet.attempts.is_empty());
 
-    let (status, body) = get(&stack, BOOTSTRAP_KEY, &format!("/v1/tasks/{id}/steps/nope/logs")).await;
+    let (status, body) = get(
+        &stack,
+        BOOTSTRAP_KEY,
+        &format!("/v1/tasks/{id}/steps/nope/logs"),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
     // A key limited to another namespace may not read an `ecommerce` task's logs.
@@ -106,7 +111,12 @@ async fn both_attempts_lines_by_name_and_id_404_and_403(pool: PgPool) {
     };
     let (_, secret) = keys::create_key(&pool, &spec).await.unwrap();
     let secret = secret.as_str();
-    let (status, body) = get(&stack, secret, &format!("/v1/tasks/{id}/steps/charge_payment/logs")).await;
+    let (status, body) = get(
+        &stack,
+        secret,
+        &format!("/v1/tasks/{id}/steps/charge_payment/logs"),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     stack.stop().await;
 }

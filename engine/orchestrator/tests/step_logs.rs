@@ -76,7 +76,9 @@ async fn each_attempt_keeps_its_own_lines(pool: PgPool) {
             ),
         ]
     );
-    assert!(logs.iter().all(|a| a.dropped == 0 && !a.worker_id.is_empty()));
+    assert!(logs
+        .iter()
+        .all(|a| a.dropped == 0 && !a.worker_id.is_empty()));
     assert!(logs[0].lines[0].at <= logs[1].lines[0].at);
     // `math.compute` logs nothing: no row, no statement.
     assert!(step_log::for_step(&pool, id, "quiet")

@@ -53,10 +53,16 @@ pub async fn record(
         return Ok(0);
     }
     let n = rows.len();
-    let (mut step_ids, mut task_ids, mut attempts) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    let (mut workers, mut lines, mut dropped) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut step_ids, mut task_ids, mut attempts) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut workers, mut lines, mut dropped) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for r in rows {
         step_ids.push(r.step_id);
         task_ids.push(r.task_id);

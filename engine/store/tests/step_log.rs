@@ -60,7 +60,10 @@ async fn a_batch_is_stored_once_and_read_back_by_attempt(pool: PgPool) {
             start,
             task_id,
             1,
-            lines(&[(LogLevel::Warn, "first try"), (LogLevel::Error, "nul\0here")]),
+            lines(&[
+                (LogLevel::Warn, "first try"),
+                (LogLevel::Error, "nul\0here"),
+            ]),
         ),
         row(left, task_id, 1, lines(&[(LogLevel::Debug, "left")])),
         row(left, task_id, 2, AttemptLines::default()),

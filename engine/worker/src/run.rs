@@ -48,14 +48,14 @@ pub(super) struct Report {
 }
 
 impl Report {
-    /// The attempt's log as a row to store, if it logged anything.
-    fn log_row(&self) -> Option<AttemptLogRow> {
+    /// Takes the attempt's log as a row to store, if it logged anything.
+    fn take_log_row(&mut self) -> Option<AttemptLogRow> {
         (!self.log.is_empty()).then(|| AttemptLogRow {
             step_id: self.result.step_id,
             task_id: self.result.task_id,
             attempt: self.result.attempt,
             worker_id: self.result.worker_id.clone(),
-            lines: self.log.clone(),
+            lines: std::mem::take(&mut self.log),
         })
     }
 }
@@ -162,8 +162,8 @@ impl Job {
         };
         if let Err(unsent) = self.reports.send(report).await {
             // The reporter is gone (it never stops before the steps): report here.
-            let r = unsent.0;
-            let logs: Vec<AttemptLogRow> = r.log_row().into_iter().collect();
+            let mut r = unsent.0;
+            let logs: Vec<AttemptLogRow> = r.take_log_row().into_iter().collect();
             report_with_retries(
                 &mut HeldConnection::new(self.pool.clone()),
                 &self.wakeups,
@@ -226,8 +226,8 @@ pub(super) async fn report_outcomes(
         let mut logs = Vec::new();
         let mut next = Some(first);
         let mut n = 0;
-        while let Some(r) = next.take() {
-            logs.extend(r.log_row());
+        while let Some(mut r) = next.take() {
+            logs.extend(r.take_log_row());
             by_queue
                 .entry(r.queue)
                 .or_default()

@@ -58,7 +58,10 @@ async fn run_one(
     .await;
     let id = h.create(name, json!({"value": 3})).await;
     let state = h.wait(id).await;
-    (state, step_log::for_step(h.pool(), id, "only").await.unwrap())
+    (
+        state,
+        step_log::for_step(h.pool(), id, "only").await.unwrap(),
+    )
 }
 
 #[sqlx::test(migrations = false)]
@@ -116,7 +119,10 @@ async fn log_lines_stdout_and_stderr_land_in_the_attempt_log(pool: PgPool) {
     assert!(kept <= MAX_BYTES && kept > MAX_BYTES / 2, "{kept}");
     // (wasm.max_output_bytes cut stdout first; what the attempt's caps left
     // out, the note about it included, is counted.)
-    let noted = logs[0].lines.iter().any(|l| l.message.contains("bytes of stdout/stderr dropped"));
+    let noted = logs[0]
+        .lines
+        .iter()
+        .any(|l| l.message.contains("bytes of stdout/stderr dropped"));
     assert!(logs[0].dropped > 0 || noted, "{}", logs[0].dropped);
 
     h.stop().await;
