@@ -131,7 +131,14 @@ mod tests {
         for i in 0..CAPACITY + 3 {
             let msg = std::ffi::CString::new(format!("line {i}")).unwrap();
             // SAFETY: two valid C strings.
-            unsafe { enqueue(2, c"tasker_worker".as_ptr(), msg.as_ptr(), std::ptr::null_mut()) };
+            unsafe {
+                enqueue(
+                    2,
+                    c"tasker_worker".as_ptr(),
+                    msg.as_ptr(),
+                    std::ptr::null_mut(),
+                )
+            };
         }
         assert_eq!(take_dropped(), 3);
         assert_eq!(take_dropped(), 0);

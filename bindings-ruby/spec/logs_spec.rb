@@ -6,7 +6,7 @@ require "stringio"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 # Stands in for a native step: keeps what was logged.
-class FakeStep
+class LoggedStep
   attr_reader :lines
 
   def initialize
@@ -20,7 +20,7 @@ end
 
 RSpec.describe "handler logs and trace context (unit)" do
   it "context.logger is a ::Logger writing each severity to the step" do
-    step = FakeStep.new
+    step = LoggedStep.new
     context = Tasker::Context.new({ "step_name" => "s", "traceparent" => TRACEPARENT }, step)
     logger = context.logger
     expect(logger).to be_a(Logger)

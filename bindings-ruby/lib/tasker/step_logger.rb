@@ -44,7 +44,7 @@ module Tasker
       text = "#{progname}: #{text}" if progname
       @step.log(LEVELS.fetch(severity, "info"), text)
       true
-    rescue Tasker::Error
+    rescue StandardError
       true # never let logging break a handler
     end
     alias log add

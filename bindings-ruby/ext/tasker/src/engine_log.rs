@@ -57,4 +57,3 @@ pub fn define(native: RModule) -> Result<(), Error> {
     native.define_module_function("engine_log_dropped", function!(dropped, 0))?;
     Ok(())
 }
-
