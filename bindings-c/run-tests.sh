@@ -2,7 +2,8 @@
 # Runs the C tests and examples against PostgreSQL, each program on a fresh
 # database: every test linked against the shared and the static library, then
 # under valgrind (leaks are errors), then the examples (a worker in the
-# background, the client in front, SIGTERM) under valgrind too.
+# background, the client in front, SIGTERM) under valgrind too, and the lines
+# their handlers logged (tasker_step_log) found in tasker.step_logs.
 #
 #   bindings-c/run-tests.sh        (after `make -C bindings-c`)
 # Env: TASKER_TEST_PG (server URL without database, default
@@ -73,6 +74,15 @@ for worker in push_worker pull_worker; do
         exit 1
     fi
     echo "  passed: $worker stopped cleanly on SIGTERM, no leaks"
+    # Every c.compute call logged a line (tasker_step_log): the worker stored
+    # them with their attempts (5 diamonds of 4 steps).
+    logged=$(psql "$url" -qXAt -c "SELECT count(*) FROM tasker.step_logs, jsonb_array_elements(lines) l
+                                    WHERE l->>'level' = 'info' AND l->>'message' LIKE 'c.compute: %'")
+    if [ "$logged" -lt 20 ]; then
+        echo "FAILED: $worker: $logged c.compute lines in tasker.step_logs, expected 20" >&2
+        exit 1
+    fi
+    echo "  passed: $worker: its handlers' log lines are in tasker.step_logs ($logged)"
     rm -f "$log"
 done
 echo "C tests: all passed"

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The polyglot multi-process test (tests/tests/polyglot.rs): one template in one
+# The polyglot multi-process tests. tests/tests/traces.rs: one task's trace
+# across the CLI, the server, a Rust and a Python worker, received by an OTLP
+# collector in the test. tests/tests/polyglot.rs: one template in one
 # namespace whose steps run in five runtimes (WASM components from Rust,
 # Python, JavaScript and C in `tasker worker --pool wasm`, native Python, Ruby
 # and C workers), each in its own process; 140 orders; a SIGKILLed Ruby worker.
@@ -26,5 +28,5 @@ PROFILE=debug  # the test runs target/debug/tasker
 polyglot_prepare
 echo "== polyglot: prepared in $(( $(date +%s) - t0 )) s; running the test"
 POLYGLOT_PYTHON="$POLYGLOT_PYTHON" POLYGLOT_RUBY_LIB="$POLYGLOT_RUBY_LIB" POLYGLOT_C_WORKER="$POLYGLOT_C_WORKER" \
-  cargo test --locked --test polyglot -- --ignored --nocapture
+  cargo test --locked --test polyglot --test traces -- --ignored --nocapture
 echo "== polyglot: done in $(( $(date +%s) - t0 )) s"

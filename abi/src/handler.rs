@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError};
+use tasker_model::step::log::LogLevel;
 use tasker_model::step::{kind, parse_json_exact, JsonProblem, Outcome, StepContext, StepError};
 use tasker_worker::handler::{Handler, HandlerFuture};
 use tokio::sync::oneshot;
@@ -23,6 +24,8 @@ pub struct StepHandle {
     context_json: OnceLock<CString>,
     /// Scalar strings handed to C (borrowed until the handle is freed).
     name: CString,
+    /// The W3C `traceparent` as a C string ("" when the step has none).
+    traceparent: CString,
     /// Where the outcome goes; taken by the first completion.
     reply: Mutex<Option<oneshot::Sender<Outcome>>>,
     cancel: CancellationToken,
@@ -39,10 +42,13 @@ impl StepHandle {
         pulled: bool,
     ) -> Self {
         let name = CString::new(ctx.step_name.replace('\0', "?")).unwrap_or_default();
+        let traceparent =
+            CString::new(ctx.traceparent.as_deref().unwrap_or_default()).unwrap_or_default();
         StepHandle {
             ctx,
             context_json: OnceLock::new(),
             name,
+            traceparent,
             reply: Mutex::new(Some(reply)),
             cancel,
             pulled,
@@ -66,6 +72,30 @@ impl StepHandle {
     /// The step's name as a C string.
     pub fn name(&self) -> &CString {
         &self.name
+    }
+
+    /// The W3C `traceparent` of this attempt (`00-<trace id>-<span id>-<flags>`),
+    /// when the worker that claimed it traces.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.ctx.traceparent.as_deref()
+    }
+
+    /// The `traceparent` as a C string: "" when the attempt has none.
+    pub fn traceparent_c(&self) -> &CString {
+        &self.traceparent
+    }
+
+    /// The trace id of the `traceparent` (32 hex digits), if any.
+    pub fn trace_id(&self) -> Option<&str> {
+        self.ctx.trace_id()
+    }
+
+    /// Appends a line to this attempt's log (`tasker step logs` shows it once
+    /// the attempt ends). Never blocks for long and never fails: past the
+    /// per-attempt caps (`tasker_model::step::log`) lines are counted as
+    /// dropped. Lines written after the outcome may miss the stored log.
+    pub fn log(&self, level: LogLevel, message: impl Into<String>) {
+        self.ctx.log.push(level, message);
     }
 
     /// True once the worker no longer wants this step's outcome: its task was

@@ -41,6 +41,7 @@ pub mod ffi;
 pub mod handler;
 mod handles;
 pub mod log;
+pub mod log_queue;
 mod runtime;
 pub mod worker;
 
@@ -51,6 +52,6 @@ pub use runtime::set_host_language;
 pub use worker::Worker;
 
 /// The ABI version this header describes: `MAJOR * 10000 + MINOR * 100 + PATCH`.
-pub const TASKER_ABI_VERSION: u32 = 10100;
+pub const TASKER_ABI_VERSION: u32 = 10200;
 /// The major part of `TASKER_ABI_VERSION`.
 pub const TASKER_ABI_VERSION_MAJOR: u32 = 1;

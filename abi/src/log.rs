@@ -67,6 +67,19 @@ pub fn set_callback(f: TaskerLogFn, user_data: *mut c_void, max_level: i32) {
     MAX_LEVEL.store(level, Ordering::Relaxed);
 }
 
+/// The attempt-log level of a `TASKER_LOG_*` number; `None` outside 1..=5.
+pub fn attempt_level(level: i32) -> Option<tasker_model::step::log::LogLevel> {
+    use tasker_model::step::log::LogLevel;
+    match level {
+        TASKER_LOG_ERROR => Some(LogLevel::Error),
+        TASKER_LOG_WARN => Some(LogLevel::Warn),
+        TASKER_LOG_INFO => Some(LogLevel::Info),
+        TASKER_LOG_DEBUG => Some(LogLevel::Debug),
+        TASKER_LOG_TRACE => Some(LogLevel::Trace),
+        _ => None,
+    }
+}
+
 fn level_number(level: &Level) -> i32 {
     match *level {
         Level::ERROR => TASKER_LOG_ERROR,

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 // The ABI version this header describes: `MAJOR * 10000 + MINOR * 100 + PATCH`.
-#define TASKER_ABI_VERSION 10100
+#define TASKER_ABI_VERSION 10200
 
 // The major part of `TASKER_ABI_VERSION`.
 #define TASKER_ABI_VERSION_MAJOR 1
@@ -222,8 +222,9 @@ TaskerStatus tasker_log_set_callback(TaskerLogFn callback, void *user_data, int3
 // The step's context as a JSON object: `task_id`, `step_id`, `namespace`,
 // `template`, `step_name`, `handler`, `attempt` (1 for the first),
 // `max_attempts`, `input` (the task's input), `parent_results` (by parent step
-// name), `config` (the handler's configuration from the template) and
-// `timeout_seconds`. `*json_out` is borrowed from the step: valid until the step
+// name), `config` (the handler's configuration from the template),
+// `timeout_seconds`, `recoveries` and, when the worker traces, `traceparent`
+// (also `tasker_step_traceparent`). `*json_out` is borrowed from the step: valid until the step
 // is freed (pull) or its callback returns (push). Thread-safe.
 //
 // # Safety
@@ -249,6 +250,29 @@ TaskerStatus tasker_step_attempt(TaskerStep *step_handle, uint32_t *attempt_out)
 // # Safety
 // `cancelled_out` is NULL or writable.
 TaskerStatus tasker_step_is_cancelled(TaskerStep *step_handle, bool *cancelled_out);
+
+// Appends `message` to this attempt's log at `level` (`TASKER_LOG_ERROR` ..
+// `TASKER_LOG_TRACE`): `tasker step logs <task> <step>` shows the line once
+// the attempt ends, whichever process ran it. Log before giving the
+// outcome: lines written after `tasker_step_succeed`/`tasker_step_fail` may
+// miss the stored log. A line longer than 4 KiB is cut; past 1,000 lines or
+// 64 KiB per attempt lines are counted as dropped (still `TASKER_OK`).
+// `TASKER_ERR_NULL_ARGUMENT` for a NULL message, `TASKER_ERR_INVALID_UTF8`
+// for one that is not UTF-8, `TASKER_ERR_INVALID_ARGUMENT` for a level
+// outside 1..=5. Never blocks for long. Thread-safe.
+//
+// # Safety
+// `message` is NULL or NUL-terminated.
+TaskerStatus tasker_step_log(const TaskerStep *step_handle, int32_t level, const char *message);
+
+// The W3C trace context of this attempt, `00-<32 hex trace id>-<16 hex span
+// id>-<2 hex flags>` (pass it on as the `traceparent` header of calls the
+// handler makes, or make it the parent of the handler's own spans); "" when
+// the worker does not trace. Borrowed from the step, as `tasker_step_context`:
+// valid until the step is freed (pull) or its callback returns (push); do not
+// free it. NULL only when `step_handle` is NULL or not a live step
+// (`tasker_last_error()` says which). Thread-safe.
+const char *tasker_step_traceparent(const TaskerStep *step_handle);
 
 // Completes the step successfully with `result_json` (any JSON value) as its
 // result. Only the first `tasker_step_succeed`/`tasker_step_fail` counts; later

@@ -10,7 +10,10 @@
  *  - fidelity: a result JSON cannot carry exactly (2^64, NaN) is refused with
  *    TASKER_ERR_UNREPRESENTABLE and fails the step with kind "result" naming the
  *    path; 2^64-1 and -2^63 in a task's input reach the handler and come back
- *    exactly; an input holding 2^64 is refused and creates no task.
+ *    exactly; an input holding 2^64 is refused and creates no task;
+ *  - every handler call logs a line into its attempt's log (tasker_step_log, misuse
+ *    refused with a status) and reads its trace context (tasker_step_traceparent:
+ *    "" or a 55-character W3C traceparent, never NULL for a live step).
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
@@ -92,12 +95,33 @@ static int exact(TaskerStep *step) {
     return tasker_step_succeed(step, out) == TASKER_OK ? 0 : -1;
 }
 
+static atomic_int dispatched;
+static atomic_int logged;
+
+/* Logs one line into the attempt's log and checks the log call's misuse and
+ * the trace context; counts the calls where all of that held. */
+static void log_attempt(TaskerStep *step, const char *handler) {
+    char line[128];
+    snprintf(line, sizeof line, "c handler %s running", handler ? handler : "?");
+    const char *traceparent = tasker_step_traceparent(step);
+    size_t n = traceparent ? strlen(traceparent) : 1;
+    if (tasker_step_log(step, TASKER_LOG_INFO, line) == TASKER_OK &&
+        tasker_step_log(step, TASKER_LOG_DEBUG, "a second line, at debug") == TASKER_OK &&
+        tasker_step_log(step, 0, "no such level") == TASKER_ERR_INVALID_ARGUMENT &&
+        tasker_step_log(step, TASKER_LOG_WARN, NULL) == TASKER_ERR_NULL_ARGUMENT &&
+        tasker_step_log(step, TASKER_LOG_WARN, "\xff\xfe") == TASKER_ERR_INVALID_UTF8 &&
+        (n == 0 || (n == 55 && strncmp(traceparent, "00-", 3) == 0)))
+        atomic_fetch_add(&logged, 1);
+}
+
 static int dispatch(TaskerStep *step) {
     const char *name = NULL;
     const char *json = NULL;
     if (tasker_step_name(step, &name) != TASKER_OK || tasker_step_context(step, &json) != TASKER_OK) return -1;
     cJSON *ctx = cJSON_Parse(json);
     const char *handler = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ctx, "handler"));
+    atomic_fetch_add(&dispatched, 1);
+    log_attempt(step, handler);
     int rc;
     if (handler != NULL && strcmp(handler, "c.flaky") == 0) rc = flaky(step);
     else if (handler != NULL && strcmp(handler, "c.broken") == 0) rc = broken(step);
@@ -252,6 +276,8 @@ int main(int argc, char **argv) {
     CHECK(atomic_load(&double_completions_refused) == 1);
     CHECK(atomic_load(&bad_json_refused) == 1);
     CHECK(atomic_load(&inexact_refused) == 2);
+    CHECK(atomic_load(&dispatched) >= 4 * 2 + 6);
+    CHECK(atomic_load(&logged) == atomic_load(&dispatched));
 
     CHECK_OK(tasker_worker_stop(worker));
     if (pull)

@@ -32,6 +32,7 @@ int main(void) {
     CHECK(strcmp(tasker_status_name(TASKER_ERR_INVALID_JSON), "TASKER_ERR_INVALID_JSON") == 0);
     CHECK(strcmp(tasker_status_name(TASKER_ERR_UNREPRESENTABLE), "TASKER_ERR_UNREPRESENTABLE") == 0);
     CHECK(tasker_abi_version() >= 10100); /* TASKER_ERR_UNREPRESENTABLE came with 1.1 */
+    CHECK(tasker_abi_version() >= 10200); /* tasker_step_log and tasker_step_traceparent: 1.2 */
 
     /* NULL arguments. */
     CHECK_STATUS(tasker_worker_new(NULL, NULL, NULL), TASKER_ERR_NULL_ARGUMENT);
@@ -40,6 +41,9 @@ int main(void) {
     CHECK_STATUS(tasker_worker_next_step(NULL, 0, NULL), TASKER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(tasker_step_succeed(NULL, "1"), TASKER_ERR_NULL_ARGUMENT);
     CHECK_STATUS(tasker_step_fail(NULL, NULL, true, -1), TASKER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(tasker_step_log(NULL, TASKER_LOG_INFO, "x"), TASKER_ERR_NULL_ARGUMENT);
+    CHECK(tasker_step_traceparent(NULL) == NULL);
+    CHECK(strstr(tasker_last_error(), "step") != NULL);
     CHECK_STATUS(tasker_client_get_task(NULL, NULL, NULL), TASKER_ERR_NULL_ARGUMENT);
     CHECK_OK(tasker_worker_free(NULL));
     CHECK_OK(tasker_client_free(NULL));
@@ -70,6 +74,8 @@ int main(void) {
     CHECK(strstr(tasker_last_error(), "TaskerWorker") != NULL);
     CHECK_STATUS(tasker_worker_free(worker), TASKER_ERR_INVALID_HANDLE);
     CHECK_STATUS(tasker_step_succeed((TaskerStep *)worker, "1"), TASKER_ERR_INVALID_HANDLE);
+    CHECK_STATUS(tasker_step_log((TaskerStep *)worker, TASKER_LOG_INFO, "x"), TASKER_ERR_INVALID_HANDLE);
+    CHECK(tasker_step_traceparent((TaskerStep *)worker) == NULL);
     CHECK_STATUS(tasker_client_free((TaskerClient *)(uintptr_t)0x5150), TASKER_ERR_INVALID_HANDLE);
 
     /* The client: bad JSON, unknown templates, schema violations, bad ids. */

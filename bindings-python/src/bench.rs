@@ -61,6 +61,31 @@ impl BenchQueue {
         .map_err(TaskerError::new_err)
     }
 
+    /// As `outcome`, for a step whose context carries `traceparent`; returns
+    /// `[outcome, log]` as JSON text, `log` being what the handler wrote to
+    /// the attempt's log (`{"lines": [{"at", "level", "message"}], "dropped": n}`).
+    #[pyo3(signature = (handler, traceparent=None))]
+    fn outcome_and_log(
+        &self,
+        py: Python<'_>,
+        handler: String,
+        traceparent: Option<String>,
+    ) -> PyResult<String> {
+        let queue = self.queue.clone();
+        py.detach(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .map_err(|e| format!("starting the runtime: {e}"))?;
+            let mut ctx = sample_context(&handler);
+            ctx.traceparent = traceparent;
+            let log = ctx.log.clone();
+            let outcome =
+                runtime.block_on(PullHandler::new(queue).call(ctx, CancellationToken::new()));
+            serde_json::to_string(&(outcome, log.take())).map_err(|e| e.to_string())
+        })
+        .map_err(TaskerError::new_err)
+    }
+
     /// Queues `n` steps for handler `handler`, one at a time, and returns each
     /// one's round trip in nanoseconds. Another thread must serve them.
     fn run(&self, py: Python<'_>, n: usize, handler: String) -> PyResult<Vec<u64>> {

@@ -17,10 +17,12 @@ use std::time::Duration;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use tasker::AbiError;
+use tasker_model::step::log::LogLevel;
 use tasker_model::step::{kind, Outcome, StepError};
 use tasker_store::task::NewTask;
 
 mod bench;
+mod engine_log;
 
 pyo3::create_exception!(
     _tasker,
@@ -208,7 +210,7 @@ struct PyStep {
 impl PyStep {
     /// The step's context as JSON text (task_id, step_id, namespace, template,
     /// step_name, handler, attempt, max_attempts, input, parent_results,
-    /// config, timeout_seconds).
+    /// config, timeout_seconds, and traceparent when the worker traces).
     fn context_json(&self) -> String {
         self.inner.context_json().to_string_lossy().into_owned()
     }
@@ -217,6 +219,22 @@ impl PyStep {
     #[getter]
     fn handler(&self) -> &str {
         &self.inner.context().handler
+    }
+
+    /// The attempt's W3C `traceparent` (`00-<trace id>-<span id>-<flags>`),
+    /// `None` when the worker does not trace.
+    #[getter]
+    fn traceparent(&self) -> Option<&str> {
+        self.inner.traceparent()
+    }
+
+    /// Appends a line to the attempt's log at `level` (`error`, `warn` or
+    /// `warning`, `info`, `debug`, `trace`; `critical` counts as `error`).
+    /// Never blocks for long: past the per-attempt caps lines are dropped.
+    fn log(&self, level: &str, message: &str) -> PyResult<()> {
+        let level: LogLevel = level.parse().map_err(TaskerError::new_err)?;
+        self.inner.log(level, message);
+        Ok(())
     }
 
     /// True once the worker no longer wants this step's outcome.
@@ -351,6 +369,7 @@ fn _tasker(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyClient>()?;
     m.add_class::<bench::BenchQueue>()?;
     m.add_function(wrap_pyfunction!(abi_version, m)?)?;
+    engine_log::add(m)?;
     #[cfg(feature = "bench")]
     m.add_function(wrap_pyfunction!(bench::bench_rust_dispatch, m)?)?;
     m.add("TaskerError", py.get_type::<TaskerError>())?;

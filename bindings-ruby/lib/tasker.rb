@@ -1,9 +1,12 @@
 # frozen_string_literal: true
 
 require "json"
+require "logger"
 require_relative "tasker/version"
 require_relative "tasker/errors"
 require "tasker/tasker_rb"
+require_relative "tasker/step_logger"
+require_relative "tasker/engine_log"
 require_relative "tasker/context"
 require_relative "tasker/step_handler"
 require_relative "tasker/registry"
@@ -14,6 +17,15 @@ require_relative "tasker/client"
 # tasker: Ruby handlers and a client for the tasker workflow orchestrator.
 module Tasker
   class << self
+    # Where the engine's own log lines go (Tasker::EngineLog): a ::Logger,
+    # by default Logger.new($stderr) at WARN. Set another any time; its level
+    # decides which engine lines are sent.
+    def logger
+      @logger ||= ::Logger.new($stderr, level: ::Logger::WARN, progname: "tasker")
+    end
+
+    attr_writer :logger
+
     # The registry workers use by default.
     def registry
       @registry ||= Registry.new

@@ -80,6 +80,11 @@ int compute_step(TaskerStep *step) {
         cJSON_Delete(ctx);
         return fail(step, "config `op` must be square, add or multiply");
     }
+    /* A line in this attempt's log: `tasker step logs <task> <step>` shows it.
+     * (`op` lives in `ctx`: log before freeing it.) */
+    char line[128];
+    snprintf(line, sizeof line, "c.compute: %s(%lld) = %lld", op, n, result);
+    tasker_step_log(step, TASKER_LOG_INFO, line);
     cJSON_Delete(ctx);
 
     char out[64];

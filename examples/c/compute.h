@@ -4,6 +4,7 @@
  * n is the task input's `value` for a root step, else the sum of the parents'
  * `value`s; the result is {"value": op(n)} with op from the handler config:
  * square, add (operand), multiply (operand). Same as the engine's math.compute.
+ * It logs the computation into the attempt's log (tasker_step_log).
  */
 #ifndef TASKER_EXAMPLES_COMPUTE_H
 #define TASKER_EXAMPLES_COMPUTE_H

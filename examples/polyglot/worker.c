@@ -61,6 +61,14 @@ static int32_t order_tax(TaskerStep *step, void *user_data) {
     } else {
         /* Half a cent or more rounds up. */
         long long tax = (pre_tax * tax_bp + 5000) / 10000;
+        /* A line in this attempt's log (`tasker step logs <task> tax`), with the
+         * trace context when the worker traces. */
+        char line[160];
+        const char *traceparent = tasker_step_traceparent(step);
+        snprintf(line, sizeof line, "hello from c: tax %lld on %lld at %lld bp%s%s", tax, pre_tax, tax_bp,
+                 traceparent != NULL && traceparent[0] != '\0' ? ", traceparent " : "",
+                 traceparent != NULL ? traceparent : "");
+        tasker_step_log(step, TASKER_LOG_INFO, line);
         char out[96];
         snprintf(out, sizeof out, "{\"value\":%lld,\"lang\":\"c\",\"rate_bp\":%lld}", tax, tax_bp);
         rc = tasker_step_succeed(step, out) == TASKER_OK ? 0 : -1;

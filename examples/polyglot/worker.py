@@ -33,6 +33,9 @@ def subtotal(ctx: tasker.StepContext) -> dict:
     if not isinstance(items, list) or not items:
         raise tasker.PermanentError("input `items` must be a non-empty list")
     cents = sum(_count(item, "qty", i) * _count(item, "unit_cents", i) for i, item in enumerate(items))
+    # Into this attempt's log (`tasker step logs <task> subtotal`); plain
+    # `logging.getLogger(__name__)` calls made here are captured too.
+    ctx.logger.info("hello from python: %d lines, subtotal %d", len(items), cents)
     return {"value": cents, "lang": "python"}
 
 

@@ -36,6 +36,8 @@ module Polyglot
         qty
       end
       base, per_item = RATES.fetch(context.input["country"], INTERNATIONAL)
+      # Into this attempt's log (`tasker step logs <task> shipping`).
+      context.logger.info("hello from ruby: #{quantity} items to #{context.input['country']}")
       { "value" => base + (per_item * quantity), "lang" => "ruby" }
     end
   end

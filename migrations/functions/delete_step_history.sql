@@ -1,4 +1,5 @@
--- A step deleted by hand takes its history with it. The audit tables have no
+-- A step deleted by hand (or by retention, with its task) takes its history
+-- with it: transitions, results and handler logs. The audit tables have no
 -- foreign keys (see the baseline migration), so a statement trigger on
 -- tasker.steps deletes the rows of the steps gone. tasker itself never deletes
 -- steps or tasks.
@@ -6,6 +7,7 @@ CREATE OR REPLACE FUNCTION tasker.delete_step_history() RETURNS trigger LANGUAGE
 BEGIN
     DELETE FROM tasker.step_transitions WHERE step_id IN (SELECT id FROM gone);
     DELETE FROM tasker.step_results WHERE step_id IN (SELECT id FROM gone);
+    DELETE FROM tasker.step_logs WHERE step_id IN (SELECT id FROM gone);
     RETURN NULL;
 END;
 $$;

@@ -2,8 +2,12 @@
 //! template in one namespace whose steps run in five runtimes — WASM
 //! components from Rust, Python, JavaScript and C in a `tasker worker --pool
 //! wasm`, a native Python handler (`worker.py`), a native Ruby handler
-//! (`worker.rb`) and a native C handler (`worker.c` on libtasker) — each
-//! runtime's worker its own process, next to a `tasker server`.
+//! (`worker.rb`), a native C handler (`worker.c` on libtasker) and a native
+//! Rust ones (the examples `math.compute` and `ecommerce.charge_payment` in
+//! `tasker worker`) —
+//! each runtime's worker its own process, next to a `tasker server`. After
+//! the first orders, `tasker step logs` shows what each runtime's handler
+//! logged (`polyglot/logs.rs`).
 //!
 //! Ignored by default: it needs the Python package, the Ruby extension and the
 //! C worker built. `scripts/test-polyglot.sh` builds them and runs it:
@@ -17,22 +21,26 @@
 //! (Not `TASKER_*` names: every `TASKER_*` variable is a configuration key to
 //! the `tasker` processes, which refuse unknown ones.)
 
-use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use tasker_model::state::TaskState;
 use tasker_notify::watch::TaskWatcher;
 use tasker_notify::Wakeups;
 use tasker_store as store;
 use tasker_store::template::TemplateCache;
-use tasker_testkit::{eventually, migrated, new_task, repo_root, steps, wasm_examples_dir};
-use uuid::Uuid;
+use tasker_testkit::{eventually, migrated, repo_root, steps, wasm_examples_dir};
 
 mod common;
-use common::{db_url, free_port, tasker_bin};
+use common::{db_url, free_port};
+#[path = "polyglot/example.rs"]
+mod example;
+#[path = "polyglot/logs.rs"]
+mod logs;
+#[path = "polyglot/processes.rs"]
+mod processes;
+use example::{assert_priced, order};
+use processes::{create, required, status_of, wait_complete, Cluster, Proc};
 
 const NAMESPACE: &str = "polyglot";
 const TEMPLATE: &str = "order_pricing";
@@ -70,287 +78,6 @@ const COMPONENTS: [(&str, &str); 4] = [
     ("poly.math_js", "math_js.wasm"),
     ("poly.math_c", "math_c.wasm"),
 ];
-
-/// The steps in DAG order, with the `lang` each one's result must carry (who ran it).
-const STEPS: [(&str, &str); 7] = [
-    ("subtotal", "python"),
-    ("shipping", "ruby"),
-    ("pre_tax", "rust"),
-    ("tax", "c"),
-    ("total", "python"),
-    ("points", "javascript"),
-    ("charged", "c"),
-];
-
-// ------------------------------------------------------------ the example
-
-/// Order `i`: 1-3 lines, a destination and its tax rate.
-fn order(i: u64) -> Value {
-    const PLACES: [(&str, i64); 5] = [
-        ("US", 825),
-        ("CA", 1300),
-        ("DE", 1900),
-        ("MX", 1600),
-        ("JP", 1000),
-    ];
-    let (country, tax_bp) = PLACES[(i % 5) as usize];
-    let items: Vec<Value> = (0..1 + i % 3)
-        .map(|j| {
-            json!({
-                "sku": format!("SKU-{}", (i * 31 + j * 7) % 97),
-                "qty": 1 + (i * 7 + j * 3) % 5,
-                "unit_cents": 99 + (i * 7919 + j * 104_729) % 25_000,
-            })
-        })
-        .collect();
-    json!({ "order_id": format!("A-{:04}", 1000 + i), "country": country, "tax_bp": tax_bp, "items": items })
-}
-
-/// What every step of `order` must result in (integer cents), computed here
-/// by the rules the handlers implement (`examples/polyglot/README.md`).
-fn expected(order: &Value) -> BTreeMap<&'static str, i64> {
-    let items = order["items"].as_array().unwrap();
-    let qty: i64 = items.iter().map(|i| i["qty"].as_i64().unwrap()).sum();
-    let subtotal: i64 = items
-        .iter()
-        .map(|i| i["qty"].as_i64().unwrap() * i["unit_cents"].as_i64().unwrap())
-        .sum();
-    let (base, per_item) = match order["country"].as_str().unwrap() {
-        "US" => (500, 150),
-        "CA" | "MX" => (1200, 250),
-        _ => (2500, 400),
-    };
-    let shipping = base + per_item * qty;
-    let pre_tax = subtotal + shipping;
-    let tax = (pre_tax * order["tax_bp"].as_i64().unwrap() + 5000) / 10000;
-    let total = pre_tax + tax;
-    BTreeMap::from([
-        ("subtotal", subtotal),
-        ("shipping", shipping),
-        ("pre_tax", pre_tax),
-        ("tax", tax),
-        ("total", total),
-        ("points", total * 2),
-        ("charged", total + 30),
-    ])
-}
-
-/// Asserts that every step of `task` (order `input`) completed once with its
-/// exact value, computed by the runtime the template sends it to.
-async fn assert_priced(pool: &PgPool, task: Uuid, input: &Value) {
-    let want = expected(input);
-    let got = steps(pool, task).await;
-    for (name, lang) in STEPS {
-        let s = &got[name];
-        assert_eq!(s.state, "complete", "task {task} step {name}: {s:?}");
-        assert_eq!(s.attempts, 1, "task {task} step {name}: {s:?}");
-        let result = s.result.as_ref().expect("a result");
-        assert_eq!(
-            result["value"],
-            json!(want[name]),
-            "task {task} ({input}) step {name}: {result}"
-        );
-        assert_eq!(result["lang"], lang, "task {task} step {name}: {result}");
-    }
-}
-
-// ------------------------------------------------------------ processes
-
-/// Where a prepared piece is (set by scripts/test-polyglot.sh): fails loudly without it.
-fn required(var: &str, what: &str) -> String {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!(
-            "{var} is not set: it names {what}. This test needs the Python package, the Ruby \
-             extension and the C worker built: run scripts/test-polyglot.sh"
-        ),
-    }
-}
-
-/// A child process, killed when dropped.
-struct Proc {
-    child: Child,
-    what: &'static str,
-}
-
-impl Proc {
-    fn spawn(what: &'static str, mut command: Command) -> Proc {
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting the {what}: {e} ({command:?})"));
-        Proc { child, what }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn signal(&self, signal: &str) {
-        let ok = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "kill -{signal} {} ({})", self.child.id(), self.what);
-    }
-
-    fn sigkill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Fails the test if the process has exited (it should serve until killed).
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("the {} exited early: {status}", self.what);
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The processes of the test and how to start them.
-struct Cluster {
-    db: String,
-    api: String,
-    bind: String,
-    key: String,
-}
-
-impl Cluster {
-    fn tasker(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(tasker_bin());
-        c.args(args)
-            .env("TASKER_ENV", "test")
-            .env("TASKER_DATABASE__URL", &self.db)
-            .env("TASKER_CLIENT__URL", &self.api)
-            .env("TASKER_CLIENT__API_KEY", &self.key)
-            .env("TASKER_WEB__BIND", &self.bind)
-            .env(
-                "TASKER_WORKER__REGISTRY_HEARTBEAT_SECONDS",
-                REGISTRY_HEARTBEAT.to_string(),
-            )
-            .env_remove("DATABASE_URL");
-        c
-    }
-
-    /// Runs `tasker args`, returning stdout; fails with its stderr.
-    fn cli(&self, args: &[&str]) -> String {
-        let out = self.tasker(args).output().expect("run tasker");
-        assert!(
-            out.status.success(),
-            "tasker {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn native(&self, program: &str) -> Command {
-        let mut c = Command::new(program);
-        c.env("DATABASE_URL", &self.db)
-            .env("POLYGLOT_WORKER_CONFIG", NATIVE_CONFIG);
-        c
-    }
-
-    fn server(&self) -> Proc {
-        let mut c = self.tasker(&["server"]);
-        // A debug build compiles the 12-18 MB Python and JavaScript guests
-        // at upload for a while (longer than the default 30 s limit on a
-        // loaded 2-core machine).
-        c.env("TASKER_WEB__REQUEST_TIMEOUT_MS", "180000");
-        Proc::spawn("tasker server", c)
-    }
-
-    fn wasm_worker(&self) -> Proc {
-        Proc::spawn(
-            "WASM worker (tasker worker --pool wasm)",
-            self.tasker(&["worker", "--namespace", NAMESPACE, "--pool", "wasm"]),
-        )
-    }
-
-    fn python_worker(&self) -> Proc {
-        let mut c = self.native(&required(PREPARED[0].0, PREPARED[0].1));
-        c.arg(repo_root().join("examples/polyglot/worker.py"));
-        Proc::spawn("Python worker", c)
-    }
-
-    fn ruby_worker(&self) -> Proc {
-        let lib = required(PREPARED[1].0, PREPARED[1].1);
-        let mut c = self.native("ruby");
-        c.args(["-I", &lib])
-            .arg(repo_root().join("examples/polyglot/worker.rb"));
-        Proc::spawn("Ruby worker", c)
-    }
-
-    fn c_worker(&self) -> Proc {
-        Proc::spawn(
-            "C worker",
-            self.native(&required(PREPARED[2].0, PREPARED[2].1)),
-        )
-    }
-
-    /// `tasker worker list --all --json`: the registry's rows by pid.
-    fn registry(&self) -> BTreeMap<i64, Value> {
-        let list: Value =
-            serde_json::from_str(&self.cli(&["worker", "list", "--all", "--json"])).unwrap();
-        list["workers"]
-            .as_array()
-            .expect("workers")
-            .iter()
-            .map(|w| (w["pid"].as_i64().unwrap(), w.clone()))
-            .collect()
-    }
-}
-
-/// The registry status of the worker process `pid` (from the database).
-async fn status_of(pool: &PgPool, pid: i32) -> Option<String> {
-    store::worker::list(pool, true)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|w| w.pid == pid)
-        .max_by_key(|w| w.started_at)
-        .map(|w| w.status)
-}
-
-/// Creates a task for `input` through the store and announces it.
-async fn create(wakeups: &Wakeups, cache: &TemplateCache, input: &Value) -> Uuid {
-    let (created, changed) = store::task::create(
-        wakeups.pool(),
-        cache,
-        &new_task(NAMESPACE, TEMPLATE, input.clone()),
-        "polyglot-test",
-    )
-    .await
-    .unwrap();
-    wakeups.announce(&changed);
-    created.task_id
-}
-
-async fn wait_complete(
-    watcher: &TaskWatcher,
-    pool: &PgPool,
-    tasks: &[(Uuid, Value)],
-    within: Duration,
-) {
-    let deadline = Instant::now() + within;
-    for (id, _) in tasks {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let state = watcher.wait(*id, left).await;
-        assert!(
-            matches!(state, Ok(TaskState::Complete)),
-            "task {id} did not complete in {within:?}: {state:?}\n{:#?}",
-            steps(pool, *id).await
-        );
-    }
-}
 
 // ------------------------------------------------------------ the test
 
@@ -531,6 +258,9 @@ async fn five_runtimes_price_orders_and_a_killed_ruby_worker_stalls_only_its_ste
         assert_priced(&pool, *id, input).await;
     }
     phase("100 orders complete, exact");
+    // What each runtime's handler logged, through `tasker step logs`.
+    logs::assert_logged(&|args| cluster.cli(args), first[0].0).await;
+    phase("`tasker step logs` shows the lines of the Python, Ruby, C, WASM and Rust handlers");
 
     // 2. Orders past their Ruby step keep going without it: pause the WASM
     // worker so that 20 orders stop after `subtotal` and `shipping`, kill
@@ -627,7 +357,15 @@ async fn five_runtimes_price_orders_and_a_killed_ruby_worker_stalls_only_its_ste
             "task {id}: shipping should wait for a Ruby worker, spending no attempt: {shipping:?}"
         );
         assert!(shipping.last_error.is_none(), "task {id}: {shipping:?}");
-        for name in ["pre_tax", "tax", "total", "points", "charged"] {
+        for name in [
+            "pre_tax",
+            "tax",
+            "total",
+            "points",
+            "charged",
+            "validate_order",
+            "payment",
+        ] {
             assert_eq!(
                 s[name].state, "pending",
                 "task {id} step {name}: {:?}",

@@ -15,6 +15,7 @@ use crate::error::{CallError, Limit};
 use crate::host::WasmHost;
 use crate::pipe::CappedPipe;
 use crate::prepared::Prepared;
+use crate::sink::{GuestLevel, GuestLog};
 use crate::store::{Interrupt, Limiter, State};
 
 /// What the guest returned.
@@ -41,7 +42,8 @@ pub struct CallOutput {
     pub output_dropped: u64,
 }
 
-/// The context of one call (the contract's `step-context`).
+/// The context of one call (the contract's `step-context`), where its log
+/// lines go and what its `trace.traceparent` answers.
 #[derive(Debug, Clone, Default)]
 pub struct CallInput {
     pub task_id: String,
@@ -54,6 +56,11 @@ pub struct CallInput {
     pub input: String,
     pub parent_results: String,
     pub config: String,
+    /// The attempt span's W3C traceparent ("" when none).
+    pub traceparent: String,
+    /// Receives the guest's `log` lines and, after the call, its stdout
+    /// (`info`) and stderr (`warn`) lines, whatever the call's outcome.
+    pub log: Option<Arc<dyn GuestLog>>,
 }
 impl WasmHost {
     /// Runs one call in a fresh instance, stopped after `timeout` or when
@@ -92,6 +99,8 @@ impl WasmHost {
             step_id: input.step_id.clone(),
             log_bytes: 0,
             max_log_bytes: c.max_output_bytes,
+            log: input.log.clone(),
+            traceparent: input.traceparent.clone(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -128,6 +137,20 @@ impl WasmHost {
         });
         let (out, out_dropped) = stdout.take();
         let (err, err_dropped) = stderr.take();
+        if let Some(sink) = &input.log {
+            sink.text(GuestLevel::Info, &out);
+            sink.text(GuestLevel::Warn, &err);
+            if out_dropped + err_dropped > 0 {
+                sink.line(
+                    GuestLevel::Warn,
+                    &format!(
+                        "{} bytes of stdout/stderr dropped (wasm.max_output_bytes = {})",
+                        out_dropped + err_dropped,
+                        c.max_output_bytes
+                    ),
+                );
+            }
+        }
         let result = match outcome {
             Ok(Ok(json)) => {
                 if json.len() > c.max_result_bytes {

@@ -15,13 +15,16 @@ pub const CONTRACT_VERSION: &str = "0.1.0";
 /// The contract's export a component must provide.
 pub const HANDLER_EXPORT: &str = "tasker:handler/handler@0.1.0";
 
-/// Whether an import name is allowed: the contract's `log` (0.1.x) and the
+/// Whether an import name is allowed: the contract's `log` and `trace`
+/// (0.1.x; a component may import either, both or neither) and the
 /// WASI 0.2 interfaces language runtimes import (`io`, `clocks`, `random`,
 /// `cli`, `filesystem`, `sockets`). WASI is linked but grants nothing: no
 /// preopened directories, no network, no environment, no arguments, empty stdin.
 pub fn allowed_import(name: &str) -> bool {
-    if let Some(v) = name.strip_prefix("tasker:handler/log@") {
-        return v.starts_with("0.1.");
+    for contract in ["tasker:handler/log@", "tasker:handler/trace@"] {
+        if let Some(v) = name.strip_prefix(contract) {
+            return v.starts_with("0.1.");
+        }
     }
     let Some(rest) = name.strip_prefix("wasi:") else {
         return false;
@@ -53,6 +56,9 @@ mod tests {
         assert!(allowed_import("tasker:handler/log@0.1.0"));
         assert!(allowed_import("tasker:handler/log@0.1.3"));
         assert!(!allowed_import("tasker:handler/log@0.2.0"));
+        assert!(allowed_import("tasker:handler/trace@0.1.0"));
+        assert!(!allowed_import("tasker:handler/trace@0.2.0"));
+        assert!(!allowed_import("tasker:handler/handler@0.1.0"));
         assert!(allowed_import("wasi:cli/environment@0.2.6"));
         assert!(allowed_import("wasi:io/streams@0.2.0"));
         assert!(!allowed_import("wasi:http/outgoing-handler@0.2.0"));

@@ -12,7 +12,7 @@ pub enum LoadError {
     NotAComponent,
     #[error("the component does not compile: {0}")]
     Compile(String),
-    #[error("the component imports `{name}`, which is outside the contract (allowed: tasker:handler/log@0.1.x and wasi:{{io,clocks,random,cli,filesystem,sockets}}/*@0.2.x)")]
+    #[error("the component imports `{name}`, which is outside the contract (allowed: tasker:handler/{{log,trace}}@0.1.x and wasi:{{io,clocks,random,cli,filesystem,sockets}}/*@0.2.x)")]
     ForbiddenImport { name: String },
     #[error("the component does not export `{HANDLER_EXPORT}` with the contract's types: {0}")]
     Export(String),

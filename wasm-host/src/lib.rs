@@ -2,7 +2,7 @@
 //! only crate that links wasmtime. It knows nothing of PostgreSQL.
 //!
 //! Invariants: a guest gets no ambient capability (it imports only the
-//! contract's `log`); every call runs under memory, instance and time
+//! contract's `log` and `trace`); every call runs under memory, instance and time
 //! (epoch) limits, and a guest's trap or exhaustion is an error for that
 //! call only.
 //!
@@ -17,7 +17,8 @@
 //!   (an `InstancePre`), cached in memory by sha256 and compiled code cached
 //!   on disk by sha256 + engine fingerprint, so a restart does not recompile.
 //! - [`WasmHost::call`] runs one attempt in a fresh store with memory, table
-//!   and instance limits, a deadline, captured stdout/stderr and a result cap.
+//!   and instance limits, a deadline, captured stdout/stderr and a result cap;
+//!   the guest's log lines and output also go to the call's [`GuestLog`].
 //!
 //! This crate knows nothing of PostgreSQL or the engine. Calls block: run them
 //! on a blocking thread (`tokio::task::spawn_blocking`).
@@ -30,6 +31,7 @@ mod error;
 mod host;
 mod pipe;
 mod prepared;
+mod sink;
 mod store;
 
 pub use call::{CallInput, CallOutput, GuestResult};
@@ -39,3 +41,4 @@ pub use contract::{allowed_import, CONTRACT_VERSION, HANDLER_EXPORT};
 pub use error::{CallError, Limit, LoadError};
 pub use host::WasmHost;
 pub use prepared::Prepared;
+pub use sink::{GuestLevel, GuestLog};

@@ -1,6 +1,7 @@
 //! The per-call store state: the denying WASI context, the store limits that
 //! remember which one was hit, deadline/cancellation bookkeeping and the
-//! contract's `log` import (guest logs go to `tracing`, capped).
+//! contract's imports: `log` (each line to the call's [`GuestLog`], and to
+//! `tracing` up to a cap) and `trace` (the attempt's `traceparent`).
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -10,8 +11,9 @@ use wasmtime::component::ResourceTable;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::contract::bindings::tasker::handler::log;
+use crate::contract::bindings::tasker::handler::{log, trace};
 use crate::error::Limit;
+use crate::sink::{GuestLevel, GuestLog};
 
 /// Per-store state.
 pub(crate) struct State {
@@ -22,8 +24,13 @@ pub(crate) struct State {
     pub(crate) deadline: Instant,
     pub(crate) cancel: Arc<AtomicBool>,
     pub(crate) step_id: String,
+    /// Bytes of `log` messages sent to `tracing` so far, and the cap.
     pub(crate) log_bytes: usize,
     pub(crate) max_log_bytes: usize,
+    /// Where every `log` line goes (the attempt's log), if anywhere.
+    pub(crate) log: Option<Arc<dyn GuestLog>>,
+    /// The attempt span's W3C traceparent, "" when none.
+    pub(crate) traceparent: String,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -43,6 +50,16 @@ impl WasiView for State {
 
 impl log::Host for State {
     fn log(&mut self, level: log::Level, message: String) {
+        if let Some(sink) = &self.log {
+            let level = match level {
+                log::Level::Trace => GuestLevel::Trace,
+                log::Level::Debug => GuestLevel::Debug,
+                log::Level::Info => GuestLevel::Info,
+                log::Level::Warn => GuestLevel::Warn,
+                log::Level::Error => GuestLevel::Error,
+            };
+            sink.line(level, &message);
+        }
         if self.log_bytes >= self.max_log_bytes {
             return;
         }
@@ -61,6 +78,12 @@ impl log::Host for State {
                 tracing::error!(target: "tasker::wasm::guest", step_id, "{message}")
             }
         }
+    }
+}
+
+impl trace::Host for State {
+    fn traceparent(&mut self) -> String {
+        self.traceparent.clone()
     }
 }
 

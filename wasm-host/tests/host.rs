@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tasker_wasm_host::{
-    CallError, CallInput, GuestResult, HostConfig, Limit, LoadError, LoadedFrom, WasmHost,
+    CallError, CallInput, GuestLevel, GuestLog, GuestResult, HostConfig, Limit, LoadError,
+    LoadedFrom, WasmHost,
 };
 
 fn examples_dir() -> PathBuf {
@@ -52,6 +53,7 @@ fn input(config: &str) -> CallInput {
         input: r#"{"value": 3}"#.into(),
         parent_results: "{}".into(),
         config: config.into(),
+        ..Default::default()
     }
 }
 
@@ -327,4 +329,85 @@ fn tempdir() -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Collects what a call's guest logged.
+#[derive(Debug, Default)]
+struct Lines(std::sync::Mutex<Vec<(GuestLevel, String)>>);
+
+impl GuestLog for Lines {
+    fn line(&self, level: GuestLevel, message: &str) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((level, message.to_string()));
+        }
+    }
+}
+
+#[test]
+fn log_lines_and_output_reach_the_calls_log_and_trace_context_the_guest() {
+    let h = host(None);
+    let math = guest("math_rust.wasm");
+    let (prepared, _) = h.load(&tasker_wasm_host::sha256_hex(&math), &math).unwrap();
+    let lines = Arc::new(Lines::default());
+    let mut inp = input(r#"{"op":"square"}"#);
+    inp.log = Some(lines.clone());
+    h.call(&prepared, &inp, SECOND, Arc::new(AtomicBool::new(false)))
+        .unwrap();
+    assert_eq!(
+        *lines.0.lock().unwrap(),
+        [
+            (GuestLevel::Info, "only -> 9".to_string()),
+            (GuestLevel::Info, "computed 9 (attempt 1)".to_string())
+        ]
+    );
+
+    // stderr lines are warnings, kept when the call traps; the cap is noted.
+    let hostile = guest("hostile_rust.wasm");
+    let (prepared, _) = h
+        .load(&tasker_wasm_host::sha256_hex(&hostile), &hostile)
+        .unwrap();
+    for (mode, expect) in [
+        ("panic", "panics on purpose"),
+        ("print", "bytes of stdout/stderr dropped"),
+    ] {
+        let lines = Arc::new(Lines::default());
+        let mut inp = input(&format!(r#"{{"mode":"{mode}"}}"#));
+        inp.log = Some(lines.clone());
+        let _ = h.call(&prepared, &inp, SECOND, Arc::new(AtomicBool::new(false)));
+        let got = lines.0.lock().unwrap();
+        assert!(
+            got.iter()
+                .any(|(l, m)| *l == GuestLevel::Warn && m.contains(expect)),
+            "{mode}: {got:?}"
+        );
+    }
+
+    // A guest importing `trace` reads the attempt's traceparent; the math
+    // guest, which does not import it, loaded above all the same.
+    let info = h.validate(&hostile).unwrap();
+    assert!(
+        info.imports
+            .iter()
+            .any(|i| i.starts_with("tasker:handler/trace@")),
+        "{:?}",
+        info.imports
+    );
+    assert!(!h
+        .validate(&math)
+        .unwrap()
+        .imports
+        .iter()
+        .any(|i| i.contains("trace")));
+    let tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut inp = input(r#"{"mode":"traceparent"}"#);
+    inp.traceparent = tp.to_string();
+    let out = h
+        .call(&prepared, &inp, SECOND, Arc::new(AtomicBool::new(false)))
+        .unwrap();
+    assert_eq!(out.result, GuestResult::Ok(format!("\"{tp}\"")));
+    inp.traceparent = String::new();
+    let out = h
+        .call(&prepared, &inp, SECOND, Arc::new(AtomicBool::new(false)))
+        .unwrap();
+    assert_eq!(out.result, GuestResult::Ok("null".into()));
 }

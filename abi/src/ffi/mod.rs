@@ -48,4 +48,6 @@ pub(crate) static STEPS: Table<crate::StepHandle> = Table::new("TaskerStep");
 pub(crate) static CLIENTS: Table<crate::DatabaseClient> = Table::new("TaskerClient");
 
 #[cfg(test)]
+mod log_tests;
+#[cfg(test)]
 mod tests;

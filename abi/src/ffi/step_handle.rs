@@ -20,8 +20,9 @@ fn step(s: *const TaskerStep) -> Result<Arc<StepHandle>, AbiError> {
 /// The step's context as a JSON object: `task_id`, `step_id`, `namespace`,
 /// `template`, `step_name`, `handler`, `attempt` (1 for the first),
 /// `max_attempts`, `input` (the task's input), `parent_results` (by parent step
-/// name), `config` (the handler's configuration from the template) and
-/// `timeout_seconds`. `*json_out` is borrowed from the step: valid until the step
+/// name), `config` (the handler's configuration from the template),
+/// `timeout_seconds`, `recoveries` and, when the worker traces, `traceparent`
+/// (also `tasker_step_traceparent`). `*json_out` is borrowed from the step: valid until the step
 /// is freed (pull) or its callback returns (push). Thread-safe.
 ///
 /// # Safety
@@ -96,6 +97,60 @@ pub unsafe extern "C" fn tasker_step_is_cancelled(
         unsafe { write_out(cancelled_out, s.is_cancelled()) };
         Ok(())
     })
+}
+
+/// Appends `message` to this attempt's log at `level` (`TASKER_LOG_ERROR` ..
+/// `TASKER_LOG_TRACE`): `tasker step logs <task> <step>` shows the line once
+/// the attempt ends, whichever process ran it. Log before giving the
+/// outcome: lines written after `tasker_step_succeed`/`tasker_step_fail` may
+/// miss the stored log. A line longer than 4 KiB is cut; past 1,000 lines or
+/// 64 KiB per attempt lines are counted as dropped (still `TASKER_OK`).
+/// `TASKER_ERR_NULL_ARGUMENT` for a NULL message, `TASKER_ERR_INVALID_UTF8`
+/// for one that is not UTF-8, `TASKER_ERR_INVALID_ARGUMENT` for a level
+/// outside 1..=5. Never blocks for long. Thread-safe.
+///
+/// # Safety
+/// `message` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn tasker_step_log(
+    step_handle: *const TaskerStep,
+    level: i32,
+    message: *const c_char,
+) -> TaskerStatus {
+    guard(|| {
+        let s = step(step_handle)?;
+        let level = crate::log::attempt_level(level).ok_or_else(|| {
+            AbiError::InvalidArgument(format!(
+                "log level {level} is not one of TASKER_LOG_ERROR (1) .. TASKER_LOG_TRACE (5)"
+            ))
+        })?;
+        // SAFETY: per the function's contract.
+        let message = unsafe { str_arg(message, "message") }?;
+        s.log(level, message);
+        Ok(())
+    })
+}
+
+/// The W3C trace context of this attempt, `00-<32 hex trace id>-<16 hex span
+/// id>-<2 hex flags>` (pass it on as the `traceparent` header of calls the
+/// handler makes, or make it the parent of the handler's own spans); "" when
+/// the worker does not trace. Borrowed from the step, as `tasker_step_context`:
+/// valid until the step is freed (pull) or its callback returns (push); do not
+/// free it. NULL only when `step_handle` is NULL or not a live step
+/// (`tasker_last_error()` says which). Thread-safe.
+#[no_mangle]
+pub extern "C" fn tasker_step_traceparent(step_handle: *const TaskerStep) -> *const c_char {
+    let mut out: *const c_char = std::ptr::null();
+    // `out` is only written on success: a panic leaves it NULL.
+    let status = guard(std::panic::AssertUnwindSafe(|| {
+        out = step(step_handle)?.traceparent_c().as_ptr();
+        Ok(())
+    }));
+    if status == TaskerStatus::TaskerOk {
+        out
+    } else {
+        std::ptr::null()
+    }
 }
 
 /// Completes the step successfully with `result_json` (any JSON value) as its

@@ -22,7 +22,7 @@ fn last_error() -> String {
         .into_owned()
 }
 
-fn ctx() -> StepContext {
+pub(super) fn ctx() -> StepContext {
     StepContext {
         task_id: uuid::Uuid::now_v7(),
         step_id: uuid::Uuid::now_v7(),

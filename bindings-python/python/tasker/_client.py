@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any, Dict, Optional, Union
 
-from . import _tasker
+from . import _engine_log, _tasker
 from ._config import ConfigLike, config_text
 
 
@@ -22,6 +22,7 @@ class Client:
     """
 
     def __init__(self, config: ConfigLike = None, database_url: Optional[str] = None) -> None:
+        _engine_log.start()  # the engine's lines through logging.getLogger("tasker")
         self._native = _tasker.Client(config_text(config), database_url)
 
     def register_template(self, yaml_text: str) -> str:

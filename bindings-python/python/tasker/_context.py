@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Dict, Optional
+
+from ._logs import step_logger
 
 
 class StepContext:
@@ -21,6 +24,13 @@ class StepContext:
         parent_results: the results of the step's parents, by step name.
         config: the handler configuration from the template (a dict, may be empty).
         timeout_seconds: the step's timeout.
+        traceparent: the attempt's W3C trace context
+            (``00-<trace id>-<span id>-<flags>``), ``None`` when the worker
+            does not trace; pass it on as the ``traceparent`` header of calls
+            the handler makes, or use it as the parent of its own spans.
+        logger: a ``logging`` logger whose lines go to this attempt's log
+            (``tasker step logs``) with their levels, from any thread; plain
+            ``logging`` calls in the handler's thread are captured too.
     """
 
     __slots__ = (
@@ -36,7 +46,9 @@ class StepContext:
         "parent_results",
         "config",
         "timeout_seconds",
+        "traceparent",
         "_step",
+        "_logger",
     )
 
     def __init__(self, data: Dict[str, Any], step: Any = None) -> None:
@@ -53,7 +65,10 @@ class StepContext:
         config = data.get("config")
         self.config: Dict[str, Any] = config if isinstance(config, dict) else {}
         self.timeout_seconds: int = data.get("timeout_seconds", 0)
+        traceparent = data.get("traceparent")
+        self.traceparent: Optional[str] = traceparent if isinstance(traceparent, str) and traceparent else None
         self._step = step
+        self._logger: Optional[logging.LoggerAdapter] = None
 
     @classmethod
     def from_json(cls, text: str, step: Any = None) -> "StepContext":
@@ -64,6 +79,19 @@ class StepContext:
         was cancelled, it timed out, or the worker is stopping): a long handler
         should check this and stop early."""
         return bool(self._step is not None and self._step.is_cancelled())
+
+    @property
+    def trace_id(self) -> Optional[str]:
+        """The trace id of ``traceparent`` (32 hex digits), or ``None``."""
+        parts = self.traceparent.split("-") if self.traceparent else []
+        return parts[1] if len(parts) >= 4 and len(parts[1]) == 32 else None
+
+    @property
+    def logger(self) -> logging.LoggerAdapter:
+        """A ``logging`` logger (``tasker.step``) writing to this attempt's log."""
+        if self._logger is None:
+            self._logger = step_logger(self._step)
+        return self._logger
 
     def parent(self, name: str, default: Optional[Any] = None) -> Any:
         """The result of parent step ``name`` (``default`` when it has none)."""

@@ -10,6 +10,7 @@ cannot carry exactly (checked by libtasker, which names the value's path).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import logging
@@ -19,7 +20,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 
-from . import _tasker
+from . import _engine_log, _logs, _tasker
 from ._config import ConfigLike, config_text
 from ._context import StepContext
 from ._errors import PermanentError, RetryableError
@@ -152,17 +153,19 @@ def execute(step: Any, handlers: Handlers, run_coro: Callable[[Any], Any]) -> No
     if begun is None:
         return
     ctx, fn = begun
-    try:
-        result = fn(ctx)
-        if inspect.isawaitable(result):
-            result = run_coro(result)
-    except Exception as exc:
-        _complete(step, ctx, failure=_failure_of(exc, ctx))
-        return
-    except BaseException as exc:  # SystemExit, KeyboardInterrupt: fail the attempt, then pass it on
-        _complete(step, ctx, failure=_failure_of(exc, ctx))
-        raise
-    _complete(step, ctx, result=result)
+    # `logging` records made meanwhile go to the attempt's log (tasker/_logs.py).
+    with _logs.attempt(step):
+        try:
+            result = fn(ctx)
+            if inspect.isawaitable(result):
+                result = run_coro(result)
+        except Exception as exc:
+            _complete(step, ctx, failure=_failure_of(exc, ctx))
+            return
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: fail the attempt, then pass it on
+            _complete(step, ctx, failure=_failure_of(exc, ctx))
+            raise
+        _complete(step, ctx, result=result)
 
 
 async def execute_async(step: Any, handlers: Handlers) -> None:
@@ -172,21 +175,24 @@ async def execute_async(step: Any, handlers: Handlers) -> None:
     if begun is None:
         return
     ctx, fn = begun
-    try:
-        if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
-            result = await fn(ctx)
-        else:
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(None, fn, ctx)
-            if inspect.isawaitable(result):
-                result = await result
-    except Exception as exc:
-        _complete(step, ctx, failure=_failure_of(exc, ctx))
-        return
-    except asyncio.CancelledError:
-        _complete(step, ctx, failure=_Failure("the handler was cancelled", True, _tasker.KIND_CANCELLED))
-        raise
-    _complete(step, ctx, result=result)
+    # Each step runs in a task of its own, so in a context of its own; an
+    # executor thread gets a copy of it.
+    with _logs.attempt(step):
+        try:
+            if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None)):
+                result = await fn(ctx)
+            else:
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(None, contextvars.copy_context().run, fn, ctx)
+                if inspect.isawaitable(result):
+                    result = await result
+        except Exception as exc:
+            _complete(step, ctx, failure=_failure_of(exc, ctx))
+            return
+        except asyncio.CancelledError:
+            _complete(step, ctx, failure=_Failure("the handler was cancelled", True, _tasker.KIND_CANCELLED))
+            raise
+        _complete(step, ctx, result=result)
 
 
 class Worker:
@@ -262,6 +268,8 @@ class Worker:
             )
         for name in self._handlers:
             self._native.register(name)
+        _logs.install()
+        _engine_log.start()
         self._native.start()
 
     def start(self) -> None:

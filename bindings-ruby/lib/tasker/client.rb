@@ -5,6 +5,7 @@ module Tasker
   # over the database (an orchestrator must run somewhere for tasks to move).
   class Client
     def initialize(config: nil, database_url: nil)
+      EngineLog.start # the engine's own lines through Tasker.logger
       @native = Native::Client.new(config, database_url)
     end
 

@@ -8,6 +8,10 @@ module Tasker
     attr_reader :input, :parent_results, :config
     attr_reader :task_id, :step_id, :namespace, :template, :step_name, :handler_name,
                 :attempt, :max_attempts, :timeout_seconds
+    # The attempt's W3C trace context ("00-<trace id>-<span id>-<flags>"), nil
+    # when the worker does not trace: pass it on as the `traceparent` header
+    # of calls the handler makes, or make it the parent of its own spans.
+    attr_reader :traceparent
 
     # `data` is the step context as parsed JSON (string keys); `step` the
     # native step, if any (for #cancelled?).
@@ -24,7 +28,20 @@ module Tasker
       @parent_results = data["parent_results"] || {}
       @config = data["config"] || {}
       @timeout_seconds = data["timeout_seconds"]
+      @traceparent = data["traceparent"]
       @step = step
+    end
+
+    # The trace id of #traceparent (32 hex digits), or nil.
+    def trace_id
+      id = @traceparent&.split("-")&.[](1)
+      id if id&.size == 32
+    end
+
+    # A ::Logger whose lines go to this attempt's log, with their severities
+    # (Tasker::StepLogger).
+    def logger
+      @logger ||= StepLogger.new(@step)
     end
 
     alias task_input input
@@ -41,13 +58,15 @@ module Tasker
     end
 
     def to_h
-      {
+      h = {
         "task_id" => task_id, "step_id" => step_id, "namespace" => namespace,
         "template" => template, "step_name" => step_name, "handler" => handler_name,
         "attempt" => attempt, "max_attempts" => max_attempts, "input" => input,
         "parent_results" => parent_results, "config" => config,
         "timeout_seconds" => timeout_seconds
       }
+      h["traceparent"] = traceparent if traceparent
+      h
     end
   end
 end

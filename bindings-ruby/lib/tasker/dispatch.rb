@@ -12,6 +12,8 @@ module Tasker
   #   (an Integer beyond 64 bits, Float::NAN, ...: libtasker refuses it,
   #   naming the value's path);
   # - `no_handler`: no handler of that name is registered.
+  #
+  # An exception's class, message and backtrace also go to the attempt's log.
   module Dispatch
     Kind = Native::ErrorKind
 
@@ -32,6 +34,8 @@ module Tasker
       after = e.retry_after && (e.retry_after.to_f * 1000).ceil
       complete_failure(step, e.message, true, after, Kind::HANDLER)
     rescue StopIteration, StandardError, ScriptError, SystemStackError, NoMemoryError => e
+      # The backtrace goes to the attempt's log (`tasker step logs`).
+      context&.logger&.error(e)
       complete_failure(step, "#{e.class}: #{e.message}", true, nil, Kind::EXCEPTION)
     rescue Exception => e # rubocop:disable Lint/RescueException
       # Interrupt, SystemExit, Thread#kill: fail the attempt (another may

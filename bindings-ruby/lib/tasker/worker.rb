@@ -10,7 +10,8 @@ module Tasker
   # `config` is TOML text laid over the built-in defaults; `database_url` wins
   # over it (default: DATABASE_URL, else the local default database).
   # `orchestrate: true` also runs an orchestrator in this process (needed
-  # unless a `tasker server` runs somewhere).
+  # unless a `tasker server` runs somewhere). `logger:` receives the worker's
+  # own messages (default Tasker.logger, which also gets the engine's lines).
   class Worker
     attr_reader :namespaces, :pools, :threads, :registry
 
@@ -52,6 +53,7 @@ module Tasker
         @pools.each { |pool| native.add_pool(pool) }
         native.set_runtime("ruby", RUBY_VERSION)
         names.each { |name| native.register_pull(name) }
+        EngineLog.start # the engine's own lines through Tasker.logger
         native.start
         @native = native
         @pool = Array.new(@threads) { |i| Thread.new(i) { |n| serve(n) } }
@@ -108,11 +110,7 @@ module Tasker
     end
 
     def log(level, message)
-      if @logger
-        @logger.public_send(level, message)
-      else
-        warn "tasker: #{message}"
-      end
+      (@logger || Tasker.logger).public_send(level, message)
     end
   end
 end

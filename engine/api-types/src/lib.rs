@@ -19,12 +19,14 @@ mod pauses;
 mod retention;
 mod schedules;
 mod signals;
+mod step_logs;
 
 pub use limits::{Limit, LimitList, SetLimitRequest};
 pub use pauses::{ListPausesParams, Pause, PauseChange, PauseList, PauseParams};
 pub use retention::{RetentionNamespace, RetentionRun, RetentionRunRequest};
 pub use schedules::{CatchUp, CreateScheduleRequest, ListSchedulesParams, Schedule, SchedulePage};
 pub use signals::{SendSignalRequest, SignalResult};
+pub use step_logs::{AttemptLogBody, LogLineBody, StepLogs};
 use tasker_store::component::ComponentMeta;
 use tasker_store::task::NewTask;
 

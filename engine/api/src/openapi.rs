@@ -19,7 +19,8 @@ use crate::{components, events, metrics, ops, routes};
     paths(
         routes::tasks::create_task, routes::tasks::list_tasks, routes::tasks::get_task,
         routes::steps::list_steps, routes::tasks::cancel_task, routes::signals::send_signal,
-        routes::steps::get_step, routes::steps::step_transitions, routes::steps::retry_step,
+        routes::steps::get_step, routes::steps::step_transitions, routes::steps::step_logs,
+        routes::steps::retry_step,
         routes::steps::resolve_step_manually, routes::steps::complete_step,
         routes::templates::register_template, routes::templates::list_templates,
         routes::templates::get_template, routes::templates::validate_template,

@@ -101,6 +101,12 @@ pub fn routes() -> Vec<Route> {
             h::step_transitions,
         ),
         route(
+            M::GET,
+            "/v1/tasks/{id}/steps/{step}/logs",
+            (Some(P::TasksRead), S::Path),
+            h::step_logs,
+        ),
+        route(
             M::POST,
             "/v1/tasks/{id}/steps/{step}/retry",
             (Some(P::StepsResolve), S::Path),

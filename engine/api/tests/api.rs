@@ -1181,6 +1181,16 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             )),
             conflict: None,
         },
+        ("GET", "/v1/tasks/{id}/steps/{step}/logs") => Case {
+            happy: (req("GET", format!("/v1/tasks/{t}/steps/start/logs")), ok),
+            bad: Some((
+                req("GET", "/v1/tasks/not-a-uuid/steps/start/logs"),
+                bad_req,
+                "id",
+            )),
+            unknown: Some(req("GET", format!("/v1/tasks/{t}/steps/nope/logs"))),
+            conflict: None,
+        },
         ("POST", "/v1/tasks/{id}/steps/{step}/retry") => Case {
             happy: (
                 req("POST", format!("/v1/tasks/{}/steps/start/retry", fx.failed)),

@@ -1,9 +1,9 @@
 // A task (its DAG, coloured by state and updated live over the task's event
 // stream, its steps and the operator actions) and a step (its attempts,
-// transitions, error and result, and the actions on it).
+// handler logs, transitions, error and result, and the actions on it).
 
 import {
-  action, api, badge, between, can, enc, errorText, field, h, json, notify, onLeave, put, SETTLED, shortId, table, when,
+  action, api, badge, between, can, enc, errorText, field, h, json, notify, onLeave, put, SETTLED, shortId, table, time, when,
 } from './lib.js';
 import { dag, setNodeState } from './charts.js';
 
@@ -86,6 +86,8 @@ function taskFacts(t) {
   add('priority', String(t.priority));
   if (t.paused) add('paused', h('span', { id: 'task-paused' }, 'yes: no new step starts until resumed'));
   add('idempotency key', t.idempotency_key ? h('code', {}, t.idempotency_key) : '—');
+  // The trace id to look the task up by in a tracing backend (docs/traces.md).
+  if (t.traceparent) add('trace', h('code', { id: 'task-trace' }, t.traceparent.split('-')[1] || ''));
   add('created', when(t.created_at));
   add('completed', when(t.completed_at));
   add('took', between(t.created_at, t.completed_at));
@@ -168,6 +170,24 @@ function completeForm(taskId, step, done) {
     field('Result (JSON)', result), field('Reason (for the audit trail)', reason), submit);
 }
 
+/** A time of day with milliseconds (`12:00:01.123`, local). */
+const clock = (ts) => `${time(ts).slice(11)}.${String(new Date(ts).getMilliseconds()).padStart(3, '0')}`;
+
+/** A step's handler logs (`GET .../logs`), one block per attempt: a line
+ *  per log line, its level as a class (`log-info`, ...). Log text only ever
+ *  goes in as text (`h`), never as markup. */
+function stepLogs(logs) {
+  const attempts = logs.attempts.map((a) => h('div', { class: 'log-attempt', 'data-attempt': a.attempt },
+    h('h3', {}, `Attempt ${a.attempt}`, h('small', {}, ` on ${a.worker_id}`,
+      a.dropped ? `, ${a.dropped} more line${a.dropped === 1 ? '' : 's'} dropped by the caps` : '')),
+    h('pre', { class: 'log' }, a.lines.map((l) => h('div', { class: `log-line log-${l.level}` },
+      h('time', { datetime: l.at, title: l.at }, clock(l.at)), ' ',
+      h('span', { class: 'log-level' }, l.level.toUpperCase().padEnd(5)), ' ', l.message)))));
+  return h('section', { class: 'card', 'aria-labelledby': 'logs-title' }, h('h2', { id: 'logs-title' }, 'Handler logs'),
+    attempts.length ? attempts : h('p', { class: 'empty' }, 'Nothing logged (', h('code', {}, 'ctx.log'),
+      ', the WIT log import, stdout/stderr or the bindings\' loggers) by any attempt yet.'));
+}
+
 /** The step page: one step of a task. */
 export async function stepPage(root, taskId, name) {
   const status = h('p', { class: 'live', role: 'status' });
@@ -175,8 +195,9 @@ export async function stepPage(root, taskId, name) {
   root.append(h('p', { class: 'crumbs' }, h('a', { href: `#/tasks/${taskId}` }, '← task ', shortId(taskId))),
     h('h1', {}, 'Step ', h('code', {}, name)), status, body);
   const render = async () => {
-    const [task, step, transitions] = await Promise.all([
+    const [task, step, transitions, logs] = await Promise.all([
       api(`/v1/tasks/${enc(taskId)}`), api(stepPath(taskId, name)), api(`${stepPath(taskId, name)}/transitions`),
+      api(`${stepPath(taskId, name)}/logs`),
     ]);
     const dl = h('dl', { class: 'facts' });
     const add = (k, v) => dl.append(h('dt', {}, k), h('dd', {}, v));
@@ -198,13 +219,13 @@ export async function stepPage(root, taskId, name) {
           runs(transitions).map((a, i) => [String(i + 1), String(a.attempt), when(a.start), when(a.end), between(a.start, a.end),
             a.outcome ? badge(a.outcome) : '—', a.reason ? h('span', { class: 'err' }, a.reason) : '—', a.by || '—']),
           'Not started yet.')),
+      stepLogs(logs),
       step.last_error ? h('section', { class: 'card' }, h('h2', {}, 'Last error'), json(step.last_error)) : null,
       step.result ? h('section', { class: 'card' }, h('h2', {}, 'Result'), json(step.result)) : null,
       h('section', { class: 'card', 'aria-labelledby': 'transitions-title' }, h('h2', { id: 'transitions-title' }, 'Transitions'),
         table('Transitions', ['at', 'from', 'to', 'event', 'attempt', 'reason', 'by'],
           transitions.map((t) => [when(t.created_at), t.from_state ? badge(t.from_state) : '—', badge(t.to_state),
-            t.event, String(t.attempt), t.reason || '—', t.processor_id || '—']))),
-      h('p', { class: 'note' }, 'Handler logs are not stored by tasker; see the worker\'s log for this step id: ', h('code', {}, step.id)));
+            t.event, String(t.attempt), t.reason || '—', t.processor_id || '—']))));
     if (SETTLED.includes(task.state)) stream.close(task.state); else stream.open();
   };
   const later = debounce(250, () => render().catch((e) => notify(`Refreshing the step failed: ${e.message}`, 'error')));

@@ -21,7 +21,7 @@ mod bindings {
 }
 
 use bindings::exports::tasker::handler::handler as wit;
-use bindings::tasker::handler::log;
+use bindings::tasker::handler::{log, trace};
 
 /// A compiled component, ready to instantiate per call.
 pub struct RawFloor {
@@ -45,6 +45,12 @@ impl WasiView for RawState {
 
 impl log::Host for RawState {
     fn log(&mut self, _level: log::Level, _message: String) {}
+}
+
+impl trace::Host for RawState {
+    fn traceparent(&mut self) -> String {
+        String::new()
+    }
 }
 
 /// An engine configured exactly as the host's for `config`

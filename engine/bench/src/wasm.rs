@@ -105,6 +105,7 @@ fn input() -> CallInput {
         input: "{}".into(),
         parent_results: "{}".into(),
         config: "{}".into(),
+        ..Default::default()
     }
 }
 

@@ -22,6 +22,7 @@ mod pauses;
 mod retention;
 mod schedules;
 mod signals;
+mod step_logs;
 
 pub use pauses::PauseTarget;
 

@@ -30,6 +30,7 @@ pub mod schedule;
 pub mod signal;
 mod sql;
 pub mod step;
+pub mod step_log;
 pub mod take;
 pub mod task;
 pub mod template;

@@ -6,7 +6,8 @@
 //! Deleting a task row takes everything of it:
 //!
 //! * its steps and edges, by `ON DELETE CASCADE`;
-//! * its task transitions, and its steps' transitions and results, by the
+//! * its task transitions, and its steps' transitions, results and handler
+//!   logs (`step_logs`), by the
 //!   statement triggers of `migrations/functions/delete_{task,step}_history.sql`;
 //! * its dead-letter rows (`step_dlq`, no foreign key), its schedule fire rows
 //!   (`schedule_fires.task_id`) and its task pauses (`pauses`), here, in the

@@ -82,6 +82,14 @@ async fn finish(pool: &PgPool, id: Uuid, state: &str, days_ago: i64) {
     .execute(pool)
     .await
     .unwrap();
+    sqlx::query(
+        "INSERT INTO tasker.step_logs (step_id, task_id, attempt, worker_id, lines)
+         SELECT id, task_id, 1, 'w', '[]' FROM tasker.steps WHERE task_id = $1",
+    )
+    .bind(id)
+    .execute(pool)
+    .await
+    .unwrap();
     decorate(pool, id).await;
 }
 
@@ -104,13 +112,14 @@ async fn decorate(pool: &PgPool, id: Uuid) {
 }
 
 /// Every table that refers to a task, with the column that does.
-const TABLES: [(&str, &str); 9] = [
+const TABLES: [(&str, &str); 10] = [
     ("tasker.tasks", "id"),
     ("tasker.steps", "task_id"),
     ("tasker.step_edges", "task_id"),
     ("tasker.task_transitions", "task_id"),
     ("tasker.step_transitions", "task_id"),
     ("tasker.step_results", "task_id"),
+    ("tasker.step_logs", "task_id"),
     ("tasker.step_dlq", "task_id"),
     ("tasker.schedule_fires", "task_id"),
     ("tasker.pauses", "target::uuid"),

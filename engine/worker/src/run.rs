@@ -10,10 +10,12 @@ use tokio_util::sync::CancellationToken;
 use super::WorkerSettings;
 use crate::handler::HandlerRegistry;
 use tasker_model::channel::Sender;
+use tasker_model::step::log::AttemptLines;
 use tasker_model::step::{kind, Outcome, StepContext, StepResultMessage};
 use tasker_notify::Wakeups;
 use tasker_store::db::HeldConnection;
 use tasker_store::step::Claimed;
+use tasker_store::step_log::AttemptLogRow;
 use tasker_trace::{KeyValue, Span, SpanKind};
 
 /// Everything a step's run needs from its worker.
@@ -42,6 +44,21 @@ pub(super) struct Report {
     pub queue: String,
     pub msg_id: i64,
     pub result: StepResultMessage,
+    /// What the handler logged during the attempt (often nothing).
+    pub log: AttemptLines,
+}
+
+impl Report {
+    /// Takes the attempt's log as a row to store, if it logged anything.
+    fn take_log_row(&mut self) -> Option<AttemptLogRow> {
+        (!self.log.is_empty()).then(|| AttemptLogRow {
+            step_id: self.result.step_id,
+            task_id: self.result.task_id,
+            attempt: self.result.attempt,
+            worker_id: self.result.worker_id.clone(),
+            lines: std::mem::take(&mut self.log),
+        })
+    }
 }
 
 impl Job {
@@ -78,6 +95,9 @@ impl Job {
         let (namespace, handler) = (ctx.namespace.clone(), ctx.handler.clone());
         let clock = std::time::Instant::now();
         let step_name = ctx.step_name.clone();
+        // The handler writes into the context's log; the worker keeps a
+        // handle to take the lines once the attempt is over, however it ended.
+        let log = ctx.log.clone();
         let outcome = if ctx.recoveries > self.settings.max_recoveries {
             // The step may be what kills its workers: stop starting it.
             Outcome::failure(
@@ -148,15 +168,18 @@ impl Job {
             queue: self.queue.clone(),
             msg_id: claimed.msg_id,
             result,
+            log: log.take(),
         };
         if let Err(unsent) = self.reports.send(report).await {
             // The reporter is gone (it never stops before the steps): report here.
-            let r = unsent.0;
+            let mut r = unsent.0;
+            let logs: Vec<AttemptLogRow> = r.take_log_row().into_iter().collect();
             report_with_retries(
                 &mut HeldConnection::new(self.pool.clone()),
                 &self.wakeups,
                 &r.queue,
                 &[(r.msg_id, r.result)],
+                &logs,
                 &self.settings.worker_id,
             )
             .await;
@@ -217,8 +240,10 @@ pub const NO_HANDLER: &str = tasker_model::step::kind::NO_HANDLER;
 
 /// The worker's reporter: takes the first outcome, then whatever else has
 /// piled up (up to `MAX_REPORT_BATCH`), and reports them one statement per
-/// queue. Under load this turns many small commits into a few; when idle a
-/// batch is one outcome and nothing waits. Ends when every sender is gone.
+/// queue, preceded by one statement storing the batch's handler logs when
+/// some attempt logged anything. Under load this turns many small commits
+/// into a few; when idle a batch is one outcome and nothing waits. Ends when
+/// every sender is gone.
 pub(super) async fn report_outcomes(
     pool: PgPool,
     wakeups: Wakeups,
@@ -230,21 +255,24 @@ pub(super) async fn report_outcomes(
     while let Some(first) = conn.wait_idle(inbox.recv()).await {
         let mut by_queue: std::collections::BTreeMap<String, Vec<(i64, StepResultMessage)>> =
             Default::default();
-        by_queue
-            .entry(first.queue)
-            .or_default()
-            .push((first.msg_id, first.result));
-        let mut n = 1;
-        while n < MAX_REPORT_BATCH {
-            let Ok(more) = inbox.try_recv() else { break };
+        let mut logs = Vec::new();
+        let mut next = Some(first);
+        let mut n = 0;
+        while let Some(mut r) = next.take() {
+            logs.extend(r.take_log_row());
             by_queue
-                .entry(more.queue)
+                .entry(r.queue)
                 .or_default()
-                .push((more.msg_id, more.result));
+                .push((r.msg_id, r.result));
             n += 1;
+            if n < MAX_REPORT_BATCH {
+                next = inbox.try_recv().ok();
+            }
         }
         for (queue, outcomes) in by_queue {
-            report_with_retries(&mut conn, &wakeups, &queue, &outcomes, &worker_id).await;
+            // The logs go with the first queue's report: one statement for all.
+            let logs = std::mem::take(&mut logs);
+            report_with_retries(&mut conn, &wakeups, &queue, &outcomes, &logs, &worker_id).await;
         }
     }
 }
@@ -343,19 +371,34 @@ async fn heartbeat(
 }
 
 /// Reports with a few retries; if it still fails the lease runs out and the
-/// step runs again elsewhere (at-least-once).
+/// step runs again elsewhere (at-least-once). `logs` (the handler logs of
+/// these attempts, or more) are stored first, in one statement, when there
+/// are any; logs that cannot be stored for another reason than an outage are
+/// dropped with a warning rather than holding the outcomes back.
 async fn report_with_retries(
     conn: &mut HeldConnection,
     wakeups: &Wakeups,
     queue: &str,
     outcomes: &[(i64, StepResultMessage)],
+    mut logs: &[AttemptLogRow],
     worker_id: &str,
 ) {
     let mut delay = Duration::from_millis(50);
     let mut attempt = 0;
     while attempt < 5 {
         let reported = match conn.get().await {
-            Ok(c) => tasker_store::step::report_batch_on(c, queue, outcomes, worker_id).await,
+            Ok(c) => match tasker_store::step_log::record(c, logs).await {
+                Ok(_) => {
+                    logs = &[];
+                    tasker_store::step::report_batch_on(c, queue, outcomes, worker_id).await
+                }
+                Err(e) if wakeups.database().report(&e) => Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, attempts = logs.len(), "storing handler logs failed; they are dropped");
+                    logs = &[];
+                    tasker_store::step::report_batch_on(c, queue, outcomes, worker_id).await
+                }
+            },
             Err(e) => Err(e.into()),
         };
         match reported {

@@ -95,6 +95,13 @@ pub fn log(level: Level, message: &str) {
     bindings::tasker::handler::log::log(level, message)
 }
 
+/// The attempt span's W3C `traceparent` (`00-<trace id>-<span id>-<flags>`),
+/// so that the guest's own telemetry joins the task's trace; `None` when the
+/// worker traces nothing.
+pub fn traceparent() -> Option<String> {
+    Some(bindings::tasker::handler::trace::traceparent()).filter(|t| !t.is_empty())
+}
+
 fn parse(what: &str, text: &str) -> Result<Value, StepError> {
     if text.is_empty() {
         return Ok(Value::Null);

@@ -3,8 +3,11 @@
 //!
 //! - `Tasker::Native::Worker`: a worker host whose handlers are served by pull;
 //!   Ruby threads take steps with `next_step` and complete them;
-//! - `Tasker::Native::Step`: one pulled step (context JSON, succeed, fail);
+//! - `Tasker::Native::Step`: one pulled step (context, its attempt log,
+//!   succeed, fail);
 //! - `Tasker::Native::Client`: templates and tasks;
+//! - `Tasker::Native.engine_log_*`: the engine's log lines, queued for a Ruby
+//!   thread to drain into `Tasker.logger` ([`engine_log`]);
 //! - `Tasker::Native::Bench`: an in-process pull queue for the dispatch benchmark
 //!   (only with the `bench` feature, which `bench/dispatch.rb` builds with).
 //!
@@ -16,6 +19,7 @@
 #[cfg(feature = "bench")]
 mod bench;
 mod client;
+mod engine_log;
 mod nogvl;
 mod worker;
 
@@ -73,6 +77,7 @@ fn init(ruby: &Ruby) -> Result<(), Error> {
     native.const_set("ABI_VERSION", tasker::TASKER_ABI_VERSION)?;
     worker::define(ruby, native)?;
     client::define(ruby, native)?;
+    engine_log::define(native)?;
     #[cfg(feature = "bench")]
     bench::define(ruby, native)?;
     Ok(())

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use magnus::prelude::*;
 use magnus::{function, method, Error, RHash, RModule, Ruby, Value};
 use tasker::{AbiError, StepHandle};
+use tasker_model::step::log::LogLevel;
 use tasker_model::step::{Outcome, StepError};
 
 use crate::nogvl::{self, POLL};
@@ -186,6 +187,9 @@ impl RbStep {
         h.aset("parent_results", parents)?;
         h.aset("config", json_to_ruby(ruby, &c.config)?)?;
         h.aset("timeout_seconds", c.timeout_seconds)?;
+        if let Some(tp) = &c.traceparent {
+            h.aset("traceparent", tp.as_str())?;
+        }
         Ok(h)
     }
 
@@ -199,6 +203,20 @@ impl RbStep {
 
     fn is_cancelled(&self) -> bool {
         self.0.is_cancelled()
+    }
+
+    /// The attempt's W3C `traceparent`, nil when the worker does not trace.
+    fn traceparent(&self) -> Option<String> {
+        self.0.traceparent().map(str::to_string)
+    }
+
+    /// Appends a line to the attempt's log at `level` (`error`, `fatal`,
+    /// `warn`, `info`, `unknown`, `debug`, `trace`). Never blocks for long:
+    /// past the per-attempt caps lines are dropped.
+    fn log(ruby: &Ruby, rb_self: &Self, level: String, message: String) -> Result<(), Error> {
+        let level: LogLevel = level.parse().map_err(|e: String| invalid(ruby, e))?;
+        rb_self.0.log(level, message);
+        Ok(())
     }
 
     fn is_completed(&self) -> bool {
@@ -305,6 +323,8 @@ pub fn define(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     step.define_method("context_json", method!(RbStep::context_json, 0))?;
     step.define_method("handler", method!(RbStep::handler, 0))?;
     step.define_method("cancelled?", method!(RbStep::is_cancelled, 0))?;
+    step.define_method("traceparent", method!(RbStep::traceparent, 0))?;
+    step.define_method("log", method!(RbStep::log, 2))?;
     step.define_method("completed?", method!(RbStep::is_completed, 0))?;
     step.define_method("succeed", method!(RbStep::succeed, 1))?;
     step.define_method("fail", method!(RbStep::fail, 4))?;

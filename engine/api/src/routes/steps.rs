@@ -1,5 +1,5 @@
-//! Step routes: a task's steps, one step and its transitions, and the
-//! operator actions retry, resolve and complete.
+//! Step routes: a task's steps, one step, its transitions and its handler
+//! logs, and the operator actions retry, resolve and complete.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -78,6 +78,48 @@ pub async fn step_transitions(
 ) -> Result<Json<Vec<StepTransition>>, HttpError> {
     let step = resolve_step(&state, id, &step).await?;
     Ok(Json(sstore::transitions(&state.pool, step.id).await?))
+}
+
+/// What a step's handler logged, attempt by attempt (oldest first; attempts
+/// that logged nothing are left out).
+#[utoipa::path(get, path = "/v1/tasks/{id}/steps/{step}/logs", tag = "steps",
+    params(("id" = Uuid, Path, description = "Task id"),
+           ("step" = String, Path, description = "Step id or step name")),
+    responses(
+        (status = 200, description = "The step's handler logs", body = StepLogs),
+        (status = 400, description = "Invalid task id", body = ErrorBody),
+        (status = 404, description = "No such task or step", body = ErrorBody),
+    ),
+    security(("bearer" = ["tasks:read"])))]
+pub async fn step_logs(
+    State(state): State<ApiState>,
+    ApiPath((id, step)): ApiPath<(Uuid, String)>,
+) -> Result<Json<StepLogs>, HttpError> {
+    let step = resolve_step(&state, id, &step).await?;
+    let stored = tasker_store::step_log::for_step(&state.pool, id, &step.id.to_string()).await?;
+    let attempts = stored
+        .into_iter()
+        .map(|a| AttemptLogBody {
+            attempt: a.attempt,
+            worker_id: a.worker_id,
+            created_at: a.created_at,
+            lines: a
+                .lines
+                .into_iter()
+                .map(|l| LogLineBody {
+                    at: l.at,
+                    level: l.level.as_str().to_string(),
+                    message: l.message,
+                })
+                .collect(),
+            dropped: a.dropped,
+        })
+        .collect();
+    Ok(Json(StepLogs {
+        task_id: id,
+        step: step.name,
+        attempts,
+    }))
 }
 
 /// Retries a failed step: its attempts restart and it is enqueued again.

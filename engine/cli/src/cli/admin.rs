@@ -147,6 +147,17 @@ pub enum StepCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Show what a step's handler logged, attempt by attempt.
+    Logs {
+        task: uuid::Uuid,
+        /// Step name or id.
+        step: String,
+        /// Only this attempt (1 for the first).
+        #[arg(long)]
+        attempt: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn config(cmd: &ConfigCmd, env: &Option<String>, dir: &Option<PathBuf>) -> anyhow::Result<()> {

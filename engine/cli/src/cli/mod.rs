@@ -14,6 +14,7 @@ mod retention;
 mod schedule;
 mod serve;
 mod signal;
+mod step_logs;
 mod task_watch;
 mod templates_queues;
 
@@ -325,6 +326,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         .map_err(|e| anyhow::anyhow!("--result is not valid JSON: {e}"))?;
                     remote::step(&c, task, &step, A::Complete(result), reason, json).await
                 }
+                S::Logs {
+                    task,
+                    step,
+                    attempt,
+                    json,
+                } => step_logs::run(&c, task, &step, attempt, json).await,
             }
         }
         Command::Queue(cmd) => {

@@ -225,8 +225,8 @@ mod tests {
         .await
         .unwrap();
         // 17, pauses (priority and pauses), signals (durable waits), rate_limits,
-        // rate_buckets, template_step_limits (rate limits).
-        assert_eq!(tables, 22);
+        // rate_buckets, template_step_limits (rate limits), step_logs (handler logs).
+        assert_eq!(tables, 23);
         let triggers: Vec<String> = sqlx::query_scalar(
             "SELECT tgname::text FROM pg_trigger
               WHERE tgrelid IN ('tasker.tasks'::regclass, 'tasker.steps'::regclass)

@@ -50,10 +50,17 @@ pub fn register(registry: &HandlerRegistry) {
             // `simulate_payment_failures: n` in the input makes the first n attempts
             // fail as a flaky provider would, to show retries with backoff.
             let failures = ctx.input["simulate_payment_failures"].as_u64().unwrap_or(0);
+            // `ctx.log` lines are stored with the attempt: `tasker step logs <task> charge_payment`.
+            ctx.log.info(format!("charging order {} (attempt {})", order_id(&ctx), ctx.attempt));
             if u64::from(ctx.attempt) <= failures {
+                ctx.log.warn("payment provider timed out; the retry policy decides when to try again");
                 return Err(StepError::retryable(format!("payment provider timed out (attempt {})", ctx.attempt)));
             }
-            let total = ctx.parent_results["validate_order"]["total_cents"].as_i64().unwrap_or(0);
+            let total = ctx
+                .parent_results
+                .get("validate_order")
+                .and_then(|v| v["total_cents"].as_i64())
+                .unwrap_or(0);
             Ok(json!({ "payment_id": format!("pay-{}", order_id(&ctx)), "amount_cents": total, "currency": ctx.config["currency"], "attempt": ctx.attempt }))
         }),
     );
@@ -66,7 +73,11 @@ pub fn register(registry: &HandlerRegistry) {
     registry.register(
         "ecommerce.send_confirmation",
         handler_fn(|ctx, _| async move {
-            let tracking = ctx.parent_results["ship_order"]["tracking_number"].clone();
+            let tracking = ctx
+                .parent_results
+                .get("ship_order")
+                .map(|v| v["tracking_number"].clone())
+                .unwrap_or_default();
             Ok(json!({ "sent_to": ctx.input["customer_email"], "template": ctx.config["template"], "tracking_number": tracking }))
         }),
     );

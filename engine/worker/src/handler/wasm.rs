@@ -17,6 +17,10 @@
 //! an oversized result `wasm_result_too_large` (all permanent: the same input
 //! fails the same way); no free instance slot is `wasm_capacity` (retryable);
 //! no component is `no_handler`; a failed host thread is `internal`.
+//!
+//! The guest's `log` lines, and its stdout (`info`) and stderr (`warn`)
+//! lines, go to the attempt's log ([`StepContext::log`]) whatever the
+//! outcome; its `trace.traceparent` is the context's.
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -25,12 +29,14 @@ use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 use tasker_wasm_host::{
-    CallError, CallInput, GuestResult, HostConfig, LoadError, LoadedFrom, WasmHost,
+    CallError, CallInput, GuestLevel, GuestLog, GuestResult, HostConfig, LoadError, LoadedFrom,
+    WasmHost,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::{Handler, HandlerFuture, HandlerSource};
 use tasker_config::WasmConfig;
+use tasker_model::step::log::{AttemptLog, LogLevel};
 use tasker_model::step::{kind, parse_json_exact, Outcome, StepContext, StepError};
 
 /// The host settings from `[wasm]`.
@@ -202,6 +208,8 @@ async fn run(
         input: ctx.input.to_string(),
         parent_results: serde_json::to_string(&ctx.parent_results).unwrap_or_default(),
         config: ctx.config.to_string(),
+        traceparent: ctx.traceparent.clone().unwrap_or_default(),
+        log: Some(Arc::new(AttemptSink(ctx.log.clone()))),
     };
     let timeout = Duration::from_secs(u64::from(ctx.timeout_seconds.max(1)));
     let stop = Arc::new(AtomicBool::new(false));
@@ -232,9 +240,9 @@ async fn run(
         }
         Ok(Ok(out)) => {
             if !out.stdout.is_empty() || !out.stderr.is_empty() || out.output_dropped > 0 {
-                tracing::info!(target: "tasker::wasm::guest", %step_id, handler = %name, %version,
+                tracing::debug!(target: "tasker::wasm::guest", %step_id, handler = %name, %version,
                     stdout = %out.stdout, stderr = %out.stderr, dropped_bytes = out.output_dropped,
-                    "guest output");
+                    "guest output (also in the attempt's log)");
             }
             tracing::debug!(%step_id, handler = %name, %version, ?source, elapsed_us, "WASM handler ran");
             guest_outcome(out.result, &ctx.step_name, &name, &version)
@@ -265,6 +273,23 @@ pub fn guest_outcome(result: GuestResult, step_name: &str, name: &str, version: 
             retry_after_ms: retry_after_ms.filter(|_| retryable),
             kind: kind::HANDLER.into(),
         }),
+    }
+}
+
+/// The attempt's log as the host's [`GuestLog`].
+#[derive(Debug)]
+struct AttemptSink(AttemptLog);
+
+impl GuestLog for AttemptSink {
+    fn line(&self, level: GuestLevel, message: &str) {
+        let level = match level {
+            GuestLevel::Trace => LogLevel::Trace,
+            GuestLevel::Debug => LogLevel::Debug,
+            GuestLevel::Info => LogLevel::Info,
+            GuestLevel::Warn => LogLevel::Warn,
+            GuestLevel::Error => LogLevel::Error,
+        };
+        self.0.push(level, message);
     }
 }
 

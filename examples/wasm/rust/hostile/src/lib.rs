@@ -1,7 +1,9 @@
 //! A misbehaving handler for the sandbox tests; `config.mode` picks how:
 //! `loop` (never returns), `alloc` (1 GiB), `panic` (a trap), `big_result`
 //! (a 100 MB result), `print` (writes 1 MB to stdout and succeeds),
-//! `fail` (a retryable error with retry-after), anything else succeeds.
+//! `fail` (a retryable error with retry-after), `traceparent` (returns the
+//! contract's `trace.traceparent`, null when empty: a guest importing `trace`),
+//! anything else succeeds.
 use tasker_guest::{json, Context, Handler, StepError, Value};
 
 struct Hostile;
@@ -29,6 +31,7 @@ impl Handler for Hostile {
                 eprintln!("done printing");
                 Ok(json!("printed"))
             }
+            "traceparent" => Ok(json!(tasker_guest::traceparent())),
             "fail" => Err(StepError::retryable("asked to fail").retry_after_ms(1500)),
             _ => Ok(json!({ "ok": true, "attempt": ctx.attempt })),
         }

@@ -32,10 +32,13 @@ impl Handler for Compute {
             other => return Err(StepError::permanent(format!("unknown op {other:?}"))),
         }
         .ok_or_else(|| StepError::permanent("overflow"))?;
+        // Both land in the attempt's log (`tasker step logs`): the `log`
+        // import at its level, stdout as `info` lines.
         tasker_guest::log(
-            tasker_guest::Level::Debug,
+            tasker_guest::Level::Info,
             &format!("{} -> {value}", ctx.step_name),
         );
+        println!("computed {value} (attempt {})", ctx.attempt);
         Ok(json!({ "value": value, "lang": "rust" }))
     }
 }
