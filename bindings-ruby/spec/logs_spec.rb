@@ -67,6 +67,7 @@ RSpec.describe "handler logs (integration)" do
     @seen = seen = {}
     @registry.register("rb.logs") do |ctx|
       seen[:traceparent] = ctx.traceparent
+      seen[:trace_id] = ctx.trace_id
       ctx.logger.info("hello from ruby, attempt #{ctx.attempt}")
       ctx.logger.debug("details")
       raise IOError, "first attempt fails" if ctx.attempt == 1
@@ -116,8 +117,13 @@ RSpec.describe "handler logs (integration)" do
                          ["2", "info", "hello from ruby, attempt 2", "f"],
                          ["2", "debug", "details", "f"]
                        ])
-    # The worker does not trace: no trace context.
-    expect(@seen[:traceparent]).to be_nil
+    # The attempt's trace context: while spans are not exported, the task's
+    # own traceparent (kept with the task).
+    stored = IO.popen(["psql", @url, "-qXAt", "-c",
+                       "SELECT traceparent FROM tasker.tasks WHERE id = '#{id}'"], &:read).strip
+    expect(stored).to match(/\A00-\h{32}-\h{16}-01\z/)
+    expect(@seen[:traceparent]).to eq(stored)
+    expect(@seen[:trace_id]).to eq(stored.split("-")[1])
   end
 
   it "sends the engine's lines to Tasker.logger from a Ruby thread" do
