@@ -25,8 +25,8 @@ class StepContext:
         config: the handler configuration from the template (a dict, may be empty).
         timeout_seconds: the step's timeout.
         traceparent: the attempt's W3C trace context
-            (``00-<trace id>-<span id>-<flags>``), ``None`` when the worker
-            does not trace; pass it on as the ``traceparent`` header of calls
+            (``00-<trace id>-<span id>-<flags>``), set for every claimed
+            step (``None`` only for a context made outside a worker); pass it on as the ``traceparent`` header of calls
             the handler makes, or use it as the parent of its own spans.
         logger: a ``logging`` logger whose lines go to this attempt's log
             (``tasker step logs``) with their levels, from any thread; plain

@@ -8,8 +8,8 @@ module Tasker
     attr_reader :input, :parent_results, :config
     attr_reader :task_id, :step_id, :namespace, :template, :step_name, :handler_name,
                 :attempt, :max_attempts, :timeout_seconds
-    # The attempt's W3C trace context ("00-<trace id>-<span id>-<flags>"), nil
-    # when the worker does not trace: pass it on as the `traceparent` header
+    # The attempt's W3C trace context ("00-<trace id>-<span id>-<flags>"), set for
+    # every claimed step (nil only for a context made outside a worker): pass it on as the `traceparent` header
     # of calls the handler makes, or make it the parent of its own spans.
     attr_reader :traceparent
 
