@@ -22,7 +22,7 @@ use tasker_store::queue;
 
 use crate::database::{self, BenchDb, Claims, Target};
 use crate::stats::summary;
-use crate::workflow::{floor, Floor, Options, Report};
+use crate::workflow::{floor, report_floor, Options, Report};
 
 const NAMESPACE: &str = "demo";
 const LINEAR: &str = include_str!("../../../examples/templates/linear.yaml");
@@ -259,25 +259,4 @@ async fn measure(options: Options, db: BenchDb, tasker_bin: PathBuf) -> anyhow::
         diamonds_complete: complete,
         creation_per_s: ids.len() as f64 / created.as_secs_f64(),
     })
-}
-
-fn report_floor(before: &Floor, after: &Floor, batch: u32, p50: f64, steps_per_s: f64) {
-    println!("\n(c) the floor: raw PGMQ on the same server, batch {batch}");
-    for (label, f) in [("before", before), ("after ", after)] {
-        println!(
-            "    {label}: send->read->delete {:.0} msgs/s; 3-hop ping-pong p50 {:.2} ms p99 {:.2} ms",
-            f.msgs_per_s, f.hop3_p50, f.hop3_p99
-        );
-    }
-    let msgs = (before.msgs_per_s + after.msgs_per_s) / 2.0;
-    let hop3 = (before.hop3_p50 + after.hop3_p50) / 2.0;
-    println!(
-        "\nratios (ours / floor): per-step p50 latency {:.1}x of a raw hop; throughput {:.2}x of raw send->read->delete",
-        (p50 / 4.0) / (hop3 / 3.0),
-        steps_per_s / msgs
-    );
-    println!(
-        "noise: floor before vs after differs by {:.0}%",
-        100.0 * (before.msgs_per_s - after.msgs_per_s).abs() / msgs
-    );
 }

@@ -286,28 +286,17 @@ async fn measure(options: Options, config: TaskerConfig, db: BenchDb) -> anyhow:
     let _ = orch_done.await;
 
     let floor_after = floor(&pool, batch, &options).await?;
-    println!(
-        "\n(c) the floor: raw PGMQ on the same server, batch {}",
-        options.batch
+    report_floor(
+        &floor_before,
+        &floor_after,
+        options.batch,
+        p50,
+        steps / elapsed,
     );
-    for (label, f) in [("before", &floor_before), ("after ", &floor_after)] {
-        println!("    {label}: send->read->delete {:.0} msgs/s; 3-hop ping-pong p50 {:.2} ms p99 {:.2} ms", f.msgs_per_s, f.hop3_p50, f.hop3_p99);
-    }
     println!(
         "\n(d) task creation alone (4 concurrent clients, no workers): {:.0} tasks/s ({:.0} steps/s of work)",
         creation,
         creation * 4.0
-    );
-    let fl = Floor {
-        msgs_per_s: (floor_before.msgs_per_s + floor_after.msgs_per_s) / 2.0,
-        hop3_p50: (floor_before.hop3_p50 + floor_after.hop3_p50) / 2.0,
-        hop3_p99: 0.0,
-    };
-    println!("\nratios (ours / floor): per-step p50 latency {:.1}x of a raw hop; throughput {:.2}x of raw send->read->delete",
-        (p50 / 4.0) / (fl.hop3_p50 / 3.0), (steps / elapsed) / fl.msgs_per_s);
-    println!(
-        "noise: floor before vs after differs by {:.0}%",
-        100.0 * (floor_before.msgs_per_s - floor_after.msgs_per_s).abs() / fl.msgs_per_s
     );
     Ok(Report {
         database: db.name,
@@ -409,4 +398,27 @@ async fn creation_rate(pool: &PgPool, n: usize) -> anyhow::Result<f64> {
         c.await??;
     }
     Ok((n / 4 * 4) as f64 / t0.elapsed().as_secs_f64())
+}
+
+/// Prints the floor measured before and after a run, and the run's ratios to it
+/// (`p50`: a linear task's, in ms).
+pub(crate) fn report_floor(before: &Floor, after: &Floor, batch: u32, p50: f64, steps_per_s: f64) {
+    println!("\n(c) the floor: raw PGMQ on the same server, batch {batch}");
+    for (label, f) in [("before", before), ("after ", after)] {
+        println!(
+            "    {label}: send->read->delete {:.0} msgs/s; 3-hop ping-pong p50 {:.2} ms p99 {:.2} ms",
+            f.msgs_per_s, f.hop3_p50, f.hop3_p99
+        );
+    }
+    let msgs = (before.msgs_per_s + after.msgs_per_s) / 2.0;
+    let hop3 = (before.hop3_p50 + after.hop3_p50) / 2.0;
+    println!(
+        "\nratios (ours / floor): per-step p50 latency {:.1}x of a raw hop; throughput {:.2}x of raw send->read->delete",
+        (p50 / 4.0) / (hop3 / 3.0),
+        steps_per_s / msgs
+    );
+    println!(
+        "noise: floor before vs after differs by {:.0}%",
+        100.0 * (before.msgs_per_s - after.msgs_per_s).abs() / msgs
+    );
 }

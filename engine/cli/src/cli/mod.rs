@@ -17,6 +17,7 @@ mod signal;
 mod step_logs;
 mod task_watch;
 mod templates_queues;
+mod workers;
 
 use std::path::PathBuf;
 
@@ -347,7 +348,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(serve::WorkerArgs {
             cmd: Some(serve::WorkerCmd::List { all, json }),
             ..
-        }) => remote::worker_list(&remote::client(&config, &target)?, all, json).await,
+        }) => workers::worker_list(&remote::client(&config, &target)?, all, json).await,
         Command::Worker(args) => serve::worker(args, &config).await,
         Command::Demo(args) => demo::run(args, &config).await,
         Command::Bench(args) => bench::run(args, &config).await,
