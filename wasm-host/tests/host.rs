@@ -243,6 +243,31 @@ fn the_host_survives_hostile_calls() {
     }
 }
 
+/// Isolation between tasks: every call starts from the component's initial
+/// image (the pooled slot's memory is reset, kept-resident pages included),
+/// so nothing one task's call leaves in globals or on the heap reaches the
+/// next, however many calls reuse the slot.
+#[test]
+fn no_state_carries_from_one_call_to_the_next() {
+    let h = host(None);
+    let hostile = guest("hostile_rust.wasm");
+    for i in 0..50 {
+        let config = format!(r#"{{"mode":"remember","secret":"task-{i}"}}"#);
+        let out = call(&h, &hostile, &config, SECOND).unwrap();
+        let GuestResult::Ok(text) = &out.result else {
+            panic!("call {i}: {:?}", out.result)
+        };
+        assert_eq!(
+            text, r#"{"calls":1,"seen":null}"#,
+            "call {i} saw an earlier call's state"
+        );
+        if i % 10 == 9 {
+            // A trap in between leaves nothing behind either.
+            assert!(call(&h, &hostile, r#"{"mode":"panic"}"#, SECOND).is_err());
+        }
+    }
+}
+
 #[test]
 fn imports_outside_the_contract_are_refused() {
     let h = host(None);

@@ -14,7 +14,9 @@
 //! - `tasker_step_duration_seconds{namespace,handler}` histogram (worker)
 //! - `tasker_retries_total{namespace}` (worker: retryable failures with
 //!   attempts left)
-//! - `tasker_task_latency_seconds` histogram, creation to completion (orchestrator)
+//! - `tasker_task_latency_seconds` histogram, creation to completion (whoever
+//!   finished the task: the orchestrator, or a worker that applied its last
+//!   success)
 //! - `tasker_leases_expired_total{namespace}` (worker: a step message read again
 //!   after its lease ran out)
 //! - `tasker_schedule_fires_total{namespace}` (orchestrator: schedule ticks

@@ -95,6 +95,7 @@ async fn measure(options: Options, db: BenchDb, tasker_bin: PathBuf) -> anyhow::
     let bind = format!("127.0.0.1:{port}");
     // A bootstrap key: accepted while the database holds no key of its own.
     let key = format!("bench-{}", uuid::Uuid::now_v7().simple());
+    let worker_concurrency = (options.batch * 2).max(8);
     let start = |args: &[&str]| -> anyhow::Result<Proc> {
         let child = Command::new(&tasker_bin)
             .args(args)
@@ -110,6 +111,10 @@ async fn measure(options: Options, db: BenchDb, tasker_bin: PathBuf) -> anyhow::
                 options.batch.to_string(),
             )
             .env("TASKER_ORCHESTRATION__SCHEDULE_TICK_INTERVAL_MS", "0")
+            // The worker as the in-process run's: steps in flight bound the
+            // throughput (about concurrency / a step's cycle time).
+            .env("TASKER_WORKER__BATCH_SIZE", options.batch.to_string())
+            .env("TASKER_WORKER__CONCURRENCY", worker_concurrency.to_string())
             .env("TASKER_TELEMETRY__LOG_LEVEL", "warn")
             .env_remove("DATABASE_URL")
             .stdout(Stdio::null())
@@ -226,8 +231,9 @@ async fn measure(options: Options, db: BenchDb, tasker_bin: PathBuf) -> anyhow::
     let elapsed = t0.elapsed().as_secs_f64();
     let steps = (ids.len() * 4) as f64;
     println!(
-        "\n(b) throughput: {} diamond tasks ({steps} steps) from 4 HTTP clients, 1 server + 1 worker process",
-        ids.len()
+        "\n(b) throughput: {} diamond tasks ({steps} steps) from 4 HTTP clients, 1 server + 1 worker process (batch {}, concurrency {worker_concurrency})",
+        ids.len(),
+        options.batch
     );
     println!(
         "    all created in {:.2} s ({:.0} tasks/s over HTTP), all done in {elapsed:.2} s ({complete} complete)",

@@ -183,6 +183,11 @@ pub struct WorkerConfig {
     pub shutdown_grace_seconds: u32,
     /// How the worker learns of new step messages.
     pub mode: Mode,
+    /// Whether the worker applies a successful attempt itself, in the
+    /// transaction that reports it (the step completes, its ready children are
+    /// enqueued, the task is re-decided), rather than leaving it to an
+    /// orchestrator's take. Failures always go to the orchestrator.
+    pub apply_successes: bool,
 }
 
 impl Default for WorkerConfig {
@@ -197,6 +202,7 @@ impl Default for WorkerConfig {
             heartbeat_interval_seconds: 10,
             shutdown_grace_seconds: 30,
             mode: Mode::Hybrid,
+            apply_successes: true,
         }
     }
 }

@@ -77,7 +77,7 @@ impl Actors {
             enq_rx,
             shutdown,
         ));
-        tokio::spawn(finalizer_actor(pool, fin_rx));
+        tokio::spawn(store::analytics::observe_finished(pool, fin_rx));
         Actors {
             task_requests,
             results,
@@ -295,7 +295,8 @@ async fn follow_up(
                 continue;
             }
         };
-        crate::spans::result_applied(&msg, &outcome, taken_at);
+        let applied = outcome.as_ref().map(|p| (p.label(), p.task_state()));
+        tasker_trace::result_applied(&msg, applied.map_err(|e| e.to_string()), taken_at);
         match outcome {
             Ok(processed) => {
                 if let Processed::RetryScheduled { at, .. } = &processed {
@@ -445,43 +446,5 @@ async fn enqueuer_actor(
             }
             _ => {}
         }
-    }
-}
-
-async fn finalizer_actor(pool: PgPool, mut inbox: Receiver<(Uuid, TaskState)>) {
-    /// Finished tasks whose latencies are read in one query, at most.
-    const LATENCY_BATCH: usize = 128;
-    let mut complete = Vec::with_capacity(LATENCY_BATCH);
-    while let Some(first) = inbox.recv().await {
-        // Whatever else has piled up goes with it: one query, not one a task.
-        let mut next = Some(first);
-        while let Some((task_id, state)) = next {
-            match state {
-                TaskState::Complete => {
-                    tracing::info!(%task_id, "task complete");
-                    complete.push(task_id);
-                }
-                other => tracing::warn!(%task_id, state = %other, "task needs attention"),
-            }
-            next = if complete.len() < LATENCY_BATCH {
-                inbox.try_recv().ok()
-            } else {
-                None
-            };
-        }
-        if complete.is_empty() {
-            continue;
-        }
-        match store::analytics::task_latencies_seconds(&pool, &complete).await {
-            Ok(latencies) => {
-                for (_, secs) in latencies {
-                    tasker_model::telemetry::record_task_latency(secs);
-                }
-            }
-            Err(e) => {
-                tracing::debug!(tasks = complete.len(), error = %e, "task latencies unavailable")
-            }
-        }
-        complete.clear();
     }
 }

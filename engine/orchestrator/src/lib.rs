@@ -40,7 +40,6 @@ mod actors;
 mod concurrency;
 mod retention;
 mod schedules;
-mod spans;
 mod waits;
 
 use std::time::Duration;

@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use tasker_model::state::TaskState;
+
 /// Counts and timings of the tasks created and the steps finished since a moment.
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -158,4 +160,51 @@ pub async fn history_after(
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+/// Observes finished tasks as they are reported on `inbox` (the task and the
+/// state a result left it in): logs each (info when complete, warn when it
+/// needs attention) and records the completed ones' latencies, read in one
+/// query for whatever has piled up (`tasker_task_latency_seconds`). Runs
+/// until every sender is gone. The orchestrator's finalizer, and a worker
+/// that applies its own successes, each run one.
+pub async fn observe_finished(
+    pool: PgPool,
+    mut inbox: tokio::sync::mpsc::Receiver<(Uuid, TaskState)>,
+) {
+    /// Finished tasks whose latencies are read in one query, at most.
+    const LATENCY_BATCH: usize = 128;
+    let mut complete = Vec::with_capacity(LATENCY_BATCH);
+    while let Some(first) = inbox.recv().await {
+        // Whatever else has piled up goes with it: one query, not one a task.
+        let mut next = Some(first);
+        while let Some((task_id, state)) = next {
+            match state {
+                TaskState::Complete => {
+                    tracing::info!(%task_id, "task complete");
+                    complete.push(task_id);
+                }
+                other => tracing::warn!(%task_id, state = %other, "task needs attention"),
+            }
+            next = if complete.len() < LATENCY_BATCH {
+                inbox.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if complete.is_empty() {
+            continue;
+        }
+        match task_latencies_seconds(&pool, &complete).await {
+            Ok(latencies) => {
+                for (_, secs) in latencies {
+                    tasker_model::telemetry::record_task_latency(secs);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(tasks = complete.len(), error = %e, "task latencies unavailable")
+            }
+        }
+        complete.clear();
+    }
 }

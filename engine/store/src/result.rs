@@ -37,6 +37,17 @@ pub enum Processed {
 }
 
 impl Processed {
+    /// A word for what it did: `stale`, `completed`, `retry_scheduled` or
+    /// `failed` (the `tasker.result` attribute of its span).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Processed::Stale => "stale",
+            Processed::Completed { .. } => "completed",
+            Processed::RetryScheduled { .. } => "retry_scheduled",
+            Processed::Failed { .. } => "failed",
+        }
+    }
+
     /// The task's state after this result, when it changed anything.
     pub fn task_state(&self) -> Option<TaskState> {
         match self {

@@ -85,6 +85,6 @@ mod tests {
             }
             files += 1;
         }
-        assert_eq!(files, 6);
+        assert_eq!(files, 5);
     }
 }

@@ -13,14 +13,13 @@ use uuid::Uuid;
 use super::task::StepRow;
 use super::StoreError;
 use crate::queue::RESULTS_QUEUE;
+use crate::result::{processed, Decision, Processed};
 use tasker_model::change::Changed;
 use tasker_model::state::TaskState;
 use tasker_model::step::{StepContext, StepResultMessage};
 
 /// Claims a batch: [`claim_batch`]'s statement.
 const CLAIM_STEPS: &str = crate::sql::body(include_str!("sql/claim_steps.sql"));
-/// Reports outcomes: [`report_batch_on`]'s statement.
-const REPORT_OUTCOMES: &str = crate::sql::body(include_str!("sql/report_outcomes.sql"));
 /// Extends a lease: [`heartbeat`]'s statement.
 const HEARTBEAT: &str = crate::sql::body(include_str!("sql/heartbeat.sql"));
 
@@ -256,28 +255,87 @@ pub async fn report_batch_on(
     if outcomes.is_empty() {
         return Ok(Changed::none());
     }
-    let mut msg_ids = Vec::with_capacity(outcomes.len());
-    let mut step_ids = Vec::with_capacity(outcomes.len());
-    let mut attempts = Vec::with_capacity(outcomes.len());
-    let mut bodies = Vec::with_capacity(outcomes.len());
-    for (msg_id, r) in outcomes {
-        msg_ids.push(*msg_id);
-        step_ids.push(r.step_id);
-        attempts.push(r.attempt as i32);
-        bodies.push(serde_json::to_value(r).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-    }
-    // PGMQ's send and delete, on its tables directly: one statement, the same
-    // text for every report on this queue (prepared once per connection).
-    let sql = crate::queue::substitute(REPORT_OUTCOMES, queue)?;
-    sqlx::query(&sql)
-        .bind(&step_ids)
-        .bind(&attempts)
-        .bind(&bodies)
-        .bind(&msg_ids)
-        .bind(processor_id)
+    report_statement(queue, outcomes, processor_id, false)?
         .execute(&mut *conn)
         .await?;
     Ok(Changed::queue(RESULTS_QUEUE))
+}
+
+/// `tasker.report_outcomes` (`migrations/functions/`) for `outcomes` on
+/// `queue`'s steps, applying the successes when `apply`.
+fn report_statement(
+    queue: &str,
+    outcomes: &[(i64, StepResultMessage)],
+    processor_id: &str,
+    apply: bool,
+) -> Result<sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments>, StoreError> {
+    crate::queue::table(queue)?;
+    let n = outcomes.len();
+    let (mut steps, mut attempts, mut bodies, mut msg_ids) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (msg_id, r) in outcomes {
+        steps.push(r.step_id);
+        attempts.push(r.attempt as i32);
+        bodies.push(serde_json::to_value(r).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        msg_ids.push(*msg_id);
+    }
+    Ok(
+        sqlx::query("SELECT * FROM tasker.report_outcomes($1, $2, $3, $4, $5, $6, $7)")
+            .bind(queue.to_string())
+            .bind(steps)
+            .bind(attempts)
+            .bind(bodies)
+            .bind(msg_ids)
+            .bind(processor_id.to_string())
+            .bind(apply),
+    )
+}
+
+/// [`report_batch_on`], and the successes applied at once, in the same
+/// statement and commit: the worker's hot path (`[worker] apply_successes`).
+/// `tasker.report_outcomes` locks the tasks of the successes first (id
+/// order, the orchestrator's order: task, then steps), reports as usual, then
+/// `tasker.apply_reported` applies the successes it sent as the
+/// orchestrator's take would (the step completes, its ready children are
+/// enqueued, the task is re-decided) and deletes their messages. What it does
+/// not apply (failures, and successes it could not apply as a set) stays in
+/// the results queue for an orchestrator, and the returned [`Changed`] names
+/// that queue. Returns what changed and, for each success applied here, its
+/// message and what applying it did.
+pub async fn report_and_apply_on(
+    conn: &mut sqlx::PgConnection,
+    queue: &str,
+    outcomes: &[(i64, StepResultMessage)],
+    processor_id: &str,
+) -> Result<(Changed, Vec<(StepResultMessage, Processed)>), StoreError> {
+    use sqlx::FromRow;
+    if outcomes.is_empty() {
+        return Ok((Changed::none(), Vec::new()));
+    }
+    let rows = report_statement(queue, outcomes, processor_id, true)?
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut changed = Changed::none();
+    let mut applied = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let row = crate::take::TakenRow::from_row(row)?;
+        if !row.applied {
+            continue;
+        }
+        let msg = serde_json::from_value::<StepResultMessage>(row.message)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let done = processed(&msg, &Decision::success(), row.process, &mut changed)?;
+        applied.push((msg, done));
+    }
+    // Whatever was not applied here is in the results queue.
+    if applied.len() < outcomes.len() {
+        changed.merge(Changed::queue(RESULTS_QUEUE));
+    }
+    Ok((changed, applied))
 }
 
 /// Deletes a step message whose step cannot run (already finished elsewhere).

@@ -134,13 +134,14 @@ pub async fn take_batch_on(
 }
 
 /// One row of `tasker.take_step_results`.
+/// (Also of `tasker.apply_reported`: [`crate::step::report_and_apply_on`].)
 #[derive(sqlx::FromRow)]
-struct TakenRow {
-    msg_id: i64,
-    message: Value,
-    applied: bool,
+pub(crate) struct TakenRow {
+    pub(crate) msg_id: i64,
+    pub(crate) message: Value,
+    pub(crate) applied: bool,
     #[sqlx(flatten)]
-    process: ProcessRow,
+    pub(crate) process: ProcessRow,
 }
 
 /// Reads a batch from the results queue without processing it (a lease only:

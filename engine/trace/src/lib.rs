@@ -12,9 +12,11 @@
 //! parent's, so handlers still see their task's trace id.
 
 pub mod export;
+mod result;
 mod span;
 
 pub use export::{start as start_export, Exporting, StartError};
 pub use opentelemetry::trace::SpanKind;
 pub use opentelemetry::KeyValue;
+pub use result::{result_applied, Applied};
 pub use span::Span;

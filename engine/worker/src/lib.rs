@@ -22,6 +22,7 @@
 mod breakers;
 pub mod handler;
 mod presence;
+mod report;
 mod run;
 
 use std::sync::Arc;
@@ -77,6 +78,8 @@ pub struct WorkerSettings {
     pub results_buffer: usize,
     /// Fill level (percent) at which a channel warns (`channels.saturation_warn_percent`).
     pub saturation_warn_percent: u8,
+    /// Apply successes in the report's own commit (`worker.apply_successes`).
+    pub apply_successes: bool,
 }
 
 impl Default for WorkerSettings {
@@ -98,6 +101,7 @@ impl Default for WorkerSettings {
             shutdown_grace: Duration::from_secs(30),
             worker_id: format!("worker-{}", uuid::Uuid::now_v7()),
             results_buffer: 500,
+            apply_successes: true,
             saturation_warn_percent: 80,
         }
     }
@@ -143,6 +147,7 @@ impl WorkerSettings {
             shutdown_grace: Duration::from_secs(u64::from(w.shutdown_grace_seconds)),
             results_buffer: config.channels.worker_results,
             saturation_warn_percent: config.channels.saturation_warn_percent,
+            apply_successes: w.apply_successes,
             ..WorkerSettings::default()
         }
     }
@@ -183,11 +188,11 @@ pub async fn run(
         settings.results_buffer,
         settings.saturation_warn_percent,
     );
-    let reporter = tokio::spawn(run::report_outcomes(
+    let reporter = tokio::spawn(report::report_outcomes(
         pool.clone(),
         wakeups.clone(),
         report_inbox,
-        settings.worker_id.clone(),
+        settings.clone(),
     ));
     let steps = TaskTracker::new();
     let steps_cancel = CancellationToken::new();
@@ -268,7 +273,7 @@ struct Reader {
     steps: TaskTracker,
     steps_cancel: CancellationToken,
     queue: String,
-    reports: tasker_model::channel::Sender<run::Report>,
+    reports: tasker_model::channel::Sender<report::Report>,
     counts: Arc<presence::Counts>,
     breakers: Arc<breakers::Breakers>,
 }

@@ -9,13 +9,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::WorkerSettings;
 use crate::handler::HandlerRegistry;
+use crate::report::Report;
 use tasker_model::channel::Sender;
-use tasker_model::step::log::AttemptLines;
 use tasker_model::step::{kind, Outcome, StepContext, StepResultMessage};
 use tasker_notify::Wakeups;
-use tasker_store::db::HeldConnection;
 use tasker_store::step::Claimed;
-use tasker_store::step_log::AttemptLogRow;
 use tasker_trace::{KeyValue, Span, SpanKind};
 
 /// Everything a step's run needs from its worker.
@@ -27,7 +25,7 @@ pub(super) struct Job {
     pub queue: String,
     /// Fires when the worker gives up waiting at shutdown.
     pub cancel: CancellationToken,
-    /// The worker's reporter (see [`report_outcomes`]).
+    /// The worker's reporter (see [`crate::report::report_outcomes`]).
     pub reports: Sender<Report>,
     /// Attempts finished, for the worker registry.
     pub counts: Arc<crate::presence::Counts>,
@@ -38,28 +36,6 @@ pub(super) struct Job {
 /// How long a handed-back step stays invisible, so that a worker that has its
 /// handler reads it before this one looks again.
 const HAND_BACK_DELAY: Duration = Duration::from_millis(200);
-
-/// An outcome waiting to be reported.
-pub(super) struct Report {
-    pub queue: String,
-    pub msg_id: i64,
-    pub result: StepResultMessage,
-    /// What the handler logged during the attempt (often nothing).
-    pub log: AttemptLines,
-}
-
-impl Report {
-    /// Takes the attempt's log as a row to store, if it logged anything.
-    fn take_log_row(&mut self) -> Option<AttemptLogRow> {
-        (!self.log.is_empty()).then(|| AttemptLogRow {
-            step_id: self.result.step_id,
-            task_id: self.result.task_id,
-            attempt: self.result.attempt,
-            worker_id: self.result.worker_id.clone(),
-            lines: std::mem::take(&mut self.log),
-        })
-    }
-}
 
 impl Job {
     pub async fn run(self, claimed: Claimed) {
@@ -172,17 +148,7 @@ impl Job {
         };
         if let Err(unsent) = self.reports.send(report).await {
             // The reporter is gone (it never stops before the steps): report here.
-            let mut r = unsent.0;
-            let logs: Vec<AttemptLogRow> = r.take_log_row().into_iter().collect();
-            report_with_retries(
-                &mut HeldConnection::new(self.pool.clone()),
-                &self.wakeups,
-                &r.queue,
-                &[(r.msg_id, r.result)],
-                &logs,
-                &self.settings.worker_id,
-            )
-            .await;
+            crate::report::report_alone(&self.pool, &self.wakeups, &self.settings, unsent.0).await;
         }
         span.end();
     }
@@ -237,45 +203,6 @@ impl Job {
 /// The error kind of an attempt whose handler this worker does not have; the
 /// worker hands such a step back instead of reporting it.
 pub const NO_HANDLER: &str = tasker_model::step::kind::NO_HANDLER;
-
-/// The worker's reporter: takes the first outcome, then whatever else has
-/// piled up (up to `MAX_REPORT_BATCH`), and reports them one statement per
-/// queue, preceded by one statement storing the batch's handler logs when
-/// some attempt logged anything. Under load this turns many small commits
-/// into a few; when idle a batch is one outcome and nothing waits. Ends when
-/// every sender is gone.
-pub(super) async fn report_outcomes(
-    pool: PgPool,
-    wakeups: Wakeups,
-    mut inbox: tokio::sync::mpsc::Receiver<Report>,
-    worker_id: String,
-) {
-    const MAX_REPORT_BATCH: usize = 64;
-    let mut conn = HeldConnection::new(pool.clone());
-    while let Some(first) = conn.wait_idle(inbox.recv()).await {
-        let mut by_queue: std::collections::BTreeMap<String, Vec<(i64, StepResultMessage)>> =
-            Default::default();
-        let mut logs = Vec::new();
-        let mut next = Some(first);
-        let mut n = 0;
-        while let Some(mut r) = next.take() {
-            logs.extend(r.take_log_row());
-            by_queue
-                .entry(r.queue)
-                .or_default()
-                .push((r.msg_id, r.result));
-            n += 1;
-            if n < MAX_REPORT_BATCH {
-                next = inbox.try_recv().ok();
-            }
-        }
-        for (queue, outcomes) in by_queue {
-            // The logs go with the first queue's report: one statement for all.
-            let logs = std::mem::take(&mut logs);
-            report_with_retries(&mut conn, &wakeups, &queue, &outcomes, &logs, &worker_id).await;
-        }
-    }
-}
 
 /// Runs a handler for `ctx` as the step's policy says: the handler comes from
 /// `registry`, runs on its own task (a panic becomes a failed attempt) and is
@@ -368,61 +295,4 @@ async fn heartbeat(
             Err(e) => tracing::warn!(error = %e, "heartbeat failed; the lease may expire"),
         }
     }
-}
-
-/// Reports with a few retries; if it still fails the lease runs out and the
-/// step runs again elsewhere (at-least-once). `logs` (the handler logs of
-/// these attempts, or more) are stored first, in one statement, when there
-/// are any; logs that cannot be stored for another reason than an outage are
-/// dropped with a warning rather than holding the outcomes back.
-async fn report_with_retries(
-    conn: &mut HeldConnection,
-    wakeups: &Wakeups,
-    queue: &str,
-    outcomes: &[(i64, StepResultMessage)],
-    mut logs: &[AttemptLogRow],
-    worker_id: &str,
-) {
-    let mut delay = Duration::from_millis(50);
-    let mut attempt = 0;
-    while attempt < 5 {
-        let reported = match conn.get().await {
-            Ok(c) => match tasker_store::step_log::record(c, logs).await {
-                Ok(_) => {
-                    logs = &[];
-                    tasker_store::step::report_batch_on(c, queue, outcomes, worker_id).await
-                }
-                Err(e) if wakeups.database().report(&e) => Err(e),
-                Err(e) => {
-                    tracing::warn!(error = %e, attempts = logs.len(), "storing handler logs failed; they are dropped");
-                    logs = &[];
-                    tasker_store::step::report_batch_on(c, queue, outcomes, worker_id).await
-                }
-            },
-            Err(e) => Err(e.into()),
-        };
-        match reported {
-            Ok(changed) => {
-                wakeups.announce(&changed);
-                return;
-            }
-            Err(e) => {
-                conn.release();
-                if wakeups.database().report(&e) {
-                    // Not an attempt: the outcomes wait for the database (a
-                    // lease that runs out meanwhile makes them stale, no more).
-                    wakeups.database().wait_up().await;
-                    continue;
-                }
-                attempt += 1;
-                tracing::warn!(error = %e, attempt, outcomes = outcomes.len(), "reporting step outcomes failed");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
-    }
-    tracing::error!(
-        outcomes = outcomes.len(),
-        "giving up reporting; those steps will run again after their lease"
-    );
 }

@@ -143,11 +143,17 @@ WITH candidates AS MATERIALIZED (
        FROM target WHERE s.id = target.id
   RETURNING s.id, s.task_id, s.name, s.handler_name, s.handler_config, s.attempts,
             s.recoveries, s.max_attempts, s.timeout_seconds, target.old_state),
+ -- Stamped with clock_timestamp(), which is after this statement's snapshot
+ -- (now() is when the transaction began, before planning): a claim's stamp
+ -- follows the commit that made its message visible, and so the stamp of
+ -- whatever that commit recorded (a slot freed by a result, audit-timed by the
+ -- concurrency tests).
  audit AS (
-     INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event, attempt, processor_id)
+     INSERT INTO tasker.step_transitions (step_id, task_id, from_state, to_state, event,
+                                          attempt, processor_id, created_at)
      SELECT c.id, c.task_id, c.old_state, 'in_progress',
             CASE WHEN c.old_state = 'in_progress' THEN 'lease_expired_reclaim' ELSE 'claim' END,
-            c.attempts, $3
+            c.attempts, $3, clock_timestamp()
        FROM claimed c),
  -- Lease bookkeeping only: this transaction's commit need not wait for the disk.
  lease AS (SELECT set_config('synchronous_commit', 'off', true) AS setting)

@@ -1,22 +1,22 @@
-//! The orchestrator's spans in a task's trace: applying a step's result (a
-//! child of the attempt's span, whose `traceparent` the result carries) and,
-//! when that result finished the task, the task's end.
+//! The span of applying a step's result (a child of the attempt's span, whose
+//! `traceparent` the result carries) and, when that result finished the task,
+//! the task's end. Recorded by whoever applied the result: the orchestrator,
+//! or the worker that applied its own success.
 
 use std::time::SystemTime;
 
 use tasker_model::state::TaskState;
 use tasker_model::step::StepResultMessage;
-use tasker_store::result::Processed;
-use tasker_store::StoreError;
-use tasker_trace::{KeyValue, Span, SpanKind};
 
-/// Records the span of applying `msg` (taken at `taken_at`), and the task's
+use crate::{KeyValue, Span, SpanKind};
+
+/// What applying a result did: a word for it (`completed`, `stale`, ...) and
+/// the task's state after it, or why applying it failed.
+pub type Applied<'a> = Result<(&'a str, Option<TaskState>), String>;
+
+/// Records the span of applying `msg` (begun at `taken_at`), and the task's
 /// end when it finished the task.
-pub(crate) fn result_applied(
-    msg: &StepResultMessage,
-    outcome: &Result<Processed, StoreError>,
-    taken_at: SystemTime,
-) {
+pub fn result_applied(msg: &StepResultMessage, applied: Applied<'_>, taken_at: SystemTime) {
     let mut span = Span::start_at(
         "tasker.step.result",
         SpanKind::Internal,
@@ -31,20 +31,14 @@ pub(crate) fn result_applied(
         },
         taken_at,
     );
-    let processed = match outcome {
-        Ok(p) => p,
+    let (what, task) = match applied {
+        Ok(done) => done,
         Err(e) => {
-            span.fail(e.to_string());
+            span.fail(e);
             return span.end();
         }
     };
-    let (what, task) = match processed {
-        Processed::Stale => ("stale", None),
-        Processed::Completed { task, .. } => ("completed", Some(*task)),
-        Processed::RetryScheduled { task, .. } => ("retry_scheduled", Some(*task)),
-        Processed::Failed { task } => ("failed", Some(*task)),
-    };
-    span.set(KeyValue::new("tasker.result", what));
+    span.set(KeyValue::new("tasker.result", what.to_string()));
     if let Some(task) = task {
         span.set(KeyValue::new("tasker.task_state", task.to_string()));
     }
