@@ -5,7 +5,8 @@
 -- anything that is not a well-formed success). Returns one
 -- tasker.applied_result per applied message (NULL when none is a success).
 -- Two callers: the orchestrator's take (tasker.take_step_results) and a
--- worker's report that applies its own successes (tasker.apply_reported).
+-- worker's report that applies its own successes (tasker.report_outcomes;
+-- its p_ids are minus the outcomes' positions, as they were never queued).
 --
 -- Few statements and no subtransaction of its own (the callers hold one).
 -- Measured on the 2-core VM: the take of one result cost 0.42 ms when called

@@ -9,10 +9,16 @@
 --
 -- With p_apply the worker also applies its successes in the same commit: the
 -- tasks of the successes are locked first (id order: the orchestrator's lock
--- order, task then steps, so the two never deadlock), and after the report
--- tasker.apply_reported applies the successes it sent as a take would and
--- returns its rows; failures, and successes it could not apply, stay in the
--- results queue for an orchestrator. Without p_apply nothing is returned.
+-- order, task then steps, so the two never deadlock), and after the steps
+-- moved, tasker.apply_successes applies the successes as a take would (the
+-- step completes, its ready children are enqueued, the task is re-decided),
+-- in a subtransaction. Only what it did not apply is sent to the results
+-- queue: failures (an orchestrator decides their retry), and every outcome of
+-- the batch when applying raised (rolled back; an orchestrator takes them one
+-- by one). Returns the rows of tasker.take_step_results for the outcomes
+-- applied (msg_id: minus the outcome's position in the arrays, as they were
+-- never queued; read_ct 0). Without p_apply every result is sent and nothing
+-- is returned.
 --
 -- p_queue: the step queue's name (validated by the caller; quoted here). The
 -- delete from it is the one dynamic statement.
@@ -28,8 +34,9 @@ SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
-    v_sent bigint[];
     v_moved bigint[];
+    v_rows tasker.applied_result[];
+    v_applied bigint[] := '{}';
 BEGIN
     IF p_apply THEN
         PERFORM 1 FROM tasker.tasks t
@@ -39,8 +46,7 @@ BEGIN
     END IF;
 
     WITH input AS (
-         SELECT * FROM unnest(p_steps, p_attempts, p_bodies, p_msg_ids)
-             AS i(step_id, attempt, body, msg_id)),
+         SELECT * FROM unnest(p_steps, p_attempts, p_msg_ids) AS i(step_id, attempt, msg_id)),
      moved AS (
          UPDATE tasker.steps s SET state = 'enqueued_for_orchestration', updated_at = now()
            FROM input i
@@ -51,22 +57,34 @@ BEGIN
                                               attempt, processor_id, created_at)
          SELECT m.id, m.task_id, 'in_progress', 'enqueued_for_orchestration', 'reported',
                 m.attempts, p_processor, clock_timestamp()
-           FROM moved m),
-     sent AS (
-         INSERT INTO pgmq.q_orchestration_results (vt, message)
-         SELECT clock_timestamp(), i.body FROM input i
-      RETURNING msg_id, message->'outcome'->>'status' = 'success' AS success)
-    SELECT ARRAY(SELECT s.msg_id FROM sent s WHERE s.success ORDER BY s.msg_id),
-           ARRAY(SELECT m.msg_id FROM moved m)
-      INTO v_sent, v_moved;
+           FROM moved m)
+    SELECT ARRAY(SELECT m.msg_id FROM moved m) INTO v_moved;
+
+    IF p_apply THEN
+        BEGIN
+            v_rows := tasker.apply_successes(
+                ARRAY(SELECT -g FROM generate_subscripts(p_bodies, 1) AS g), p_bodies, p_processor);
+            v_applied := ARRAY(SELECT -a.msg_id FROM unnest(v_rows) AS a);
+        EXCEPTION WHEN OTHERS THEN
+            v_rows := NULL;
+        END;
+    END IF;
+
+    -- PGMQ's send, on its table: every result not applied here.
+    INSERT INTO pgmq.q_orchestration_results (vt, message)
+    SELECT clock_timestamp(), x.body
+      FROM unnest(p_bodies) WITH ORDINALITY AS x(body, n)
+     WHERE x.n <> ALL (v_applied)
+     ORDER BY x.n;
 
     IF cardinality(v_moved) > 0 THEN
         EXECUTE format('DELETE FROM pgmq.%I WHERE msg_id = ANY ($1)', 'q_' || p_queue)
           USING v_moved;
     END IF;
 
-    IF p_apply AND cardinality(v_sent) > 0 THEN
-        RETURN QUERY SELECT * FROM tasker.apply_reported(v_sent, p_processor);
-    END IF;
+    RETURN QUERY
+    SELECT a.msg_id, 0, p_bodies[(-a.msg_id)::integer], true, a.step_found, a.is_current, a.queues,
+           a.step_state, a.step_attempts, a.task_before, a.task_state, a.enqueued, a.error
+      FROM unnest(v_rows) AS a;
 END;
 $$;

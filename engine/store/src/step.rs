@@ -298,12 +298,12 @@ fn report_statement(
 /// [`report_batch_on`], and the successes applied at once, in the same
 /// statement and commit: the worker's hot path (`[worker] apply_successes`).
 /// `tasker.report_outcomes` locks the tasks of the successes first (id
-/// order, the orchestrator's order: task, then steps), reports as usual, then
-/// `tasker.apply_reported` applies the successes it sent as the
-/// orchestrator's take would (the step completes, its ready children are
-/// enqueued, the task is re-decided) and deletes their messages. What it does
-/// not apply (failures, and successes it could not apply as a set) stays in
-/// the results queue for an orchestrator, and the returned [`Changed`] names
+/// order, the orchestrator's order: task, then steps), moves the steps as
+/// usual, then applies the successes as the orchestrator's take would
+/// (`tasker.apply_successes`: the step completes, its ready children are
+/// enqueued, the task is re-decided); only what it did not apply (failures,
+/// and every outcome when applying them as a set failed) is sent to the
+/// results queue for an orchestrator, and the returned [`Changed`] then names
 /// that queue. Returns what changed and, for each success applied here, its
 /// message and what applying it did.
 pub async fn report_and_apply_on(

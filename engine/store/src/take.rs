@@ -134,7 +134,8 @@ pub async fn take_batch_on(
 }
 
 /// One row of `tasker.take_step_results`.
-/// (Also of `tasker.apply_reported`: [`crate::step::report_and_apply_on`].)
+/// (Also of `tasker.report_outcomes` applying a worker's successes:
+/// [`crate::step::report_and_apply_on`].)
 #[derive(sqlx::FromRow)]
 pub(crate) struct TakenRow {
     pub(crate) msg_id: i64,
