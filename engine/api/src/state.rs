@@ -54,6 +54,9 @@ pub struct ApiState {
     pub retention: tasker_store::retention::RetentionPolicy,
     /// Its default batch size (`retention.batch_size`).
     pub retention_batch_size: u32,
+    /// Which steps of a template no live worker serves, as recently answered
+    /// (task creation reuses it for a second).
+    pub(crate) unserved: crate::routes::workers::UnservedCache,
 }
 
 impl ApiState {
@@ -91,6 +94,7 @@ impl ApiState {
             metrics_requires_key: web.metrics_requires_key,
             retention: tasker_store::retention::RetentionPolicy::from_config(&config.retention),
             retention_batch_size: config.retention.batch_size,
+            unserved: Default::default(),
         }
     }
 

@@ -110,7 +110,7 @@ async fn create(
             req.version.as_deref(),
         )
         .await?;
-    let unserved = super::workers::unserved_steps(state, &loaded.template).await?;
+    let unserved = super::workers::unserved_steps_of(state, &loaded).await?;
     let (mut created, changed) = task::create_at(
         &state.pool,
         &state.templates,
