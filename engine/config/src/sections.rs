@@ -152,7 +152,7 @@ impl Default for OrchestrationConfig {
             stale_task_action: StaleTaskAction::Reevaluate,
             stale_sweep_interval_seconds: 60,
             retry_sweep_interval_ms: 1_000,
-            vacuum_interval_seconds: 30,
+            vacuum_interval_seconds: 10,
             unserved_step_timeout_seconds: 600,
             schedule_tick_interval_ms: 1_000,
         }

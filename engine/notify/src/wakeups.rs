@@ -26,6 +26,7 @@
 //! for a while after it came back.
 
 mod listeners;
+mod task_events;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -98,6 +99,8 @@ struct Inner {
     /// last saw it change (a restart this value may not have noticed
     /// otherwise).
     server_start: Mutex<(Option<f64>, Option<Instant>)>,
+    /// Task events waiting to be sent (`task_events.rs`).
+    task_events: Mutex<task_events::PendingEvents>,
 }
 
 struct Coalesced {
@@ -130,6 +133,7 @@ impl Wakeups {
                 watchers: Mutex::default(),
                 others: Mutex::default(),
                 server_start: Mutex::default(),
+                task_events: Mutex::default(),
             }),
         }
     }
@@ -220,26 +224,32 @@ impl Wakeups {
         if changed.is_empty() || !self.others_listen().await {
             return;
         }
+        let token = [self.token().to_string()];
         for queue in &changed.queues {
-            self.notify(&notify_channel(queue), self.token()).await;
+            self.notify(&notify_channel(queue), &token).await;
         }
-        for (task_id, state) in &changed.tasks {
-            self.notify(TASK_EVENTS, &self.task_event_payload(*task_id, *state))
-                .await;
+        let events: Vec<String> = changed
+            .tasks
+            .iter()
+            .map(|(task_id, state)| self.task_event_payload(*task_id, *state))
+            .collect();
+        if !events.is_empty() {
+            self.notify(TASK_EVENTS, &events).await;
         }
     }
 
-    /// One NOTIFY. One that failed because the database was lost (a dead
+    /// A NOTIFY on `channel` of each of `payloads`, in one statement and
+    /// one commit. One that failed because the database was lost (a dead
     /// pooled connection after a restart, say) is sent again once the
     /// database answers, if it does within [`NOTIFY_RETRY_WITHIN`]; a
     /// failure is logged at debug level (readers are woken when their
     /// sessions reconnect, and fall back to polling).
-    async fn notify(&self, channel: &str, payload: &str) {
+    async fn notify(&self, channel: &str, payloads: &[String]) {
         let mut retried = false;
         loop {
-            let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
+            let Err(e) = sqlx::query("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p")
                 .bind(channel)
-                .bind(payload)
+                .bind(payloads)
                 .execute(self.pool())
                 .await
             else {
@@ -324,14 +334,7 @@ impl Wakeups {
                 None => false,
             });
         }
-        let this = self.clone();
-        tokio::spawn(async move {
-            if !this.others_listen().await {
-                return;
-            }
-            let payload = this.task_event_payload(task_id, state);
-            this.notify(TASK_EVENTS, &payload).await;
-        });
+        self.send_task_event(self.task_event_payload(task_id, state));
     }
 }
 
@@ -394,7 +397,9 @@ async fn send_hints(wakeups: Wakeups, channel: String, state: Arc<Coalesced>) {
         if !wakeups.others_listen().await {
             continue;
         }
-        wakeups.notify(&channel, wakeups.token()).await;
+        wakeups
+            .notify(&channel, &[wakeups.token().to_string()])
+            .await;
     }
 }
 
