@@ -37,8 +37,11 @@ DECLARE
     v_moved bigint[];
     v_rows tasker.applied_result[];
     v_applied bigint[] := '{}';
+    -- Only a batch with a success has anything to apply (and to lock).
+    v_apply boolean := p_apply AND EXISTS (
+        SELECT 1 FROM unnest(p_bodies) AS b WHERE b->'outcome'->>'status' = 'success');
 BEGIN
-    IF p_apply THEN
+    IF v_apply THEN
         PERFORM 1 FROM tasker.tasks t
          WHERE t.id = ANY (ARRAY(SELECT (b->>'task_id')::uuid FROM unnest(p_bodies) AS b
                                   WHERE b->'outcome'->>'status' = 'success'))
@@ -60,7 +63,7 @@ BEGIN
            FROM moved m)
     SELECT ARRAY(SELECT m.msg_id FROM moved m) INTO v_moved;
 
-    IF p_apply THEN
+    IF v_apply THEN
         BEGIN
             v_rows := tasker.apply_successes(
                 ARRAY(SELECT -g FROM generate_subscripts(p_bodies, 1) AS g), p_bodies, p_processor);

@@ -16,7 +16,7 @@ use tasker_store::result::Processed;
 use tasker_store::step::{claim_batch, report_and_apply_on, Claimed, Serves};
 use tasker_store::task;
 use tasker_store::template::TemplateCache;
-use tasker_testkit::{migrated, new_task, register_example};
+use tasker_testkit::{fail_recording_results_of, migrated, new_task, register_example};
 
 const STEP_QUEUE: &str = "steps_demo";
 
@@ -256,16 +256,7 @@ async fn a_success_that_cannot_be_applied_goes_to_the_orchestrator(pool: PgPool)
     let roots = claim(&pool).await;
     let start = roots[0].step.as_ref().unwrap().step_id;
     // Fault injection: recording this step's result raises.
-    sqlx::raw_sql(&format!(
-        "CREATE FUNCTION public.fail_for_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN IF NEW.step_id = '{start}' THEN RAISE EXCEPTION 'injected failure'; END IF;
-               RETURN NEW; END $$;
-         CREATE TRIGGER fail_for_doomed BEFORE INSERT ON tasker.step_results
-            FOR EACH ROW EXECUTE FUNCTION public.fail_for_doomed();"
-    ))
-    .execute(&pool)
-    .await
-    .unwrap();
+    fail_recording_results_of(&pool, start).await;
     let (changed, applied) = apply(&pool, &[success(&roots[0])]).await;
 
     assert!(applied.is_empty());

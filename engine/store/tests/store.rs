@@ -19,7 +19,7 @@ use tasker_store::step::{claim_batch, heartbeat, report, Claimed, Running, Serve
 use tasker_store::task;
 use tasker_store::template::{self as templates, TemplateCache};
 use tasker_store::{transition, Cause, StoreError, StoreTransitionError};
-use tasker_testkit::{example, migrated, new_task, register_example};
+use tasker_testkit::{example, fail_recording_results_of, migrated, new_task, register_example};
 
 const STEP_QUEUE: &str = "steps_demo";
 const PROCESSOR: &str = "test-processor";
@@ -131,20 +131,6 @@ fn success_for(claimed: &Claimed, attempt: u32, value: Value) -> StepResultMessa
         finished_at: chrono::Utc::now(),
         traceparent: None,
     }
-}
-
-/// Fault injection: recording a result of `step` raises "injected failure".
-async fn fail_recording_results_of(pool: &PgPool, step: Uuid) {
-    sqlx::raw_sql(&format!(
-        "CREATE FUNCTION public.fail_for_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN IF NEW.step_id = '{step}' THEN RAISE EXCEPTION 'injected failure'; END IF;
-               RETURN NEW; END $$;
-         CREATE TRIGGER fail_for_doomed BEFORE INSERT ON tasker.step_results
-            FOR EACH ROW EXECUTE FUNCTION public.fail_for_doomed();"
-    ))
-    .execute(pool)
-    .await
-    .unwrap();
 }
 
 /// `(from_state, to_state, event, processor_id)` of the latest task audit row.

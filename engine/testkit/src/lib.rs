@@ -248,3 +248,19 @@ pub fn optional_wasm_guest(file: &str) -> Option<Vec<u8>> {
         }
     }
 }
+
+/// Fault injection: from now on, recording a result of `step` in
+/// `tasker.step_results` raises "injected failure" (a trigger named
+/// `fail_for_doomed`; drop it to stop).
+pub async fn fail_recording_results_of(pool: &PgPool, step: Uuid) {
+    sqlx::raw_sql(&format!(
+        "CREATE FUNCTION public.fail_for_doomed() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN IF NEW.step_id = '{step}' THEN RAISE EXCEPTION 'injected failure'; END IF;
+               RETURN NEW; END $$;
+         CREATE TRIGGER fail_for_doomed BEFORE INSERT ON tasker.step_results
+            FOR EACH ROW EXECUTE FUNCTION public.fail_for_doomed();"
+    ))
+    .execute(pool)
+    .await
+    .expect("installing the fault-injection trigger");
+}
