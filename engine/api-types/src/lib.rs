@@ -78,6 +78,22 @@ pub struct CreateTaskRequest {
     pub delay_seconds: Option<u64>,
 }
 
+/// `POST /v1/tasks/batch`: tasks to create in one transaction (all or none).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTasksRequest {
+    /// 1 to 1,000 tasks, each as `POST /v1/tasks` takes it.
+    #[schema(min_items = 1, max_items = 1000)]
+    pub tasks: Vec<CreateTaskRequest>,
+}
+
+/// The outcome of `POST /v1/tasks/batch`: one entry per task, in the
+/// request's order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreatedTasks {
+    pub tasks: Vec<CreatedTask>,
+}
+
 fn empty_object() -> Value {
     Value::Object(Default::default())
 }

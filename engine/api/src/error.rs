@@ -190,6 +190,17 @@ impl From<StoreError> for HttpError {
             StoreError::Unavailable(_) => {
                 HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg)
             }
+            // The task's own error, its message and details naming the task.
+            StoreError::InBatch { index, source } => {
+                let mut e = HttpError::from(*source);
+                e.body.message = format!("tasks[{index}]: {}", e.body.message);
+                let mut details = match e.body.details.take() {
+                    Some(Value::Object(m)) => m,
+                    _ => Default::default(),
+                };
+                details.insert("index".into(), index.into());
+                e.with_details(Value::Object(details))
+            }
         }
     }
 }

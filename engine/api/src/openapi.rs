@@ -17,7 +17,7 @@ use crate::{components, events, metrics, ops, routes};
 #[openapi(
     info(title = "tasker admin API", description = "Create, watch and operate tasks; register templates."),
     paths(
-        routes::tasks::create_task, routes::tasks::list_tasks, routes::tasks::get_task,
+        routes::tasks::create_task, routes::tasks::create_tasks, routes::tasks::list_tasks, routes::tasks::get_task,
         routes::steps::list_steps, routes::tasks::cancel_task, routes::signals::send_signal,
         routes::steps::get_step, routes::steps::step_transitions, routes::steps::step_logs,
         routes::steps::retry_step,

@@ -53,6 +53,12 @@ pub fn routes() -> Vec<Route> {
             h::create_task,
         ),
         route(
+            M::POST,
+            "/v1/tasks/batch",
+            (Some(P::TasksCreate), S::Handler),
+            h::create_tasks,
+        ),
+        route(
             M::GET,
             "/v1/tasks",
             (Some(P::TasksRead), S::Handler),

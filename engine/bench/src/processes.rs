@@ -22,9 +22,11 @@ use tasker_store::queue;
 
 use crate::database::{self, BenchDb, Claims, Target};
 use crate::stats::summary;
-use crate::workflow::{floor, report_floor, Options, Report};
+use crate::workflow::{floor, report_floor, Options, Report, CREATION_BATCH};
 
 const NAMESPACE: &str = "demo";
+/// Creation alone runs here: no worker serves it.
+const IDLE_NAMESPACE: &str = "bench_idle";
 const LINEAR: &str = include_str!("../../../examples/templates/linear.yaml");
 const DIAMOND: &str = include_str!("../../../examples/templates/diamond.yaml");
 
@@ -245,6 +247,33 @@ async fn measure(options: Options, db: BenchDb, tasker_bin: PathBuf) -> anyhow::
         steps / elapsed,
         ids.len() as f64 / elapsed
     );
+    // (d) creation alone over HTTP, in batches (`POST /v1/tasks/batch`), in
+    // a namespace nobody serves.
+    let idle = DIAMOND.replace("namespace: demo", &format!("namespace: {IDLE_NAMESPACE}"));
+    tasker_store::template::register(&pool, &Template::from_yaml_str(&idle, "<bench>")?).await?;
+    let per_client = (options.diamonds * 2).max(800) / 4 / CREATION_BATCH * CREATION_BATCH;
+    let t0 = Instant::now();
+    let creators: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            let mut r = req("diamond");
+            r.namespace = IDLE_NAMESPACE.into();
+            let tasks = vec![r; CREATION_BATCH];
+            tokio::spawn(async move {
+                for _ in 0..per_client / CREATION_BATCH {
+                    client.create_tasks(&tasks).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
+    for c in creators {
+        c.await??;
+    }
+    let batched = (per_client * 4) as f64 / t0.elapsed().as_secs_f64();
+    println!(
+        "\n(d) task creation alone over HTTP (4 clients, no workers), {CREATION_BATCH} tasks a request: {batched:.0} tasks/s"
+    );
     drop(_worker);
     drop(_server);
 
@@ -264,5 +293,6 @@ async fn measure(options: Options, db: BenchDb, tasker_bin: PathBuf) -> anyhow::
         steps_per_s: steps / elapsed,
         diamonds_complete: complete,
         creation_per_s: ids.len() as f64 / created.as_secs_f64(),
+        creation_batched_per_s: batched,
     })
 }

@@ -31,7 +31,8 @@ use crate::stats::summary;
 pub struct Options {
     /// Sequential linear 4-step tasks.
     pub linear: usize,
-    /// Diamond tasks for the throughput run (at most 1,000 also for creation alone).
+    /// Diamond tasks for the throughput run (at most 1,000 also for creation
+    /// alone; twice as many, at least 800, for creation in batches).
     pub diamonds: usize,
     /// Worker/orchestrator batch size (also the floor's batch size).
     pub batch: u32,
@@ -69,8 +70,10 @@ pub struct Report {
     pub steps_per_s: f64,
     /// Diamond tasks complete at the end of the throughput run.
     pub diamonds_complete: i64,
-    /// Tasks per second, creation alone.
+    /// Tasks per second, creation alone, one task per transaction.
     pub creation_per_s: f64,
+    /// Tasks per second, creation alone, [`CREATION_BATCH`] tasks per transaction.
+    pub creation_batched_per_s: f64,
 }
 
 const NAMESPACE: &str = "bench";
@@ -157,7 +160,9 @@ async fn measure(options: Options, config: TaskerConfig, db: BenchDb) -> anyhow:
 
     let batch = options.batch.max(1) as i32;
     let floor_before = floor(&pool, batch, &options).await?;
-    let creation = creation_rate(&pool, options.diamonds.min(1000)).await?;
+    let creation = creation_rate(&pool, options.diamonds.min(1000), 1).await?;
+    let creation_batched =
+        creation_rate(&pool, (options.diamonds * 2).max(800), CREATION_BATCH).await?;
     // Every run starts from vacuumed tables with current statistics (the
     // tables' statistics still say "empty": plans made from them scan whole
     // tables as they grow).
@@ -298,6 +303,10 @@ async fn measure(options: Options, config: TaskerConfig, db: BenchDb) -> anyhow:
         creation,
         creation * 4.0
     );
+    println!(
+        "    in batches of {CREATION_BATCH} (one transaction each): {creation_batched:.0} tasks/s ({:.0} steps/s of work)",
+        creation_batched * 4.0
+    );
     Ok(Report {
         database: db.name,
         scratch: db.scratch,
@@ -306,6 +315,7 @@ async fn measure(options: Options, config: TaskerConfig, db: BenchDb) -> anyhow:
         steps_per_s: steps / elapsed,
         diamonds_complete: complete,
         creation_per_s: creation,
+        creation_batched_per_s: creation_batched,
     })
 }
 
@@ -364,13 +374,19 @@ pub(crate) async fn floor(pool: &PgPool, batch: i32, options: &Options) -> anyho
     })
 }
 
-/// Creates `n` diamond tasks in a namespace nobody serves, 4 clients at a time,
-/// and returns tasks per second: the cost of one creation transaction. The
+/// Tasks per request of the batched creation runs (`POST /v1/tasks/batch`,
+/// `tasker_store::task::create_batch`).
+pub(crate) const CREATION_BATCH: usize = 100;
+
+/// Creates `n` diamond tasks in a namespace nobody serves, 4 clients at a
+/// time, `batch` tasks per transaction (1: `tasker_store::task::create`, one
+/// commit each; more: `create_batch`), and returns tasks per second. The
 /// tasks stay pending (and their messages queued) until the database goes.
-async fn creation_rate(pool: &PgPool, n: usize) -> anyhow::Result<f64> {
+async fn creation_rate(pool: &PgPool, n: usize, batch: usize) -> anyhow::Result<f64> {
     let idle = DIAMOND.replace("namespace: bench", &format!("namespace: {IDLE_NAMESPACE}"));
     tasker_store::template::register(pool, &Template::from_yaml_str(&idle, "<bench>")?).await?;
     let cache = TemplateCache::default();
+    let per_client = n / 4 / batch * batch;
     let t0 = Instant::now();
     let clients: Vec<_> = (0..4)
         .map(|_| {
@@ -385,10 +401,19 @@ async fn creation_rate(pool: &PgPool, n: usize) -> anyhow::Result<f64> {
                     idempotency_key: None,
                     traceparent: None,
                 };
-                for _ in 0..n / 4 {
-                    // Nobody reads the idle namespace: nothing to announce.
-                    let (_created, _unread) =
-                        tasker_store::task::create(&pool, &cache, &req, "bench").await?;
+                // Nobody reads the idle namespace: nothing to announce.
+                if batch == 1 {
+                    for _ in 0..per_client {
+                        let (_created, _unread) =
+                            tasker_store::task::create(&pool, &cache, &req, "bench").await?;
+                    }
+                } else {
+                    let tasks = vec![(req, Default::default()); batch];
+                    for _ in 0..per_client / batch {
+                        let (_created, _unread) =
+                            tasker_store::task::create_batch(&pool, &cache, &tasks, "bench")
+                                .await?;
+                    }
                 }
                 Ok::<_, anyhow::Error>(())
             })
@@ -397,7 +422,7 @@ async fn creation_rate(pool: &PgPool, n: usize) -> anyhow::Result<f64> {
     for c in clients {
         c.await??;
     }
-    Ok((n / 4 * 4) as f64 / t0.elapsed().as_secs_f64())
+    Ok((per_client * 4) as f64 / t0.elapsed().as_secs_f64())
 }
 
 /// Prints the floor measured before and after a run, and the run's ratios to it

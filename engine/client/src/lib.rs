@@ -201,6 +201,23 @@ impl Client {
         Self::call(request).await
     }
 
+    /// `POST /v1/tasks/batch`: up to 1,000 tasks in one transaction (all or
+    /// none); one [`CreatedTask`] per task, in order.
+    pub async fn create_tasks(
+        &self,
+        tasks: &[CreateTaskRequest],
+    ) -> Result<Vec<CreatedTask>, ClientError> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            tasks: &'a [CreateTaskRequest],
+        }
+        let request = self
+            .request(Method::POST, &["v1", "tasks", "batch"])
+            .json(&Body { tasks });
+        let created: tasker_api_types::CreatedTasks = Self::call(request).await?;
+        Ok(created.tasks)
+    }
+
     /// `GET /v1/tasks/{id}`: the task with its steps and edges.
     pub async fn get_task(&self, id: Uuid) -> Result<TaskDetailBody, ClientError> {
         Self::call(self.request(Method::GET, &["v1", "tasks", &id.to_string()])).await

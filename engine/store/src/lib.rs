@@ -74,6 +74,14 @@ pub enum StoreError {
     ResultRolledBack { step: Uuid, reason: String },
     #[error("invalid request: {field} {reason}")]
     InvalidRequest { field: String, reason: String },
+    /// One task of a batch was refused ([`task::create_batch`]): nothing of
+    /// the batch was written.
+    #[error("tasks[{index}]: {source}")]
+    InBatch {
+        index: usize,
+        #[source]
+        source: Box<StoreError>,
+    },
     #[error("{0} is not running")]
     Unavailable(&'static str),
     #[error("stored data is corrupt: {0}")]

@@ -2,8 +2,10 @@
 //!
 //! Creation is one statement, so one transaction and one round trip: the task,
 //! its steps, edges, the first transitions and a queue message for every root
-//! step commit together or not at all.
+//! step commit together or not at all. [`create_batch`] creates many tasks in
+//! one transaction (one commit for all).
 
+mod batch;
 mod read;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +14,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
+pub use batch::{create_batch, MAX_BATCH};
 pub use read::*;
 
 use super::template::TemplateCache;

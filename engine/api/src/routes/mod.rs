@@ -35,7 +35,9 @@ pub use steps::{
     complete_step, get_step, list_steps, resolve_step_manually, retry_step, step_logs,
     step_transitions,
 };
-pub use tasks::{cancel_task, create_task, get_task, list_tasks, DEFAULT_PAGE, MAX_PAGE};
+pub use tasks::{
+    cancel_task, create_task, create_tasks, get_task, list_tasks, DEFAULT_PAGE, MAX_PAGE,
+};
 pub use templates::{get_template, list_templates, register_template, validate_template};
 pub use workers::list_workers;
 
