@@ -10,7 +10,9 @@
 -- message of a paused task (tasker.pauses) is parked: visible at 'infinity'
 -- until the pause is lifted. Its PGMQ `headers` carry the task's trace,
 -- {"traceparent": ...} (a message's own `traceparent` key, set by
--- create_task.sql, wins), for the worker's span of the attempt.
+-- create_task.sql, wins), for the worker's span of the attempt. A message's
+-- own `run_at` key (create_task.sql: each task of a batch has its own start)
+-- wins over p_vt.
 DROP FUNCTION IF EXISTS tasker.send_step_messages(text[], jsonb[]);
 CREATE OR REPLACE FUNCTION tasker.send_step_messages(p_queues text[], p_msgs jsonb[],
                                                      p_vt timestamptz DEFAULT NULL)
@@ -26,9 +28,10 @@ BEGIN
         EXECUTE format(
             'INSERT INTO pgmq.%I (vt, message, headers)
              SELECT CASE WHEN $5 AND tasker.task_paused(t.id) THEN ''infinity''
-                         ELSE coalesce($4, clock_timestamp()) END,
-                    (x.m - ''priority'' - ''traceparent'') || jsonb_build_object(''rank'',
-                        extract(epoch FROM coalesce($4, clock_timestamp()))
+                         ELSE coalesce((x.m->>''run_at'')::timestamptz, $4, clock_timestamp()) END,
+                    (x.m - ''priority'' - ''traceparent'' - ''run_at'') || jsonb_build_object(''rank'',
+                        extract(epoch FROM coalesce((x.m->>''run_at'')::timestamptz, $4,
+                                                    clock_timestamp()))
                         - coalesce((x.m->>''priority'')::float8, t.priority, 0)),
                     jsonb_strip_nulls(jsonb_build_object(''traceparent'',
                         coalesce(x.m->>''traceparent'', t.traceparent)))

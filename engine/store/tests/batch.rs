@@ -196,3 +196,70 @@ async fn an_idempotency_key_repeated_in_a_batch_makes_one_task(pool: PgPool) {
         3
     );
 }
+
+#[sqlx::test(migrations = false)]
+async fn roots_in_several_pools_are_sent_with_each_tasks_start_priority_and_trace(pool: PgPool) {
+    migrated(&pool).await;
+    tasker_testkit::register_inline(
+        &pool,
+        "namespace: mix\nname: two\nversion: 1.0.0\nsteps:\n\
+         - { name: a, handler: { name: h.a }, pool: left }\n\
+         - { name: b, handler: { name: h.b }, pool: right }\n",
+    )
+    .await;
+    for q in ["steps_left", "steps_right"] {
+        let mut conn = pool.acquire().await.unwrap();
+        tasker_store::queue::ensure(&mut conn, q).await.unwrap();
+    }
+    let cache = TemplateCache::default();
+    let now = (new_task("mix", "two", json!({})), Start::default());
+    let mut later = (
+        new_task("mix", "two", json!({})),
+        Start {
+            run_at: None,
+            delay_seconds: Some(3600),
+        },
+    );
+    later.0.priority = 5;
+    let (created, changed) = task::create_batch(&pool, &cache, &[now, later], PROCESSOR)
+        .await
+        .unwrap();
+    let mut queues = changed.queues.clone();
+    queues.sort();
+    assert_eq!(queues, ["steps_left", "steps_right"]);
+    for q in ["steps_left", "steps_right"] {
+        let rows: Vec<(serde_json::Value, f64, Option<f64>, Option<String>, String)> =
+            sqlx::query_as(&format!(
+                "SELECT m.message, extract(epoch FROM m.vt - now())::float8,
+                    (m.message->>'rank')::float8 - extract(epoch FROM t.run_at)::float8,
+                    m.headers->>'traceparent', t.traceparent
+               FROM pgmq.q_{q} m JOIN tasker.tasks t ON t.id = (m.message->>'task_id')::uuid
+              ORDER BY t.id"
+            ))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 2, "{q}");
+        for ((message, _, _, header, trace), c) in rows.iter().zip(&created) {
+            assert_eq!(message["task_id"], json!(c.task_id), "{q}");
+            let mut keys: Vec<&String> = message.as_object().unwrap().keys().collect();
+            keys.sort();
+            assert_eq!(keys, ["rank", "step_id", "task_id"], "{q}: {message}");
+            assert_eq!(header.as_deref(), Some(trace.as_str()), "{q}");
+        }
+        assert!(
+            rows[0].1 < 5.0,
+            "{q}: the first task's roots are visible at once"
+        );
+        assert!(
+            (rows[1].1 - 3600.0).abs() < 60.0,
+            "{q}: the second's in an hour: {}",
+            rows[1].1
+        );
+        let rank = rows[1].2.unwrap();
+        assert!(
+            (rank + 5.0).abs() < 1e-3,
+            "{q}: rank = its start - priority: {rank}"
+        );
+    }
+}
