@@ -271,9 +271,6 @@ async fn measure(options: Options, db: BenchDb, tasker_bin: PathBuf) -> anyhow::
         c.await??;
     }
     let batched = (per_client * 4) as f64 / t0.elapsed().as_secs_f64();
-    println!(
-        "\n(d) task creation alone over HTTP (4 clients, no workers), {CREATION_BATCH} tasks a request: {batched:.0} tasks/s"
-    );
     drop(_worker);
     drop(_server);
 
@@ -284,6 +281,9 @@ async fn measure(options: Options, db: BenchDb, tasker_bin: PathBuf) -> anyhow::
         options.batch,
         p50,
         steps / elapsed,
+    );
+    println!(
+        "\n(d) task creation alone over HTTP (4 clients, no workers), {CREATION_BATCH} tasks a request: {batched:.0} tasks/s"
     );
     Ok(Report {
         database: db.name,
