@@ -1095,6 +1095,23 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             ),
             conflict: None,
         },
+        ("POST", "/v1/tasks/batch") => Case {
+            happy: (
+                req("POST", "/v1/tasks/batch").json(json!({"tasks": [
+                    {"namespace": "demo", "name": "diamond", "context": {"value": 2}}]})),
+                StatusCode::CREATED,
+            ),
+            bad: Some((
+                req("POST", "/v1/tasks/batch").json(json!({"tasks": []})),
+                unproc,
+                "tasks",
+            )),
+            unknown: Some(
+                req("POST", "/v1/tasks/batch")
+                    .json(json!({"tasks": [{"namespace": "demo", "name": "nope"}]})),
+            ),
+            conflict: None,
+        },
         ("GET", "/v1/tasks") => Case {
             happy: (req("GET", "/v1/tasks?namespace=demo&limit=2"), ok),
             bad: Some((req("GET", "/v1/tasks?limit=0"), unproc, "limit")),

@@ -64,6 +64,15 @@ pub enum TaskCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Create many tasks from a file of one JSON task a line (as `POST
+    /// /v1/tasks` takes it: namespace, name, context, ...), up to 1,000 a
+    /// request, each request all or nothing; prints their ids in order.
+    CreateBatch {
+        /// The JSON-lines file; `-` reads standard input.
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Show a task with its steps.
     Get {
         id: uuid::Uuid,

@@ -15,6 +15,7 @@ mod schedule;
 mod serve;
 mod signal;
 mod step_logs;
+mod task_batch;
 mod task_watch;
 mod templates_queues;
 mod workers;
@@ -265,6 +266,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                         json,
                     };
                     remote::task_create(&c, args).await
+                }
+                T::CreateBatch { file, json } => {
+                    task_batch::task_create_batch(&c, &file, json).await
                 }
                 T::Get { id, json } => remote::task_get(&c, id, json).await,
                 T::List {
