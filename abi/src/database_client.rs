@@ -68,6 +68,23 @@ impl DatabaseClient {
         })?)
     }
 
+    /// Creates many tasks in one statement and transaction: all of them, or
+    /// none when one is refused (the error names it, `tasks[i]: ...`); up to
+    /// [`tasker_store::task::MAX_BATCH`]. One [`Created`] per task, in order.
+    pub fn create_tasks(&self, requests: &[NewTask]) -> Result<Vec<Created>, AbiError> {
+        let batch: Vec<_> = requests
+            .iter()
+            .map(|r| (r.clone(), tasker_store::task::Start::default()))
+            .collect();
+        Ok(self.block_on(async {
+            let (created, changed) =
+                tasker_store::task::create_batch(&self.pool, &self.templates, &batch, &self.id)
+                    .await?;
+            self.wakeups.announce(&changed);
+            Ok::<_, tasker_store::StoreError>(created)
+        })?)
+    }
+
     /// A task with its steps and edges, as JSON (the shape of `GET /v1/tasks/{id}`).
     pub fn get_task(&self, task_id: Uuid) -> Result<serde_json::Value, AbiError> {
         let detail = self.block_on(tasker_store::task::detail(&self.pool, task_id))?;

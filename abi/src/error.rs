@@ -125,6 +125,12 @@ impl From<tasker_store::StoreError> for AbiError {
             S::Sql(_) | S::Queue(_) | S::Unavailable(_) | S::Corrupt(_) => {
                 AbiError::Database(e.to_string())
             }
+            // A task of a batch: its own kind, the message naming it.
+            S::InBatch { index, source } => match AbiError::from(*source) {
+                AbiError::NotFound(m) => AbiError::NotFound(format!("tasks[{index}]: {m}")),
+                AbiError::Database(m) => AbiError::Database(format!("tasks[{index}]: {m}")),
+                other => AbiError::InvalidArgument(format!("tasks[{index}]: {other}")),
+            },
             _ => AbiError::InvalidArgument(e.to_string()),
         }
     }

@@ -260,6 +260,32 @@ def test_many_tasks_at_once(client, make_worker):
         assert results(client, task_id)["join"] == (v * v + 1 + v * v * 2) ** 2
 
 
+def test_tasks_created_in_one_batch_run_and_a_refused_one_creates_none(
+    client, make_worker, database_url
+):
+    client.register_template(diamond())
+    bad = [{"namespace": NS, "name": "diamond", "context": {"value": 1}},
+           {"namespace": NS, "name": "no_such_template"}]
+    with pytest.raises(tasker.NotFoundError, match=r"tasks\[1\]"):
+        client.create_tasks(bad)
+    with pytest.raises(tasker.TaskerError, match=r"tasks\[0\]: unknown field"):
+        client.create_tasks([{"namespace": NS, "name": "diamond", "colour": "red"}])
+    count = subprocess.run(
+        ["psql", database_url, "-tAc", "SELECT count(*) FROM tasker.tasks"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    assert count == "0", "a refused batch creates nothing"
+    make_worker({"math.compute": compute}, threads=4)
+    ids = client.create_tasks(
+        [{"namespace": NS, "name": "diamond", "context": {"value": v}} for v in range(5)]
+        + [{"namespace": NS, "name": "diamond", "context": {"value": 9}, "idempotency_key": "b1"}] * 2
+    )
+    assert len(ids) == 7 and ids[5] == ids[6] and len(set(ids)) == 6
+    for v, task_id in zip(list(range(5)) + [9], ids):
+        assert client.wait(task_id, timeout=60) == "complete"
+        assert results(client, task_id)["join"] == (v * v + 1 + v * v * 2) ** 2
+
+
 def test_client_errors(client):
     client.register_template(LINEAR)
     task_id = client.create_task(NS, "linear", {"value": 1})

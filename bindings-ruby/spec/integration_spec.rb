@@ -151,6 +151,20 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
     expect(@client.get_task(id)["priority"]).to eq(60)
   end
 
+  it "creates tasks in one batch, all or none, and runs them" do
+    expect { @client.create_tasks([{ namespace: "demo", name: "linear", context: { "value" => 1 } },
+                                   { namespace: "rbspec", name: "nope" }]) }
+      .to raise_error(Tasker::NotFoundError, /tasks\[1\]/)
+    expect { @client.create_tasks([{ namespace: "demo", name: "linear", colour: "red" }]) }
+      .to raise_error(Tasker::InvalidArgumentError, /tasks\[0\]: unknown field/)
+    ids = @client.create_tasks((1..3).map { |v| { namespace: "demo", name: "linear", context: { "value" => v } } })
+    expect(ids.uniq.size).to eq(3)
+    ids.zip(1..3).each do |id, v|
+      expect(@client.wait(id, timeout: 30)).to eq("complete")
+      expect(steps(@client.get_task(id))["d"]["result"]).to eq(((v * v + 1) * 2)**2)
+    end
+  end
+
   it "runs a linear task through Ruby handlers" do
     state, task = run_task("demo", "linear", { "value" => 3 })
     expect(state).to eq("complete")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
 
 from . import _engine_log, _tasker
 from ._config import ConfigLike, config_text
@@ -56,6 +56,16 @@ class Client:
             priority,
         )
         return task_id
+
+    def create_tasks(self, tasks: Iterable[Mapping[str, Any]]) -> List[str]:
+        """Creates many tasks in one transaction: all of them, or none when
+        one is refused (the error names it, ``tasks[i]: ...``); up to 1,000.
+        Each task is a dict with ``namespace``, ``name`` and optionally
+        ``context``, ``version``, ``idempotency_key``, ``priority``. Returns
+        their ids in order (a repeated idempotency key gives the earlier
+        task's id). Several times faster per task than ``create_task``."""
+        created = self._native.create_tasks(json.dumps(list(tasks)))
+        return [task_id for task_id, _created in created]
 
     def get_task(self, task_id: str) -> Dict[str, Any]:
         """The task with ``state``, ``steps`` (each with ``name``, ``state``,

@@ -23,6 +23,14 @@ module Tasker
       id
     end
 
+    # Creates many tasks in one transaction: all of them, or none when one is
+    # refused (the error names it, "tasks[i]: ..."); up to 1,000. Each task is
+    # a Hash with :namespace, :name and optionally :context, :version,
+    # :idempotency_key, :priority. Returns their ids in order.
+    def create_tasks(tasks)
+      @native.create_tasks(JSON.generate(tasks.to_a)).map(&:first)
+    end
+
     # The task with its steps and edges (a Hash with string keys).
     def get_task(id)
       JSON.parse(@native.get_task(id.to_s))

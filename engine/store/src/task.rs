@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-pub use batch::{create_batch, MAX_BATCH};
+pub use batch::{create_batch, MAX_BATCH, MAX_BATCH_STEPS};
 pub use create::{create, create_at, create_on};
 pub use read::*;
 

@@ -159,6 +159,22 @@ async fn batch_sizes_outside_the_limit_are_refused(pool: PgPool) {
             "{err}"
         );
     }
+    // Steps are counted too: 1,000 tasks of 51 steps are over MAX_BATCH_STEPS.
+    let mut wide = String::from("namespace: demo\nname: wide\nversion: 1.0.0\nsteps:\n");
+    for i in 0..51 {
+        wide.push_str(&format!("  - {{ name: s{i}, handler: {{ name: h }} }}\n"));
+    }
+    tasker_testkit::register_inline(&pool, &wide).await;
+    let wide = (new_task("demo", "wide", json!({})), Start::default());
+    let err = task::create_batch(&pool, &cache, &vec![wide; MAX_BATCH], PROCESSOR)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("at most {}", task::MAX_BATCH_STEPS)),
+        "{err}"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM tasker.tasks").await, 0);
     let (created, _) = task::create_batch(&pool, &cache, &vec![one; MAX_BATCH], PROCESSOR)
         .await
         .unwrap();
@@ -197,6 +213,10 @@ async fn an_idempotency_key_repeated_in_a_batch_makes_one_task(pool: PgPool) {
     );
 }
 
+/// A root's message: body, seconds until visible, rank minus its task's
+/// start, its trace header, its task's trace.
+type SentRoot = (serde_json::Value, f64, Option<f64>, Option<String>, String);
+
 #[sqlx::test(migrations = false)]
 async fn roots_in_several_pools_are_sent_with_each_tasks_start_priority_and_trace(pool: PgPool) {
     migrated(&pool).await;
@@ -228,17 +248,16 @@ async fn roots_in_several_pools_are_sent_with_each_tasks_start_priority_and_trac
     queues.sort();
     assert_eq!(queues, ["steps_left", "steps_right"]);
     for q in ["steps_left", "steps_right"] {
-        let rows: Vec<(serde_json::Value, f64, Option<f64>, Option<String>, String)> =
-            sqlx::query_as(&format!(
-                "SELECT m.message, extract(epoch FROM m.vt - now())::float8,
+        let rows: Vec<SentRoot> = sqlx::query_as(&format!(
+            "SELECT m.message, extract(epoch FROM m.vt - now())::float8,
                     (m.message->>'rank')::float8 - extract(epoch FROM t.run_at)::float8,
                     m.headers->>'traceparent', t.traceparent
                FROM pgmq.q_{q} m JOIN tasker.tasks t ON t.id = (m.message->>'task_id')::uuid
               ORDER BY t.id"
-            ))
-            .fetch_all(&pool)
-            .await
-            .unwrap();
+        ))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
         assert_eq!(rows.len(), 2, "{q}");
         for ((message, _, _, header, trace), c) in rows.iter().zip(&created) {
             assert_eq!(message["task_id"], json!(c.task_id), "{q}");

@@ -84,6 +84,41 @@ impl RbClient {
         Ok((created.task_id.to_string(), created.created))
     }
 
+    /// Creates the tasks of `tasks_json` (a JSON array of task objects) in
+    /// one transaction, all or none; returns `[task_id, created]` per task.
+    fn create_tasks(
+        ruby: &Ruby,
+        rb_self: &Self,
+        tasks_json: String,
+    ) -> Result<Vec<(String, bool)>, Error> {
+        let client = rb_self.client(ruby)?;
+        let items = match tasker::handler::json_exact(&tasks_json, "tasks")
+            .map_err(|e| abi_error(ruby, e))?
+        {
+            serde_json::Value::Array(items) => items,
+            _ => {
+                return Err(invalid(
+                    ruby,
+                    "tasks must be an Array of task Hashes".into(),
+                ))
+            }
+        };
+        let requests = items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                serde_json::from_value::<NewTask>(v)
+                    .map_err(|e| invalid(ruby, format!("tasks[{i}]: {e}")))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let created = nogvl::blocking(ruby, |_| client.create_tasks(&requests))?
+            .map_err(|e| abi_error(ruby, e))?;
+        Ok(created
+            .into_iter()
+            .map(|c| (c.task_id.to_string(), c.created))
+            .collect())
+    }
+
     /// The task with its steps and edges, as JSON text.
     fn get_task(ruby: &Ruby, rb_self: &Self, id: String) -> Result<String, Error> {
         let client = rb_self.client(ruby)?;
@@ -135,6 +170,7 @@ pub fn define(ruby: &Ruby, native: RModule) -> Result<(), Error> {
     class.define_singleton_method("new", function!(RbClient::new, 2))?;
     class.define_method("register_template", method!(RbClient::register_template, 1))?;
     class.define_method("create_task", method!(RbClient::create_task, 6))?;
+    class.define_method("create_tasks", method!(RbClient::create_tasks, 1))?;
     class.define_method("get_task", method!(RbClient::get_task, 1))?;
     class.define_method("wait", method!(RbClient::wait, 2))?;
     Ok(())

@@ -13,6 +13,10 @@ use tasker_model::change::Changed;
 /// Most tasks one batch may hold.
 pub const MAX_BATCH: usize = 1_000;
 
+/// Most steps one batch may create, all its tasks together: one statement
+/// inserts them all, and its arrays are held in memory on both sides.
+pub const MAX_BATCH_STEPS: usize = 50_000;
+
 /// Creates every task of `batch` (each with its delayed start), in one
 /// statement and transaction: all are created, or none when one is refused. A task
 /// refused (its template not registered, its input rejected by the
@@ -51,6 +55,16 @@ pub async fn create_batch(
             .await
             .map_err(in_batch(i))?;
         loaded.push((template, run_at));
+    }
+    let steps: usize = loaded.iter().map(|(l, _)| l.template.steps.len()).sum();
+    if steps > MAX_BATCH_STEPS {
+        return Err(StoreError::InvalidRequest {
+            field: "tasks".into(),
+            reason: format!(
+                "would create {steps} steps in all; a batch creates at most {MAX_BATCH_STEPS}: \
+                 send fewer tasks a request"
+            ),
+        });
     }
     let planned: Vec<Planned<'_>> = batch
         .iter()
