@@ -82,7 +82,10 @@ pub async fn create_batch(
     let mut tx = conn.begin().await?;
     let (created, changed) = create_many_on(&mut tx, &planned, processor_id)
         .await
-        .map_err(|(i, e)| in_batch(i)(e))?;
+        .map_err(|(i, e)| match i {
+            Some(i) => in_batch(i)(e),
+            None => e,
+        })?;
     tx.commit().await?;
     Ok((created, changed))
 }

@@ -104,16 +104,17 @@ pub(crate) struct Planned<'a> {
 
 /// Creates `tasks` on `conn` in one statement (in the caller's transaction,
 /// if any), then admits those under concurrency limits. Returns one
-/// [`Created`] per task, in order, or the position of the task refused and why.
+/// [`Created`] per task, in order; or the error, with the position of the
+/// task it is about (`None`: the statement's, no one task's).
 pub(crate) async fn create_many_on(
     conn: &mut PgConnection,
     tasks: &[Planned<'_>],
     processor_id: &str,
-) -> Result<(Vec<Created>, Changed), (usize, StoreError)> {
+) -> Result<(Vec<Created>, Changed), (Option<usize>, StoreError)> {
     let mut rows = Creation::default();
     let mut laid_out = Vec::with_capacity(tasks.len());
     for (i, t) in tasks.iter().enumerate() {
-        laid_out.push(rows.add(t).map_err(|e| (i, e))?);
+        laid_out.push(rows.add(t).map_err(|e| (Some(i), e))?);
     }
     // Every root in one queue (the common case): the static send.
     let sql = match rows.root_queues.split_first() {
@@ -121,14 +122,14 @@ pub(crate) async fn create_many_on(
             &CREATE_TASK.replace("{send_roots}", SEND_ROOTS_TO_ONE_QUEUE),
             first,
         )
-        .map_err(|e| (0, e.into()))?,
+        .map_err(|e| (None, e.into()))?,
         _ => CREATE_TASK.replace("{send_roots}", SEND_ROOTS_TO_QUEUES),
     };
     let inserted: Vec<Uuid> = rows
         .bind(sqlx::query_scalar(&sql), processor_id)
         .fetch_all(&mut *conn)
         .await
-        .map_err(|e| (0, e.into()))?;
+        .map_err(|e| (None, e.into()))?;
     // A task not inserted has an idempotency key that exists already (or
     // came earlier in the batch): it is that task.
     let existing: Vec<(String, String, Uuid)> = if inserted.len() < tasks.len() {
@@ -141,10 +142,11 @@ pub(crate) async fn create_many_on(
         .bind(&rows.idempotency_keys)
         .fetch_all(&mut *conn)
         .await
-        .map_err(|e| (0, e.into()))?
+        .map_err(|e| (None, e.into()))?
     } else {
         Vec::new()
     };
+    let inserted: std::collections::HashSet<Uuid> = inserted.into_iter().collect();
     let mut created = Vec::with_capacity(tasks.len());
     let mut changed = Changed::none();
     for (i, (t, out)) in tasks.iter().zip(laid_out).enumerate() {
@@ -156,7 +158,7 @@ pub(crate) async fn create_many_on(
                 .map(|(_, _, id)| *id)
                 .ok_or_else(|| {
                     (
-                        i,
+                        Some(i),
                         StoreError::Corrupt(format!(
                             "task {} was neither created nor found by its key",
                             out.task_id
@@ -181,7 +183,7 @@ pub(crate) async fn create_many_on(
                 processor_id,
             )
             .await
-            .map_err(|e| (i, e))?;
+            .map_err(|e| (Some(i), e))?;
             changed.merge(admitted);
         }
         created.push(Created {
