@@ -139,7 +139,9 @@ WITH candidates AS MATERIALIZED (
      UPDATE tasker.steps s
         SET state = 'in_progress', attempts = s.attempts + 1, updated_at = now(),
             recoveries = s.recoveries + (target.old_state = 'in_progress')::integer,
-            started_at = coalesce(s.started_at, now())
+            -- Not now() (the statement's start): the message may have become
+            -- visible (its vt, a delayed start's run_at) while it ran.
+            started_at = coalesce(s.started_at, clock_timestamp())
        FROM target WHERE s.id = target.id
   RETURNING s.id, s.task_id, s.name, s.handler_name, s.handler_config, s.attempts,
             s.recoveries, s.max_attempts, s.timeout_seconds, target.old_state),
