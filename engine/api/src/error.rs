@@ -72,6 +72,18 @@ impl HttpError {
         self
     }
 
+    /// This error as the error of task `index` of a batch: the message
+    /// begins `tasks[index]: `, and `details.index` names it.
+    pub fn in_batch(mut self, index: usize) -> Self {
+        self.body.message = format!("tasks[{index}]: {}", self.body.message);
+        let mut details = match self.body.details.take() {
+            Some(Value::Object(m)) => m,
+            _ => Default::default(),
+        };
+        details.insert("index".into(), index.into());
+        self.with_details(Value::Object(details))
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
@@ -190,17 +202,7 @@ impl From<StoreError> for HttpError {
             StoreError::Unavailable(_) => {
                 HttpError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", msg)
             }
-            // The task's own error, its message and details naming the task.
-            StoreError::InBatch { index, source } => {
-                let mut e = HttpError::from(*source);
-                e.body.message = format!("tasks[{index}]: {}", e.body.message);
-                let mut details = match e.body.details.take() {
-                    Some(Value::Object(m)) => m,
-                    _ => Default::default(),
-                };
-                details.insert("index".into(), index.into());
-                e.with_details(Value::Object(details))
-            }
+            StoreError::InBatch { index, source } => HttpError::from(*source).in_batch(index),
         }
     }
 }

@@ -22,7 +22,7 @@ use tasker_store::queue;
 
 use crate::database::{self, BenchDb, Claims, Target};
 use crate::stats::summary;
-use crate::workflow::{floor, report_floor, Options, Report, CREATION_BATCH};
+use crate::workflow::{batched_creations, floor, report_floor, Options, Report, CREATION_BATCH};
 
 const NAMESPACE: &str = "demo";
 /// Creation alone runs here: no worker serves it.
@@ -251,7 +251,7 @@ async fn measure(options: Options, db: BenchDb, tasker_bin: PathBuf) -> anyhow::
     // a namespace nobody serves.
     let idle = DIAMOND.replace("namespace: demo", &format!("namespace: {IDLE_NAMESPACE}"));
     tasker_store::template::register(&pool, &Template::from_yaml_str(&idle, "<bench>")?).await?;
-    let per_client = (options.diamonds * 2).max(800) / 4 / CREATION_BATCH * CREATION_BATCH;
+    let per_client = batched_creations(&options) / 4;
     let t0 = Instant::now();
     let creators: Vec<_> = (0..4)
         .map(|_| {

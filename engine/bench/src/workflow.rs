@@ -32,7 +32,7 @@ pub struct Options {
     /// Sequential linear 4-step tasks.
     pub linear: usize,
     /// Diamond tasks for the throughput run (at most 1,000 also for creation
-    /// alone; twice as many, at least 800, for creation in batches).
+    /// alone; [`batched_creations`] for creation in batches).
     pub diamonds: usize,
     /// Worker/orchestrator batch size (also the floor's batch size).
     pub batch: u32,
@@ -162,7 +162,7 @@ async fn measure(options: Options, config: TaskerConfig, db: BenchDb) -> anyhow:
     let floor_before = floor(&pool, batch, &options).await?;
     let creation = creation_rate(&pool, options.diamonds.min(1000), 1).await?;
     let creation_batched =
-        creation_rate(&pool, (options.diamonds * 2).max(800), CREATION_BATCH).await?;
+        creation_rate(&pool, batched_creations(&options), CREATION_BATCH).await?;
     // Every run starts from vacuumed tables with current statistics (the
     // tables' statistics still say "empty": plans made from them scan whole
     // tables as they grow).
@@ -376,7 +376,13 @@ pub(crate) async fn floor(pool: &PgPool, batch: i32, options: &Options) -> anyho
 
 /// Tasks per request of the batched creation runs (`POST /v1/tasks/batch`,
 /// `tasker_store::task::create_batch`).
-pub(crate) const CREATION_BATCH: usize = 100;
+pub const CREATION_BATCH: usize = 100;
+
+/// How many tasks the batched creation run creates (and leaves pending):
+/// twice the throughput run's, in whole batches, at least one batch per client.
+pub fn batched_creations(options: &Options) -> usize {
+    (options.diamonds * 2).max(4 * CREATION_BATCH) / (4 * CREATION_BATCH) * (4 * CREATION_BATCH)
+}
 
 /// Creates `n` diamond tasks in a namespace nobody serves, 4 clients at a
 /// time, `batch` tasks per transaction (1: `tasker_store::task::create`, one

@@ -144,10 +144,11 @@ async fn runs_in_an_empty_named_database_and_leaves_its_work_there(pool: PgPool)
     .expect("a run in an empty database");
     assert!(!report.scratch);
     assert_eq!(report.diamonds_complete, options.diamonds as i64);
-    // Linear (5 warm-up + 2), diamonds, and creation alone (8 pending): all kept.
+    // Linear (5 warm-up + 2), diamonds, creation alone (8 pending) and
+    // creation in batches (pending): all kept.
     assert_eq!(
         count(&pool, "SELECT count(*) FROM tasker.tasks").await,
-        7 + 8 + 8
+        (7 + 8 + 8 + workflow::batched_creations(&options)) as i64
     );
 }
 

@@ -188,7 +188,7 @@ async fn create_batch(
     let mut batch = Vec::with_capacity(req.tasks.len());
     let mut unserved = Vec::with_capacity(req.tasks.len());
     for (i, t) in req.tasks.into_iter().enumerate() {
-        crate::scope::check(who, &t.namespace)?;
+        crate::scope::check(who, &t.namespace).map_err(|e| e.in_batch(i))?;
         let start = t.start();
         let mut t: task::NewTask = t.into();
         t.traceparent = Some(traceparent.to_string());
@@ -196,11 +196,12 @@ async fn create_batch(
             .templates
             .get(&state.pool, &t.namespace, &t.name, t.version.as_deref())
             .await
-            .map_err(|e| tasker_store::StoreError::InBatch {
-                index: i,
-                source: Box::new(e),
-            })?;
-        unserved.push(super::workers::unserved_steps_of(state, &loaded).await?);
+            .map_err(|e| HttpError::from(e).in_batch(i))?;
+        unserved.push(
+            super::workers::unserved_steps_of(state, &loaded)
+                .await
+                .map_err(|e| e.in_batch(i))?,
+        );
         batch.push((t, start));
     }
     let (mut created, changed) =
