@@ -93,7 +93,7 @@ fuzz() {
   local t0=$SECONDS rc=0
   # /v1/tasks/{id}/events is a Server-Sent-Events stream that stays open
   # until the task ends: a fuzzer cannot read it to the end. Its 200, 400,
-  # 401, 403 and 404 are covered in engine/api/tests/api.rs.
+  # 401, 403 and 404 are covered in engine/api/tests/suite/api.rs.
   # Run from a scratch directory: schemathesis keeps a cache in its cwd.
   (cd "$scratch" && "$venv/bin/st" "$@" run "${base}/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \

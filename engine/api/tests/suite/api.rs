@@ -1613,7 +1613,7 @@ fn matrix_case(fx: &Fixture, method: &str, path: &str) -> Case {
             conflict: None,
         },
         _ => panic!(
-            "route {method} {path} has no row in the API test matrix (engine/api/tests/api.rs, \
+            "route {method} {path} has no row in the API test matrix (engine/api/tests/suite/api.rs, \
              matrix_case): add its happy path, bad input, unknown id and conflict cases"
         ),
     }
