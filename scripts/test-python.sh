@@ -2,11 +2,13 @@
 # The Python package (bindings-python/): builds it once, installs it the way a
 # user does and tests it against a real PostgreSQL.
 #
-# 1. Build: `maturin build --release` and `maturin sdist` (in a build
-#    virtualenv with maturin) make the abi3 wheel (CPython 3.9+) and the sdist
-#    (completed by bindings-python/complete_sdist.py) into
-#    $CARGO_TARGET_DIR/python/dist; cargo's output goes to $CARGO_TARGET_DIR,
-#    so the workspace's release artifacts are reused.
+# 1. Build: `maturin build` and `maturin sdist` (in a build virtualenv with
+#    maturin) make the abi3 wheel (CPython 3.9+) and the sdist (completed by
+#    bindings-python/complete_sdist.py) into $CARGO_TARGET_DIR/python/dist;
+#    cargo's output goes to $CARGO_TARGET_DIR. PROFILE=release (the default,
+#    what `pip install` builds) or PROFILE=debug: scripts/test.sh builds the
+#    wheel unoptimized, reusing the debug artifacts libtasker's C build left
+#    (23 s instead of 339 s of release compilation on 2 cores).
 # 2. Smoke test: a fresh virtualenv, `pip install --no-index <the wheel>` with a
 #    PATH holding nothing but the virtualenv (no cargo, no cc: installing
 #    compiles nothing; the time is printed), then the example in
@@ -22,6 +24,11 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 admin_url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 server_url="${admin_url%/*}"
 python="${PYTHON:-python3}"
+case "${PROFILE:-release}" in
+  release) profile=(--release) ;;
+  debug) profile=(--profile dev) ;;
+  *) echo "test-python.sh: PROFILE must be release or debug, not '$PROFILE'" >&2; exit 2 ;;
+esac
 venvs="$CARGO_TARGET_DIR/python"
 mkdir -p "$venvs"
 pip_quiet=(-q --disable-pip-version-check)
@@ -35,7 +42,7 @@ reusable_venv() {
   }
 }
 
-echo "== python: build the wheel and the sdist (maturin, release)"
+echo "== python: build the wheel and the sdist (maturin, ${PROFILE:-release})"
 build_venv="$venvs/build-venv"
 reusable_venv "$build_venv"
 "$build_venv/bin/python" -m pip install "${pip_quiet[@]}" "maturin>=1.16,<2"
@@ -45,7 +52,7 @@ start=$SECONDS
 # The wheel from the workspace itself (its Cargo.lock, its target directory);
 # the sdist separately: `maturin build --sdist` would build the wheel from the
 # unpacked sdist instead, a second, separate compilation.
-(cd bindings-python && PATH="$build_venv/bin:$PATH" maturin build --release --locked --out "$dist")
+(cd bindings-python && PATH="$build_venv/bin:$PATH" maturin build "${profile[@]}" --locked --out "$dist")
 (cd bindings-python && PATH="$build_venv/bin:$PATH" maturin sdist --out "$dist" 2>&1 | grep -v "^warning: manifest has no\|^  |\|^  = note: see\|^From .cargo package")
 "$build_venv/bin/python" bindings-python/complete_sdist.py "$dist"/tasker-*.tar.gz
 wheel="$(ls "$dist"/tasker-*-abi3-*.whl)"

@@ -59,14 +59,18 @@ stage "API fuzz"
 # Fuzz the served API against its own OpenAPI spec (schemathesis from PyPI).
 ./scripts/fuzz-api.sh
 # --- Python package (bindings-python/): installed-package smoke test + pytest ---
+# The wheel and (below) the gem's extension are built unoptimized: they reuse
+# the debug artifacts of libtasker's build just above, where release builds
+# compiled the engine a second time (339 s of a cold run). Users' `pip
+# install` and `gem install` build release; the benchmarks build release.
 stage "Python package"
-./scripts/test-python.sh
+PROFILE=debug ./scripts/test-python.sh
 # --- end Python package ---
 
 # --- bindings-ruby (begin) ---
 # The Ruby gem: extension build, rspec suite, installed-gem smoke test.
 stage "Ruby gem"
-./bindings-ruby/scripts/test.sh
+PROFILE=debug ./bindings-ruby/scripts/test.sh
 # --- bindings-ruby (end) ---
 if [ "${QUICK:-0}" != 1 ]; then
   stage "polyglot workflow (WASM Rust/Python/JS/C, Python, Ruby and C workers as processes)"

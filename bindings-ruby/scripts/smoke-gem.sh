@@ -10,8 +10,8 @@
 #                            # extension there (scripts/test.sh runs rspec on it)
 #   SOURCE_GEM=1 smoke-gem.sh   # the source gem instead: `gem install` runs cargo
 #
-# With CARGO_TARGET_DIR set, the build shares it (the workspace's release
-# artifacts are reused, none invalidated) and the test works under
+# With CARGO_TARGET_DIR set, the build shares it (the workspace's artifacts
+# are reused, none invalidated; PROFILE=debug builds unoptimized, see the Rakefile) and the test works under
 # $CARGO_TARGET_DIR/ruby-gem-smoke, a fixed path, so repeated runs do not leave
 # new artifacts behind.
 set -euo pipefail
