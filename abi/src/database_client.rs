@@ -85,6 +85,16 @@ impl DatabaseClient {
         })?)
     }
 
+    /// [`DatabaseClient::create_tasks`] from JSON text: an array of task
+    /// objects, each as [`NewTask`] takes it (`namespace`, `name`, and
+    /// optionally `version`, `context`, `priority`, `idempotency_key`). The
+    /// text is read exactly as a task's input is ([`crate::handler::json_exact`]);
+    /// a task that is not a valid request is named (`tasks[i]: ...`) and
+    /// nothing is created. The bindings' batch creation goes through here.
+    pub fn create_tasks_json(&self, tasks_json: &str) -> Result<Vec<Created>, AbiError> {
+        self.create_tasks(&new_tasks(tasks_json)?)
+    }
+
     /// A task with its steps and edges, as JSON (the shape of `GET /v1/tasks/{id}`).
     pub fn get_task(&self, task_id: Uuid) -> Result<serde_json::Value, AbiError> {
         let detail = self.block_on(tasker_store::task::detail(&self.pool, task_id))?;
@@ -129,4 +139,21 @@ impl Drop for DatabaseClient {
             });
         }
     }
+}
+
+/// The requests of a batch, from JSON text (see [`DatabaseClient::create_tasks_json`]).
+fn new_tasks(tasks_json: &str) -> Result<Vec<NewTask>, AbiError> {
+    let serde_json::Value::Array(items) = crate::handler::json_exact(tasks_json, "tasks")? else {
+        return Err(AbiError::InvalidArgument(
+            "tasks must be a JSON array of task objects".into(),
+        ));
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            serde_json::from_value::<NewTask>(item)
+                .map_err(|e| AbiError::InvalidArgument(format!("tasks[{i}]: {e}")))
+        })
+        .collect()
 }

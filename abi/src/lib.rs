@@ -52,6 +52,6 @@ pub use runtime::set_host_language;
 pub use worker::Worker;
 
 /// The ABI version this header describes: `MAJOR * 10000 + MINOR * 100 + PATCH`.
-pub const TASKER_ABI_VERSION: u32 = 10200;
+pub const TASKER_ABI_VERSION: u32 = 10300;
 /// The major part of `TASKER_ABI_VERSION`.
 pub const TASKER_ABI_VERSION_MAJOR: u32 = 1;

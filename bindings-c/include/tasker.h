@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 // The ABI version this header describes: `MAJOR * 10000 + MINOR * 100 + PATCH`.
-#define TASKER_ABI_VERSION 10200
+#define TASKER_ABI_VERSION 10300
 
 // The major part of `TASKER_ABI_VERSION`.
 #define TASKER_ABI_VERSION_MAJOR 1
@@ -161,6 +161,25 @@ TaskerStatus tasker_client_create_task(TaskerClient *client_handle,
                                        const char *context_json,
                                        const char *idempotency_key,
                                        char **task_id_out);
+
+// Creates the tasks of `tasks_json` in one transaction: all of them, or none
+// when one is refused. `tasks_json` is a JSON array (1 to 1,000 tasks) of
+// objects with `namespace`, `name` and optionally `version`, `context`,
+// `priority` and `idempotency_key`; it is read as exactly as an input is (an
+// integer beyond 64 bits is `TASKER_ERR_UNREPRESENTABLE`). A refused task is
+// named in `tasker_last_error()` (`tasks[i]: ...`) and the status is its own
+// (`TASKER_ERR_NOT_FOUND` for an unknown template). On success
+// `*results_json_out` is a JSON array, in order, of
+// `{"task_id": "<uuid>", "created": true|false}` (`false`: the task existed
+// under its idempotency key), freed with `tasker_string_free`. Nothing is
+// written on error. Several times faster per task than
+// `tasker_client_create_task`. Thread-safe. (Since ABI 1.3.)
+//
+// # Safety
+// `tasks_json` is NULL or NUL-terminated; `results_json_out` is NULL or writable.
+TaskerStatus tasker_client_create_tasks(TaskerClient *client_handle,
+                                        const char *tasks_json,
+                                        char **results_json_out);
 
 // The task with its steps and edges as JSON (the shape of the API's
 // `GET /v1/tasks/{id}`), into `*json_out` (freed with `tasker_string_free`).

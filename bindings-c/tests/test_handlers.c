@@ -229,6 +229,50 @@ int main(int argc, char **argv) {
         tasker_string_free(json);
     }
 
+    /* A batch (ABI 1.3): two diamonds in one transaction; a key repeated in the
+       batch makes one task, both entries return its id. */
+    {
+        char *results = NULL, *state = NULL, *json = NULL;
+        CHECK_OK(tasker_client_create_tasks(
+            client,
+            "[{\"namespace\": \"c_examples\", \"name\": \"diamond\", \"context\": {\"value\": 5}, \"idempotency_key\": \"batch-a\"},"
+            " {\"namespace\": \"c_examples\", \"name\": \"diamond\", \"version\": \"1.0.0\", \"context\": {\"value\": 7}, \"priority\": 5},"
+            " {\"namespace\": \"c_examples\", \"name\": \"diamond\", \"context\": {\"value\": 5}, \"idempotency_key\": \"batch-a\"}]",
+            &results));
+        cJSON *created = cJSON_Parse(results);
+        CHECK(cJSON_IsArray(created) && cJSON_GetArraySize(created) == 3);
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(created, 0), "created")));
+        CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(created, 1), "created")));
+        CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(created, 2), "created")));
+        CHECK(strcmp(string(cJSON_GetArrayItem(created, 0), "task_id"), string(cJSON_GetArrayItem(created, 2), "task_id")) == 0);
+        int batch_values[] = {5, 7};
+        for (int i = 0; i < 2; i++) {
+            const char *task_id = string(cJSON_GetArrayItem(created, i), "task_id");
+            CHECK_OK(tasker_client_wait_task(client, task_id, 30000, &state));
+            CHECK(state != NULL && strcmp(state, "complete") == 0);
+            CHECK_OK(tasker_client_get_task(client, task_id, &json));
+            cJSON *task = cJSON_Parse(json);
+            CHECK(number(cJSON_GetObjectItemCaseSensitive(step_named(task, "join"), "result"), "value") ==
+                  (double)diamond_expected(batch_values[i]));
+            cJSON_Delete(task);
+            tasker_string_free(state);
+            tasker_string_free(json);
+            state = json = NULL;
+        }
+        cJSON_Delete(created);
+        tasker_string_free(results);
+        results = NULL;
+        /* One refused task refuses the batch, named, with its own status. */
+        CHECK_STATUS(tasker_client_create_tasks(
+                         client,
+                         "[{\"namespace\": \"c_examples\", \"name\": \"diamond\", \"context\": {\"value\": 1}},"
+                         " {\"namespace\": \"c_examples\", \"name\": \"no_such_template\"}]",
+                         &results),
+                     TASKER_ERR_NOT_FOUND);
+        CHECK(strstr(tasker_last_error(), "tasks[1]") != NULL);
+        CHECK(results == NULL);
+    }
+
     /* An input JSON cannot carry exactly creates no task. */
     char *id = NULL, *state = NULL, *json = NULL;
     CHECK_STATUS(tasker_client_create_task(client, "c_examples", "checks", NULL, "{\"big\": 18446744073709551616}",

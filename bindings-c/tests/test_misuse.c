@@ -33,6 +33,7 @@ int main(void) {
     CHECK(strcmp(tasker_status_name(TASKER_ERR_UNREPRESENTABLE), "TASKER_ERR_UNREPRESENTABLE") == 0);
     CHECK(tasker_abi_version() >= 10100); /* TASKER_ERR_UNREPRESENTABLE came with 1.1 */
     CHECK(tasker_abi_version() >= 10200); /* tasker_step_log and tasker_step_traceparent: 1.2 */
+    CHECK(tasker_abi_version() >= 10300); /* tasker_client_create_tasks: 1.3 */
 
     /* NULL arguments. */
     CHECK_STATUS(tasker_worker_new(NULL, NULL, NULL), TASKER_ERR_NULL_ARGUMENT);
@@ -92,6 +93,28 @@ int main(void) {
     CHECK_STATUS(tasker_client_create_task(client, "misuse", "one", NULL, "{\"n\": \"x\"}", NULL, &out), TASKER_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(tasker_client_create_task(client, "misuse", "nope", NULL, "{}", NULL, &out), TASKER_ERR_NOT_FOUND);
     CHECK_STATUS(tasker_client_create_task(client, "misuse", "one", bad_utf8, "{}", NULL, &out), TASKER_ERR_INVALID_UTF8);
+    CHECK(out == NULL);
+    /* Batches: each refusal names what is wrong; nothing is written. */
+    CHECK_STATUS(tasker_client_create_tasks(client, "[{\"namespace\": \"misuse\", \"name\": \"one\"}]", NULL), TASKER_ERR_NULL_ARGUMENT);
+    CHECK(strstr(tasker_last_error(), "results_json_out") != NULL);
+    CHECK_STATUS(tasker_client_create_tasks(client, NULL, &out), TASKER_ERR_NULL_ARGUMENT);
+    CHECK_STATUS(tasker_client_create_tasks(client, "[{", &out), TASKER_ERR_INVALID_JSON);
+    CHECK(strstr(tasker_last_error(), "tasks") != NULL);
+    CHECK_STATUS(tasker_client_create_tasks(client, "{\"namespace\": \"misuse\"}", &out), TASKER_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(tasker_last_error(), "array") != NULL);
+    CHECK_STATUS(tasker_client_create_tasks(client, "[]", &out), TASKER_ERR_INVALID_ARGUMENT);
+    CHECK_STATUS(tasker_client_create_tasks(client, "[{\"namespace\": \"misuse\", \"name\": \"one\", \"bogus\": 1}]", &out),
+                 TASKER_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(tasker_last_error(), "tasks[0]") != NULL && strstr(tasker_last_error(), "bogus") != NULL);
+    CHECK_STATUS(tasker_client_create_tasks(
+                     client, "[{\"namespace\": \"misuse\", \"name\": \"one\", \"context\": {\"n\": 18446744073709551616}}]", &out),
+                 TASKER_ERR_UNREPRESENTABLE);
+    CHECK_STATUS(tasker_client_create_tasks(
+                     client, "[{\"namespace\": \"misuse\", \"name\": \"one\", \"context\": {\"n\": 1}},"
+                             " {\"namespace\": \"misuse\", \"name\": \"one\", \"context\": {\"n\": \"x\"}}]", &out),
+                 TASKER_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(tasker_last_error(), "tasks[1]") != NULL);
+    CHECK_STATUS(tasker_client_create_tasks(client, bad_utf8, &out), TASKER_ERR_INVALID_UTF8);
     CHECK(out == NULL);
     CHECK_STATUS(tasker_client_get_task(client, "not-a-uuid", &out), TASKER_ERR_INVALID_ARGUMENT);
     CHECK_STATUS(tasker_client_get_task(client, "0190d1a4-0000-7000-8000-000000000000", &out), TASKER_ERR_NOT_FOUND);

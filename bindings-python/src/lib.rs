@@ -334,22 +334,10 @@ impl PyClient {
     /// Creates the tasks of `tasks_json` (a JSON array of task objects:
     /// namespace, name, context, version, idempotency_key, priority) in one
     /// transaction, all or none; returns `(task_id, created)` per task.
-    fn create_tasks(&self, py: Python<'_>, tasks_json: &str) -> PyResult<Vec<(String, bool)>> {
-        let items = match parse_json(tasks_json, "tasks")? {
-            serde_json::Value::Array(items) => items,
-            _ => return Err(TaskerError::new_err("tasks must be a list of task dicts")),
-        };
-        let requests = items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                serde_json::from_value::<NewTask>(v)
-                    .map_err(|e| TaskerError::new_err(format!("tasks[{i}]: {e}")))
-            })
-            .collect::<PyResult<Vec<_>>>()?;
+    fn create_tasks(&self, py: Python<'_>, tasks_json: String) -> PyResult<Vec<(String, bool)>> {
         let c = self.inner.clone();
         let created = py
-            .detach(move || c.create_tasks(&requests))
+            .detach(move || c.create_tasks_json(&tasks_json))
             .map_err(to_py)?;
         Ok(created
             .into_iter()

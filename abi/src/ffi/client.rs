@@ -126,6 +126,47 @@ pub unsafe extern "C" fn tasker_client_create_task(
     })
 }
 
+/// Creates the tasks of `tasks_json` in one transaction: all of them, or none
+/// when one is refused. `tasks_json` is a JSON array (1 to 1,000 tasks) of
+/// objects with `namespace`, `name` and optionally `version`, `context`,
+/// `priority` and `idempotency_key`; it is read as exactly as an input is (an
+/// integer beyond 64 bits is `TASKER_ERR_UNREPRESENTABLE`). A refused task is
+/// named in `tasker_last_error()` (`tasks[i]: ...`) and the status is its own
+/// (`TASKER_ERR_NOT_FOUND` for an unknown template). On success
+/// `*results_json_out` is a JSON array, in order, of
+/// `{"task_id": "<uuid>", "created": true|false}` (`false`: the task existed
+/// under its idempotency key), freed with `tasker_string_free`. Nothing is
+/// written on error. Several times faster per task than
+/// `tasker_client_create_task`. Thread-safe. (Since ABI 1.3.)
+///
+/// # Safety
+/// `tasks_json` is NULL or NUL-terminated; `results_json_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn tasker_client_create_tasks(
+    client_handle: *mut TaskerClient,
+    tasks_json: *const c_char,
+    results_json_out: *mut *mut c_char,
+) -> TaskerStatus {
+    guard(|| {
+        out_arg(results_json_out, "results_json_out")?;
+        let c = client(client_handle)?;
+        // SAFETY: per the function's contract.
+        let tasks = unsafe { str_arg(tasks_json, "tasks_json") }?;
+        let created = c.create_tasks_json(tasks)?;
+        let results: Vec<_> = created
+            .iter()
+            .map(|c| serde_json::json!({"task_id": c.task_id, "created": c.created}))
+            .collect();
+        // SAFETY: checked above.
+        unsafe {
+            write_string(
+                results_json_out,
+                serde_json::Value::from(results).to_string(),
+            )
+        }
+    })
+}
+
 /// The task with its steps and edges as JSON (the shape of the API's
 /// `GET /v1/tasks/{id}`), into `*json_out` (freed with `tasker_string_free`).
 /// Thread-safe.

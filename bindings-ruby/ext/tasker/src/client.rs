@@ -92,26 +92,7 @@ impl RbClient {
         tasks_json: String,
     ) -> Result<Vec<(String, bool)>, Error> {
         let client = rb_self.client(ruby)?;
-        let items = match tasker::handler::json_exact(&tasks_json, "tasks")
-            .map_err(|e| abi_error(ruby, e))?
-        {
-            serde_json::Value::Array(items) => items,
-            _ => {
-                return Err(invalid(
-                    ruby,
-                    "tasks must be an Array of task Hashes".into(),
-                ))
-            }
-        };
-        let requests = items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| {
-                serde_json::from_value::<NewTask>(v)
-                    .map_err(|e| invalid(ruby, format!("tasks[{i}]: {e}")))
-            })
-            .collect::<Result<Vec<_>, Error>>()?;
-        let created = nogvl::blocking(ruby, |_| client.create_tasks(&requests))?
+        let created = nogvl::blocking(ruby, |_| client.create_tasks_json(&tasks_json))?
             .map_err(|e| abi_error(ruby, e))?;
         Ok(created
             .into_iter()
