@@ -133,15 +133,21 @@ impl StackBuilder {
 
         #[cfg(feature = "wasm")]
         let wasm_cache = if self.wasm {
-            let dir = tempfile::Builder::new()
-                .prefix("tasker-wasm-test-")
-                .tempdir()
-                .expect("a temporary WASM cache directory");
-            config.wasm.cache_dir = dir.path().to_path_buf();
+            let (dir, temporary) = match shared_wasm_cache() {
+                Some(dir) => (dir, None),
+                None => {
+                    let temporary = tempfile::Builder::new()
+                        .prefix("tasker-wasm-test-")
+                        .tempdir()
+                        .expect("a temporary WASM cache directory");
+                    (temporary.path().to_path_buf(), Some(temporary))
+                }
+            };
+            config.wasm.cache_dir = dir;
             tasker_worker::handler::wasm::install(&self.registry, pool.clone(), &config.wasm)
                 .await
                 .unwrap_or_else(|e| panic!("installing the WASM backend: {e}"));
-            Some(dir)
+            temporary
         } else {
             None
         };
@@ -205,6 +211,27 @@ impl StackBuilder {
             _wasm_cache: wasm_cache,
         }
     }
+}
+
+/// The compiled-component cache every WASM stack of the test binaries shares:
+/// `wasm-test-cache/` beside the binary's `deps/` (in the target directory),
+/// kept between runs. Its files are named by the component's sha256 and the
+/// engine's fingerprint (`tasker_wasm_host`), so a stack only ever loads what
+/// its own engine compiled from the same bytes, and are written atomically, so
+/// stacks running at once share them safely. A debug build compiles each of
+/// the 12-18 MB Python and JavaScript guests in seconds: once, not once per
+/// test. `None` (a temporary directory per stack then) when the binary is not
+/// in a target directory or the directory cannot be made.
+#[cfg(feature = "wasm")]
+fn shared_wasm_cache() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let deps = exe.parent()?;
+    if deps.file_name()? != "deps" {
+        return None;
+    }
+    let dir = deps.parent()?.join("wasm-test-cache");
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir)
 }
 
 impl Stack {
