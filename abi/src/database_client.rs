@@ -10,7 +10,7 @@ use tasker_model::template::Template;
 use tasker_notify::watch::{TaskWatcher, WaitError};
 use tasker_notify::Wakeups;
 use tasker_store::db::Database;
-use tasker_store::task::{Created, NewTask};
+use tasker_store::task::{Created, NewTask, Start};
 use tasker_store::template::TemplateCache;
 use tokio::runtime::Runtime;
 use uuid::Uuid;
@@ -74,25 +74,31 @@ impl DatabaseClient {
     pub fn create_tasks(&self, requests: &[NewTask]) -> Result<Vec<Created>, AbiError> {
         let batch: Vec<_> = requests
             .iter()
-            .map(|r| (r.clone(), tasker_store::task::Start::default()))
+            .map(|r| (r.clone(), Start::default()))
             .collect();
-        Ok(self.block_on(async {
-            let (created, changed) =
-                tasker_store::task::create_batch(&self.pool, &self.templates, &batch, &self.id)
-                    .await?;
-            self.wakeups.announce(&changed);
-            Ok::<_, tasker_store::StoreError>(created)
-        })?)
+        self.create_batch(&batch)
     }
 
     /// [`DatabaseClient::create_tasks`] from JSON text: an array of task
     /// objects, each as [`NewTask`] takes it (`namespace`, `name`, and
-    /// optionally `version`, `context`, `priority`, `idempotency_key`). The
-    /// text is read exactly as a task's input is ([`crate::handler::json_exact`]);
-    /// a task that is not a valid request is named (`tasks[i]: ...`) and
-    /// nothing is created. The bindings' batch creation goes through here.
+    /// optionally `version`, `context`, `priority`, `idempotency_key`), and
+    /// optionally a delayed start as [`Start`] (`run_at`, RFC 3339, or
+    /// `delay_seconds`). The text is read exactly as a task's input is
+    /// ([`crate::handler::json_exact`]); a task that is not a valid request is
+    /// named (`tasks[i]: ...`) and nothing is created. The bindings' batch
+    /// creation goes through here.
     pub fn create_tasks_json(&self, tasks_json: &str) -> Result<Vec<Created>, AbiError> {
-        self.create_tasks(&new_tasks(tasks_json)?)
+        self.create_batch(&new_tasks(tasks_json)?)
+    }
+
+    fn create_batch(&self, batch: &[(NewTask, Start)]) -> Result<Vec<Created>, AbiError> {
+        Ok(self.block_on(async {
+            let (created, changed) =
+                tasker_store::task::create_batch(&self.pool, &self.templates, batch, &self.id)
+                    .await?;
+            self.wakeups.announce(&changed);
+            Ok::<_, tasker_store::StoreError>(created)
+        })?)
     }
 
     /// A task with its steps and edges, as JSON (the shape of `GET /v1/tasks/{id}`).
@@ -141,8 +147,9 @@ impl Drop for DatabaseClient {
     }
 }
 
-/// The requests of a batch, from JSON text (see [`DatabaseClient::create_tasks_json`]).
-fn new_tasks(tasks_json: &str) -> Result<Vec<NewTask>, AbiError> {
+/// The requests of a batch, with their starts, from JSON text (see
+/// [`DatabaseClient::create_tasks_json`]).
+fn new_tasks(tasks_json: &str) -> Result<Vec<(NewTask, Start)>, AbiError> {
     let serde_json::Value::Array(items) = crate::handler::json_exact(tasks_json, "tasks")? else {
         return Err(AbiError::InvalidArgument(
             "tasks must be a JSON array of task objects".into(),
@@ -151,9 +158,64 @@ fn new_tasks(tasks_json: &str) -> Result<Vec<NewTask>, AbiError> {
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            serde_json::from_value::<NewTask>(item)
-                .map_err(|e| AbiError::InvalidArgument(format!("tasks[{i}]: {e}")))
+        .map(|(i, mut item)| {
+            // The start's keys are taken out first (NewTask refuses unknown
+            // keys), one at a time so that an error names its key.
+            let mut start = Start::default();
+            if let Some(fields) = item.as_object_mut() {
+                for key in ["run_at", "delay_seconds"] {
+                    let Some(value) = fields.remove(key) else {
+                        continue;
+                    };
+                    let one = serde_json::from_value::<Start>(serde_json::json!({ key: value }))
+                        .map_err(|e| AbiError::InvalidArgument(format!("tasks[{i}].{key}: {e}")))?;
+                    start.run_at = start.run_at.or(one.run_at);
+                    start.delay_seconds = start.delay_seconds.or(one.delay_seconds);
+                }
+            }
+            let request = serde_json::from_value::<NewTask>(item)
+                .map_err(|e| AbiError::InvalidArgument(format!("tasks[{i}]: {e}")))?;
+            Ok((request, start))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(json: &str) -> String {
+        new_tasks(json).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn batch_items_carry_their_requests_and_starts() {
+        let batch = new_tasks(
+            r#"[{"namespace": "n", "name": "a", "priority": 3, "run_at": "2027-01-01T00:00:00Z"},
+                {"namespace": "n", "name": "b", "delay_seconds": 5},
+                {"namespace": "n", "name": "c", "run_at": null}]"#,
+        )
+        .unwrap();
+        assert_eq!(batch.len(), 3);
+        assert_eq!((batch[0].0.name.as_str(), batch[0].0.priority), ("a", 3));
+        assert_eq!(
+            batch[0].1.run_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2027-01-01T00:00:00+00:00")
+        );
+        assert_eq!(batch[1].1.delay_seconds, Some(5));
+        assert_eq!(batch[2].1, Start::default());
+    }
+
+    #[test]
+    fn a_bad_batch_item_is_named_with_its_key() {
+        assert!(refusal(r#"{"namespace": "n"}"#).contains("JSON array"));
+        assert!(refusal("[").contains("not valid JSON"));
+        assert!(refusal(r#"[{"namespace": "n", "name": "a"}, 7]"#).starts_with("tasks[1]: "));
+        let e = refusal(r#"[{"namespace": "n", "name": "a", "run_at": "soon"}]"#);
+        assert!(e.starts_with("tasks[0].run_at: "), "{e}");
+        let e = refusal(r#"[{"namespace": "n", "name": "a", "delay_seconds": -1}]"#);
+        assert!(e.starts_with("tasks[0].delay_seconds: "), "{e}");
+        let e = refusal(r#"[{"namespace": "n", "name": "a", "colour": "red"}]"#);
+        assert!(e.contains("tasks[0]: unknown field `colour`"), "{e}");
+    }
 }

@@ -165,7 +165,8 @@ TaskerStatus tasker_client_create_task(TaskerClient *client_handle,
 // Creates the tasks of `tasks_json` in one transaction: all of them, or none
 // when one is refused. `tasks_json` is a JSON array (1 to 1,000 tasks) of
 // objects with `namespace`, `name` and optionally `version`, `context`,
-// `priority` and `idempotency_key`; it is read as exactly as an input is (an
+// `priority`, `idempotency_key` and a delayed start, `run_at` (RFC 3339, at
+// most a year ahead) or `delay_seconds`; it is read as exactly as an input is (an
 // integer beyond 64 bits is `TASKER_ERR_UNREPRESENTABLE`). A refused task is
 // named in `tasker_last_error()` (`tasks[i]: ...`) and the status is its own
 // (`TASKER_ERR_NOT_FOUND` for an unknown template). On success

@@ -236,7 +236,8 @@ int main(int argc, char **argv) {
         CHECK_OK(tasker_client_create_tasks(
             client,
             "[{\"namespace\": \"c_examples\", \"name\": \"diamond\", \"context\": {\"value\": 5}, \"idempotency_key\": \"batch-a\"},"
-            " {\"namespace\": \"c_examples\", \"name\": \"diamond\", \"version\": \"1.0.0\", \"context\": {\"value\": 7}, \"priority\": 5},"
+            " {\"namespace\": \"c_examples\", \"name\": \"diamond\", \"version\": \"1.0.0\", \"context\": {\"value\": 7}, \"priority\": 5,"
+            "  \"delay_seconds\": 1},"
             " {\"namespace\": \"c_examples\", \"name\": \"diamond\", \"context\": {\"value\": 5}, \"idempotency_key\": \"batch-a\"}]",
             &results));
         cJSON *created = cJSON_Parse(results);
@@ -254,6 +255,8 @@ int main(int argc, char **argv) {
             cJSON *task = cJSON_Parse(json);
             CHECK(number(cJSON_GetObjectItemCaseSensitive(step_named(task, "join"), "result"), "value") ==
                   (double)diamond_expected(batch_values[i]));
+            /* The second has a delayed start: its run_at is kept. */
+            CHECK(cJSON_IsString(cJSON_GetObjectItemCaseSensitive(task, "run_at")) == (i == 1));
             cJSON_Delete(task);
             tasker_string_free(state);
             tasker_string_free(json);

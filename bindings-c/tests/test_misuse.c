@@ -114,6 +114,14 @@ int main(void) {
                              " {\"namespace\": \"misuse\", \"name\": \"one\", \"context\": {\"n\": \"x\"}}]", &out),
                  TASKER_ERR_INVALID_ARGUMENT);
     CHECK(strstr(tasker_last_error(), "tasks[1]") != NULL);
+    CHECK_STATUS(tasker_client_create_tasks(client, "[{\"namespace\": \"misuse\", \"name\": \"one\", \"context\": {\"n\": 1},"
+                                                    " \"run_at\": \"tomorrow\"}]", &out),
+                 TASKER_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(tasker_last_error(), "tasks[0].run_at") != NULL);
+    CHECK_STATUS(tasker_client_create_tasks(client, "[{\"namespace\": \"misuse\", \"name\": \"one\", \"context\": {\"n\": 1},"
+                                                    " \"run_at\": \"2027-01-01T00:00:00Z\", \"delay_seconds\": 5}]", &out),
+                 TASKER_ERR_INVALID_ARGUMENT);
+    CHECK(strstr(tasker_last_error(), "tasks[0]") != NULL);
     CHECK_STATUS(tasker_client_create_tasks(client, bad_utf8, &out), TASKER_ERR_INVALID_UTF8);
     CHECK(out == NULL);
     CHECK_STATUS(tasker_client_get_task(client, "not-a-uuid", &out), TASKER_ERR_INVALID_ARGUMENT);

@@ -4,6 +4,7 @@ tasks through a worker that also orchestrates; each test has its own database.""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import random
 import signal
@@ -284,6 +285,28 @@ def test_tasks_created_in_one_batch_run_and_a_refused_one_creates_none(
     for v, task_id in zip(list(range(5)) + [9], ids):
         assert client.wait(task_id, timeout=60) == "complete"
         assert results(client, task_id)["join"] == (v * v + 1 + v * v * 2) ** 2
+
+
+def test_a_batch_task_with_a_delayed_start_runs_no_step_before_it(client, make_worker):
+    client.register_template(diamond())
+    make_worker({"math.compute": compute}, threads=2)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        client.create_tasks([{"namespace": NS, "name": "diamond", "run_at": datetime.datetime.now()}])
+    with pytest.raises(tasker.TaskerError, match=r"tasks\[0\]\.delay_seconds"):
+        client.create_tasks([{"namespace": NS, "name": "diamond", "delay_seconds": -1}])
+    run_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=2)
+    delayed, at_once = client.create_tasks([
+        {"namespace": NS, "name": "diamond", "context": {"value": 2}, "run_at": run_at},
+        {"namespace": NS, "name": "diamond", "context": {"value": 3}},
+    ])
+    assert client.wait(at_once, timeout=30) == "complete"
+    assert client.wait(delayed, timeout=30) == "complete"
+    task = client.get_task(delayed)
+    assert datetime.datetime.fromisoformat(task["run_at"].replace("Z", "+00:00")) == run_at
+    first_start = min(datetime.datetime.fromisoformat(s["started_at"].replace("Z", "+00:00"))
+                      for s in task["steps"])
+    assert first_start >= run_at
+    assert "run_at" not in client.get_task(at_once)
 
 
 def test_client_errors(client):

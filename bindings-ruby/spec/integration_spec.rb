@@ -165,6 +165,20 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
     end
   end
 
+  it "starts a batch task given a Time run_at no earlier than it" do
+    run_at = Time.now.utc + 2
+    delayed, at_once = @client.create_tasks([{ namespace: "demo", name: "linear", context: { "value" => 2 }, run_at: run_at },
+                                             { namespace: "demo", name: "linear", context: { "value" => 3 } }])
+    expect(@client.wait(at_once, timeout: 30)).to eq("complete")
+    expect(@client.wait(delayed, timeout: 30)).to eq("complete")
+    task = @client.get_task(delayed)
+    expect(Time.iso8601(task["run_at"])).to be_within(0.000001).of(run_at)
+    expect(task["steps"].map { |s| Time.iso8601(s["started_at"]) }.min).to be >= Time.iso8601(task["run_at"])
+    expect(@client.get_task(at_once)).not_to have_key("run_at")
+    expect { @client.create_tasks([{ namespace: "demo", name: "linear", run_at: "soon" }]) }
+      .to raise_error(Tasker::InvalidArgumentError, /tasks\[0\]\.run_at/)
+  end
+
   it "runs a linear task through Ruby handlers" do
     state, task = run_task("demo", "linear", { "value" => 3 })
     expect(state).to eq("complete")

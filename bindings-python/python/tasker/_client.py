@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Union
@@ -61,10 +62,12 @@ class Client:
         """Creates many tasks in one transaction: all of them, or none when
         one is refused (the error names it, ``tasks[i]: ...``); up to 1,000.
         Each task is a dict with ``namespace``, ``name`` and optionally
-        ``context``, ``version``, ``idempotency_key``, ``priority``. Returns
+        ``context``, ``version``, ``idempotency_key``, ``priority``, and a
+        delayed start: ``run_at`` (RFC 3339 text, at most a year ahead) or
+        ``delay_seconds`` (no step runs before it). Returns
         their ids in order (a repeated idempotency key gives the earlier
         task's id). Several times faster per task than ``create_task``."""
-        created = self._native.create_tasks(json.dumps(list(tasks)))
+        created = self._native.create_tasks(json.dumps([_with_rfc3339_run_at(t) for t in tasks]))
         return [task_id for task_id, _created in created]
 
     def get_task(self, task_id: str) -> Dict[str, Any]:
@@ -81,3 +84,16 @@ class Client:
     def step_results(self, task_id: str) -> Dict[str, Any]:
         """The results of the task's steps, by step name (convenience)."""
         return {s["name"]: s.get("result") for s in self.get_task(task_id).get("steps", [])}
+
+
+def _with_rfc3339_run_at(task: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The task with a ``datetime`` ``run_at`` as RFC 3339 text (JSON has no
+    date type); a naive one is refused, since its time zone is unknown."""
+    run_at = task.get("run_at") if isinstance(task, Mapping) else None
+    if not isinstance(run_at, datetime.datetime):
+        return task
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        raise ValueError(
+            "run_at must be a timezone-aware datetime (e.g. datetime.now(timezone.utc))"
+        )
+    return {**task, "run_at": run_at.isoformat()}

@@ -1,5 +1,8 @@
 # frozen_string_literal: true
 
+require "json"
+require "time"
+
 module Tasker
   # Registers templates, creates tasks, reads and waits for them, straight
   # over the database (an orchestrator must run somewhere for tasks to move).
@@ -26,9 +29,11 @@ module Tasker
     # Creates many tasks in one transaction: all of them, or none when one is
     # refused (the error names it, "tasks[i]: ..."); up to 1,000. Each task is
     # a Hash with :namespace, :name and optionally :context, :version,
-    # :idempotency_key, :priority. Returns their ids in order.
+    # :idempotency_key, :priority, and a delayed start: :run_at (RFC 3339
+    # text or a Time, at most a year ahead) or :delay_seconds. Returns their
+    # ids in order.
     def create_tasks(tasks)
-      @native.create_tasks(JSON.generate(tasks.to_a)).map(&:first)
+      @native.create_tasks(JSON.generate(tasks.to_a.map { |t| with_rfc3339_run_at(t) })).map(&:first)
     end
 
     # The task with its steps and edges (a Hash with string keys).
@@ -41,6 +46,17 @@ module Tasker
     # after `timeout` seconds.
     def wait(id, timeout: 30)
       @native.wait(id.to_s, timeout.to_f)
+    end
+
+    private
+
+    # A task Hash whose run_at is a Time (JSON would write "2026-12-06
+    # 07:51:49 UTC") with it as RFC 3339 text instead.
+    def with_rfc3339_run_at(task)
+      key = [:run_at, "run_at"].find { |k| task.respond_to?(:key?) && task.key?(k) }
+      return task unless key && task[key].respond_to?(:iso8601)
+
+      task.merge(key => task[key].iso8601(6))
     end
   end
 end
