@@ -257,11 +257,16 @@ fn changed_queues(queues: Vec<String>) -> Changed {
 /// while a resume committed. Returns the queues to wake.
 pub async fn repair(pool: &PgPool) -> Result<Changed, StoreError> {
     let mut tx = pool.begin().await?;
+    // The task by its primary key (`t.id::text = p.target` would compare
+    // every task's id as text: a scan of tasker.tasks each sweep). Task
+    // targets are UUIDs (`checked_target`); the CASE keeps a malformed row
+    // from failing the cast.
     sqlx::query(
         "DELETE FROM tasker.pauses p
           WHERE p.scope = 'task'
             AND NOT EXISTS (SELECT 1 FROM tasker.tasks t
-                             WHERE t.id::text = p.target
+                             WHERE t.id = CASE WHEN p.target ~ '^[0-9a-f-]{36}$'
+                                               THEN p.target::uuid END
                                AND t.state NOT IN ('complete', 'cancelled', 'resolved_manually'))",
     )
     .execute(&mut *tx)
@@ -285,7 +290,9 @@ pub async fn list(pool: &PgPool, namespaces: Option<&[String]>) -> Result<Vec<Pa
                   WHEN 'namespace' THEN p.target = ANY ($1)
                   WHEN 'template' THEN split_part(p.target, '/', 1) = ANY ($1)
                   ELSE EXISTS (SELECT 1 FROM tasker.tasks t
-                                WHERE t.id::text = p.target AND t.namespace = ANY ($1))
+                                WHERE t.id = CASE WHEN p.target ~ '^[0-9a-f-]{36}$'
+                                                  THEN p.target::uuid END
+                                  AND t.namespace = ANY ($1))
                 END
           ORDER BY p.paused_at, p.scope, p.target",
     )

@@ -109,6 +109,15 @@ async fn a_paused_task_is_not_claimed_until_resumed(pool: PgPool) {
     let listed = pause::list(&pool, None).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].reason.as_deref(), Some("audit"));
+    // Listed by its task's namespace, and only by it.
+    let in_demo = pause::list(&pool, Some(&["demo".to_string()]))
+        .await
+        .unwrap();
+    assert_eq!(in_demo.len(), 1);
+    let elsewhere = pause::list(&pool, Some(&["other".to_string()]))
+        .await
+        .unwrap();
+    assert!(elsewhere.is_empty());
     let (resumed, changed) = pause::resume(&pool, PauseScope::Task, &held.to_string())
         .await
         .unwrap();
