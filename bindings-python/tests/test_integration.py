@@ -307,6 +307,9 @@ def test_a_batch_task_with_a_delayed_start_runs_no_step_before_it(client, make_w
                       for s in task["steps"])
     assert first_start >= run_at
     assert "run_at" not in client.get_task(at_once)
+    one = client.create_task(NS, "diamond", {"value": 4}, delay_seconds=1)
+    assert client.wait(one, timeout=30) == "complete"
+    assert client.get_task(one)["run_at"] is not None
 
 
 def test_client_errors(client):

@@ -175,6 +175,9 @@ RSpec.describe "tasker with Ruby handlers (integration)" do
     expect(Time.iso8601(task["run_at"])).to be_within(0.000001).of(run_at)
     expect(task["steps"].map { |s| Time.iso8601(s["started_at"]) }.min).to be >= Time.iso8601(task["run_at"])
     expect(@client.get_task(at_once)).not_to have_key("run_at")
+    one = @client.create_task(namespace: "demo", name: "linear", context: { "value" => 4 }, delay_seconds: 1)
+    expect(@client.wait(one, timeout: 30)).to eq("complete")
+    expect(@client.get_task(one)["run_at"]).to be_a(String)
     expect { @client.create_tasks([{ namespace: "demo", name: "linear", run_at: "soon" }]) }
       .to raise_error(Tasker::InvalidArgumentError, /tasks\[0\]\.run_at/)
   end

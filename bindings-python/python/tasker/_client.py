@@ -44,10 +44,25 @@ class Client:
         version: Optional[str] = None,
         idempotency_key: Optional[str] = None,
         priority: int = 0,
+        run_at: Optional[datetime.datetime] = None,
+        delay_seconds: Optional[int] = None,
     ) -> str:
         """Creates a task from template ``namespace/name`` (highest version
         unless ``version``) with input ``context``; returns its id. With an
-        ``idempotency_key`` already used in the namespace, returns that task."""
+        ``idempotency_key`` already used in the namespace, returns that task.
+        ``run_at`` (a timezone-aware datetime, at most a year ahead) or
+        ``delay_seconds`` delays its start: no step runs before it."""
+        if run_at is not None or delay_seconds is not None:
+            task: Dict[str, Any] = {
+                "namespace": namespace, "name": name,
+                "context": {} if context is None else context,
+                "version": version, "idempotency_key": idempotency_key, "priority": priority,
+            }
+            if run_at is not None:
+                task["run_at"] = run_at
+            if delay_seconds is not None:
+                task["delay_seconds"] = delay_seconds
+            return self.create_tasks([task])[0]
         task_id, _created = self._native.create_task(
             namespace,
             name,

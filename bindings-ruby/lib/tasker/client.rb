@@ -19,8 +19,18 @@ module Tasker
     end
 
     # Creates a task; returns its id (a String). `priority` is seconds of
-    # head start in the claim order (docs/flow-control.md).
-    def create_task(namespace:, name:, context: {}, version: nil, idempotency_key: nil, priority: 0)
+    # head start in the claim order (docs/flow-control.md). `run_at` (a Time
+    # or RFC 3339 text, at most a year ahead) or `delay_seconds` delays its
+    # start: no step runs before it.
+    def create_task(namespace:, name:, context: {}, version: nil, idempotency_key: nil, priority: 0,
+                    run_at: nil, delay_seconds: nil)
+      unless run_at.nil? && delay_seconds.nil?
+        task = { namespace: namespace.to_s, name: name.to_s, context: context, version: version&.to_s,
+                 idempotency_key: idempotency_key&.to_s, priority: Integer(priority) }
+        task[:run_at] = run_at unless run_at.nil?
+        task[:delay_seconds] = delay_seconds unless delay_seconds.nil?
+        return create_tasks([task]).first
+      end
       id, _created = @native.create_task(namespace.to_s, name.to_s, JSON.generate(context),
                                          version&.to_s, idempotency_key&.to_s, Integer(priority))
       id
