@@ -154,17 +154,11 @@ pub unsafe extern "C" fn tasker_client_create_tasks(
         // SAFETY: per the function's contract.
         let tasks = unsafe { str_arg(tasks_json, "tasks_json") }?;
         let created = c.create_tasks_json(tasks)?;
-        let results: Vec<_> = created
-            .iter()
-            .map(|c| serde_json::json!({"task_id": c.task_id, "created": c.created}))
-            .collect();
+        // `Created` as the API returns it (its `unserved` is empty here, so left out).
+        let results =
+            serde_json::to_string(&created).map_err(|e| AbiError::Internal(e.to_string()))?;
         // SAFETY: checked above.
-        unsafe {
-            write_string(
-                results_json_out,
-                serde_json::Value::from(results).to_string(),
-            )
-        }
+        unsafe { write_string(results_json_out, results) }
     })
 }
 
