@@ -46,10 +46,16 @@
 -- Plans: a batch touches a few rows of large tables, by primary key. The
 -- statements are planned once per connection (force_generic_plan): with array
 -- parameters the planner kept choosing custom plans, re-planned on every call.
+-- enable_seqscan = off: every statement here reads its rows by key. While
+-- the tables are small (a new database) the planner prefers sequential scans,
+-- and a scan of tasker.tasks resolves the MultiXact of every row that
+-- foreign-key checks share-locked and a report updated: a cost that grows with
+-- the table (docs/performance.md, session 14). Nested calls inherit it.
 CREATE OR REPLACE FUNCTION tasker.apply_successes(p_ids bigint[], p_msgs jsonb[], p_processor text)
 RETURNS tasker.applied_result[]
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -19,10 +19,15 @@
 -- planning is cheap: 113-156 us a call for one message against 257-363 us
 -- when the whole computation was the dynamic statement (3,000 calls in a
 -- loop; a static INSERT alone is 31 us; docs/performance.md).
+-- enable_seqscan = off: its tasks are read by key; on a small table the
+-- planner would scan tasker.tasks, resolving every row's MultiXact
+-- (tasker.report_outcomes says why that costs).
 DROP FUNCTION IF EXISTS tasker.send_step_messages(text[], jsonb[]);
 CREATE OR REPLACE FUNCTION tasker.send_step_messages(p_queues text[], p_msgs jsonb[],
                                                      p_vt timestamptz DEFAULT NULL)
-RETURNS integer LANGUAGE plpgsql AS $$
+RETURNS integer LANGUAGE plpgsql
+SET enable_seqscan = off
+AS $$
 DECLARE
     v_queue text;
     v_any_pause boolean := EXISTS (SELECT 1 FROM tasker.pauses);

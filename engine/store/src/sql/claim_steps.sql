@@ -54,13 +54,16 @@ WITH candidates AS MATERIALIZED (
                  THEN (q.message->>'task_id')::uuid END AS task_id
        FROM {steps} q
       WHERE q.vt <= clock_timestamp()
-        AND ($4::text[] IS NULL OR NOT EXISTS (
-             SELECT 1 FROM tasker.steps s
+        -- A scalar subquery, one primary-key lookup per message: written as
+        -- NOT EXISTS, the planner turned it into a hash of every step of
+        -- another handler, built on each claim (docs/performance.md).
+        AND ($4::text[] IS NULL OR (
+             SELECT s.handler_name = ANY ($4::text[])
+                    OR ($5 AND EXISTS (SELECT 1 FROM tasker.handler_components c
+                                        WHERE c.name = s.handler_name))
+               FROM tasker.steps s
               WHERE s.id = CASE WHEN q.message->>'step_id' ~ '^[0-9a-f-]{36}$'
-                                THEN (q.message->>'step_id')::uuid END
-                AND s.handler_name <> ALL ($4::text[])
-                AND NOT ($5 AND EXISTS (SELECT 1 FROM tasker.handler_components c
-                                         WHERE c.name = s.handler_name))))
+                                THEN (q.message->>'step_id')::uuid END) IS NOT FALSE)
       ORDER BY (q.message->>'rank')::float8 NULLS FIRST, q.msg_id
       LIMIT $1 FOR UPDATE OF q SKIP LOCKED),
  -- Each candidate once: whether its task is paused.

@@ -7,6 +7,7 @@ mod batch;
 mod concurrency;
 mod flow;
 mod limits;
+mod plans;
 mod report_apply;
 mod retention;
 mod squashed_history;

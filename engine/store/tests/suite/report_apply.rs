@@ -18,7 +18,7 @@ use tasker_store::task;
 use tasker_store::template::TemplateCache;
 use tasker_testkit::{fail_recording_results_of, migrated, new_task, register_example};
 
-const STEP_QUEUE: &str = "steps_demo";
+pub(super) const STEP_QUEUE: &str = "steps_demo";
 
 /// A migrated database with the results queue and one `demo/diamond` task.
 async fn diamond(pool: &PgPool) -> Uuid {
@@ -40,7 +40,7 @@ async fn claim(pool: &PgPool) -> Vec<Claimed> {
         .unwrap()
 }
 
-fn result_for(c: &Claimed, attempt: u32, outcome: Outcome) -> (i64, StepResultMessage) {
+pub(super) fn result_for(c: &Claimed, attempt: u32, outcome: Outcome) -> (i64, StepResultMessage) {
     let ctx = c.step.as_ref().expect("a runnable step");
     let msg = StepResultMessage {
         step_id: ctx.step_id,
@@ -55,7 +55,7 @@ fn result_for(c: &Claimed, attempt: u32, outcome: Outcome) -> (i64, StepResultMe
     (c.msg_id, msg)
 }
 
-fn success(c: &Claimed) -> (i64, StepResultMessage) {
+pub(super) fn success(c: &Claimed) -> (i64, StepResultMessage) {
     let n = c.step.as_ref().unwrap().step_name.len();
     result_for(c, 1, Outcome::success(json!({ "value": n })))
 }
