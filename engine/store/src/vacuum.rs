@@ -1,12 +1,18 @@
-//! Vacuuming the tables every step churns, when autovacuum has not.
+//! Vacuuming the tables every step churns, and analyzing the tables that
+//! grew, when autovacuum has not.
 //!
 //! Each step deletes two queue messages and leaves four or five dead versions
 //! of its row; readers walk past dead versions until a vacuum removes them,
 //! and the planner's statistics lag the tables until an analyze. Autovacuum
 //! does both, if it runs: it can be off (some CI and test servers) or far
 //! behind its default thresholds on queue tables. Any orchestrator may do it;
-//! one at a time does (an advisory lock), and only tables whose dead rows pass
-//! a threshold and that no vacuum has touched within the interval.
+//! one at a time does (an advisory lock), and only tables whose dead rows (or,
+//! for an analyze alone, rows changed since the last analyze) pass a threshold
+//! and that were not vacuumed (analyzed) within the interval.
+//!
+//! A new database needs the analyze most: plans made while a table was empty
+//! read all of it once it has grown (a prepared claim kept a sequential scan of
+//! `tasker.steps` while it grew to 25,000 rows: docs/performance.md).
 
 use std::time::Duration;
 
@@ -22,11 +28,17 @@ const VACUUM_LOCK: i64 = 0x7461_736b_7661_6375;
 /// (autovacuum's own default scale).
 const DEAD_ROWS_ALLOWED: i64 = 1_000;
 
+/// Rows changed since a table's last analyze before it is analyzed again,
+/// beyond a tenth of its live rows (autovacuum's own default scale).
+const CHANGED_ROWS_ALLOWED: i64 = 1_000;
+
 /// Vacuums (and analyzes) tasker's tables and the PGMQ queue tables that hold
 /// more than `DEAD_ROWS_ALLOWED` + 20% of their live rows in dead rows and
-/// were not vacuumed within `interval`. Returns the tables vacuumed: none when
-/// another orchestrator is vacuuming. Tables locked by someone else (a running
-/// autovacuum, say) are skipped.
+/// were not vacuumed within `interval`; then analyzes the others in which
+/// more than `CHANGED_ROWS_ALLOWED` + 10% of their live rows changed since
+/// their last analyze, if that was not within `interval`. Returns the tables
+/// vacuumed or analyzed: none when another orchestrator is vacuuming. Tables
+/// locked by someone else (a running autovacuum, say) are skipped.
 pub async fn vacuum_churned_tables(
     pool: &PgPool,
     interval: Duration,
@@ -71,5 +83,25 @@ async fn vacuum_tables(
         conn.execute(vacuum.as_str()).await?;
         tracing::debug!(%table, ms = started.elapsed().as_millis() as u64, "vacuumed");
     }
-    Ok(tables)
+    let grown: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables
+          WHERE (schemaname = 'tasker' OR (schemaname = 'pgmq' AND relname LIKE 'q\\_%'))
+            AND n_mod_since_analyze > $1 + n_live_tup / 10
+            AND coalesce(greatest(last_analyze, last_autoanalyze), '-infinity')
+                < now() - make_interval(secs => $2)
+            AND NOT (format('%I.%I', schemaname, relname) = ANY ($3))
+          ORDER BY n_mod_since_analyze DESC",
+    )
+    .bind(CHANGED_ROWS_ALLOWED)
+    .bind(interval.as_secs_f64())
+    .bind(&tables)
+    .fetch_all(conn.as_mut())
+    .await?;
+    for table in &grown {
+        let started = std::time::Instant::now();
+        let analyze = format!("ANALYZE (SKIP_LOCKED) {table}");
+        conn.execute(analyze.as_str()).await?;
+        tracing::debug!(%table, ms = started.elapsed().as_millis() as u64, "analyzed");
+    }
+    Ok(tables.into_iter().chain(grown).collect())
 }
