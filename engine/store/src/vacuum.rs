@@ -63,45 +63,33 @@ async fn vacuum_tables(
     conn: &mut PoolConnection<Postgres>,
     interval: Duration,
 ) -> Result<Vec<String>, StoreError> {
-    // Names come from the catalog and are quoted by format('%I'); VACUUM takes
-    // no parameters and cannot run in a transaction, so it is sent as text.
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables
-          WHERE (schemaname = 'tasker' OR (schemaname = 'pgmq' AND relname LIKE 'q\\_%'))
-            AND n_dead_tup > $1 + n_live_tup / 5
-            AND coalesce(greatest(last_vacuum, last_autovacuum), '-infinity')
-                < now() - make_interval(secs => $2)
-          ORDER BY n_dead_tup DESC",
+    // Names come from the catalog and are quoted by format('%I'); VACUUM and
+    // ANALYZE take no parameters (and VACUUM cannot run in a transaction), so
+    // each is sent as text. A table to vacuum is analyzed by its vacuum.
+    let due: Vec<(String, String)> = sqlx::query_as(
+        "SELECT format('%I.%I', schemaname, relname),
+                CASE WHEN vacuum THEN 'VACUUM (ANALYZE, SKIP_LOCKED)' ELSE 'ANALYZE (SKIP_LOCKED)' END
+           FROM (SELECT schemaname, relname, n_dead_tup, n_mod_since_analyze,
+                        n_dead_tup > $1 + n_live_tup / 5
+                        AND coalesce(greatest(last_vacuum, last_autovacuum), '-infinity')
+                            < now() - make_interval(secs => $3) AS vacuum,
+                        n_mod_since_analyze > $2 + n_live_tup / 10
+                        AND coalesce(greatest(last_analyze, last_autoanalyze), '-infinity')
+                            < now() - make_interval(secs => $3) AS analyze_only
+                   FROM pg_stat_user_tables
+                  WHERE schemaname = 'tasker' OR (schemaname = 'pgmq' AND relname LIKE 'q\\_%')) t
+          WHERE vacuum OR analyze_only
+          ORDER BY vacuum DESC, n_dead_tup DESC, n_mod_since_analyze DESC",
     )
     .bind(DEAD_ROWS_ALLOWED)
-    .bind(interval.as_secs_f64())
-    .fetch_all(conn.as_mut())
-    .await?;
-    for table in &tables {
-        let started = std::time::Instant::now();
-        let vacuum = format!("VACUUM (ANALYZE, SKIP_LOCKED) {table}");
-        conn.execute(vacuum.as_str()).await?;
-        tracing::debug!(%table, ms = started.elapsed().as_millis() as u64, "vacuumed");
-    }
-    let grown: Vec<String> = sqlx::query_scalar(
-        "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables
-          WHERE (schemaname = 'tasker' OR (schemaname = 'pgmq' AND relname LIKE 'q\\_%'))
-            AND n_mod_since_analyze > $1 + n_live_tup / 10
-            AND coalesce(greatest(last_analyze, last_autoanalyze), '-infinity')
-                < now() - make_interval(secs => $2)
-            AND NOT (format('%I.%I', schemaname, relname) = ANY ($3))
-          ORDER BY n_mod_since_analyze DESC",
-    )
     .bind(CHANGED_ROWS_ALLOWED)
     .bind(interval.as_secs_f64())
-    .bind(&tables)
     .fetch_all(conn.as_mut())
     .await?;
-    for table in &grown {
+    for (table, command) in &due {
         let started = std::time::Instant::now();
-        let analyze = format!("ANALYZE (SKIP_LOCKED) {table}");
-        conn.execute(analyze.as_str()).await?;
-        tracing::debug!(%table, ms = started.elapsed().as_millis() as u64, "analyzed");
+        conn.execute(format!("{command} {table}").as_str()).await?;
+        tracing::debug!(%table, command, ms = started.elapsed().as_millis() as u64, "maintained");
     }
-    Ok(tables.into_iter().chain(grown).collect())
+    Ok(due.into_iter().map(|(table, _)| table).collect())
 }

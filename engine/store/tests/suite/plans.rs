@@ -88,7 +88,18 @@ async fn claims_planned_from_an_empty_database_scan_no_table_once_it_is_analyzed
             .await
             .unwrap();
     }
-    add_diamonds(&pool, 1500).await;
+    // On a connection of its own, whose table statistics are then flushed
+    // (a backend sends them at most once a second): the sweep reads them.
+    let writer = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .unwrap();
+    add_diamonds(&writer, 1500).await;
+    sqlx::raw_sql("SELECT pg_stat_force_next_flush(); SELECT 1;")
+        .execute(&writer)
+        .await
+        .unwrap();
     // The plan the statistics of an empty database made scans tasker.steps per
     // message; the vacuum sweep's analyze of the tables that grew (any
     // orchestrator, every `vacuum_interval_seconds`) replaces it.
