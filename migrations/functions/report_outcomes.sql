@@ -22,11 +22,8 @@
 --
 -- p_queue: the step queue's name (validated by the caller; quoted here). The
 -- delete from it is the one dynamic statement.
--- enable_seqscan = off: every statement here reads its rows by key. While
--- the tables are small (a new database) the planner prefers sequential scans,
--- and a scan of tasker.tasks resolves the MultiXact of every row that
--- foreign-key checks share-locked and a report updated: a cost that grows with
--- the table (docs/performance.md, session 14). Nested calls inherit it.
+-- enable_seqscan = off: every statement here reads its rows by key
+-- (tasker.apply_successes says why that matters). Nested calls inherit it.
 CREATE OR REPLACE FUNCTION tasker.report_outcomes(
     p_queue text, p_steps uuid[], p_attempts integer[], p_bodies jsonb[], p_msg_ids bigint[],
     p_processor text, p_apply boolean)

@@ -19,9 +19,8 @@
 -- planning is cheap: 113-156 us a call for one message against 257-363 us
 -- when the whole computation was the dynamic statement (3,000 calls in a
 -- loop; a static INSERT alone is 31 us; docs/performance.md).
--- enable_seqscan = off: its tasks are read by key; on a small table the
--- planner would scan tasker.tasks, resolving every row's MultiXact
--- (tasker.report_outcomes says why that costs).
+-- enable_seqscan = off: its tasks are read by key (tasker.apply_successes
+-- says why that matters).
 DROP FUNCTION IF EXISTS tasker.send_step_messages(text[], jsonb[]);
 CREATE OR REPLACE FUNCTION tasker.send_step_messages(p_queues text[], p_msgs jsonb[],
                                                      p_vt timestamptz DEFAULT NULL)

@@ -11,11 +11,8 @@
 -- read again and returned unapplied, and the caller applies it one result at a
 -- time (in Rust: tasker_store::result::take_batch_on), so a bad message or a
 -- conflict costs only itself.
--- enable_seqscan = off: every statement here reads its rows by key. While
--- the tables are small (a new database) the planner prefers sequential scans,
--- and a scan of tasker.tasks resolves the MultiXact of every row that
--- foreign-key checks share-locked and a report updated: a cost that grows with
--- the table (docs/performance.md, session 14). Nested calls inherit it.
+-- enable_seqscan = off: every statement here reads its rows by key
+-- (tasker.apply_successes says why that matters). Nested calls inherit it.
 CREATE OR REPLACE FUNCTION tasker.take_step_results(p_lease_seconds integer, p_qty integer, p_processor text)
 RETURNS TABLE (msg_id bigint, read_ct integer, message jsonb, applied boolean,
                step_found boolean, is_current boolean, queues text[], step_state text,

@@ -13,22 +13,12 @@ use std::time::Duration;
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 
-use super::report_apply::{success, STEP_QUEUE};
-use tasker_store::queue::{self, RESULTS_QUEUE};
+use super::report_apply::{diamond_template, success, STEP_QUEUE};
 use tasker_store::step::{claim_batch, report_and_apply_on, Serves};
 use tasker_store::task::{self, Start};
 use tasker_store::template::TemplateCache;
 use tasker_store::vacuum;
-use tasker_testkit::{migrated, new_task, register_example};
-
-/// A migrated database with the results queue and the `demo/diamond` template.
-async fn diamond_template(pool: &PgPool) {
-    migrated(pool).await;
-    queue::ensure(&mut pool.acquire().await.unwrap(), RESULTS_QUEUE)
-        .await
-        .unwrap();
-    register_example(pool, "diamond").await;
-}
+use tasker_testkit::new_task;
 
 /// `tasks` more `demo/diamond` tasks.
 async fn add_diamonds(pool: &PgPool, tasks: usize) {

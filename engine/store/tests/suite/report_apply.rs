@@ -20,13 +20,18 @@ use tasker_testkit::{fail_recording_results_of, migrated, new_task, register_exa
 
 pub(super) const STEP_QUEUE: &str = "steps_demo";
 
-/// A migrated database with the results queue and one `demo/diamond` task.
-async fn diamond(pool: &PgPool) -> Uuid {
+/// A migrated database with the results queue and the `demo/diamond` template.
+pub(super) async fn diamond_template(pool: &PgPool) {
     migrated(pool).await;
     queue::ensure(&mut pool.acquire().await.unwrap(), RESULTS_QUEUE)
         .await
         .unwrap();
     register_example(pool, "diamond").await;
+}
+
+/// [`diamond_template`] and one `demo/diamond` task.
+async fn diamond(pool: &PgPool) -> Uuid {
+    diamond_template(pool).await;
     let req = new_task("demo", "diamond", json!({"value": 3}));
     let (created, _changed) = task::create(pool, &TemplateCache::default(), &req, "test")
         .await
@@ -40,7 +45,7 @@ async fn claim(pool: &PgPool) -> Vec<Claimed> {
         .unwrap()
 }
 
-pub(super) fn result_for(c: &Claimed, attempt: u32, outcome: Outcome) -> (i64, StepResultMessage) {
+fn result_for(c: &Claimed, attempt: u32, outcome: Outcome) -> (i64, StepResultMessage) {
     let ctx = c.step.as_ref().expect("a runnable step");
     let msg = StepResultMessage {
         step_id: ctx.step_id,
